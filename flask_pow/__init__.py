@@ -1,0 +1,17 @@
+from .config import InsecureTTLWarning as InsecureTTLWarning
+from .config import PowConfig as PowConfig
+from .credentials import CredentialsCache as CredentialsCache
+from .credentials import SessionInfo as SessionInfo
+from .extension import Pow as Pow
+from .serialization import JSONSerializer as JSONSerializer
+from .session import current_session as current_session
+from .session import current_user as current_user
+from .session import login_user as login_user
+from .session import logout_user as logout_user
+from .signals import session_rotated as session_rotated
+from .signals import user_logged_in as user_logged_in
+from .signals import user_logged_out as user_logged_out
+from .stores import StoreUnavailable as StoreUnavailable
+from .users import SQLAlchemyUsers as SQLAlchemyUsers
+from .users import UserAdapter as UserAdapter
+from .views import login_required as login_required

@@ -1,0 +1,234 @@
+"""The ``POW_*`` configuration keys: their defaults, and the validation that
+turns ``app.config`` into a frozen :class:`PowConfig` once, in
+:meth:`~flask_pow.Pow.init_app`.
+
+A bad value raises :exc:`ValueError` (or :exc:`TypeError` for a wrong type)
+at setup, naming the key, the value and the fix, never at request time.
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import dataclasses
+import datetime as dt
+import typing as t
+import warnings
+
+from cachelib import BaseCache
+
+#: The key prefix inside the cache.
+DEFAULT_NAMESPACE = "credentials"
+#: The key in :data:`flask.session` that holds the signed token.
+DEFAULT_SESSION_KEY = "pow_auth"
+#: Idle timeout: records expire this long after the last write (OWASP: at
+#: most 30 minutes for a low-risk application).
+DEFAULT_CREDENTIALS_TTL = dt.timedelta(minutes=30)
+#: A token older than this is rotated.
+DEFAULT_SESSION_TTL_RENEWAL = dt.timedelta(minutes=15)
+#: A rotated-away token keeps working this long, pointing at the new one.
+DEFAULT_ROTATION_GRACE = dt.timedelta(seconds=30)
+#: Columns whose attribute name matches one of these :mod:`fnmatch` patterns
+#: (case-insensitive) are never written to the cache.
+DEFAULT_CACHE_EXCLUDE: tuple[str, ...] = (
+    "*password*",
+    "*passwd*",
+    "*secret*",
+    "*token*",
+    "*hash*",
+    "*salt*",
+    "*otp*",
+    "*totp*",
+    "*api_key*",
+    "*apikey*",
+    "*private_key*",
+    "*recovery_code*",
+)
+#: The in-process cache holds three or four keys per session; cachelib's
+#: default threshold of 500 would start evicting live sessions at about a
+#: hundred users.
+DEFAULT_SIMPLE_CACHE_THRESHOLD = 100_000
+
+#: Above this idle timeout a warning is given once (OWASP idle timeout).
+OWASP_IDLE_TIMEOUT = dt.timedelta(minutes=30)
+
+
+class InsecureTTLWarning(UserWarning):
+    """The configured ``POW_CREDENTIALS_TTL`` is longer than the 30 minutes
+    OWASP recommends as an idle timeout.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class PowConfig:
+    """The validated ``POW_*`` settings of one application. Durations are
+    whole seconds, because that is what cachelib timeouts take.
+    """
+
+    #: The cache holding the records, given or built from the settings.
+    cache: BaseCache
+    namespace: str
+    session_key: str
+    credentials_ttl: int
+    #: ``None`` means never rotate; ``0`` means every request.
+    session_ttl_renewal: int | None
+    rotation_grace: int
+    #: ``None`` means no absolute timeout.
+    absolute_ttl: int | None
+    cache_exclude: tuple[str, ...]
+    login_view: str | None
+
+
+def _seconds(key: str, value: object, *, allow_none: bool, minimum: int) -> int | None:
+    """Validate one duration setting and return it in whole seconds."""
+    if value is None and allow_none:
+        return None
+
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        expected = (
+            "a timedelta, a number of seconds, or None"
+            if allow_none
+            else ("a timedelta or a number of seconds")
+        )
+        raise TypeError(f"{key} must be {expected}, got {value!r}.")
+
+    if seconds != int(seconds):
+        raise ValueError(
+            f"{key} must be a whole number of seconds (the cache counts in"
+            f" seconds), got {value!r}."
+        )
+
+    if seconds < minimum:
+        raise ValueError(f"{key} must be at least {minimum} seconds, got {value!r}.")
+
+    return int(seconds)
+
+
+def _text(key: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key} must be a non-empty string, got {value!r}.")
+
+    if any(ch.isspace() for ch in value):
+        raise ValueError(f"{key} must not contain white space, got {value!r}.")
+
+    return value
+
+
+def _patterns(key: str, value: object) -> tuple[str, ...]:
+    # A bare string is iterable too, and would silently become one pattern
+    # per character.
+    if isinstance(value, (str, bytes)) or not isinstance(value, c.Iterable):
+        raise TypeError(
+            f"{key} must be a list of column name patterns, got {value!r}."
+            f" Write [{value!r}] for a single pattern."
+        )
+
+    patterns = tuple(value)
+
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(
+                f"{key} must contain only non-empty strings, got {pattern!r}."
+            )
+
+    return patterns
+
+
+def _cache(value: object) -> BaseCache:
+    if value is None:
+        from cachelib import SimpleCache
+
+        return SimpleCache(threshold=DEFAULT_SIMPLE_CACHE_THRESHOLD)
+
+    if not isinstance(value, BaseCache):
+        raise TypeError(
+            "POW_CACHE must be a cachelib cache such as"
+            " cachelib.FileSystemCache('/var/cache/myapp') or"
+            f" cachelib.RedisCache(...), got {value!r}."
+        )
+
+    return value
+
+
+def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
+    """Read the ``POW_*`` keys of an application's config, setting the
+    defaults in it so that they can be seen there, and validate them.
+
+    :param config: the application's :attr:`~flask.Flask.config`.
+    :raise ValueError: if a value is out of range.
+    :raise TypeError: if a value has the wrong type.
+    """
+    config.setdefault("POW_CACHE", None)
+    config.setdefault("POW_NAMESPACE", DEFAULT_NAMESPACE)
+    config.setdefault("POW_SESSION_KEY", DEFAULT_SESSION_KEY)
+    config.setdefault("POW_CREDENTIALS_TTL", DEFAULT_CREDENTIALS_TTL)
+    config.setdefault("POW_SESSION_TTL_RENEWAL", DEFAULT_SESSION_TTL_RENEWAL)
+    config.setdefault("POW_ROTATION_GRACE", DEFAULT_ROTATION_GRACE)
+    config.setdefault("POW_ABSOLUTE_TTL", None)
+    config.setdefault("POW_CACHE_EXCLUDE", DEFAULT_CACHE_EXCLUDE)
+    config.setdefault("POW_LOGIN_VIEW", None)
+
+    credentials_ttl = _seconds(
+        "POW_CREDENTIALS_TTL",
+        config["POW_CREDENTIALS_TTL"],
+        allow_none=False,
+        minimum=1,
+    )
+    assert credentials_ttl is not None
+    renewal = _seconds(
+        "POW_SESSION_TTL_RENEWAL",
+        config["POW_SESSION_TTL_RENEWAL"],
+        allow_none=True,
+        minimum=0,
+    )
+    grace = _seconds(
+        "POW_ROTATION_GRACE", config["POW_ROTATION_GRACE"], allow_none=False, minimum=0
+    )
+    assert grace is not None
+    absolute = _seconds(
+        "POW_ABSOLUTE_TTL", config["POW_ABSOLUTE_TTL"], allow_none=True, minimum=1
+    )
+
+    if renewal is not None and renewal >= credentials_ttl:
+        raise ValueError(
+            f"POW_SESSION_TTL_RENEWAL ({renewal} s) must be shorter than"
+            f" POW_CREDENTIALS_TTL ({credentials_ttl} s): a session's records"
+            " expire that long after its last rotation, so it would end before"
+            " it is ever renewed. Lower the renewal, or set it to None to never"
+            " rotate."
+        )
+
+    if grace >= credentials_ttl:
+        raise ValueError(
+            f"POW_ROTATION_GRACE ({grace} s) must be shorter than"
+            f" POW_CREDENTIALS_TTL ({credentials_ttl} s)."
+        )
+
+    login_view = config["POW_LOGIN_VIEW"]
+
+    if login_view is not None:
+        login_view = _text("POW_LOGIN_VIEW", login_view)
+
+    if credentials_ttl > OWASP_IDLE_TIMEOUT.total_seconds():
+        warnings.warn(
+            f"POW_CREDENTIALS_TTL is {credentials_ttl} seconds. OWASP recommends"
+            " an idle timeout of at most 30 minutes to limit session hijacking;"
+            " consider lowering it.",
+            InsecureTTLWarning,
+            stacklevel=3,
+        )
+
+    return PowConfig(
+        cache=_cache(config["POW_CACHE"]),
+        namespace=_text("POW_NAMESPACE", config["POW_NAMESPACE"]),
+        session_key=_text("POW_SESSION_KEY", config["POW_SESSION_KEY"]),
+        credentials_ttl=credentials_ttl,
+        session_ttl_renewal=renewal,
+        rotation_grace=grace,
+        absolute_ttl=absolute,
+        cache_exclude=_patterns("POW_CACHE_EXCLUDE", config["POW_CACHE_EXCLUDE"]),
+        login_view=login_view,
+    )

@@ -1,0 +1,678 @@
+"""The credentials cache: the records of every session, the cached users,
+and the per-user index that lets sessions be listed and revoked without
+scanning the store.
+
+Records, under the namespace (``POW_NAMESPACE``):
+
+``session:<session id>``
+    One login on one device: the user key, the SHA-256 digest of the current
+    token (the token itself is never stored), login and rotation times,
+    metadata, and after a rotation the previous token's digest with the new
+    token sealed under the previous one, for the grace window. Lives
+    ``POW_CREDENTIALS_TTL`` from its last write.
+``user:<user key>``
+    The user's cached columns, shared by all of their sessions. Rewritten,
+    and its TTL restarted, by every write for that user.
+``sessions:<user key>``
+    The index: session id -> expiry time, pruned of expired ids on write.
+``users:<bucket>``
+    User key -> expiry of their latest session, in 64 buckets by hash, so
+    :meth:`CredentialsCache.users` reads 64 keys rather than scanning.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections.abc as c
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import typing as t
+
+from .stores import Lock
+from .stores import Store
+from .stores import StoreUnavailable
+from .users import UserAdapter
+
+logger = logging.getLogger("flask_pow")
+
+#: Number of ``users:<bucket>`` records.
+USER_BUCKETS = 64
+#: Session ids and tokens are this many random bytes, base64url-encoded.
+SESSION_ID_BYTES = 16
+TOKEN_BYTES = 32
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def digest(token: str) -> str:
+    """The SHA-256 digest under which a token is known to the store."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def _pad(token: str) -> bytes:
+    return hmac.new(token.encode("ascii"), b"flask_pow.rotated_to", "sha256").digest()
+
+
+def seal(new_token: str, old_token: str) -> str:
+    """Seal the new token so that only a holder of the old one can read it:
+    the store never holds a usable token, even during the grace window.
+    """
+    raw = _unb64(new_token)
+    return _b64(bytes(a ^ b for a, b in zip(raw, _pad(old_token), strict=True)))
+
+
+def unseal(sealed: str, old_token: str) -> str:
+    """Read a token sealed by :func:`seal`."""
+    raw = _unb64(sealed)
+    return _b64(bytes(a ^ b for a, b in zip(raw, _pad(old_token), strict=True)))
+
+
+def new_token() -> str:
+    """A token of 256 random bits from :mod:`secrets`."""
+    return _b64(secrets.token_bytes(TOKEN_BYTES))
+
+
+def new_session_id() -> str:
+    """A session id of 128 random bits."""
+    return _b64(secrets.token_bytes(SESSION_ID_BYTES))
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionInfo:
+    """One session as the store has it. Holds no token: nothing here lets
+    anyone log in.
+    """
+
+    #: The stable id of this login on this device; survives rotations.
+    id: str
+    #: The identity key of the user, ``"<Model>:<primary key>"``.
+    user_key: str
+    #: When the user logged in.
+    created_at: dt.datetime
+    #: When the current token was issued (login or last rotation).
+    inserted_at: dt.datetime
+    #: When the session ends unless rotated first (idle timeout, capped by the
+    #: absolute timeout).
+    expires_at: dt.datetime
+    #: ``ip`` and ``user_agent`` at login, plus the application's own keys.
+    metadata: dict[str, t.Any]
+
+
+@dataclasses.dataclass
+class _Record:
+    """A ``session:<id>`` record, validated."""
+
+    id: str
+    user_key: str
+    token: str
+    created_at: float
+    inserted_at: float
+    expires_at: float
+    metadata: dict[str, t.Any]
+    previous: str | None = None
+    previous_until: float = 0.0
+    rotated_to: str | None = None
+
+    @classmethod
+    def parse(cls, session_id: str, value: t.Any) -> _Record:
+        """Validate a stored value.
+
+        :raise ValueError: if it is not a session record.
+        """
+        if not isinstance(value, dict):
+            raise ValueError("not a dict")
+
+        try:
+            record = cls(
+                id=session_id,
+                user_key=value["user"],
+                token=value["token"],
+                created_at=value["created_at"],
+                inserted_at=value["inserted_at"],
+                expires_at=value["expires_at"],
+                metadata=value["metadata"],
+                previous=value.get("previous"),
+                previous_until=value.get("previous_until", 0.0),
+                rotated_to=value.get("rotated_to"),
+            )
+        except (KeyError, TypeError):
+            raise ValueError("missing fields") from None
+
+        for name, kind in (
+            ("user_key", str),
+            ("token", str),
+            ("created_at", (int, float)),
+            ("inserted_at", (int, float)),
+            ("expires_at", (int, float)),
+            ("metadata", dict),
+            ("previous", (str, type(None))),
+            ("previous_until", (int, float)),
+            ("rotated_to", (str, type(None))),
+        ):
+            if not isinstance(getattr(record, name), kind):
+                raise ValueError(f"bad {name}")
+
+        return record
+
+    def dump(self) -> dict[str, t.Any]:
+        value: dict[str, t.Any] = {
+            "user": self.user_key,
+            "token": self.token,
+            "created_at": self.created_at,
+            "inserted_at": self.inserted_at,
+            "expires_at": self.expires_at,
+            "metadata": self.metadata,
+        }
+
+        if self.previous is not None:
+            value["previous"] = self.previous
+            value["previous_until"] = self.previous_until
+            value["rotated_to"] = self.rotated_to
+
+        return value
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            id=self.id,
+            user_key=self.user_key,
+            created_at=_utc(self.created_at),
+            inserted_at=_utc(self.inserted_at),
+            expires_at=_utc(self.expires_at),
+            metadata=dict(self.metadata),
+        )
+
+
+@dataclasses.dataclass
+class Authenticated:
+    """What the store says about a request's token.
+
+    :meta private:
+    """
+
+    record: _Record
+    user_data: dict[str, t.Any]
+    #: The token the client should hold from now on, if it presented a
+    #: rotated-away one inside the grace window.
+    follow: str | None = None
+
+
+class CredentialsCache:
+    """The sessions and cached users of one application, on a
+    :class:`~flask_pow.stores.Store`. Reach it as ``pow.credentials``.
+
+    :param store: where the records live.
+    :param users: the user adapter.
+    :param credentials_ttl: idle timeout in seconds.
+    :param rotation_grace: how long a rotated-away token still works.
+    :param absolute_ttl: seconds after login when a session ends, or ``None``.
+    """
+
+    #: The clock, seconds since the epoch. Tests may replace it.
+    clock: c.Callable[[], float] = staticmethod(time.time)
+
+    def __init__(
+        self,
+        store: Store,
+        users: UserAdapter[t.Any],
+        *,
+        credentials_ttl: int,
+        rotation_grace: int,
+        absolute_ttl: int | None,
+    ) -> None:
+        self.store = store
+        self.adapter = users
+        self.credentials_ttl = credentials_ttl
+        self.rotation_grace = rotation_grace
+        self.absolute_ttl = absolute_ttl
+        self._warned: set[str] = set()
+
+    # -- keys ---------------------------------------------------------------
+
+    def _session_key(self, session_id: str) -> str:
+        return self.store.key("session", session_id)
+
+    def _user_key(self, user_key: str) -> str:
+        return self.store.key("user", user_key)
+
+    def _index_key(self, user_key: str) -> str:
+        return self.store.key("sessions", user_key)
+
+    def _bucket_key(self, user_key: str) -> str:
+        bucket = int(hashlib.sha256(user_key.encode()).hexdigest()[:4], 16)
+        return self.store.key("users", f"{bucket % USER_BUCKETS:02d}")
+
+    def _lock(self, kind: str, name: str) -> Lock:
+        return self.store.lock(kind, name)
+
+    # -- corrupt records ----------------------------------------------------
+
+    def _corrupt(self, kind: str, key: str) -> None:
+        # Logged once per record and process, with a digest for a name: keys
+        # hold session ids, which are not for logs either.
+        name = hashlib.sha256(key.encode()).hexdigest()[:12]
+
+        if name not in self._warned:
+            if len(self._warned) > 10_000:
+                self._warned.clear()
+
+            self._warned.add(name)
+            logger.warning(
+                "Ignored a corrupt or foreign %s record in the credentials"
+                " cache (key digest %s); it is treated as missing.",
+                kind,
+                name,
+            )
+
+    def _read_record(self, session_id: str, value: t.Any) -> _Record | None:
+        if value is None:
+            return None
+
+        try:
+            return _Record.parse(session_id, value)
+        except ValueError:
+            self._corrupt("session", self._session_key(session_id))
+            return None
+
+    def _read_map(self, key: str, value: t.Any) -> dict[str, float]:
+        if value is None:
+            return {}
+
+        if not isinstance(value, dict) or not all(
+            isinstance(v, (int, float)) for v in value.values()
+        ):
+            self._corrupt("index", key)
+            return {}
+
+        return value
+
+    def _read_user_data(self, user_key: str, value: t.Any) -> dict[str, t.Any] | None:
+        if value is None:
+            return None
+
+        if (
+            not isinstance(value, dict)
+            or value.get("key") != user_key
+            or not isinstance(value.get("data"), dict)
+        ):
+            self._corrupt("user", self._user_key(user_key))
+            return None
+
+        return t.cast(dict[str, t.Any], value["data"])
+
+    # -- the request path ---------------------------------------------------
+
+    def authenticate(self, session_id: str, token: str) -> Authenticated | None:
+        """Look up the session a client presents. ``None`` unless the token
+        is the session's current one, or its previous one inside the grace
+        window, and the session and its cached user are both there.
+
+        :meta private:
+        """
+        record = self._read_record(
+            session_id, self.store.get(self._session_key(session_id))
+        )
+
+        if record is None:
+            return None
+
+        now = self.clock()
+        presented = digest(token)
+        follow = None
+
+        if hmac.compare_digest(presented, record.token):
+            pass
+        elif (
+            record.previous is not None
+            and record.rotated_to is not None
+            and hmac.compare_digest(presented, record.previous)
+            and now < record.previous_until
+        ):
+            follow = unseal(record.rotated_to, token)
+        else:
+            return None
+
+        if now >= record.expires_at:
+            return None
+
+        user_data = self._read_user_data(
+            record.user_key, self.store.get(self._user_key(record.user_key))
+        )
+
+        if user_data is None:
+            return None
+
+        return Authenticated(record, user_data, follow)
+
+    def load_user(self, user_data: dict[str, t.Any]) -> t.Any | None:
+        """Build a user from cached data; ``None`` (logged) if it is corrupt.
+
+        :meta private:
+        """
+        try:
+            return self.adapter.load(user_data)
+        except (ValueError, TypeError, KeyError):
+            self._corrupt("user", "user data")
+            return None
+
+    def is_past_absolute(self, record: _Record) -> bool:
+        """Whether a session is past the absolute timeout.
+
+        :meta private:
+        """
+        if self.absolute_ttl is None:
+            return False
+
+        return self.clock() >= record.created_at + self.absolute_ttl
+
+    # -- writes -------------------------------------------------------------
+
+    def _expiry(self, now: float, created_at: float) -> float:
+        expires = now + self.credentials_ttl
+
+        if self.absolute_ttl is not None:
+            expires = min(expires, created_at + self.absolute_ttl)
+
+        return expires
+
+    def _acquire(self, lock: Lock) -> None:
+        if not lock.acquire(blocking=True):
+            raise StoreUnavailable("Timed out waiting for a session store lock.")
+
+    def _write_user(
+        self,
+        user_key: str,
+        user_data: dict[str, t.Any] | None,
+        changes: dict[str, float | None],
+        now: float,
+    ) -> None:
+        """Under the user's lock: rewrite the user record (unless
+        ``user_data`` is ``None``), and apply ``changes`` (session id ->
+        expiry, ``None`` to remove) to the index, pruning expired ids. Deletes
+        the user's records when no session is left.
+        """
+        index_key = self._index_key(user_key)
+        index = self._read_map(index_key, self.store.get(index_key))
+
+        for session_id, expires_at in changes.items():
+            if expires_at is None:
+                index.pop(session_id, None)
+            else:
+                index[session_id] = expires_at
+
+        index = {sid: exp for sid, exp in index.items() if exp > now}
+
+        if index:
+            latest = max(index.values())
+            ttl = int(latest - now) + 1
+            items: dict[str, tuple[t.Any, int]] = {index_key: (index, ttl)}
+
+            if user_data is not None:
+                items[self._user_key(user_key)] = (
+                    {"key": user_key, "data": user_data},
+                    ttl,
+                )
+
+            self.store.set_many(items)
+        else:
+            latest = None
+            self.store.delete_many(self._user_key(user_key), index_key)
+
+        self._write_bucket(user_key, latest, now)
+
+    def _write_bucket(self, user_key: str, latest: float | None, now: float) -> None:
+        bucket_key = self._bucket_key(user_key)
+        lock = self._lock("bucket", bucket_key)
+        self._acquire(lock)
+
+        try:
+            bucket = self._read_map(bucket_key, self.store.get(bucket_key))
+
+            if latest is None:
+                bucket.pop(user_key, None)
+            else:
+                bucket[user_key] = latest
+
+            bucket = {key: exp for key, exp in bucket.items() if exp > now}
+
+            if bucket:
+                self.store.set(bucket_key, bucket, int(max(bucket.values()) - now) + 1)
+            else:
+                self.store.delete_many(bucket_key)
+        finally:
+            lock.release()
+
+    def create(
+        self, user: t.Any, metadata: dict[str, t.Any]
+    ) -> tuple[SessionInfo, str]:
+        """Store a new session for ``user`` and return it with its token.
+
+        :param user: the user logging in.
+        :param metadata: the session's metadata (JSON-serializable).
+        :return: the session and the token the client must hold. The token
+            is shown here only: the store keeps its digest.
+        """
+        user_key = self.adapter.key(user)
+        user_data = self.adapter.dump(user)
+        now = self.clock()
+        token = new_token()
+        record = _Record(
+            id=new_session_id(),
+            user_key=user_key,
+            token=digest(token),
+            created_at=now,
+            inserted_at=now,
+            expires_at=self._expiry(now, now),
+            metadata=dict(metadata),
+        )
+        lock = self._lock("user", user_key)
+        self._acquire(lock)
+
+        try:
+            self.store.set(
+                self._session_key(record.id),
+                record.dump(),
+                int(record.expires_at - now) + 1,
+            )
+            self._write_user(user_key, user_data, {record.id: record.expires_at}, now)
+        finally:
+            lock.release()
+
+        return record.info(), token
+
+    def rotate(
+        self, session_id: str, token: str, user_data: dict[str, t.Any]
+    ) -> tuple[str, bool] | None:
+        """Issue a new token for a session, keeping its id, creation time and
+        metadata. The old token keeps working for the grace window.
+
+        One caller wins: a caller that cannot take the session's lock at once
+        returns ``None`` and carries on with the old token. A caller whose
+        token was rotated meanwhile gets the token it was rotated to.
+
+        :param session_id: the session.
+        :param token: the token the caller holds.
+        :param user_data: the user's data, written if the user record is gone.
+        :return: the token the client should hold now and whether this call
+            rotated it, or ``None`` if the client keeps its own.
+        """
+        lock = self._lock("session", session_id)
+
+        if not lock.acquire(blocking=False):
+            return None
+
+        try:
+            key = self._session_key(session_id)
+            record = self._read_record(session_id, self.store.get(key))
+
+            if record is None:
+                return None
+
+            now = self.clock()
+
+            # Re-read under the lock: another request may have rotated since
+            # this one looked.
+            if not hmac.compare_digest(digest(token), record.token):
+                if (
+                    record.previous is not None
+                    and record.rotated_to is not None
+                    and hmac.compare_digest(digest(token), record.previous)
+                    and now < record.previous_until
+                ):
+                    return unseal(record.rotated_to, token), False
+
+                return None
+
+            fresh = new_token()
+
+            if self.rotation_grace:
+                record.previous = record.token
+                record.previous_until = now + self.rotation_grace
+                record.rotated_to = seal(fresh, token)
+            else:
+                record.previous = record.rotated_to = None
+                record.previous_until = 0.0
+
+            record.token = digest(fresh)
+            record.inserted_at = now
+            record.expires_at = self._expiry(now, record.created_at)
+            user_lock = self._lock("user", record.user_key)
+            self._acquire(user_lock)
+
+            try:
+                current = self._read_user_data(
+                    record.user_key, self.store.get(self._user_key(record.user_key))
+                )
+                self.store.set(key, record.dump(), int(record.expires_at - now) + 1)
+                # The user record is rewritten as it is now, not as this
+                # request read it, so a sync that happened meanwhile stays.
+                self._write_user(
+                    record.user_key,
+                    user_data if current is None else current,
+                    {session_id: record.expires_at},
+                    now,
+                )
+            finally:
+                user_lock.release()
+
+            return fresh, True
+        finally:
+            lock.release()
+
+    def delete(self, session_id: str) -> bool:
+        """End a session: its token stops working at once.
+
+        :return: whether there was such a session.
+        """
+        # The session's lock keeps a rotation in flight from writing the
+        # record back after it is deleted.
+        lock = self._lock("session", session_id)
+        self._acquire(lock)
+
+        try:
+            key = self._session_key(session_id)
+            record = self._read_record(session_id, self.store.get(key))
+            self.store.delete_many(key)
+
+            if record is None:
+                return False
+
+            user_lock = self._lock("user", record.user_key)
+            self._acquire(user_lock)
+
+            try:
+                current = self._read_user_data(
+                    record.user_key, self.store.get(self._user_key(record.user_key))
+                )
+                self._write_user(
+                    record.user_key, current, {session_id: None}, self.clock()
+                )
+            finally:
+                user_lock.release()
+        finally:
+            lock.release()
+
+        return True
+
+    # -- reading ------------------------------------------------------------
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        """The session with this id, or ``None`` if it has ended."""
+        record = self._read_record(
+            session_id, self.store.get(self._session_key(session_id))
+        )
+
+        if record is None or record.expires_at <= self.clock():
+            return None
+
+        return record.info()
+
+    def sessions(self, user: t.Any) -> list[SessionInfo]:
+        """The live sessions of a user, oldest login first. Reads the user's
+        index and their session records, never the whole store.
+        """
+        return self.sessions_by_key(self.adapter.key(user))
+
+    def sessions_by_key(self, user_key: str) -> list[SessionInfo]:
+        """:meth:`sessions` for a user key."""
+        index_key = self._index_key(user_key)
+        index = self._read_map(index_key, self.store.get(index_key))
+        now = self.clock()
+        ids = sorted(sid for sid, exp in index.items() if exp > now)
+
+        if not ids:
+            return []
+
+        values = self.store.get_many(*(self._session_key(sid) for sid in ids))
+        records = [
+            record
+            for sid, value in zip(ids, values, strict=True)
+            if (record := self._read_record(sid, value)) is not None
+            and record.expires_at > now
+            and record.user_key == user_key
+        ]
+        records.sort(key=lambda record: (record.created_at, record.id))
+        return [record.info() for record in records]
+
+    def users(self) -> list[t.Any]:
+        """The users with a live session, loaded from the cache (no query),
+        in user key order.
+        """
+        now = self.clock()
+        bucket_keys = [self.store.key("users", f"{n:02d}") for n in range(USER_BUCKETS)]
+        user_keys = sorted(
+            user_key
+            for key, value in zip(
+                bucket_keys, self.store.get_many(*bucket_keys), strict=True
+            )
+            for user_key, exp in self._read_map(key, value).items()
+            if exp > now
+        )
+
+        if not user_keys:
+            return []
+
+        values = self.store.get_many(*(self._user_key(key) for key in user_keys))
+        users = []
+
+        for user_key, value in zip(user_keys, values, strict=True):
+            data = self._read_user_data(user_key, value)
+
+            if data is not None and (user := self.load_user(data)) is not None:
+                users.append(user)
+
+        return users

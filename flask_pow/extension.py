@@ -1,0 +1,192 @@
+"""The :class:`Pow` extension."""
+
+from __future__ import annotations
+
+import collections.abc as c
+import dataclasses
+import typing as t
+from weakref import WeakKeyDictionary
+
+from flask import Flask
+from flask import current_app
+from flask import got_request_exception
+
+from . import session as _session
+from .config import PowConfig
+from .config import load_config
+from .credentials import CredentialsCache
+from .stores import Store
+from .users import SQLAlchemyUsers
+from .users import UserAdapter
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask_sqlalchemy import SQLAlchemy
+    from itsdangerous import Signer
+
+MetadataCallback = c.Callable[[t.Any], c.Mapping[str, t.Any]]
+
+
+@dataclasses.dataclass
+class PowState:
+    """The per-application state of a :class:`Pow` extension.
+
+    :meta private:
+    """
+
+    config: PowConfig
+    store: Store
+    users: UserAdapter[t.Any]
+    credentials: CredentialsCache
+    metadata_callbacks: list[MetadataCallback]
+    signers: dict[tuple[t.Any, ...], tuple[Signer, Signer | None]] = dataclasses.field(
+        default_factory=dict
+    )
+
+
+class Pow:
+    """Server-side auth sessions for Flask: the logged-in user comes from a
+    credentials cache, without a database query per request.
+
+    .. code-block:: python
+
+        db = SQLAlchemy(app)
+        pow = Pow(app, db=db, user_model=User)
+
+    or, with an application factory, ``pow = Pow(db=db, user_model=User)``
+    and later ``pow.init_app(app)``.
+
+    The extension reads the ``POW_*`` configuration keys once, in
+    :meth:`init_app`, and registers a ``before_request`` function that sets
+    ``g.current_user`` and an ``after_request`` function that stores logins,
+    logouts and rotations.
+
+    :param app: the application to set up now.
+    :param db: the Flask-SQLAlchemy extension, with ``user_model``.
+    :param user_model: the user model, with ``db``.
+    :param users: a user adapter instead of ``db`` and ``user_model``, for
+        users that are not Flask-SQLAlchemy models (see
+        :class:`~flask_pow.users.UserAdapter`).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        user_model: type[t.Any] | None = None,
+        users: UserAdapter[t.Any] | None = None,
+    ) -> None:
+        self.db = db
+        self.user_model = user_model
+        self.users = users
+        self._states: WeakKeyDictionary[Flask, PowState] = WeakKeyDictionary()
+        self._metadata_callbacks: list[MetadataCallback] = []
+
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        db: SQLAlchemy | None = None,
+        user_model: type[t.Any] | None = None,
+        users: UserAdapter[t.Any] | None = None,
+    ) -> None:
+        """Set up an application: read and validate its ``POW_*`` keys, and
+        register the request hooks. Arguments given here win over those given
+        to the constructor.
+
+        :raise RuntimeError: if a flask_pow extension is already set up on the
+            application.
+        :raise ValueError: if a setting or the user source is invalid.
+        :raise TypeError: if a setting has the wrong type.
+        """
+        if "pow" in app.extensions:
+            raise RuntimeError(
+                "A 'Pow' instance has already been registered on this Flask app."
+                " Import and use that instance instead."
+            )
+
+        db = db or self.db
+        user_model = user_model or self.user_model
+        users = users or self.users
+        config = load_config(app.config)
+
+        if users is None:
+            if db is None or user_model is None:
+                raise ValueError(
+                    "Pow needs to know the users: pass 'db' and 'user_model' (a"
+                    " Flask-SQLAlchemy model), or 'users' (a user adapter)."
+                )
+
+            users = SQLAlchemyUsers(db, user_model, exclude=config.cache_exclude)
+
+        store = Store(config.cache, config.namespace)
+        credentials = CredentialsCache(
+            store,
+            users,
+            credentials_ttl=config.credentials_ttl,
+            rotation_grace=config.rotation_grace,
+            absolute_ttl=config.absolute_ttl,
+        )
+        self._states[app] = PowState(
+            config=config,
+            store=store,
+            users=users,
+            credentials=credentials,
+            metadata_callbacks=self._metadata_callbacks,
+        )
+        app.extensions["pow"] = self
+        app.before_request(_session.load_user)
+        app.after_request(_session.persist)
+        got_request_exception.connect(_session.mark_failed, app, weak=False)
+        app.context_processor(_template_context)
+
+    def get_state(self, app: Flask | None = None) -> PowState:
+        """The state of this extension on an application.
+
+        :meta private:
+        """
+        if app is None:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+        try:
+            return self._states[app]
+        except KeyError:
+            raise RuntimeError(
+                "The current Flask app is not registered with this 'Pow'"
+                " instance. Did you forget to call 'init_app', or did you"
+                " create multiple 'Pow' instances?"
+            ) from None
+
+    @property
+    def credentials(self) -> CredentialsCache:
+        """The :class:`~flask_pow.credentials.CredentialsCache` of the current
+        application: read, list and end sessions.
+        """
+        return self.get_state().credentials
+
+    @property
+    def config(self) -> PowConfig:
+        """The validated settings of the current application."""
+        return self.get_state().config
+
+    def session_metadata(self, callback: MetadataCallback) -> MetadataCallback:
+        """Register a function that adds keys to a session's metadata at
+        login. It is called in the login request with the user, and returns a
+        mapping of JSON-serializable values, which can be read later from
+        :data:`~flask_pow.current_session` and in session listings:
+
+        .. code-block:: python
+
+            @pow.session_metadata
+            def add_country(user):
+                return {"country": request.headers.get("CF-IPCountry")}
+        """
+        self._metadata_callbacks.append(callback)
+        return callback
+
+
+def _template_context() -> dict[str, t.Any]:
+    return {"current_user": _session.current_user}

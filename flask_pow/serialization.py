@@ -1,0 +1,149 @@
+"""Tagged JSON for everything flask_pow stores, and a cachelib serializer
+built on it, so that no backend ever pickles or unpickles a value.
+
+Plain JSON types are written as they are. Other types are written as a
+one-key object whose key starts with a NUL character, which no column name
+or JSON document written by an application is expected to use:
+
+============================  ==========================================
+Python type                   stored as
+============================  ==========================================
+:class:`datetime.datetime`    ``{"\\u0000dt": "<ISO 8601, offset kept>"}``
+:class:`datetime.date`        ``{"\\u0000d": "<ISO 8601>"}``
+:class:`datetime.time`        ``{"\\u0000tm": "<ISO 8601>"}``
+:class:`uuid.UUID`            ``{"\\u0000u": "<hex>"}``
+:class:`decimal.Decimal`      ``{"\\u0000dec": "<str>"}``
+:class:`bytes`                ``{"\\u0000b": "<base64>"}``
+:class:`set`, ``frozenset``   ``{"\\u0000set": [...]}``
+============================  ==========================================
+
+Tuples become lists, as in JSON. Any other type is refused with
+:exc:`TypeError` when it is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections.abc as c
+import datetime as dt
+import decimal
+import json
+import typing as t
+import uuid
+
+_TAG = "\x00"
+
+
+def _encode(value: t.Any) -> dict[str, t.Any]:
+    # Order matters: datetime is a subclass of date.
+    if isinstance(value, dt.datetime):
+        return {_TAG + "dt": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {_TAG + "d": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {_TAG + "tm": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {_TAG + "u": value.hex}
+    if isinstance(value, decimal.Decimal):
+        return {_TAG + "dec": str(value)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {_TAG + "b": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (set, frozenset)):
+        return {_TAG + "set": list(value)}
+    raise TypeError(
+        f"Values of type {type(value).__name__!r} cannot be stored by flask_pow."
+    )
+
+
+_DECODERS: dict[str, c.Callable[[t.Any], t.Any]] = {}
+
+
+def _decode(obj: dict[str, t.Any]) -> t.Any:
+    if len(obj) != 1:
+        return obj
+
+    key = next(iter(obj))
+
+    if not key.startswith(_TAG):
+        return obj
+
+    try:
+        decoder = _DECODERS[key[1:]]
+    except KeyError:
+        raise ValueError(f"unknown tag {key[1:]!r}") from None
+
+    return decoder(obj[key])
+
+
+def _decode_bytes(value: t.Any) -> bytes:
+    return base64.b64decode(value, validate=True)
+
+
+_DECODERS.update(
+    {
+        "dt": dt.datetime.fromisoformat,
+        "d": dt.date.fromisoformat,
+        "tm": dt.time.fromisoformat,
+        "u": uuid.UUID,
+        "dec": decimal.Decimal,
+        "b": _decode_bytes,
+        "set": set,
+    }
+)
+
+
+def dumps(value: t.Any) -> bytes:
+    """Serialize a value to compact tagged JSON.
+
+    :raise TypeError: if the value holds a type that cannot be stored.
+    """
+    return json.dumps(
+        value, default=_encode, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+def loads(data: str | bytes) -> t.Any:
+    """Deserialize tagged JSON written by :func:`dumps`.
+
+    :raise ValueError: if the data is not valid tagged JSON.
+    """
+    try:
+        return json.loads(data, object_hook=_decode)
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as e:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors; a bad tag
+        # value can raise TypeError or decimal.InvalidOperation.
+        raise ValueError(f"not a flask_pow record: {type(e).__name__}") from None
+
+
+class JSONSerializer:
+    """A cachelib serializer writing tagged JSON, set on every cache
+    flask_pow uses in place of cachelib's pickling serializers.
+
+    A value that cannot be decoded, such as a pickle planted in the store, is
+    read as ``None``, which cachelib and flask_pow treat as a miss; it is
+    never unpickled.
+    """
+
+    def dumps(self, value: t.Any) -> bytes:
+        """Serialize for caches that store bytes (Redis, Simple)."""
+        return dumps(value)
+
+    def loads(self, value: bytes | None) -> t.Any:
+        """Deserialize what :meth:`dumps` wrote; ``None`` on a miss or on
+        anything that is not tagged JSON.
+        """
+        if value is None:
+            return None
+
+        try:
+            return loads(value)
+        except ValueError:
+            return None
+
+    def dump(self, value: t.Any, f: t.IO[bytes]) -> None:
+        """Serialize into a file (:class:`cachelib.FileSystemCache`)."""
+        f.write(dumps(value))
+
+    def load(self, f: t.IO[bytes]) -> t.Any:
+        """Deserialize from a file (:class:`cachelib.FileSystemCache`)."""
+        return self.loads(f.read())

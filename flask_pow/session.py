@@ -1,0 +1,424 @@
+"""The request side: read the signed token from :data:`flask.session`, load
+the user from the credentials cache into ``g.current_user``, rotate stale
+tokens, and apply logins and logouts once the view has returned.
+
+Nothing is written to the store while the view runs. :func:`login_user` and
+:func:`logout_user` change ``g.current_user`` at once and record what to
+write; :func:`persist` writes it in ``after_request``, and skips it if the
+request failed with an unhandled exception, so a failed request consumes no
+token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import typing as t
+
+from flask import current_app
+from flask import g
+from flask import request
+from flask import session
+from itsdangerous import BadSignature
+from itsdangerous import Signer
+from werkzeug.local import LocalProxy
+
+from . import serialization
+from . import signals
+from .credentials import SessionInfo
+from .stores import StoreUnavailable
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask import Flask
+    from flask.wrappers import Response
+
+    from .extension import PowState
+
+#: The salt of the token signature; distinct from the Flask session's, so a
+#: signature made for one is never valid for the other.
+SIGNER_SALT = "flask_pow.session"
+#: A longer value in the session key is not ours and is not verified.
+MAX_COOKIE_VALUE = 256
+#: The user agent kept in the session metadata is cut to this length.
+MAX_USER_AGENT = 512
+
+_PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})\Z")
+
+
+@dataclasses.dataclass
+class RequestState:
+    """What flask_pow knows and plans for one request, kept as ``g._pow``.
+
+    :meta private:
+    """
+
+    loaded: bool = False
+    #: The session the request is authenticated by.
+    session: SessionInfo | None = None
+    #: The token the client holds (or should hold, after a follow).
+    token: str | None = None
+    user_data: dict[str, t.Any] | None = None
+    #: Write the token to the cookie again (followed, or signed with an old
+    #: key).
+    resign: bool = False
+    rotate: bool = False
+    #: Session ids to end after the view returns.
+    ended: list[tuple[str, t.Any]] = dataclasses.field(default_factory=list)
+    #: A login to store after the view returns: the user and metadata.
+    login: tuple[t.Any, dict[str, t.Any]] | None = None
+    #: Drop the session key from the cookie (a logout).
+    clear_cookie: bool = False
+    #: An unhandled exception happened: write nothing.
+    failed: bool = False
+
+
+def _pow_state(app: Flask | None = None) -> PowState:
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    pow_ = app.extensions.get("pow")
+
+    if pow_ is None:
+        raise RuntimeError(
+            "flask_pow is not set up on this application. Call 'Pow(app)' or"
+            " 'pow.init_app(app)' before handling requests."
+        )
+
+    return pow_.get_state(app)  # type: ignore[no-any-return]
+
+
+def _request_state() -> RequestState:
+    state: RequestState | None = g.get("_pow")
+
+    if state is None:
+        state = g._pow = RequestState()
+
+    return state
+
+
+# -- signing -----------------------------------------------------------------
+
+
+def _signers(state: PowState) -> tuple[Signer, Signer | None]:
+    """Signers for the current key, and for the current and fallback keys
+    (``None`` if there are no fallbacks). Built once per set of keys.
+    """
+    app = current_app
+    secret = app.secret_key
+
+    if not secret:
+        raise RuntimeError(
+            "flask_pow signs its token with the application's secret key, and"
+            " none is set. Set 'SECRET_KEY' in the application's config."
+        )
+
+    fallbacks = tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
+    cache_key = (secret, fallbacks)
+    signers = state.signers.get(cache_key)
+
+    if signers is None:
+
+        def make(keys: list[t.Any]) -> Signer:
+            # itsdangerous signs with the last key and verifies with all.
+            return Signer(
+                keys,
+                salt=SIGNER_SALT,
+                key_derivation="hmac",
+                digest_method=hashlib.sha256,
+            )
+
+        signers = (make([secret]), make([*fallbacks, secret]) if fallbacks else None)
+        state.signers.clear()
+        state.signers[cache_key] = signers
+
+    return signers
+
+
+def _read_cookie(state: PowState) -> tuple[str, str, bool] | None:
+    """The session id and token from :data:`flask.session`, and whether they
+    were signed with a fallback key; ``None`` for anything else.
+    """
+    value = session.get(state.config.session_key)
+
+    if not isinstance(value, str) or len(value) > MAX_COOKIE_VALUE:
+        return None
+
+    current, with_fallbacks = _signers(state)
+    old_key = False
+
+    try:
+        payload = current.unsign(value)
+    except BadSignature:
+        if with_fallbacks is None:
+            return None
+
+        try:
+            payload = with_fallbacks.unsign(value)
+        except BadSignature:
+            return None
+
+        old_key = True
+
+    match = _PAYLOAD.match(payload.decode("ascii", "replace"))
+
+    if match is None:
+        return None
+
+    return match[1], match[2], old_key
+
+
+def _write_cookie(state: PowState, session_id: str, token: str) -> None:
+    signer, _ = _signers(state)
+    value = signer.sign(f"{session_id}.{token}").decode("ascii")
+    session[state.config.session_key] = value
+
+
+def _regenerate_session() -> None:
+    # Flask-Session's server-side interface can issue a new session id;
+    # Flask's cookie session has no id to fix.
+    regenerate = getattr(current_app.session_interface, "regenerate", None)
+
+    if callable(regenerate):
+        regenerate(session)
+
+
+# -- loading -----------------------------------------------------------------
+
+
+def load_user() -> None:
+    """Authenticate the request and set ``g.current_user``. Registered as a
+    ``before_request`` function; runs once per request, also when
+    :data:`current_user` is used before it.
+
+    :raise StoreUnavailable: if the store cannot be read.
+    """
+    request_state = _request_state()
+
+    if request_state.loaded:
+        return
+
+    request_state.loaded = True
+
+    # Another mechanism (an API token hook that ran first) already decided
+    # who this is; Pow keeps an assigned user too.
+    if "current_user" in g:
+        return
+
+    g.current_user = None
+    state = _pow_state()
+    cookie = _read_cookie(state)
+
+    if cookie is None:
+        return
+
+    session_id, token, old_key = cookie
+    credentials = state.credentials
+    found = credentials.authenticate(session_id, token)
+
+    if found is None:
+        return
+
+    if credentials.is_past_absolute(found.record):
+        credentials.delete(session_id)
+        return
+
+    user = credentials.load_user(found.user_data)
+
+    if user is None:
+        return
+
+    record = found.record
+    request_state.session = record.info()
+    request_state.token = found.follow or token
+    request_state.user_data = found.user_data
+    request_state.resign = old_key or found.follow is not None
+    renewal = state.config.session_ttl_renewal
+
+    if (
+        renewal is not None
+        and found.follow is None
+        and record.inserted_at + renewal < credentials.clock()
+    ):
+        request_state.rotate = True
+
+    g.current_user = user
+
+
+def get_current_user() -> t.Any:
+    """The logged-in user of this request, or ``None``.
+
+    :meta private:
+    """
+    load_user()
+    return g.current_user
+
+
+def get_current_session() -> SessionInfo | None:
+    """The session of this request, or ``None`` when anonymous.
+
+    :meta private:
+    """
+    load_user()
+    return _request_state().session
+
+
+#: The logged-in user of the current request, or ``None``: a proxy to
+#: ``g.current_user``. Test it with ``if current_user:`` or
+#: ``g.current_user is None``; the proxy itself is never ``None``.
+current_user: t.Any = LocalProxy(get_current_user)
+
+#: The :class:`~flask_pow.SessionInfo` of the current request (its id, login
+#: and rotation times, IP, user agent and custom metadata), or ``None``.
+current_session: SessionInfo | None = LocalProxy(  # type: ignore[assignment]
+    get_current_session
+)
+
+
+# -- logging in and out ------------------------------------------------------
+
+
+def login_user(user: t.Any, *, metadata: dict[str, t.Any] | None = None) -> None:
+    """Log a user in: a new session with a new token and a new session id.
+    A session the request was already authenticated by ends, so a token from
+    before the login is dead after it (no session fixation). Where the Flask
+    session interface can regenerate its id (Flask-Session), it does.
+
+    ``g.current_user`` is the user at once; the records are stored when the
+    view has returned.
+
+    :param user: the user, as the user adapter takes it.
+    :param metadata: extra metadata for the session, merged over the IP,
+        user agent and the application's
+        :meth:`~flask_pow.Pow.session_metadata` callbacks. Must be
+        JSON-serializable (tagged JSON types are fine).
+    :raise TypeError: if the metadata cannot be stored.
+    """
+    load_user()
+    state = _pow_state()
+    # Fail here, in the view, rather than after it: a user with no identity
+    # or metadata that cannot be stored raise now.
+    state.users.key(user)
+    values: dict[str, t.Any] = {
+        "ip": request.remote_addr,
+        "user_agent": request.user_agent.string[:MAX_USER_AGENT],
+    }
+
+    for callback in state.metadata_callbacks:
+        values.update(callback(user))
+
+    values.update(metadata or {})
+    serialization.dumps(values)
+
+    request_state = _request_state()
+    _end_current(request_state)
+    request_state.login = (user, values)
+    g.current_user = user
+
+
+def logout_user() -> bool:
+    """Log the current user out. The session's token is dead server-side
+    once the view returns, so a copy of the cookie is of no use.
+
+    :return: whether a user was logged in.
+    """
+    load_user()
+    request_state = _request_state()
+    was_in = g.current_user is not None
+    _end_current(request_state)
+    request_state.login = None
+    request_state.clear_cookie = True
+    g.current_user = None
+    return was_in
+
+
+def _end_current(request_state: RequestState) -> None:
+    if request_state.session is not None:
+        request_state.ended.append((request_state.session.id, g.current_user))
+
+    request_state.session = None
+    request_state.token = None
+    request_state.rotate = False
+    request_state.resign = False
+
+
+# -- persisting --------------------------------------------------------------
+
+
+def mark_failed(sender: Flask, **kwargs: t.Any) -> None:
+    """Connected to :data:`flask.got_request_exception`: a request that
+    failed writes nothing.
+
+    :meta private:
+    """
+    state = g.get("_pow")
+
+    if state is not None:
+        state.failed = True
+
+
+def persist(response: Response) -> Response:
+    """Apply the writes this request decided, in order: ended sessions, a
+    login, a rotation, a new cookie value. Registered as an
+    ``after_request`` function.
+
+    If the store fails, the response becomes a 503 and the cookie is left
+    as it was.
+    """
+    request_state: RequestState | None = g.get("_pow")
+
+    if request_state is None or request_state.failed:
+        return response
+
+    try:
+        _apply(request_state)
+    except StoreUnavailable as e:
+        return e.get_response()  # type: ignore[return-value]
+
+    return response
+
+
+def _apply(request_state: RequestState) -> None:
+    state = _pow_state()
+    credentials = state.credentials
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    for session_id, user in request_state.ended:
+        credentials.delete(session_id)
+        signals.user_logged_out.send(app, user=user, session_id=session_id)
+
+    if request_state.login is not None:
+        user, metadata = request_state.login
+        info, issued = credentials.create(user, metadata)
+        _write_cookie(state, info.id, issued)
+        _regenerate_session()
+        request_state.session = info
+        signals.user_logged_in.send(app, user=user, session=info)
+        return
+
+    if request_state.clear_cookie:
+        session.pop(state.config.session_key, None)
+        return
+
+    current = request_state.session
+    token = request_state.token
+
+    if current is None or token is None:
+        return
+
+    if request_state.rotate:
+        assert request_state.user_data is not None
+        rotated = credentials.rotate(current.id, token, request_state.user_data)
+
+        if rotated is not None:
+            new_token, by_us = rotated
+            _write_cookie(state, current.id, new_token)
+
+            if by_us:
+                _regenerate_session()
+                signals.session_rotated.send(
+                    app, session_id=current.id, user=g.current_user
+                )
+
+        return
+
+    if request_state.resign:
+        _write_cookie(state, current.id, token)

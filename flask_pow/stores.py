@@ -1,0 +1,243 @@
+"""The store seam: any cachelib :class:`~cachelib.BaseCache`, with keys put
+under the namespace, values written as tagged JSON, and a short lock.
+
+cachelib offers ``get``, ``set``, ``add`` and ``delete`` and nothing that
+lists keys or compares and sets, so the credentials cache builds its index
+on these operations under a lock. :class:`CacheLock` uses ``add``, which is
+atomic on the in-process, Redis and Memcached caches; a
+:class:`~cachelib.FileSystemCache` checks then sets in ``add``, so it gets
+:class:`FileLock`, an ``flock`` that several processes on one host share.
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import time
+import typing as t
+import warnings
+
+from cachelib import BaseCache
+from cachelib import FileSystemCache
+from cachelib import SimpleCache
+from werkzeug.exceptions import ServiceUnavailable
+
+from .serialization import JSONSerializer
+
+logger = logging.getLogger("flask_pow")
+
+#: How long a lock lives if its holder dies without releasing it.
+LOCK_TTL = 5
+#: Below this many items an in-process or file cache may evict live sessions.
+SMALL_THRESHOLD = 10_000
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The credentials store could not be read or written. Answered as
+    ``503 Service Unavailable``; the client's cookie is left alone, so the
+    same session works again once the store is back.
+    """
+
+    description = "The session store is unavailable. Please try again in a moment."
+
+
+class Lock(t.Protocol):
+    """A short lock on one name."""
+
+    def acquire(self, *, blocking: bool) -> bool:
+        """Take the lock. Without blocking, give up at once if it is held;
+        with blocking, wait up to the lock's TTL. Return whether it was taken.
+        """
+
+    def release(self) -> None:
+        """Let the lock go."""
+
+
+class CacheLock:
+    """A lock held as a cache key written with ``add``, which expires by
+    itself if its holder dies.
+    """
+
+    def __init__(self, cache: BaseCache, key: str, ttl: int = LOCK_TTL) -> None:
+        self.cache = cache
+        self.key = key
+        self.ttl = ttl
+        self._owner = secrets.token_hex(8)
+
+    def acquire(self, *, blocking: bool) -> bool:
+        deadline = time.monotonic() + self.ttl + 1
+        delay = 0.001
+
+        while True:
+            if self.cache.add(self.key, self._owner, timeout=self.ttl):
+                return True
+
+            if not blocking or time.monotonic() > deadline:
+                return False
+
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def release(self) -> None:
+        # Not atomic: the lock could expire and be taken by another between
+        # the read and the delete. Its TTL is far longer than any holder
+        # keeps it, so that takes a holder stalled for seconds.
+        if self.cache.get(self.key) == self._owner:
+            self.cache.delete(self.key)
+
+
+class FileLock:
+    """An ``flock`` on one of a fixed set of lock files beside a
+    :class:`~cachelib.FileSystemCache` directory. The kernel drops it if the
+    holder dies. Names share the files by hash, so the number of files stays
+    fixed; two names on one file only wait for each other.
+    """
+
+    def __init__(
+        self, directory: str, kind: str, name: str, ttl: int = LOCK_TTL
+    ) -> None:
+        stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
+        # Each kind has its own files, so a holder of a session lock can take
+        # its user's lock without waiting on itself.
+        self.path = os.path.join(directory, f"{kind}-{stripe:02d}")
+        self.ttl = ttl
+        self._fd: int | None = None
+
+    def acquire(self, *, blocking: bool) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.ttl
+        delay = 0.001
+
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not blocking or time.monotonic() > deadline:
+                    os.close(fd)
+                    return False
+
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            else:
+                self._fd = fd
+                return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Store:
+    """A cachelib cache seen through flask_pow's namespace.
+
+    The cache's serializer is replaced by :class:`JSONSerializer`, so nothing
+    is pickled, whoever built the cache. Give flask_pow a cache of its own:
+    other values stored in the same cache object must be JSON too.
+
+    :param cache: the cachelib cache.
+    :param namespace: the prefix of every key flask_pow writes.
+    """
+
+    def __init__(self, cache: BaseCache, namespace: str) -> None:
+        cache.serializer = JSONSerializer()  # type: ignore[attr-defined]
+        self.cache = cache
+        self.prefix = f"{namespace}:"
+        self._lock_dir: str | None = None
+
+        if isinstance(cache, FileSystemCache):
+            path = os.path.abspath(cache._path)
+            self._lock_dir = path.rstrip(os.sep) + ".pow-locks"
+            os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
+
+        threshold = getattr(cache, "_threshold", 0)
+
+        if isinstance(cache, (SimpleCache, FileSystemCache)) and (
+            0 < threshold < SMALL_THRESHOLD
+        ):
+            fix = (
+                "threshold=0 (no limit) or a threshold"
+                if isinstance(cache, FileSystemCache)
+                else "a threshold"
+            )
+            warnings.warn(
+                f"POW_CACHE is a {type(cache).__name__} with threshold={threshold}."
+                " When it holds more items than that it evicts some, and live"
+                f" sessions with them. Build it with {fix} of at least"
+                f" {SMALL_THRESHOLD}.",
+                stacklevel=4,
+            )
+
+    def key(self, *parts: str) -> str:
+        """Build a namespaced key from its parts."""
+        return self.prefix + ":".join(parts)
+
+    def get_many(self, *keys: str) -> list[t.Any]:
+        """Read several keys; a missing or undecodable value is ``None``.
+
+        :raise StoreUnavailable: if the cache cannot be reached.
+        """
+        try:
+            return self.cache.get_many(*keys)
+        except StoreUnavailable:
+            raise
+        except Exception as e:
+            raise _unavailable(e) from e
+
+    def get(self, key: str) -> t.Any:
+        """Read one key; see :meth:`get_many`."""
+        return self.get_many(key)[0]
+
+    def set(self, key: str, value: t.Any, ttl: int) -> None:
+        """Write one key with a TTL in seconds (at least one: flask_pow never
+        writes a key that lives forever).
+
+        :raise StoreUnavailable: if the cache refused or failed the write.
+        """
+        ttl = max(1, ttl)
+
+        try:
+            ok = self.cache.set(key, value, timeout=ttl)
+        except TypeError:
+            raise
+        except Exception as e:
+            raise _unavailable(e) from e
+
+        if not ok:
+            raise StoreUnavailable("The session store refused a write.")
+
+    def set_many(self, items: c.Mapping[str, tuple[t.Any, int]]) -> None:
+        """Write several keys, each with its own TTL."""
+        for key, (value, ttl) in items.items():
+            self.set(key, value, ttl)
+
+    def delete_many(self, *keys: str) -> None:
+        """Delete keys; a missing key is not an error."""
+        if not keys:
+            return
+
+        try:
+            self.cache.delete_many(*keys)
+        except Exception as e:
+            raise _unavailable(e) from e
+
+    def lock(self, kind: str, name: str) -> Lock:
+        """A short lock on ``name`` among the locks of one ``kind``. Callers
+        that hold several take them in one order (session, user, bucket).
+        """
+        if self._lock_dir is not None:
+            return FileLock(self._lock_dir, kind, name)
+
+        return CacheLock(self.cache, self.key("lock", kind, name))
+
+
+def _unavailable(error: Exception) -> StoreUnavailable:
+    # Only the type is logged: a cache error message may quote a key, and
+    # keys hold session ids.
+    logger.error("The credentials store failed: %s", type(error).__name__)
+    return StoreUnavailable()

@@ -1,0 +1,211 @@
+"""The user adapter protocol, and the adapter for Flask-SQLAlchemy models.
+
+flask_pow never stores a user object: it stores a dict of the user's column
+values, and builds a user back from that dict on each request without a
+query. An adapter says how, for one kind of user.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import typing as t
+
+import sqlalchemy as sa
+import sqlalchemy.orm as sa_orm
+from sqlalchemy.orm.attributes import set_committed_value
+
+from . import serialization
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask_sqlalchemy import SQLAlchemy
+
+U = t.TypeVar("U")
+
+#: Column names offered as a readable label for a user, in this order.
+LABEL_COLUMNS = ("email", "username", "name", "login")
+
+
+class UserAdapter(t.Protocol[U]):
+    """How flask_pow caches one kind of user. Implement these methods to use
+    users that are not Flask-SQLAlchemy models, and pass an instance as
+    ``Pow(users=...)``.
+    """
+
+    def key(self, user: U) -> str:
+        """The user's identity key, ``"<Model>:<primary key>"``. It names the
+        user's records in the cache, so it must be stable and unique among
+        all users.
+
+        :raise ValueError: if the user has no identity yet (not saved).
+        """
+
+    def dump(self, user: U) -> dict[str, t.Any]:
+        """The values to cache, as a dict that tagged JSON can store. It must
+        leave out secrets such as password hashes.
+        """
+
+    def load(self, data: dict[str, t.Any]) -> U:
+        """Build a user from what :meth:`dump` returned, without querying
+        anything.
+
+        :raise ValueError: if ``data`` is not something :meth:`dump` wrote.
+        """
+
+    def reload(self, user: U) -> U | None:
+        """Fetch the user again from the source of truth; ``None`` if it no
+        longer exists.
+        """
+
+    def label(self, user: U) -> str | None:
+        """A readable label for listings (an email or a name), or ``None``."""
+
+
+def _matches(name: str, patterns: t.Iterable[str]) -> bool:
+    lowered = name.lower()
+    return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
+
+
+class SQLAlchemyUsers(t.Generic[U]):
+    """The adapter for a Flask-SQLAlchemy (or any SQLAlchemy) mapped model.
+
+    The cached values are the model's column attributes, minus those whose
+    name matches one of the ``exclude`` patterns. A loaded user is a
+    *detached* instance: its cached columns read as usual, while an excluded
+    column or a relationship raises
+    :exc:`~sqlalchemy.orm.exc.DetachedInstanceError` instead of running a
+    query. Reload the user (:func:`~flask_pow.reload_user`) where a view needs
+    them, or attach it with ``db.session.merge(user, load=False)``.
+
+    :param db: the Flask-SQLAlchemy extension, used by :meth:`reload`.
+    :param model: the user model.
+    :param exclude: :mod:`fnmatch` patterns of attribute names never cached.
+    """
+
+    def __init__(
+        self, db: SQLAlchemy, model: type[U], *, exclude: t.Iterable[str] = ()
+    ) -> None:
+        mapper = sa.inspect(model, raiseerr=False)
+
+        if not isinstance(mapper, sa_orm.Mapper):
+            raise TypeError(
+                f"user_model must be a mapped SQLAlchemy model, got {model!r}."
+            )
+
+        self.db = db
+        self.model = model
+        self._mapper: sa_orm.Mapper[t.Any] = mapper
+        self._name = mapper.class_.__name__
+        exclude = tuple(exclude)
+        # Composite keys are sorted by attribute name, as Pow does, so the
+        # key does not depend on column order.
+        self._pk = sorted(
+            mapper.get_property_by_column(column).key for column in mapper.primary_key
+        )
+
+        for name in self._pk:
+            if _matches(name, exclude):
+                raise ValueError(
+                    f"POW_CACHE_EXCLUDE excludes {name!r}, a primary key column"
+                    f" of {self._name}; the cache cannot identify users without"
+                    " it. Narrow the pattern."
+                )
+
+        self._columns = [
+            prop for prop in mapper.column_attrs if not _matches(prop.key, exclude)
+        ]
+        self._enums: dict[str, type[enum.Enum]] = {}
+
+        for prop in self._columns:
+            column_type = prop.columns[0].type
+
+            if isinstance(column_type, sa.Enum) and column_type.enum_class:
+                self._enums[prop.key] = column_type.enum_class
+
+        self._label = next(
+            (name for name in LABEL_COLUMNS if name in {p.key for p in self._columns}),
+            None,
+        )
+
+    @property
+    def cached_columns(self) -> list[str]:
+        """The attribute names that are written to the cache."""
+        return [prop.key for prop in self._columns]
+
+    def key(self, user: U) -> str:
+        values = [(name, getattr(user, name)) for name in self._pk]
+
+        for name, value in values:
+            if value is None:
+                raise ValueError(
+                    f"The primary key {name!r} of this {self._name} is None. Add"
+                    " and flush (or commit) the user before logging it in."
+                )
+
+        if len(values) == 1:
+            return f"{self._name}:{values[0][1]}"
+
+        return f"{self._name}:" + ",".join(f"{name}={value}" for name, value in values)
+
+    def dump(self, user: U) -> dict[str, t.Any]:
+        data: dict[str, t.Any] = {}
+
+        for prop in self._columns:
+            value = getattr(user, prop.key)
+
+            if isinstance(value, enum.Enum):
+                value = value.name
+
+            data[prop.key] = value
+
+        try:
+            serialization.dumps(data)
+        except TypeError:
+            for name, value in data.items():
+                try:
+                    serialization.dumps(value)
+                except TypeError:
+                    raise TypeError(
+                        f"The column {self._name}.{name} holds a"
+                        f" {type(value).__name__}, which flask_pow cannot cache."
+                        " Add it to POW_CACHE_EXCLUDE."
+                    ) from None
+            raise  # pragma: no cover
+
+        return data
+
+    def load(self, data: dict[str, t.Any]) -> U:
+        if not isinstance(data, dict) or any(name not in data for name in self._pk):
+            raise ValueError(f"not a cached {self._name}")
+
+        instance = self._mapper.class_manager.new_instance()
+
+        for prop in self._columns:
+            if prop.key not in data:
+                continue
+
+            value = data[prop.key]
+
+            if prop.key in self._enums and value is not None:
+                try:
+                    value = self._enums[prop.key][value]
+                except KeyError:
+                    raise ValueError(f"not a cached {self._name}") from None
+
+            set_committed_value(instance, prop.key, value)
+
+        # Detached, not transient: SQLAlchemy knows the row exists, and an
+        # attribute that was not cached raises rather than reading as None.
+        sa_orm.make_transient_to_detached(instance)
+        return t.cast(U, instance)
+
+    def reload(self, user: U) -> U | None:
+        ident = {name: getattr(user, name) for name in self._pk}
+        return self.db.session.get(self.model, ident, populate_existing=True)
+
+    def label(self, user: U) -> str | None:
+        if self._label is None:
+            return None
+
+        value = getattr(user, self._label, None)
+        return None if value is None else str(value)
