@@ -114,8 +114,11 @@ class SessionInfo:
 
 
 @dataclasses.dataclass
-class _Record:
-    """A ``session:<id>`` record, validated."""
+class SessionRecord:
+    """A ``session:<id>`` record, validated.
+
+    :meta private:
+    """
 
     id: str
     user_key: str
@@ -129,7 +132,7 @@ class _Record:
     rotated_to: str | None = None
 
     @classmethod
-    def parse(cls, session_id: str, value: t.Any) -> _Record:
+    def parse(cls, session_id: str, value: t.Any) -> SessionRecord:
         """Validate a stored value.
 
         :raise ValueError: if it is not a session record.
@@ -204,7 +207,7 @@ class Authenticated:
     :meta private:
     """
 
-    record: _Record
+    record: SessionRecord
     user_data: dict[str, t.Any]
     #: The token the client should hold from now on, if it presented a
     #: rotated-away one inside the grace window.
@@ -278,12 +281,12 @@ class CredentialsCache:
                 name,
             )
 
-    def _read_record(self, session_id: str, value: t.Any) -> _Record | None:
+    def _read_record(self, session_id: str, value: t.Any) -> SessionRecord | None:
         if value is None:
             return None
 
         try:
-            return _Record.parse(session_id, value)
+            return SessionRecord.parse(session_id, value)
         except ValueError:
             self._corrupt("session", self._session_key(session_id))
             return None
@@ -369,7 +372,7 @@ class CredentialsCache:
             self._corrupt("user", "user data")
             return None
 
-    def is_past_absolute(self, record: _Record) -> bool:
+    def is_past_absolute(self, record: SessionRecord) -> bool:
         """Whether a session is past the absolute timeout.
 
         :meta private:
@@ -470,7 +473,7 @@ class CredentialsCache:
         user_data = self.adapter.dump(user)
         now = self.clock()
         token = new_token()
-        record = _Record(
+        record = SessionRecord(
             id=new_session_id(),
             user_key=user_key,
             token=digest(token),

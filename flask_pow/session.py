@@ -27,6 +27,7 @@ from werkzeug.local import LocalProxy
 from . import serialization
 from . import signals
 from .credentials import SessionInfo
+from .credentials import SessionRecord
 from .stores import StoreUnavailable
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -54,8 +55,13 @@ class RequestState:
     """
 
     loaded: bool = False
-    #: The session the request is authenticated by.
-    session: SessionInfo | None = None
+    #: The id of the session the request is authenticated by.
+    session_id: str | None = None
+    #: Its stored record; turned into :attr:`session` only when asked for,
+    #: since most requests never look.
+    record: SessionRecord | None = None
+    #: The session as :class:`SessionInfo`, once built.
+    info: SessionInfo | None = None
     #: The token the client holds (or should hold, after a follow).
     token: str | None = None
     user_data: dict[str, t.Any] | None = None
@@ -71,6 +77,13 @@ class RequestState:
     clear_cookie: bool = False
     #: An unhandled exception happened: write nothing.
     failed: bool = False
+
+    @property
+    def session(self) -> SessionInfo | None:
+        if self.info is None and self.record is not None:
+            self.info = self.record.info()
+
+        return self.info
 
 
 def _pow_state(app: Flask | None = None) -> PowState:
@@ -98,6 +111,25 @@ def _request_state() -> RequestState:
 # -- signing -----------------------------------------------------------------
 
 
+class _Signer(Signer):
+    """An itsdangerous signer that derives each key once, not on every
+    request: the derivation is a deterministic HMAC of the key and salt.
+    """
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived: dict[bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        derived = self._derived.get(key)
+
+        if derived is None:
+            derived = self._derived[key] = super().derive_key(secret_key)
+
+        return derived
+
+
 def _signers(state: PowState) -> tuple[Signer, Signer | None]:
     """Signers for the current key, and for the current and fallback keys
     (``None`` if there are no fallbacks). Built once per set of keys.
@@ -119,7 +151,7 @@ def _signers(state: PowState) -> tuple[Signer, Signer | None]:
 
         def make(keys: list[t.Any]) -> Signer:
             # itsdangerous signs with the last key and verifies with all.
-            return Signer(
+            return _Signer(
                 keys,
                 salt=SIGNER_SALT,
                 key_derivation="hmac",
@@ -227,7 +259,8 @@ def load_user() -> None:
         return
 
     record = found.record
-    request_state.session = record.info()
+    request_state.session_id = record.id
+    request_state.record = record
     request_state.token = found.follow or token
     request_state.user_data = found.user_data
     request_state.resign = old_key or found.follow is not None
@@ -294,8 +327,9 @@ def login_user(user: t.Any, *, metadata: dict[str, t.Any] | None = None) -> None
     """
     load_user()
     state = _pow_state()
-    # Fail here, in the view, rather than after it: a user with no identity
-    # or metadata that cannot be stored raise now.
+    # Fail here, in the view, rather than after it: no secret key, a user
+    # with no identity, or metadata that cannot be stored.
+    _signers(state)
     state.users.key(user)
     values: dict[str, t.Any] = {
         "ip": request.remote_addr,
@@ -331,10 +365,10 @@ def logout_user() -> bool:
 
 
 def _end_current(request_state: RequestState) -> None:
-    if request_state.session is not None:
-        request_state.ended.append((request_state.session.id, g.current_user))
+    if request_state.session_id is not None:
+        request_state.ended.append((request_state.session_id, g.current_user))
 
-    request_state.session = None
+    request_state.session_id = request_state.record = request_state.info = None
     request_state.token = None
     request_state.rotate = False
     request_state.resign = False
@@ -381,16 +415,17 @@ def _apply(request_state: RequestState) -> None:
     credentials = state.credentials
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
-    for session_id, user in request_state.ended:
-        credentials.delete(session_id)
-        signals.user_logged_out.send(app, user=user, session_id=session_id)
+    for ended_id, user in request_state.ended:
+        credentials.delete(ended_id)
+        signals.user_logged_out.send(app, user=user, session_id=ended_id)
 
     if request_state.login is not None:
         user, metadata = request_state.login
         info, issued = credentials.create(user, metadata)
         _write_cookie(state, info.id, issued)
         _regenerate_session()
-        request_state.session = info
+        request_state.session_id = info.id
+        request_state.info = info
         signals.user_logged_in.send(app, user=user, session=info)
         return
 
@@ -398,27 +433,27 @@ def _apply(request_state: RequestState) -> None:
         session.pop(state.config.session_key, None)
         return
 
-    current = request_state.session
+    session_id = request_state.session_id
     token = request_state.token
 
-    if current is None or token is None:
+    if session_id is None or token is None:
         return
 
     if request_state.rotate:
         assert request_state.user_data is not None
-        rotated = credentials.rotate(current.id, token, request_state.user_data)
+        rotated = credentials.rotate(session_id, token, request_state.user_data)
 
         if rotated is not None:
             new_token, by_us = rotated
-            _write_cookie(state, current.id, new_token)
+            _write_cookie(state, session_id, new_token)
 
             if by_us:
                 _regenerate_session()
                 signals.session_rotated.send(
-                    app, session_id=current.id, user=g.current_user
+                    app, session_id=session_id, user=g.current_user
                 )
 
         return
 
     if request_state.resign:
-        _write_cookie(state, current.id, token)
+        _write_cookie(state, session_id, token)

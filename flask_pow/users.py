@@ -13,7 +13,7 @@ import typing as t
 
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_dict
 
 from . import serialization
 
@@ -114,6 +114,7 @@ class SQLAlchemyUsers(t.Generic[U]):
         self._columns = [
             prop for prop in mapper.column_attrs if not _matches(prop.key, exclude)
         ]
+        self._names = [prop.key for prop in self._columns]
         self._enums: dict[str, type[enum.Enum]] = {}
 
         for prop in self._columns:
@@ -179,20 +180,22 @@ class SQLAlchemyUsers(t.Generic[U]):
             raise ValueError(f"not a cached {self._name}")
 
         instance = self._mapper.class_manager.new_instance()
+        # Filled the way SQLAlchemy's own loader fills a row's instance: into
+        # its dict, committed below, with no attribute events.
+        values = instance_dict(instance)
 
-        for prop in self._columns:
-            if prop.key not in data:
-                continue
+        for name in self._names:
+            if name in data:
+                values[name] = data[name]
 
-            value = data[prop.key]
+        for name, enum_class in self._enums.items():
+            value = values.get(name)
 
-            if prop.key in self._enums and value is not None:
+            if value is not None:
                 try:
-                    value = self._enums[prop.key][value]
-                except KeyError:
+                    values[name] = enum_class[value]
+                except (KeyError, TypeError):
                     raise ValueError(f"not a cached {self._name}") from None
-
-            set_committed_value(instance, prop.key, value)
 
         # Detached, not transient: SQLAlchemy knows the row exists, and an
         # attribute that was not cached raises rather than reading as None.

@@ -1,0 +1,88 @@
+"""Concurrent requests with one stale token, against a real threaded server
+on a loopback port.
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import http.client
+import threading
+import typing as t
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from flask_pow import session_rotated
+
+from .conftest import Env
+
+PARALLEL = 50
+
+
+@pytest.fixture
+def server(env: Env) -> c.Iterator[tuple[str, int]]:
+    srv = make_server("127.0.0.1", 0, env.app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield "127.0.0.1", srv.server_port
+    srv.shutdown()
+    thread.join(timeout=10)
+
+
+def request(
+    address: tuple[str, int], method: str, path: str, cookie: str | None
+) -> tuple[str, str | None]:
+    conn = http.client.HTTPConnection(*address, timeout=30)
+
+    try:
+        conn.request(method, path, headers={"Cookie": cookie} if cookie else {})
+        response = conn.getresponse()
+        body = response.read().decode()
+        set_cookie = response.getheader("Set-Cookie")
+        return body, set_cookie.split(";", 1)[0] if set_cookie else None
+    finally:
+        conn.close()
+
+
+def pow_token(app: Flask, cookie: str) -> t.Any:
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    return serializer.loads(cookie.split("=", 1)[1])["pow_auth"]
+
+
+@pytest.mark.slow
+def test_parallel_requests_with_stale_token_rotate_once(
+    env: Env, server: tuple[str, int], user_id: int
+) -> None:
+    _, cookie = request(server, "POST", f"/login/{user_id}", None)
+    assert cookie is not None
+    env.clock.advance(15 * 60 + 1)
+    barrier = threading.Barrier(PARALLEL)
+    results: list[tuple[str, str | None]] = []
+    rotations: list[str] = []
+
+    def hit() -> None:
+        barrier.wait(timeout=30)
+        results.append(request(server, "GET", "/me", cookie))
+
+    def record(sender: Flask, session_id: str, **kwargs: object) -> None:
+        rotations.append(session_id)
+
+    with session_rotated.connected_to(record, env.app):
+        threads = [threading.Thread(target=hit) for _ in range(PARALLEL)]
+
+        for thread in threads:
+            thread.start()
+
+        for thread in threads:
+            thread.join(timeout=60)
+
+    assert len(results) == PARALLEL
+    assert {body for body, _ in results} == {"ada@example.com free"}
+    assert len(rotations) == 1
+    new_tokens = {pow_token(env.app, c) for _, c in results if c is not None}
+    assert len(new_tokens) == 1
+    assert new_tokens != {pow_token(env.app, cookie)}
+    # The client ends on the new token, and it works.
+    [final] = [c for _, c in results if c is not None][:1]
+    assert request(server, "GET", "/me", final)[0] == "ada@example.com free"

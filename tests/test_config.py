@@ -1,0 +1,174 @@
+"""Configuration: defaults, validation at init_app, errors naming the key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+import pytest
+import sqlalchemy.orm as sa_orm
+from cachelib import SimpleCache
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_pow import InsecureTTLWarning
+from flask_pow import Pow
+
+
+class Base(sa_orm.DeclarativeBase):
+    pass
+
+
+class Member(Base):
+    __tablename__ = "member"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+    email: sa_orm.Mapped[str]
+    password: sa_orm.Mapped[str]
+
+
+def setup(**config: t.Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", **config)
+    Pow(app, db=SQLAlchemy(), user_model=Member)
+    return app
+
+
+def test_defaults_are_set_in_app_config() -> None:
+    app = setup()
+    assert app.config["POW_NAMESPACE"] == "credentials"
+    assert app.config["POW_SESSION_KEY"] == "pow_auth"
+    assert app.config["POW_CREDENTIALS_TTL"] == dt.timedelta(minutes=30)
+    assert app.config["POW_SESSION_TTL_RENEWAL"] == dt.timedelta(minutes=15)
+    assert app.config["POW_ROTATION_GRACE"] == dt.timedelta(seconds=30)
+    assert app.config["POW_ABSOLUTE_TTL"] is None
+    assert app.config["POW_LOGIN_VIEW"] is None
+
+
+def test_durations_accept_seconds_and_timedelta() -> None:
+    app = setup(
+        POW_CREDENTIALS_TTL=600, POW_SESSION_TTL_RENEWAL=dt.timedelta(minutes=5)
+    )
+
+    with app.app_context():
+        config = app.extensions["pow"].config
+
+    assert (config.credentials_ttl, config.session_ttl_renewal) == (600, 300)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error", "message"),
+    [
+        (
+            "POW_CREDENTIALS_TTL",
+            "30m",
+            TypeError,
+            "POW_CREDENTIALS_TTL must be a timedelta or a number of seconds, got '30m'.",
+        ),
+        (
+            "POW_CREDENTIALS_TTL",
+            0,
+            ValueError,
+            "POW_CREDENTIALS_TTL must be at least 1 seconds, got 0.",
+        ),
+        (
+            "POW_CREDENTIALS_TTL",
+            True,
+            TypeError,
+            "POW_CREDENTIALS_TTL must be a timedelta or a number of seconds, got True.",
+        ),
+        (
+            "POW_SESSION_TTL_RENEWAL",
+            -1,
+            ValueError,
+            "POW_SESSION_TTL_RENEWAL must be at least 0 seconds, got -1.",
+        ),
+        (
+            "POW_ROTATION_GRACE",
+            1.5,
+            ValueError,
+            "POW_ROTATION_GRACE must be a whole number of seconds (the cache counts"
+            " in seconds), got 1.5.",
+        ),
+        (
+            "POW_ABSOLUTE_TTL",
+            0,
+            ValueError,
+            "POW_ABSOLUTE_TTL must be at least 1 seconds, got 0.",
+        ),
+        (
+            "POW_NAMESPACE",
+            "",
+            ValueError,
+            "POW_NAMESPACE must be a non-empty string, got ''.",
+        ),
+        (
+            "POW_SESSION_KEY",
+            "my key",
+            ValueError,
+            "POW_SESSION_KEY must not contain white space, got 'my key'.",
+        ),
+        (
+            "POW_LOGIN_VIEW",
+            42,
+            ValueError,
+            "POW_LOGIN_VIEW must be a non-empty string, got 42.",
+        ),
+        (
+            "POW_CACHE_EXCLUDE",
+            "password",
+            TypeError,
+            "POW_CACHE_EXCLUDE must be a list of column name patterns, got"
+            " 'password'. Write ['password'] for a single pattern.",
+        ),
+        (
+            "POW_CACHE",
+            {"type": "redis"},
+            TypeError,
+            "POW_CACHE must be a cachelib cache such as"
+            " cachelib.FileSystemCache('/var/cache/myapp') or"
+            " cachelib.RedisCache(...), got {'type': 'redis'}.",
+        ),
+    ],
+)
+def test_bad_value_raises_naming_key(
+    key: str, value: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as info:
+        setup(**{key: value})
+
+    assert str(info.value) == message
+
+
+def test_renewal_not_below_ttl_raises() -> None:
+    with pytest.raises(ValueError, match=r"^POW_SESSION_TTL_RENEWAL \(1800 s\) must"):
+        setup(POW_SESSION_TTL_RENEWAL=1800)
+
+
+def test_grace_not_below_ttl_raises() -> None:
+    with pytest.raises(ValueError, match=r"^POW_ROTATION_GRACE \(1800 s\) must"):
+        setup(POW_ROTATION_GRACE=1800)
+
+
+def test_excluding_primary_key_raises() -> None:
+    with pytest.raises(ValueError, match="excludes 'id', a primary key column"):
+        setup(POW_CACHE_EXCLUDE=["i*"])
+
+
+def test_ttl_above_30_minutes_warns_once() -> None:
+    """T21: an idle timeout above OWASP's 30 minutes warns."""
+    with pytest.warns(InsecureTTLWarning, match="OWASP") as record:
+        setup(POW_CREDENTIALS_TTL=dt.timedelta(minutes=30, seconds=1))
+
+    assert len(record) == 1
+
+
+def test_ttl_of_30_minutes_does_not_warn() -> None:
+    setup(POW_CREDENTIALS_TTL=dt.timedelta(minutes=30))
+
+
+def test_given_cache_is_used() -> None:
+    cache = SimpleCache(threshold=100_000)
+    app = setup(POW_CACHE=cache)
+
+    with app.app_context():
+        assert app.extensions["pow"].config.cache is cache

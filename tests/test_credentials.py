@@ -1,0 +1,288 @@
+"""The credentials cache: records, the shared user record, the index, and
+what is (and is never) stored.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import typing as t
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as sa_orm
+from cachelib import BaseCache
+from cachelib import FileSystemCache
+from cachelib import SimpleCache
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_pow import Pow
+from flask_pow import serialization
+from flask_pow.config import DEFAULT_SIMPLE_CACHE_THRESHOLD
+
+from .conftest import Env
+from .conftest import make_app
+from .test_rotation import session_ids
+
+
+def stored_values(cache: BaseCache) -> list[bytes]:
+    """Every raw value in the cache, as the backend holds it."""
+    if isinstance(cache, SimpleCache):
+        return [raw for _, raw in cache._cache.values()]
+
+    assert isinstance(cache, FileSystemCache)
+    values = []
+
+    for name in os.listdir(cache._path):
+        if name.startswith("__wz_cache"):
+            continue
+
+        with open(os.path.join(cache._path, name), "rb") as f:
+            values.append(f.read()[4:])
+
+    return values
+
+
+def stored_expiries(cache: BaseCache) -> list[int]:
+    if isinstance(cache, SimpleCache):
+        return [expires for expires, _ in cache._cache.values()]
+
+    assert isinstance(cache, FileSystemCache)
+    expiries = []
+
+    for name in os.listdir(cache._path):
+        if name.startswith("__wz_cache"):
+            continue
+
+        with open(os.path.join(cache._path, name), "rb") as f:
+            expiries.append(struct.unpack("I", f.read(4))[0])
+
+    return expiries
+
+
+def test_stored_values_are_json_not_pickle(
+    env: Env, logged_in: FlaskClient, cache: BaseCache
+) -> None:
+    env.clock.advance(15 * 60 + 1)
+    env.me(logged_in)
+    values = stored_values(cache)
+    assert len(values) >= 4
+
+    for raw in values:
+        assert not raw.startswith(b"\x80")  # the pickle protocol marker
+        serialization.loads(raw)
+
+
+def test_stored_values_hold_no_password_hash_or_token(
+    env: Env, logged_in: FlaskClient, cache: BaseCache
+) -> None:
+    from .test_session import pow_value
+
+    value = pow_value(logged_in)
+    assert value is not None
+    token = value.split(".")[1]
+    blob = b"".join(stored_values(cache))
+    assert b"secret-hash" not in blob
+    assert b"password" not in blob
+    assert token.encode() not in blob
+    assert b"ada@example.com" in blob
+
+
+def test_every_key_has_a_ttl(
+    env: Env, logged_in: FlaskClient, cache: BaseCache
+) -> None:
+    expiries = stored_expiries(cache)
+    assert expiries
+    assert 0 not in expiries
+    assert max(expiries) <= time.time() + 30 * 60 + 2
+
+
+def test_logged_in_user_is_detached_without_excluded_columns(
+    env: Env, client: FlaskClient, user_id: int
+) -> None:
+    @env.app.get("/secret")
+    def secret() -> str:
+        from flask import g
+
+        user = g.current_user
+        state = sa.inspect(user)
+        assert state.detached
+        assert user.joined.isoformat() == "2026-01-02T03:04:05"
+
+        with pytest.raises(sa_orm.exc.DetachedInstanceError):
+            user.password_hash  # noqa: B018
+
+        with pytest.raises(sa_orm.exc.DetachedInstanceError):
+            user.api_token  # noqa: B018
+
+        return "ok"
+
+    env.login(client, user_id)
+    assert client.get("/secret").get_data(as_text=True) == "ok"
+
+
+def test_user_record_is_shared_by_sessions(env: Env, user_id: int) -> None:
+    """T20: a later put for the user changes what every session returns."""
+    first = env.app.test_client()
+    second = env.app.test_client()
+    env.login(first, user_id)
+
+    with env.app.app_context():
+        user = env.db.session.get(env.User, user_id)
+        assert user is not None
+        user.plan = "pro"
+        env.db.session.commit()
+
+    assert env.me(first) == "ada@example.com free"
+    env.login(second, user_id)
+    assert env.me(first) == "ada@example.com pro"
+
+
+def test_sessions_lists_each_login_of_a_user(env: Env, user_id: int) -> None:
+    """T20: sessions lists the user's sessions."""
+    clients = [env.app.test_client() for _ in range(3)]
+
+    for client in clients:
+        env.login(client, user_id)
+
+    ids = session_ids(env)
+    assert len(ids) == len(set(ids)) == 3
+
+
+def test_delete_ends_one_session(env: Env, user_id: int) -> None:
+    first = env.app.test_client()
+    second = env.app.test_client()
+    env.login(first, user_id)
+    env.login(second, user_id)
+    [a, b] = session_ids(env)
+
+    with env.app.app_context():
+        assert env.pow.credentials.delete(a)
+        assert not env.pow.credentials.delete(a)
+
+    assert session_ids(env) == [b]
+    assert sorted([env.me(first), env.me(second)]) == [
+        "ada@example.com free",
+        "anonymous",
+    ]
+
+
+def test_get_returns_session_without_token(env: Env, logged_in: FlaskClient) -> None:
+    [sid] = session_ids(env)
+
+    with env.app.app_context():
+        info = env.pow.credentials.get(sid)
+
+    assert info is not None
+    assert info.id == sid
+    assert info.user_key == "User:1"
+    assert "token" not in repr(info).lower()
+
+
+def test_get_of_unknown_session_is_none(env: Env) -> None:
+    with env.app.app_context():
+        assert env.pow.credentials.get("nope") is None
+
+
+def test_users_lists_users_with_sessions(env: Env) -> None:
+    """T20: users lists the logged-in users, loaded from the cache."""
+    ids = [env.add_user(f"user{n}@example.com") for n in range(70)]
+
+    for user_id in ids:
+        env.login(env.app.test_client(), user_id)
+
+    with env.app.app_context():
+        users = env.pow.credentials.users()
+
+    assert sorted(u.email for u in users) == sorted(
+        f"user{n}@example.com" for n in range(70)
+    )
+
+
+def test_users_leaves_out_logged_out_users(env: Env, user_id: int) -> None:
+    client = env.app.test_client()
+    env.login(client, user_id)
+    client.post("/logout")
+
+    with env.app.app_context():
+        assert env.pow.credentials.users() == []
+
+
+def test_logout_of_last_session_removes_user_records(
+    env: Env, logged_in: FlaskClient, cache: BaseCache
+) -> None:
+    logged_in.post("/logout")
+    assert stored_values(cache) == []
+
+
+def test_default_cache_is_in_process_with_high_threshold(tmp_path: t.Any) -> None:
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "x"
+    db = SQLAlchemy()
+
+    class Base(sa_orm.DeclarativeBase):
+        pass
+
+    class Account(Base):
+        __tablename__ = "account"
+        id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+
+    pow = Pow(app, db=db, user_model=Account)
+
+    with app.app_context():
+        cache = pow.config.cache
+
+    assert isinstance(cache, SimpleCache)
+    assert cache._threshold == DEFAULT_SIMPLE_CACHE_THRESHOLD
+
+
+def test_small_threshold_warns(tmp_path: t.Any) -> None:
+    with pytest.warns(UserWarning, match="threshold=500"):
+        make_pow_app(tmp_path, SimpleCache())
+
+
+def make_pow_app(tmp_path: t.Any, cache: BaseCache) -> Env:
+    app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'other.db'}")
+    return Env(app, db, User, Pow(app, db=db, user_model=User))
+
+
+def test_two_apps_share_a_filesystem_cache(tmp_path: t.Any) -> None:
+    """Two application instances (as two worker processes would) on one
+    FileSystemCache directory see each other's sessions.
+    """
+    from .conftest import add_routes
+
+    path = str(tmp_path / "shared-cache")
+    one = make_pow_app(tmp_path, FileSystemCache(path, threshold=0))
+    two = make_pow_app(tmp_path, FileSystemCache(path, threshold=0))
+    add_routes(one)
+    add_routes(two)
+    user_id = one.add_user()
+    client = one.app.test_client()
+    one.login(client, user_id)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    other = two.app.test_client()
+    other.set_cookie("session", cookie.value)
+    assert two.me(other) == "ada@example.com free"
+    other.post("/logout")
+    assert one.me(client) == "anonymous"
+
+
+def test_adapter_reload_reads_the_database(env: Env, user_id: int) -> None:
+    with env.app.app_context():
+        adapter = env.pow.get_state().users
+        user = env.db.session.get(env.User, user_id)
+        assert user is not None
+        cached = adapter.load(adapter.dump(user))
+        env.db.session.execute(sa.text("UPDATE user SET plan = 'pro'"))
+        env.db.session.commit()
+        fresh = adapter.reload(cached)
+        assert fresh is not None
+        assert (cached.plan, fresh.plan) == ("free", "pro")
+        env.db.session.execute(sa.text("DELETE FROM user"))
+        env.db.session.commit()
+        assert adapter.reload(cached) is None

@@ -1,0 +1,299 @@
+"""Stale-token rotation, the grace window, and the idle and absolute
+timeouts. The clock is moved by hand (``env.clock``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cachelib import SimpleCache
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_session import Session
+
+from flask_pow import current_session
+from flask_pow import session_rotated
+
+from .conftest import Env
+from .conftest import MakeEnv
+from .test_session import pow_value
+
+RENEWAL = 15 * 60
+GRACE = 30
+TTL = 30 * 60
+
+
+def set_value(client: FlaskClient, value: str | None) -> None:
+    with client.session_transaction() as session:
+        session["pow_auth"] = value
+
+
+def session_ids(env: Env) -> list[str]:
+    with env.app.app_context():
+        user = env.db.session.get(env.User, 1)
+        return [info.id for info in env.pow.credentials.sessions(user)]
+
+
+def test_fresh_token_is_not_rotated(env: Env, logged_in: FlaskClient) -> None:
+    before = pow_value(logged_in)
+    env.clock.advance(RENEWAL)
+    env.me(logged_in)
+    assert pow_value(logged_in) == before
+
+
+def test_stale_token_is_rotated_keeping_session_id(
+    env: Env, logged_in: FlaskClient
+) -> None:
+    """T8: a new token, the same session id, a new inserted_at."""
+    before = pow_value(logged_in)
+    [sid] = session_ids(env)
+    env.clock.advance(RENEWAL + 1)
+    assert env.me(logged_in) == "ada@example.com free"
+    assert pow_value(logged_in) != before
+    assert session_ids(env) == [sid]
+
+    with env.app.app_context():
+        info = env.pow.credentials.get(sid)
+
+    assert info is not None
+    assert info.inserted_at.timestamp() == env.clock.now
+    assert info.created_at.timestamp() == env.clock.now - RENEWAL - 1
+
+
+def test_rotation_keeps_metadata(env: Env, logged_in: FlaskClient) -> None:
+    [sid] = session_ids(env)
+
+    with env.app.app_context():
+        before = env.pow.credentials.get(sid)
+
+    env.clock.advance(RENEWAL + 1)
+    env.me(logged_in)
+
+    with env.app.app_context():
+        after = env.pow.credentials.get(sid)
+
+    assert before is not None and after is not None
+    assert after.metadata == before.metadata
+    assert after.created_at == before.created_at
+
+
+def test_rotation_extends_idle_expiry(env: Env, logged_in: FlaskClient) -> None:
+    """T28: a re-put extends the session's life."""
+    env.clock.advance(RENEWAL + 1)
+    env.me(logged_in)
+    env.clock.advance(TTL - 1)
+    assert env.me(logged_in) == "ada@example.com free"
+
+
+def test_idle_session_expires(env: Env, logged_in: FlaskClient) -> None:
+    """T28: an expired session is gone from get and sessions."""
+    [sid] = session_ids(env)
+    env.clock.advance(TTL)
+    assert env.me(logged_in) == "anonymous"
+
+    with env.app.app_context():
+        assert env.pow.credentials.get(sid) is None
+
+    assert session_ids(env) == []
+
+
+def test_rotation_signal_fires_once(env: Env, logged_in: FlaskClient) -> None:
+    seen: list[str] = []
+
+    def record(sender: Flask, session_id: str, **kwargs: object) -> None:
+        seen.append(session_id)
+
+    env.clock.advance(RENEWAL + 1)
+
+    with session_rotated.connected_to(record, env.app):
+        env.me(logged_in)
+        env.me(logged_in)
+
+    assert seen == session_ids(env)
+
+
+def test_rotated_token_works_inside_grace_and_moves_client(
+    env: Env, logged_in: FlaskClient
+) -> None:
+    old = pow_value(logged_in)
+    env.clock.advance(RENEWAL + 1)
+    env.me(logged_in)
+    new = pow_value(logged_in)
+    set_value(logged_in, old)
+    env.clock.advance(GRACE - 1)
+    assert env.me(logged_in) == "ada@example.com free"
+    assert pow_value(logged_in) == new
+
+
+def test_rotated_token_is_dead_after_grace(env: Env, logged_in: FlaskClient) -> None:
+    old = pow_value(logged_in)
+    env.clock.advance(RENEWAL + 1)
+    env.me(logged_in)
+    set_value(logged_in, old)
+    env.clock.advance(GRACE)
+    assert env.me(logged_in) == "anonymous"
+
+
+def test_rotated_token_is_dead_at_once_without_grace(make_env: MakeEnv) -> None:
+    env = make_env(POW_ROTATION_GRACE=0)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+    old = pow_value(client)
+    env.clock.advance(RENEWAL + 1)
+    env.me(client)
+    set_value(client, old)
+    assert env.me(client) == "anonymous"
+
+
+def test_token_two_rotations_old_is_dead(env: Env, logged_in: FlaskClient) -> None:
+    oldest = pow_value(logged_in)
+    env.clock.advance(RENEWAL + 1)
+    env.me(logged_in)
+    env.clock.advance(RENEWAL + 1)
+    env.me(logged_in)
+    set_value(logged_in, oldest)
+    assert env.me(logged_in) == "anonymous"
+
+
+def test_loser_of_rotation_lock_carries_on(env: Env, logged_in: FlaskClient) -> None:
+    """T9: a request that cannot take the lock keeps the user and its
+    cookie, and nothing is rotated.
+    """
+    before = pow_value(logged_in)
+    [sid] = session_ids(env)
+    env.clock.advance(RENEWAL + 1)
+
+    with env.app.app_context():
+        lock = env.pow.get_state().store.lock("session", sid)
+
+    assert lock.acquire(blocking=False)
+
+    try:
+        assert env.me(logged_in) == "ada@example.com free"
+        assert pow_value(logged_in) == before
+    finally:
+        lock.release()
+
+    with env.app.app_context():
+        info = env.pow.credentials.get(sid)
+
+    assert info is not None
+    assert info.inserted_at == info.created_at
+
+
+def test_renewal_none_never_rotates(make_env: MakeEnv) -> None:
+    env = make_env(POW_SESSION_TTL_RENEWAL=None)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+    before = pow_value(client)
+    env.clock.advance(TTL - 1)
+    env.me(client)
+    assert pow_value(client) == before
+
+
+def test_renewal_zero_rotates_every_request(make_env: MakeEnv) -> None:
+    env = make_env(POW_SESSION_TTL_RENEWAL=0)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+    values = {pow_value(client)}
+
+    for _ in range(3):
+        env.clock.advance(1)
+        env.me(client)
+        values.add(pow_value(client))
+
+    assert len(values) == 4
+
+
+def test_absolute_ttl_ends_active_session(make_env: MakeEnv) -> None:
+    env = make_env(POW_ABSOLUTE_TTL=dt.timedelta(hours=1))
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+
+    for _ in range(3):
+        env.clock.advance(RENEWAL + 1)
+        assert env.me(client) == "ada@example.com free"
+
+    env.clock.advance(RENEWAL)
+    assert env.me(client) == "anonymous"
+    assert session_ids(env) == []
+
+
+def test_absolute_ttl_caps_expiry(make_env: MakeEnv) -> None:
+    env = make_env(POW_ABSOLUTE_TTL=600, POW_SESSION_TTL_RENEWAL=300)
+
+    @env.app.get("/expires")
+    def expires() -> str:
+        assert current_session is not None
+        return str(current_session.expires_at.timestamp() - env.clock.now)
+
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+
+    assert client.get("/expires").get_data(as_text=True) == "600.0"
+
+
+def test_fallback_key_token_works_and_is_resigned(
+    env: Env, logged_in: FlaskClient
+) -> None:
+    old_value = pow_value(logged_in)
+    env.app.secret_key = "new secret key"
+    env.app.config["SECRET_KEY_FALLBACKS"] = ["test secret key"]
+    set_value(logged_in, old_value)
+    assert env.me(logged_in) == "ada@example.com free"
+    new_value = pow_value(logged_in)
+    assert new_value != old_value
+    env.app.config["SECRET_KEY_FALLBACKS"] = []
+    assert env.me(logged_in) == "ada@example.com free"
+
+
+def test_rotated_out_key_token_is_anonymous(env: Env, logged_in: FlaskClient) -> None:
+    old_value = pow_value(logged_in)
+    env.app.secret_key = "new secret key"
+    set_value(logged_in, old_value)
+    assert env.me(logged_in) == "anonymous"
+
+
+def test_login_regenerates_server_side_session_id(make_env: MakeEnv) -> None:
+    """T14: login renews the Flask-Session session id (fixation)."""
+    env = make_env(
+        SESSION_TYPE="cachelib",
+        SESSION_CACHELIB=SimpleCache(threshold=100_000),
+        SESSION_SERIALIZATION_FORMAT="json",
+    )
+    Session(env.app)
+    client = env.app.test_client()
+    user_id = env.add_user()
+
+    @env.app.get("/touch")
+    def touch() -> str:
+        from flask import session
+
+        session["cart"] = "1 book"
+        return "ok"
+
+    client.get("/touch")
+    before = client.get_cookie("session")
+    env.login(client, user_id)
+    after = client.get_cookie("session")
+    assert before is not None and after is not None
+    assert before.value != after.value
+    assert env.me(client) == "ada@example.com free"
+
+
+def test_rotation_regenerates_server_side_session_id(make_env: MakeEnv) -> None:
+    env = make_env(
+        SESSION_TYPE="cachelib",
+        SESSION_CACHELIB=SimpleCache(threshold=100_000),
+        SESSION_SERIALIZATION_FORMAT="json",
+    )
+    Session(env.app)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+    before = client.get_cookie("session")
+    env.clock.advance(RENEWAL + 1)
+    assert env.me(client) == "ada@example.com free"
+    after = client.get_cookie("session")
+    assert before is not None and after is not None
+    assert before.value != after.value
+    assert env.me(client) == "ada@example.com free"
