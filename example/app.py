@@ -19,17 +19,15 @@ from flask import redirect
 from flask import render_template_string
 from flask import request
 from flask import url_for
+from flask_pow import Pow
+from flask_pow import current_session
+from flask_pow import login_required
+from flask_pow import login_user
+from flask_pow import logout_user
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
-
-from flask_pow import Pow
-from flask_pow import current_session
-from flask_pow import current_user
-from flask_pow import login_required
-from flask_pow import login_user
-from flask_pow import logout_user
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "correct horse battery staple"
@@ -59,7 +57,9 @@ PAGE = """<!doctype html>
   .flash { background: #fff3cd; padding: .5rem; } dt { font-weight: bold; }
 </style>
 <h1>flask_pow demo</h1>
-{% for message in get_flashed_messages() %}<p class="flash">{{ message }}</p>{% endfor %}
+{% for message in get_flashed_messages() %}
+  <p class="flash">{{ message }}</p>
+{% endfor %}
 {% if current_user %}
   <p>Logged in as <b>{{ current_user.email }}</b> on the <b>{{ current_user.plan }}</b>
   plan, read from the credentials cache with no database query.</p>

@@ -11,9 +11,8 @@ import typing as t
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
-
 from flask_pow import session_rotated
+from werkzeug.serving import make_server
 
 from .conftest import Env
 

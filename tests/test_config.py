@@ -9,10 +9,9 @@ import pytest
 import sqlalchemy.orm as sa_orm
 from cachelib import SimpleCache
 from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
-
 from flask_pow import InsecureTTLWarning
 from flask_pow import Pow
+from flask_sqlalchemy import SQLAlchemy
 
 
 class Base(sa_orm.DeclarativeBase):
@@ -62,7 +61,8 @@ def test_durations_accept_seconds_and_timedelta() -> None:
             "POW_CREDENTIALS_TTL",
             "30m",
             TypeError,
-            "POW_CREDENTIALS_TTL must be a timedelta or a number of seconds, got '30m'.",
+            "POW_CREDENTIALS_TTL must be a timedelta or a number of seconds,"
+            " got '30m'.",
         ),
         (
             "POW_CREDENTIALS_TTL",
@@ -74,7 +74,8 @@ def test_durations_accept_seconds_and_timedelta() -> None:
             "POW_CREDENTIALS_TTL",
             True,
             TypeError,
-            "POW_CREDENTIALS_TTL must be a timedelta or a number of seconds, got True.",
+            "POW_CREDENTIALS_TTL must be a timedelta or a number of seconds,"
+            " got True.",
         ),
         (
             "POW_SESSION_TTL_RENEWAL",

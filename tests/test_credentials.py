@@ -17,11 +17,10 @@ from cachelib import FileSystemCache
 from cachelib import SimpleCache
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_sqlalchemy import SQLAlchemy
-
 from flask_pow import Pow
 from flask_pow import serialization
 from flask_pow.config import DEFAULT_SIMPLE_CACHE_THRESHOLD
+from flask_sqlalchemy import SQLAlchemy
 
 from .conftest import Env
 from .conftest import make_app

@@ -9,10 +9,9 @@ import datetime as dt
 from cachelib import SimpleCache
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_session import Session
-
 from flask_pow import current_session
 from flask_pow import session_rotated
+from flask_session import Session
 
 from .conftest import Env
 from .conftest import MakeEnv

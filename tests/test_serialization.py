@@ -9,7 +9,6 @@ import pickle
 import uuid
 
 import pytest
-
 from flask_pow import JSONSerializer
 from flask_pow import serialization
 
