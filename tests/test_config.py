@@ -74,8 +74,7 @@ def test_durations_accept_seconds_and_timedelta() -> None:
             "POW_CREDENTIALS_TTL",
             True,
             TypeError,
-            "POW_CREDENTIALS_TTL must be a timedelta or a number of seconds,"
-            " got True.",
+            "POW_CREDENTIALS_TTL must be a timedelta or a number of seconds, got True.",
         ),
         (
             "POW_SESSION_TTL_RENEWAL",
