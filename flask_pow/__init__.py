@@ -1,8 +1,8 @@
 from .config import InsecureTTLWarning as InsecureTTLWarning
 from .config import PowConfig as PowConfig
 from .credentials import CredentialsCache as CredentialsCache
-from .credentials import SessionInfo as SessionInfo
 from .extension import Pow as Pow
+from .records import SessionInfo as SessionInfo
 from .serialization import JSONSerializer as JSONSerializer
 from .session import current_session as current_session
 from .session import current_user as current_user

@@ -22,17 +22,21 @@ Records, under the namespace (``POW_NAMESPACE``):
 
 from __future__ import annotations
 
-import base64
 import collections.abc as c
 import dataclasses
-import datetime as dt
 import hashlib
 import hmac
 import logging
-import secrets
 import time
 import typing as t
 
+from .records import SessionInfo
+from .records import SessionRecord
+from .records import digest
+from .records import new_session_id
+from .records import new_token
+from .records import seal
+from .records import unseal
 from .stores import Lock
 from .stores import Store
 from .stores import StoreUnavailable
@@ -42,162 +46,6 @@ logger = logging.getLogger("flask_pow")
 
 #: Number of ``users:<bucket>`` records.
 USER_BUCKETS = 64
-#: Session ids and tokens are this many random bytes, base64url-encoded.
-SESSION_ID_BYTES = 16
-TOKEN_BYTES = 32
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def digest(token: str) -> str:
-    """The SHA-256 digest under which a token is known to the store."""
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-def _pad(token: str) -> bytes:
-    return hmac.new(token.encode("ascii"), b"flask_pow.rotated_to", "sha256").digest()
-
-
-def seal(new_token: str, old_token: str) -> str:
-    """Seal the new token so that only a holder of the old one can read it:
-    the store never holds a usable token, even during the grace window.
-    """
-    raw = _unb64(new_token)
-    return _b64(bytes(a ^ b for a, b in zip(raw, _pad(old_token), strict=True)))
-
-
-def unseal(sealed: str, old_token: str) -> str:
-    """Read a token sealed by :func:`seal`."""
-    raw = _unb64(sealed)
-    return _b64(bytes(a ^ b for a, b in zip(raw, _pad(old_token), strict=True)))
-
-
-def new_token() -> str:
-    """A token of 256 random bits from :mod:`secrets`."""
-    return _b64(secrets.token_bytes(TOKEN_BYTES))
-
-
-def new_session_id() -> str:
-    """A session id of 128 random bits."""
-    return _b64(secrets.token_bytes(SESSION_ID_BYTES))
-
-
-def _utc(timestamp: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
-
-
-@dataclasses.dataclass(frozen=True)
-class SessionInfo:
-    """One session as the store has it. Holds no token: nothing here lets
-    anyone log in.
-    """
-
-    #: The stable id of this login on this device; survives rotations.
-    id: str
-    #: The identity key of the user, ``"<Model>:<primary key>"``.
-    user_key: str
-    #: When the user logged in.
-    created_at: dt.datetime
-    #: When the current token was issued (login or last rotation).
-    inserted_at: dt.datetime
-    #: When the session ends unless rotated first (idle timeout, capped by the
-    #: absolute timeout).
-    expires_at: dt.datetime
-    #: ``ip`` and ``user_agent`` at login, plus the application's own keys.
-    metadata: dict[str, t.Any]
-
-
-@dataclasses.dataclass
-class SessionRecord:
-    """A ``session:<id>`` record, validated.
-
-    :meta private:
-    """
-
-    id: str
-    user_key: str
-    token: str
-    created_at: float
-    inserted_at: float
-    expires_at: float
-    metadata: dict[str, t.Any]
-    previous: str | None = None
-    previous_until: float = 0.0
-    rotated_to: str | None = None
-
-    @classmethod
-    def parse(cls, session_id: str, value: t.Any) -> SessionRecord:
-        """Validate a stored value.
-
-        :raise ValueError: if it is not a session record.
-        """
-        if not isinstance(value, dict):
-            raise ValueError("not a dict")
-
-        try:
-            record = cls(
-                id=session_id,
-                user_key=value["user"],
-                token=value["token"],
-                created_at=value["created_at"],
-                inserted_at=value["inserted_at"],
-                expires_at=value["expires_at"],
-                metadata=value["metadata"],
-                previous=value.get("previous"),
-                previous_until=value.get("previous_until", 0.0),
-                rotated_to=value.get("rotated_to"),
-            )
-        except (KeyError, TypeError):
-            raise ValueError("missing fields") from None
-
-        for name, kind in (
-            ("user_key", str),
-            ("token", str),
-            ("created_at", (int, float)),
-            ("inserted_at", (int, float)),
-            ("expires_at", (int, float)),
-            ("metadata", dict),
-            ("previous", (str, type(None))),
-            ("previous_until", (int, float)),
-            ("rotated_to", (str, type(None))),
-        ):
-            if not isinstance(getattr(record, name), kind):
-                raise ValueError(f"bad {name}")
-
-        return record
-
-    def dump(self) -> dict[str, t.Any]:
-        value: dict[str, t.Any] = {
-            "user": self.user_key,
-            "token": self.token,
-            "created_at": self.created_at,
-            "inserted_at": self.inserted_at,
-            "expires_at": self.expires_at,
-            "metadata": self.metadata,
-        }
-
-        if self.previous is not None:
-            value["previous"] = self.previous
-            value["previous_until"] = self.previous_until
-            value["rotated_to"] = self.rotated_to
-
-        return value
-
-    def info(self) -> SessionInfo:
-        return SessionInfo(
-            id=self.id,
-            user_key=self.user_key,
-            created_at=_utc(self.created_at),
-            inserted_at=_utc(self.inserted_at),
-            expires_at=_utc(self.expires_at),
-            metadata=dict(self.metadata),
-        )
 
 
 @dataclasses.dataclass

@@ -15,13 +15,13 @@ from . import session as _session
 from .config import PowConfig
 from .config import load_config
 from .credentials import CredentialsCache
+from .signing import TokenSigner
 from .stores import Store
 from .users import SQLAlchemyUsers
 from .users import UserAdapter
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
-    from itsdangerous import Signer
 
 MetadataCallback = c.Callable[[t.Any], c.Mapping[str, t.Any]]
 
@@ -38,9 +38,7 @@ class PowState:
     users: UserAdapter[t.Any]
     credentials: CredentialsCache
     metadata_callbacks: list[MetadataCallback]
-    signers: dict[tuple[t.Any, ...], tuple[Signer, Signer | None]] = dataclasses.field(
-        default_factory=dict
-    )
+    signer: TokenSigner = dataclasses.field(default_factory=TokenSigner)
 
 
 class Pow:

@@ -12,22 +12,18 @@ token.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import re
 import typing as t
 
 from flask import current_app
 from flask import g
 from flask import request
 from flask import session
-from itsdangerous import BadSignature
-from itsdangerous import Signer
 from werkzeug.local import LocalProxy
 
 from . import serialization
 from . import signals
-from .credentials import SessionInfo
-from .credentials import SessionRecord
+from .records import SessionInfo
+from .records import SessionRecord
 from .stores import StoreUnavailable
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -36,15 +32,8 @@ if t.TYPE_CHECKING:  # pragma: no cover
 
     from .extension import PowState
 
-#: The salt of the token signature; distinct from the Flask session's, so a
-#: signature made for one is never valid for the other.
-SIGNER_SALT = "flask_pow.session"
-#: A longer value in the session key is not ours and is not verified.
-MAX_COOKIE_VALUE = 256
 #: The user agent kept in the session metadata is cut to this length.
 MAX_USER_AGENT = 512
-
-_PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})\Z")
 
 
 @dataclasses.dataclass
@@ -108,100 +97,11 @@ def _request_state() -> RequestState:
     return state
 
 
-# -- signing -----------------------------------------------------------------
-
-
-class _Signer(Signer):
-    """An itsdangerous signer that derives each key once, not on every
-    request: the derivation is a deterministic HMAC of the key and salt.
-    """
-
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._derived: dict[bytes | None, bytes] = {}
-
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        key = secret_key.encode() if isinstance(secret_key, str) else secret_key
-        derived = self._derived.get(key)
-
-        if derived is None:
-            derived = self._derived[key] = super().derive_key(secret_key)
-
-        return derived
-
-
-def _signers(state: PowState) -> tuple[Signer, Signer | None]:
-    """Signers for the current key, and for the current and fallback keys
-    (``None`` if there are no fallbacks). Built once per set of keys.
-    """
-    app = current_app
-    secret = app.secret_key
-
-    if not secret:
-        raise RuntimeError(
-            "flask_pow signs its token with the application's secret key, and"
-            " none is set. Set 'SECRET_KEY' in the application's config."
-        )
-
-    fallbacks = tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
-    cache_key = (secret, fallbacks)
-    signers = state.signers.get(cache_key)
-
-    if signers is None:
-
-        def make(keys: list[t.Any]) -> Signer:
-            # itsdangerous signs with the last key and verifies with all.
-            return _Signer(
-                keys,
-                salt=SIGNER_SALT,
-                key_derivation="hmac",
-                digest_method=hashlib.sha256,
-            )
-
-        signers = (make([secret]), make([*fallbacks, secret]) if fallbacks else None)
-        state.signers.clear()
-        state.signers[cache_key] = signers
-
-    return signers
-
-
-def _read_cookie(state: PowState) -> tuple[str, str, bool] | None:
-    """The session id and token from :data:`flask.session`, and whether they
-    were signed with a fallback key; ``None`` for anything else.
-    """
-    value = session.get(state.config.session_key)
-
-    if not isinstance(value, str) or len(value) > MAX_COOKIE_VALUE:
-        return None
-
-    current, with_fallbacks = _signers(state)
-    old_key = False
-
-    try:
-        payload = current.unsign(value)
-    except BadSignature:
-        if with_fallbacks is None:
-            return None
-
-        try:
-            payload = with_fallbacks.unsign(value)
-        except BadSignature:
-            return None
-
-        old_key = True
-
-    match = _PAYLOAD.match(payload.decode("ascii", "replace"))
-
-    if match is None:
-        return None
-
-    return match[1], match[2], old_key
+# -- writing the cookie -----------------------------------------------------
 
 
 def _write_cookie(state: PowState, session_id: str, token: str) -> None:
-    signer, _ = _signers(state)
-    value = signer.sign(f"{session_id}.{token}").decode("ascii")
-    session[state.config.session_key] = value
+    session[state.config.session_key] = state.signer.sign(session_id, token)
 
 
 def _regenerate_session() -> None:
@@ -237,7 +137,7 @@ def load_user() -> None:
 
     g.current_user = None
     state = _pow_state()
-    cookie = _read_cookie(state)
+    cookie = state.signer.read(session.get(state.config.session_key))
 
     if cookie is None:
         return
@@ -329,7 +229,7 @@ def login_user(user: t.Any, *, metadata: dict[str, t.Any] | None = None) -> None
     state = _pow_state()
     # Fail here, in the view, rather than after it: no secret key, a user
     # with no identity, or metadata that cannot be stored.
-    _signers(state)
+    state.signer.check()
     state.users.key(user)
     values: dict[str, t.Any] = {
         "ip": request.remote_addr,

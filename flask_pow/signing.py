@@ -1,0 +1,132 @@
+"""Signing the session id and token kept in :data:`flask.session`.
+
+The value is ``<session id>.<token>.<signature>``: an itsdangerous HMAC-SHA256
+signature under the application's ``SECRET_KEY`` with flask_pow's own salt,
+so a signature made for the Flask session is never valid here. Keys in
+``SECRET_KEY_FALLBACKS`` still verify, and a value signed with one is signed
+again with the current key on the way out. The signature is checked before
+the store is asked anything, so guessed ids cannot probe the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import typing as t
+
+from flask import current_app
+from itsdangerous import BadSignature
+from itsdangerous import Signer
+
+#: The salt of the signature; distinct from the Flask session's.
+SIGNER_SALT = "flask_pow.session"
+#: A longer value in the session key is not ours and is not verified.
+MAX_VALUE_LENGTH = 256
+
+_PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})\Z")
+
+
+class _Signer(Signer):
+    """An itsdangerous signer that derives each key once, not on every
+    request: the derivation is a deterministic HMAC of the key and salt.
+    """
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived: dict[bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        derived = self._derived.get(key)
+
+        if derived is None:
+            derived = self._derived[key] = super().derive_key(secret_key)
+
+        return derived
+
+
+def _make(keys: list[t.Any]) -> Signer:
+    # itsdangerous signs with the last key and verifies with all.
+    return _Signer(
+        keys,
+        salt=SIGNER_SALT,
+        key_derivation="hmac",
+        digest_method=hashlib.sha256,
+    )
+
+
+class TokenSigner:
+    """Signs and verifies the value flask_pow keeps in the Flask session,
+    with the current application's keys, read at each use since an
+    application may set its key after setup.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[t.Any, ...], tuple[Signer, Signer | None]] = {}
+
+    def _signers(self) -> tuple[Signer, Signer | None]:
+        """Signers for the current key, and for the current and fallback
+        keys (``None`` if there are no fallbacks). Built once per set of keys.
+        """
+        app = current_app
+        secret = app.secret_key
+
+        if not secret:
+            raise RuntimeError(
+                "flask_pow signs its token with the application's secret key,"
+                " and none is set. Set 'SECRET_KEY' in the application's config."
+            )
+
+        fallbacks = tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
+        cache_key = (secret, fallbacks)
+        signers = self._cache.get(cache_key)
+
+        if signers is None:
+            signers = (
+                _make([secret]),
+                _make([*fallbacks, secret]) if fallbacks else None,
+            )
+            self._cache.clear()
+            self._cache[cache_key] = signers
+
+        return signers
+
+    def check(self) -> None:
+        """Raise :exc:`RuntimeError` now if no secret key is set."""
+        self._signers()
+
+    def sign(self, session_id: str, token: str) -> str:
+        """The value to keep in the Flask session."""
+        current, _ = self._signers()
+        return current.sign(f"{session_id}.{token}").decode("ascii")
+
+    def read(self, value: object) -> tuple[str, str, bool] | None:
+        """The session id and token of a value from the Flask session, and
+        whether it was signed with a fallback key; ``None`` for anything that
+        is not a value :meth:`sign` made with a current or fallback key.
+        """
+        if not isinstance(value, str) or len(value) > MAX_VALUE_LENGTH:
+            return None
+
+        current, with_fallbacks = self._signers()
+        old_key = False
+
+        try:
+            payload = current.unsign(value)
+        except BadSignature:
+            if with_fallbacks is None:
+                return None
+
+            try:
+                payload = with_fallbacks.unsign(value)
+            except BadSignature:
+                return None
+
+            old_key = True
+
+        match = _PAYLOAD.match(payload.decode("ascii", "replace"))
+
+        if match is None:
+            return None
+
+        return match[1], match[2], old_key
