@@ -108,7 +108,11 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self, *, blocking: bool) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise _unavailable(e) from e
+
         deadline = time.monotonic() + self.ttl
         delay = 0.001
 

@@ -1,0 +1,69 @@
+"""A store that fails: 503, not 500, and the client's cookie is left alone.
+(Redis outages are tested with a real server stopped mid-test; here a
+FileSystemCache whose directory is gone.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import typing as t
+
+from cachelib import FileSystemCache
+
+from .conftest import Env
+from .conftest import add_routes
+from .test_credentials import make_pow_app
+from .test_session import pow_value
+
+
+def broken_env(tmp_path: t.Any) -> tuple[Env, str]:
+    path = str(tmp_path / "cache")
+    env = make_pow_app(tmp_path, FileSystemCache(path, threshold=0))
+    add_routes(env)
+    return env, path
+
+
+def break_directory(path: str) -> None:
+    # Root ignores permissions, so the directory is replaced by a file.
+    shutil.rmtree(path)
+
+    with open(path, "w") as f:
+        f.write("not a directory")
+
+
+def test_login_on_failing_store_is_503_without_cookie(tmp_path: t.Any) -> None:
+    env, path = broken_env(tmp_path)
+    user_id = env.add_user()
+    client = env.app.test_client()
+    break_directory(path)
+    response = client.post(f"/login/{user_id}")
+    assert response.status_code == 503
+    assert "Service Unavailable" in response.get_data(as_text=True)
+    assert pow_value(client) is None
+
+
+def test_rotation_on_failing_store_is_503_and_keeps_cookie(tmp_path: t.Any) -> None:
+    env, path = broken_env(tmp_path)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+    before = pow_value(client)
+    env.clock.advance(15 * 60 + 1)
+    # Reads still work; the rotation cannot take its lock.
+    break_directory(path + ".pow-locks")
+    response = client.get("/me")
+    assert response.status_code == 503
+    assert pow_value(client) == before
+
+
+def test_store_comes_back_and_same_cookie_works(tmp_path: t.Any) -> None:
+    env, path = broken_env(tmp_path)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+    env.clock.advance(15 * 60 + 1)
+    locks = path + ".pow-locks"
+    break_directory(locks)
+    assert client.get("/me").status_code == 503
+    os.remove(locks)
+    os.mkdir(locks)
+    assert env.me(client) == "ada@example.com free"
