@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck docs pytest bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/python example/app.py
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check flask_pow tests example benchmarks
@@ -27,6 +27,9 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
+docs: $(VENV)/.installed
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+
 pytest: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
@@ -34,4 +37,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/request_cost.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build docs/_build *.egg-info .mypy_cache .ruff_cache .pytest_cache
