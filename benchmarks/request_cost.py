@@ -23,10 +23,11 @@ from cachelib import FileSystemCache
 from cachelib import SimpleCache
 from flask import Flask
 from flask import g
-from flask_pow import Pow
-from flask_pow import login_user
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.test import EnvironBuilder
+
+from flask_pow import Pow
+from flask_pow import login_user
 
 
 class Base(sa_orm.DeclarativeBase):

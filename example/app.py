@@ -19,15 +19,16 @@ from flask import redirect
 from flask import render_template_string
 from flask import request
 from flask import url_for
+from flask_sqlalchemy import SQLAlchemy
+from werkzeug.security import check_password_hash
+from werkzeug.security import generate_password_hash
+from werkzeug.wrappers import Response
+
 from flask_pow import Pow
 from flask_pow import current_session
 from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_user
-from flask_sqlalchemy import SQLAlchemy
-from werkzeug.security import check_password_hash
-from werkzeug.security import generate_password_hash
-from werkzeug.wrappers import Response
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "correct horse battery staple"

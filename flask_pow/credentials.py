@@ -209,7 +209,7 @@ class CredentialsCache:
 
         return Authenticated(record, user_data, follow)
 
-    def load_user(self, user_data: dict[str, t.Any]) -> t.Any | None:
+    def load_user(self, user_key: str, user_data: dict[str, t.Any]) -> t.Any | None:
         """Build a user from cached data; ``None`` (logged) if it is corrupt.
 
         :meta private:
@@ -217,7 +217,7 @@ class CredentialsCache:
         try:
             return self.adapter.load(user_data)
         except (ValueError, TypeError, KeyError):
-            self._corrupt("user", "user data")
+            self._corrupt("user", self._user_key(user_key))
             return None
 
     def is_past_absolute(self, record: SessionRecord) -> bool:
@@ -307,10 +307,13 @@ class CredentialsCache:
         finally:
             lock.release()
 
-    def create(
-        self, user: t.Any, metadata: dict[str, t.Any]
+    def put(
+        self, user: t.Any, metadata: dict[str, t.Any] | None = None
     ) -> tuple[SessionInfo, str]:
         """Store a new session for ``user`` and return it with its token.
+        This is what :func:`~flask_pow.login_user` does once the view has
+        returned; call it directly to issue a session outside a request (a
+        test, a login link), and hand the token to the client yourself.
 
         :param user: the user logging in.
         :param metadata: the session's metadata (JSON-serializable).
@@ -328,7 +331,7 @@ class CredentialsCache:
             created_at=now,
             inserted_at=now,
             expires_at=self._expiry(now, now),
-            metadata=dict(metadata),
+            metadata=dict(metadata or {}),
         )
         lock = self._lock("user", user_key)
         self._acquire(lock)
@@ -523,7 +526,10 @@ class CredentialsCache:
         for user_key, value in zip(user_keys, values, strict=True):
             data = self._read_user_data(user_key, value)
 
-            if data is not None and (user := self.load_user(data)) is not None:
+            if (
+                data is not None
+                and (user := self.load_user(user_key, data)) is not None
+            ):
                 users.append(user)
 
         return users

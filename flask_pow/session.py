@@ -153,7 +153,7 @@ def load_user() -> None:
         credentials.delete(session_id)
         return
 
-    user = credentials.load_user(found.user_data)
+    user = credentials.load_user(found.record.user_key, found.user_data)
 
     if user is None:
         return
@@ -200,7 +200,8 @@ def get_current_session() -> SessionInfo | None:
 current_user: t.Any = LocalProxy(get_current_user)
 
 #: The :class:`~flask_pow.SessionInfo` of the current request (its id, login
-#: and rotation times, IP, user agent and custom metadata), or ``None``.
+#: and rotation times, IP, user agent and custom metadata), or ``None``: a
+#: proxy, so test it with ``if current_session:``.
 current_session: SessionInfo | None = LocalProxy(  # type: ignore[assignment]
     get_current_session
 )
@@ -321,7 +322,7 @@ def _apply(request_state: RequestState) -> None:
 
     if request_state.login is not None:
         user, metadata = request_state.login
-        info, issued = credentials.create(user, metadata)
+        info, issued = credentials.put(user, metadata)
         _write_cookie(state, info.id, issued)
         _regenerate_session()
         request_state.session_id = info.id

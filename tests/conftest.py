@@ -13,11 +13,12 @@ from cachelib import SimpleCache
 from flask import Flask
 from flask import g
 from flask.testing import FlaskClient
+from flask_sqlalchemy import SQLAlchemy
+
 from flask_pow import Pow
 from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_user
-from flask_sqlalchemy import SQLAlchemy
 
 BACKENDS = ["simple", "filesystem"]
 

@@ -11,8 +11,9 @@ import typing as t
 
 import pytest
 from flask import Flask
-from flask_pow import session_rotated
 from werkzeug.serving import make_server
+
+from flask_pow import session_rotated
 
 from .conftest import Env
 

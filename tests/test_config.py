@@ -9,9 +9,10 @@ import pytest
 import sqlalchemy.orm as sa_orm
 from cachelib import SimpleCache
 from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
 from flask_pow import InsecureTTLWarning
 from flask_pow import Pow
-from flask_sqlalchemy import SQLAlchemy
 
 
 class Base(sa_orm.DeclarativeBase):

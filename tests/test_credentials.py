@@ -17,10 +17,11 @@ from cachelib import FileSystemCache
 from cachelib import SimpleCache
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_sqlalchemy import SQLAlchemy
+
 from flask_pow import Pow
 from flask_pow import serialization
 from flask_pow.config import DEFAULT_SIMPLE_CACHE_THRESHOLD
-from flask_sqlalchemy import SQLAlchemy
 
 from .conftest import Env
 from .conftest import make_app
@@ -285,3 +286,20 @@ def test_adapter_reload_reads_the_database(env: Env, user_id: int) -> None:
         env.db.session.execute(sa.text("DELETE FROM user"))
         env.db.session.commit()
         assert adapter.reload(cached) is None
+
+
+def test_put_outside_a_request_issues_a_working_session(env: Env, user_id: int) -> None:
+    from flask_pow.signing import TokenSigner
+
+    with env.app.app_context():
+        user = env.db.session.get(env.User, user_id)
+        info, token = env.pow.credentials.put(user, {"via": "magic link"})
+        value = TokenSigner().sign(info.id, token)
+        assert env.pow.credentials.get(info.id) == info
+
+    client = env.app.test_client()
+
+    with client.session_transaction() as session:
+        session["pow_auth"] = value
+
+    assert env.me(client) == "ada@example.com free"

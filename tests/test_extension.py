@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
 from flask_pow import Pow
 from flask_pow import login_user
-from flask_sqlalchemy import SQLAlchemy
 
 from .test_config import Member
 

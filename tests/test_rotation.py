@@ -9,9 +9,10 @@ import datetime as dt
 from cachelib import SimpleCache
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_session import Session
+
 from flask_pow import current_session
 from flask_pow import session_rotated
-from flask_session import Session
 
 from .conftest import Env
 from .conftest import MakeEnv
@@ -223,7 +224,7 @@ def test_absolute_ttl_caps_expiry(make_env: MakeEnv) -> None:
 
     @env.app.get("/expires")
     def expires() -> str:
-        assert current_session is not None
+        assert current_session
         return str(current_session.expires_at.timestamp() - env.clock.now)
 
     client = env.app.test_client()

@@ -9,6 +9,7 @@ import pickle
 import uuid
 
 import pytest
+
 from flask_pow import JSONSerializer
 from flask_pow import serialization
 

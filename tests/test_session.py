@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from flask import g
 from flask.testing import FlaskClient
+
 from flask_pow import current_session
 from flask_pow import current_user
 from flask_pow import login_user
@@ -112,7 +113,7 @@ def test_session_id_and_metadata_are_readable(
 
     @env.app.get("/session")
     def show() -> dict[str, object]:
-        assert current_session is not None
+        assert current_session
         return {
             "id": current_session.id,
             "ip": current_session.metadata["ip"],
@@ -143,7 +144,7 @@ def test_custom_metadata_from_callback_is_stored(env: Env, client: FlaskClient) 
 
     @env.app.get("/meta")
     def meta() -> dict[str, object]:
-        assert current_session is not None
+        assert current_session
         return current_session.metadata
 
     client.post("/login-custom")
@@ -341,3 +342,13 @@ def test_no_rotation_signal_on_fresh_token(env: Env, logged_in: FlaskClient) -> 
         env.me(logged_in)
 
     assert seen == []
+
+
+def test_current_session_proxy_is_falsy_when_anonymous(
+    env: Env, client: FlaskClient
+) -> None:
+    @env.app.get("/has-session")
+    def has_session() -> str:
+        return str(bool(current_session))
+
+    assert client.get("/has-session").get_data(as_text=True) == "False"

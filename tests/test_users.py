@@ -7,9 +7,10 @@ import enum
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
+from flask_sqlalchemy import SQLAlchemy
+
 from flask_pow import SQLAlchemyUsers
 from flask_pow.config import DEFAULT_CACHE_EXCLUDE
-from flask_sqlalchemy import SQLAlchemy
 
 
 class Plan(enum.Enum):
