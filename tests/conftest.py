@@ -63,6 +63,11 @@ class Env:
         response = client.post(f"/login/{user_id}")
         assert response.status_code == 200
 
+    def me_text(self) -> str:
+        """What ``/me`` answers, inside a request."""
+        user = g.current_user
+        return "anonymous" if user is None else f"{user.email} {user.plan}"
+
     def me(self, client: FlaskClient) -> str:
         return client.get("/me").get_data(as_text=True)
 
@@ -138,8 +143,7 @@ def add_routes(env: Env) -> None:
 
     @app.get("/me")
     def me() -> str:
-        user = g.current_user
-        return "anonymous" if user is None else f"{user.email} {user.plan}"
+        return env.me_text()
 
     @app.get("/private")
     @login_required

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections.abc as c
 import http.client
 import threading
+import time
 import typing as t
 
 import pytest
@@ -54,6 +55,12 @@ def pow_token(app: Flask, cookie: str) -> t.Any:
 def test_parallel_requests_with_stale_token_rotate_once(
     env: Env, server: tuple[str, int], user_id: int
 ) -> None:
+    @env.app.get("/slow-me")
+    def slow_me() -> str:
+        # Every request reads the stale record before any has finished.
+        time.sleep(0.3)
+        return str(env.me_text())
+
     _, cookie = request(server, "POST", f"/login/{user_id}", None)
     assert cookie is not None
     env.clock.advance(15 * 60 + 1)
@@ -63,7 +70,7 @@ def test_parallel_requests_with_stale_token_rotate_once(
 
     def hit() -> None:
         barrier.wait(timeout=30)
-        results.append(request(server, "GET", "/me", cookie))
+        results.append(request(server, "GET", "/slow-me", cookie))
 
     def record(sender: Flask, session_id: str, **kwargs: object) -> None:
         rotations.append(session_id)
