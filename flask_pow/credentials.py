@@ -62,6 +62,13 @@ class Authenticated:
     follow: str | None = None
 
 
+def _ttl(expires_at: float, now: float) -> int:
+    """Whole seconds until ``expires_at``, rounded up: cachelib counts in
+    seconds, and a record must not expire before its own expiry time.
+    """
+    return int(expires_at - now) + 1
+
+
 class CredentialsCache:
     """The sessions and cached users of one application, on a
     :class:`~flask_pow.stores.Store`. Reach it as ``pow.credentials``.
@@ -257,19 +264,11 @@ class CredentialsCache:
         the user's records when no session is left.
         """
         index_key = self._index_key(user_key)
-        index = self._read_map(index_key, self.store.get(index_key))
-
-        for session_id, expires_at in changes.items():
-            if expires_at is None:
-                index.pop(session_id, None)
-            else:
-                index[session_id] = expires_at
-
-        index = {sid: exp for sid, exp in index.items() if exp > now}
+        index = self._changed_map(index_key, changes, now)
 
         if index:
             latest = max(index.values())
-            ttl = int(latest - now) + 1
+            ttl = _ttl(latest, now)
             items: dict[str, tuple[t.Any, int]] = {index_key: (index, ttl)}
 
             if user_data is not None:
@@ -285,23 +284,32 @@ class CredentialsCache:
 
         self._write_bucket(user_key, latest, now)
 
+    def _changed_map(
+        self, key: str, changes: c.Mapping[str, float | None], now: float
+    ) -> dict[str, float]:
+        """Read a name -> expiry map, apply ``changes`` (``None`` removes a
+        name) and drop the names that have expired.
+        """
+        values = self._read_map(key, self.store.get(key))
+
+        for name, expires_at in changes.items():
+            if expires_at is None:
+                values.pop(name, None)
+            else:
+                values[name] = expires_at
+
+        return {name: exp for name, exp in values.items() if exp > now}
+
     def _write_bucket(self, user_key: str, latest: float | None, now: float) -> None:
         bucket_key = self._bucket_key(user_key)
         lock = self._lock("bucket", bucket_key)
         self._acquire(lock)
 
         try:
-            bucket = self._read_map(bucket_key, self.store.get(bucket_key))
-
-            if latest is None:
-                bucket.pop(user_key, None)
-            else:
-                bucket[user_key] = latest
-
-            bucket = {key: exp for key, exp in bucket.items() if exp > now}
+            bucket = self._changed_map(bucket_key, {user_key: latest}, now)
 
             if bucket:
-                self.store.set(bucket_key, bucket, int(max(bucket.values()) - now) + 1)
+                self.store.set(bucket_key, bucket, _ttl(max(bucket.values()), now))
             else:
                 self.store.delete_many(bucket_key)
         finally:
@@ -340,7 +348,7 @@ class CredentialsCache:
             self.store.set(
                 self._session_key(record.id),
                 record.dump(),
-                int(record.expires_at - now) + 1,
+                _ttl(record.expires_at, now),
             )
             self._write_user(user_key, user_data, {record.id: record.expires_at}, now)
         finally:
@@ -411,7 +419,7 @@ class CredentialsCache:
                 current = self._read_user_data(
                     record.user_key, self.store.get(self._user_key(record.user_key))
                 )
-                self.store.set(key, record.dump(), int(record.expires_at - now) + 1)
+                self.store.set(key, record.dump(), _ttl(record.expires_at, now))
                 # The user record is rewritten as it is now, not as this
                 # request read it, so a sync that happened meanwhile stays.
                 self._write_user(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import collections.abc as c
 import datetime as dt
+import time
 import typing as t
 
 import pytest
@@ -143,6 +144,12 @@ def add_routes(env: Env) -> None:
 
     @app.get("/me")
     def me() -> str:
+        return env.me_text()
+
+    @app.get("/slow-me")
+    def slow_me() -> str:
+        # Parallel requests all read the session before any has finished.
+        time.sleep(0.3)
         return env.me_text()
 
     @app.get("/private")

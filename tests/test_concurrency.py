@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections.abc as c
 import http.client
 import threading
-import time
 import typing as t
 
 import pytest
@@ -51,38 +50,42 @@ def pow_token(app: Flask, cookie: str) -> t.Any:
     return serializer.loads(cookie.split("=", 1)[1])["pow_auth"]
 
 
+def all_at_once(
+    addresses: list[tuple[str, int]], path: str, cookie: str | None
+) -> list[tuple[str, str | None]]:
+    """GET ``path`` from each address in parallel, all released at once."""
+    barrier = threading.Barrier(len(addresses))
+    results: list[tuple[str, str | None]] = []
+
+    def hit(address: tuple[str, int]) -> None:
+        barrier.wait(timeout=30)
+        results.append(request(address, "GET", path, cookie))
+
+    threads = [threading.Thread(target=hit, args=(a,)) for a in addresses]
+
+    for thread in threads:
+        thread.start()
+
+    for thread in threads:
+        thread.join(timeout=60)
+
+    return results
+
+
 @pytest.mark.slow
 def test_parallel_requests_with_stale_token_rotate_once(
     env: Env, server: tuple[str, int], user_id: int
 ) -> None:
-    @env.app.get("/slow-me")
-    def slow_me() -> str:
-        # Every request reads the stale record before any has finished.
-        time.sleep(0.3)
-        return str(env.me_text())
-
     _, cookie = request(server, "POST", f"/login/{user_id}", None)
     assert cookie is not None
     env.clock.advance(15 * 60 + 1)
-    barrier = threading.Barrier(PARALLEL)
-    results: list[tuple[str, str | None]] = []
     rotations: list[str] = []
-
-    def hit() -> None:
-        barrier.wait(timeout=30)
-        results.append(request(server, "GET", "/slow-me", cookie))
 
     def record(sender: Flask, session_id: str, **kwargs: object) -> None:
         rotations.append(session_id)
 
     with session_rotated.connected_to(record, env.app):
-        threads = [threading.Thread(target=hit) for _ in range(PARALLEL)]
-
-        for thread in threads:
-            thread.start()
-
-        for thread in threads:
-            thread.join(timeout=60)
+        results = all_at_once([server] * PARALLEL, "/slow-me", cookie)
 
     assert len(results) == PARALLEL
     assert {body for body, _ in results} == {"ada@example.com free"}

@@ -8,7 +8,6 @@ import collections.abc as c
 import os
 import subprocess
 import sys
-import threading
 import time
 import typing as t
 
@@ -16,6 +15,7 @@ import pytest
 from flask import Flask
 
 from .conftest import make_app
+from .test_concurrency import all_at_once
 from .test_concurrency import pow_token
 from .test_concurrency import request
 
@@ -89,22 +89,9 @@ def test_parallel_stale_requests_across_processes_rotate_once(
     _, cookie = request(addresses[0], "POST", "/login/1", None)
     assert cookie is not None
     time.sleep(2.1)  # the renewal TTL is one second, and cachelib counts seconds
-    barrier = threading.Barrier(PARALLEL)
-    results: list[tuple[str, str | None]] = []
-
-    def hit(address: tuple[str, int]) -> None:
-        barrier.wait(timeout=30)
-        results.append(request(address, "GET", "/me", cookie))
-
-    threads = [
-        threading.Thread(target=hit, args=(addresses[n % 2],)) for n in range(PARALLEL)
-    ]
-
-    for thread in threads:
-        thread.start()
-
-    for thread in threads:
-        thread.join(timeout=60)
+    results = all_at_once(
+        [addresses[n % 2] for n in range(PARALLEL)], "/slow-me", cookie
+    )
 
     assert len(results) == PARALLEL
     assert {body for body, _ in results} == {"ada@example.com free"}

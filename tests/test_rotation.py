@@ -254,14 +254,20 @@ def test_rotated_out_key_token_is_anonymous(env: Env, logged_in: FlaskClient) ->
     assert env.me(logged_in) == "anonymous"
 
 
-def test_login_regenerates_server_side_session_id(make_env: MakeEnv) -> None:
-    """T14: login renews the Flask-Session session id (fixation)."""
+def flask_session_env(make_env: MakeEnv) -> Env:
+    """An app whose Flask session is server-side, with Flask-Session."""
     env = make_env(
         SESSION_TYPE="cachelib",
         SESSION_CACHELIB=SimpleCache(threshold=100_000),
         SESSION_SERIALIZATION_FORMAT="json",
     )
     Session(env.app)
+    return env
+
+
+def test_login_regenerates_server_side_session_id(make_env: MakeEnv) -> None:
+    """T14: login renews the Flask-Session session id (fixation)."""
+    env = flask_session_env(make_env)
     client = env.app.test_client()
     user_id = env.add_user()
 
@@ -282,12 +288,7 @@ def test_login_regenerates_server_side_session_id(make_env: MakeEnv) -> None:
 
 
 def test_rotation_regenerates_server_side_session_id(make_env: MakeEnv) -> None:
-    env = make_env(
-        SESSION_TYPE="cachelib",
-        SESSION_CACHELIB=SimpleCache(threshold=100_000),
-        SESSION_SERIALIZATION_FORMAT="json",
-    )
-    Session(env.app)
+    env = flask_session_env(make_env)
     client = env.app.test_client()
     env.login(client, env.add_user())
     before = client.get_cookie("session")
