@@ -7,11 +7,17 @@ from .serialization import JSONSerializer as JSONSerializer
 from .session import current_session as current_session
 from .session import current_user as current_user
 from .session import login_user as login_user
+from .session import logout_other_sessions as logout_other_sessions
 from .session import logout_user as logout_user
+from .session import sync_user as sync_user
+from .signals import session_revoked as session_revoked
 from .signals import session_rotated as session_rotated
 from .signals import user_logged_in as user_logged_in
 from .signals import user_logged_out as user_logged_out
+from .signals import user_reloaded_gone as user_reloaded_gone
+from .signals import user_synced as user_synced
 from .stores import StoreUnavailable as StoreUnavailable
 from .users import SQLAlchemyUsers as SQLAlchemyUsers
 from .users import UserAdapter as UserAdapter
 from .views import login_required as login_required
+from .views import reload_user as reload_user

@@ -76,6 +76,11 @@ class PowConfig:
     absolute_ttl: int | None
     cache_exclude: tuple[str, ...]
     login_view: str | None
+    #: Reload the user from the database on every request.
+    reload: bool = False
+    #: Blueprint names (dotted for nested ones) whose views reload the user,
+    #: with the blueprints nested in them.
+    reload_blueprints: frozenset[str] = frozenset()
 
 
 def _seconds(key: str, value: object, *, allow_none: bool, minimum: int) -> int | None:
@@ -117,24 +122,24 @@ def _text(key: str, value: object) -> str:
     return value
 
 
-def _patterns(key: str, value: object) -> tuple[str, ...]:
-    # A bare string is iterable too, and would silently become one pattern
-    # per character.
+def _names(key: str, value: object, what: str = "names") -> tuple[str, ...]:
+    # A bare string is iterable too, and would silently become one name per
+    # character.
     if isinstance(value, (str, bytes)) or not isinstance(value, c.Iterable):
         raise TypeError(
-            f"{key} must be a list of column name patterns, got {value!r}."
-            f" Write [{value!r}] for a single pattern."
+            f"{key} must be a list of {what}, got {value!r}."
+            f" Write [{value!r}] for a single one."
         )
 
-    patterns = tuple(value)
+    names = tuple(value)
 
-    for pattern in patterns:
-        if not isinstance(pattern, str) or not pattern:
+    for name in names:
+        if not isinstance(name, str) or not name:
             raise ValueError(
-                f"{key} must contain only non-empty strings, got {pattern!r}."
+                f"{key} must contain only non-empty strings, got {name!r}."
             )
 
-    return patterns
+    return names
 
 
 def _cache(value: object) -> BaseCache:
@@ -170,6 +175,8 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
     config.setdefault("POW_ABSOLUTE_TTL", None)
     config.setdefault("POW_CACHE_EXCLUDE", DEFAULT_CACHE_EXCLUDE)
     config.setdefault("POW_LOGIN_VIEW", None)
+    config.setdefault("POW_RELOAD", False)
+    config.setdefault("POW_RELOAD_BLUEPRINTS", ())
 
     credentials_ttl = _seconds(
         "POW_CREDENTIALS_TTL",
@@ -208,6 +215,10 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
         )
 
     login_view = config["POW_LOGIN_VIEW"]
+    reload = config["POW_RELOAD"]
+
+    if not isinstance(reload, bool):
+        raise TypeError(f"POW_RELOAD must be True or False, got {reload!r}.")
 
     if login_view is not None:
         login_view = _text("POW_LOGIN_VIEW", login_view)
@@ -229,6 +240,12 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
         session_ttl_renewal=renewal,
         rotation_grace=grace,
         absolute_ttl=absolute,
-        cache_exclude=_patterns("POW_CACHE_EXCLUDE", config["POW_CACHE_EXCLUDE"]),
+        cache_exclude=_names(
+            "POW_CACHE_EXCLUDE", config["POW_CACHE_EXCLUDE"], "column name patterns"
+        ),
         login_view=login_view,
+        reload=reload,
+        reload_blueprints=frozenset(
+            _names("POW_RELOAD_BLUEPRINTS", config["POW_RELOAD_BLUEPRINTS"])
+        ),
     )

@@ -30,6 +30,11 @@ import logging
 import time
 import typing as t
 
+from blinker import NamedSignal
+from flask import current_app
+from flask import has_app_context
+
+from . import signals
 from .records import SessionInfo
 from .records import SessionRecord
 from .records import digest
@@ -67,6 +72,13 @@ def _ttl(expires_at: float, now: float) -> int:
     seconds, and a record must not expire before its own expiry time.
     """
     return int(expires_at - now) + 1
+
+
+def _send(signal: NamedSignal, **kwargs: t.Any) -> None:
+    # Sent with the application as sender, when there is one: the cache can
+    # be used from a bare script too.
+    if has_app_context():
+        signal.send(current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
 
 
 class CredentialsCache:
@@ -255,16 +267,22 @@ class CredentialsCache:
         self,
         user_key: str,
         user_data: dict[str, t.Any] | None,
-        changes: dict[str, float | None],
+        changes: c.Mapping[str, float | None],
         now: float,
-    ) -> None:
+        *,
+        only_live: bool = False,
+    ) -> bool:
         """Under the user's lock: rewrite the user record (unless
         ``user_data`` is ``None``), and apply ``changes`` (session id ->
         expiry, ``None`` to remove) to the index, pruning expired ids. Deletes
-        the user's records when no session is left.
+        the user's records when no session is left (unless ``only_live``:
+        then nothing is written). Returns whether a session is left.
         """
         index_key = self._index_key(user_key)
         index = self._changed_map(index_key, changes, now)
+
+        if not index and only_live:
+            return False
 
         if index:
             latest = max(index.values())
@@ -283,6 +301,7 @@ class CredentialsCache:
             self.store.delete_many(self._user_key(user_key), index_key)
 
         self._write_bucket(user_key, latest, now)
+        return latest is not None
 
     def _changed_map(
         self, key: str, changes: c.Mapping[str, float | None], now: float
@@ -357,14 +376,21 @@ class CredentialsCache:
         return record.info(), token
 
     def rotate(
-        self, session_id: str, token: str, user_data: dict[str, t.Any]
+        self,
+        session_id: str,
+        token: str,
+        user_data: dict[str, t.Any],
+        *,
+        wait: bool = False,
     ) -> tuple[str, bool] | None:
         """Issue a new token for a session, keeping its id, creation time and
         metadata. The old token keeps working for the grace window.
 
         One caller wins: a caller that cannot take the session's lock at once
-        returns ``None`` and carries on with the old token. A caller whose
-        token was rotated meanwhile gets the token it was rotated to.
+        returns ``None`` and carries on with the old token, unless ``wait``
+        (a privilege change, which must rotate) makes it wait for the lock.
+        A caller whose token was rotated meanwhile gets the token it was
+        rotated to.
 
         :param session_id: the session.
         :param token: the token the caller holds.
@@ -374,7 +400,10 @@ class CredentialsCache:
         """
         lock = self._lock("session", session_id)
 
-        if not lock.acquire(blocking=False):
+        if not lock.acquire(blocking=wait):
+            if wait:
+                raise StoreUnavailable("Timed out waiting for a session lock.")
+
             return None
 
         try:
@@ -435,40 +464,132 @@ class CredentialsCache:
         finally:
             lock.release()
 
-    def delete(self, session_id: str) -> bool:
-        """End a session: its token stops working at once.
-
-        :return: whether there was such a session.
+    def _delete_records(self, session_ids: c.Iterable[str]) -> dict[str, str]:
+        """Delete session records, each under its session's lock so that a
+        rotation in flight cannot write one back. Returns the user key of
+        each record that was there.
         """
-        # The session's lock keeps a rotation in flight from writing the
-        # record back after it is deleted.
-        lock = self._lock("session", session_id)
+        ended: dict[str, str] = {}
+
+        for session_id in session_ids:
+            lock = self._lock("session", session_id)
+            self._acquire(lock)
+
+            try:
+                key = self._session_key(session_id)
+                record = self._read_record(session_id, self.store.get(key))
+                self.store.delete_many(key)
+            finally:
+                lock.release()
+
+            if record is not None:
+                ended[session_id] = record.user_key
+
+        return ended
+
+    def _unindex(self, user_key: str, session_ids: c.Iterable[str]) -> None:
+        lock = self._lock("user", user_key)
         self._acquire(lock)
 
         try:
-            key = self._session_key(session_id)
-            record = self._read_record(session_id, self.store.get(key))
-            self.store.delete_many(key)
-
-            if record is None:
-                return False
-
-            user_lock = self._lock("user", record.user_key)
-            self._acquire(user_lock)
-
-            try:
-                current = self._read_user_data(
-                    record.user_key, self.store.get(self._user_key(record.user_key))
-                )
-                self._write_user(
-                    record.user_key, current, {session_id: None}, self.clock()
-                )
-            finally:
-                user_lock.release()
+            current = self._read_user_data(
+                user_key, self.store.get(self._user_key(user_key))
+            )
+            self._write_user(
+                user_key, current, dict.fromkeys(session_ids), self.clock()
+            )
         finally:
             lock.release()
 
+    def end(self, session_id: str) -> str | None:
+        """End a session without sending :data:`~flask_pow.session_revoked`
+        (a logout, or a timeout).
+
+        :return: the user key of the session, or ``None`` if there was none.
+        :meta private:
+        """
+        ended = self._delete_records([session_id])
+
+        if session_id not in ended:
+            return None
+
+        self._unindex(ended[session_id], [session_id])
+        return ended[session_id]
+
+    def delete(self, session_id: str) -> bool:
+        """Revoke a session: its token stops working at once. Sends
+        :data:`~flask_pow.session_revoked`.
+
+        :return: whether there was such a session.
+        """
+        user_key = self.end(session_id)
+
+        if user_key is None:
+            return False
+
+        _send(signals.session_revoked, session_id=session_id, user_key=user_key)
         return True
+
+    def delete_user_sessions(self, user: t.Any, *, keep: str | None = None) -> int:
+        """Revoke every session of a user ("log out everywhere"), for
+        example after a password change or when an administrator disables
+        the account. Sends :data:`~flask_pow.session_revoked` for each.
+
+        :param user: the user.
+        :param keep: a session id to leave alone (the caller's own).
+        :return: how many sessions were ended.
+        """
+        return self.delete_sessions_by_key(self.adapter.key(user), keep=keep)
+
+    def delete_sessions_by_key(self, user_key: str, *, keep: str | None = None) -> int:
+        """:meth:`delete_user_sessions` for a user key."""
+        index_key = self._index_key(user_key)
+        ids = [
+            session_id
+            for session_id in self._read_map(index_key, self.store.get(index_key))
+            if session_id != keep
+        ]
+
+        if not ids:
+            return 0
+
+        ended = self._delete_records(ids)
+        self._unindex(user_key, ids)
+
+        for session_id in ended:
+            _send(signals.session_revoked, session_id=session_id, user_key=user_key)
+
+        return len(ended)
+
+    def update_user(self, user: t.Any) -> bool:
+        """Write a user's current values to the cache: the next request of
+        every session of that user sees them, with no query and no rotation.
+        For use outside a request (a background job, a shell); in a request,
+        :func:`~flask_pow.sync_user` also rotates the current token.
+
+        :return: whether the user had a live session to update.
+        """
+        return self.update_user_data(self.adapter.key(user), self.adapter.dump(user))
+
+    def update_user_data(self, user_key: str, user_data: dict[str, t.Any]) -> bool:
+        """:meth:`update_user` with values already dumped by the adapter.
+
+        :meta private:
+        """
+        lock = self._lock("user", user_key)
+        self._acquire(lock)
+
+        try:
+            # A user with no live session is not cached: there is nothing to
+            # update, and nothing is written.
+            updated = self._write_user(
+                user_key, user_data, {}, self.clock(), only_live=True
+            )
+        finally:
+            lock.release()
+
+        _send(signals.user_synced, user_key=user_key, updated=updated)
+        return updated
 
     # -- reading ------------------------------------------------------------
 

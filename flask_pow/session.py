@@ -16,6 +16,7 @@ import typing as t
 
 from flask import current_app
 from flask import g
+from flask import has_request_context
 from flask import request
 from flask import session
 from werkzeug.local import LocalProxy
@@ -51,13 +52,23 @@ class RequestState:
     record: SessionRecord | None = None
     #: The session as :class:`SessionInfo`, once built.
     info: SessionInfo | None = None
+    #: The identity key of the session's user.
+    user_key: str | None = None
     #: The token the client holds (or should hold, after a follow).
     token: str | None = None
     user_data: dict[str, t.Any] | None = None
+    #: The user was reloaded from the database in this request.
+    reloaded: bool = False
     #: Write the token to the cookie again (followed, or signed with an old
     #: key).
     resign: bool = False
     rotate: bool = False
+    #: Rotate even if the token is fresh, waiting for the lock (a sync).
+    force_rotate: bool = False
+    #: Users to write to the cache after the view returns: key and values.
+    syncs: list[tuple[str, dict[str, t.Any]]] = dataclasses.field(default_factory=list)
+    #: End the user's other sessions after the view returns.
+    revoke_others: bool = False
     #: Session ids to end after the view returns.
     ended: list[tuple[str, t.Any]] = dataclasses.field(default_factory=list)
     #: A login to store after the view returns: the user and metadata.
@@ -150,7 +161,7 @@ def load_user() -> None:
         return
 
     if credentials.is_past_absolute(found.record):
-        credentials.delete(session_id)
+        credentials.end(session_id)
         return
 
     user = credentials.load_user(found.record.user_key, found.user_data)
@@ -161,6 +172,7 @@ def load_user() -> None:
     record = found.record
     request_state.session_id = record.id
     request_state.record = record
+    request_state.user_key = record.user_key
     request_state.token = found.follow or token
     request_state.user_data = found.user_data
     request_state.resign = old_key or found.follow is not None
@@ -174,6 +186,64 @@ def load_user() -> None:
         request_state.rotate = True
 
     g.current_user = user
+
+    if _wants_reload(state):
+        reload_current_user()
+
+
+def _wants_reload(state: PowState) -> bool:
+    """Whether this request reloads the user: ``POW_RELOAD``, a view marked
+    with :func:`~flask_pow.reload_user`, or a view of a reload blueprint (or
+    one nested in it).
+    """
+    if state.config.reload:
+        return True
+
+    view = current_app.view_functions.get(request.endpoint or "")
+
+    if getattr(view, "_pow_reload", False):
+        return True
+
+    names = state.config.reload_blueprints
+    return bool(names) and not names.isdisjoint(request.blueprints)
+
+
+def reload_current_user() -> t.Any:
+    """Reload the current user from the database, once per request. If the
+    user no longer exists, their session ends at once and the request is
+    anonymous from here on.
+
+    :return: the reloaded user, or ``None``.
+    :meta private:
+    """
+    load_user()
+    request_state = _request_state()
+    user = g.current_user
+
+    if request_state.reloaded or user is None or request_state.session_id is None:
+        return user
+
+    request_state.reloaded = True
+    state = _pow_state()
+    fresh = state.users.reload(user)
+
+    if fresh is not None:
+        g.current_user = fresh
+        return fresh
+
+    session_id = request_state.session_id
+    user_key = request_state.user_key
+    # Now, not after the view: the user is gone whatever the view does (Pow
+    # deletes at once too).
+    state.credentials.end(session_id)
+    _forget_session(request_state)
+    g.current_user = None
+    signals.user_reloaded_gone.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        user_key=user_key,
+        session_id=session_id,
+    )
+    return None
 
 
 def get_current_user() -> t.Any:
@@ -269,10 +339,60 @@ def _end_current(request_state: RequestState) -> None:
     if request_state.session_id is not None:
         request_state.ended.append((request_state.session_id, g.current_user))
 
+    _forget_session(request_state)
+
+
+def _forget_session(request_state: RequestState) -> None:
     request_state.session_id = request_state.record = request_state.info = None
-    request_state.token = None
-    request_state.rotate = False
-    request_state.resign = False
+    request_state.user_key = request_state.token = None
+    request_state.rotate = request_state.force_rotate = False
+    request_state.resign = request_state.revoke_others = False
+
+
+def sync_user(user: t.Any) -> None:
+    """Write a user's current values to the cache, after the user's row
+    changed: the next request of every session of that user sees them, with
+    no query.
+
+    In a request whose user this is, the current token is also rotated (a
+    new token, the same session id), as a privilege change calls for. Inside
+    a request the write happens once the view has returned, like a login's;
+    outside one (a background job, a shell, a CLI command) it happens at
+    once, with no rotation.
+
+    :param user: the user, with its new values.
+    """
+    state = _pow_state()
+
+    if not has_request_context():
+        state.credentials.update_user(user)
+        return
+
+    load_user()
+    request_state = _request_state()
+    key = state.users.key(user)
+    request_state.syncs.append((key, state.users.dump(user)))
+
+    if key == request_state.user_key:
+        request_state.force_rotate = True
+        g.current_user = user
+
+
+def logout_other_sessions() -> int:
+    """End every session of the current user but this one ("log out other
+    devices"). The sessions end once the view has returned.
+
+    :return: how many other sessions the user has now.
+    """
+    load_user()
+    request_state = _request_state()
+
+    if request_state.user_key is None:
+        return 0
+
+    request_state.revoke_others = True
+    others = _pow_state().credentials.sessions_by_key(request_state.user_key)
+    return sum(1 for info in others if info.id != request_state.session_id)
 
 
 # -- persisting --------------------------------------------------------------
@@ -317,8 +437,11 @@ def _apply(request_state: RequestState) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     for ended_id, user in request_state.ended:
-        credentials.delete(ended_id)
+        credentials.end(ended_id)
         signals.user_logged_out.send(app, user=user, session_id=ended_id)
+
+    for user_key, user_data in request_state.syncs:
+        credentials.update_user_data(user_key, user_data)
 
     if request_state.login is not None:
         user, metadata = request_state.login
@@ -340,9 +463,17 @@ def _apply(request_state: RequestState) -> None:
     if session_id is None or token is None:
         return
 
-    if request_state.rotate:
+    if request_state.revoke_others and request_state.user_key is not None:
+        credentials.delete_sessions_by_key(request_state.user_key, keep=session_id)
+
+    if request_state.rotate or request_state.force_rotate:
         assert request_state.user_data is not None
-        rotated = credentials.rotate(session_id, token, request_state.user_data)
+        rotated = credentials.rotate(
+            session_id,
+            token,
+            request_state.user_data,
+            wait=request_state.force_rotate,
+        )
 
         if rotated is not None:
             new_token, by_us = rotated

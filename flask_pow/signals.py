@@ -25,3 +25,21 @@ user_logged_out = _signals.signal("logged-out")
 #: Sent after a session's token was rotated by this request. Arguments:
 #: ``session_id``, and ``user``, the current user.
 session_rotated = _signals.signal("session-rotated")
+
+#: Sent after a session is revoked through the credentials cache:
+#: :meth:`~flask_pow.CredentialsCache.delete`,
+#: :meth:`~flask_pow.CredentialsCache.delete_user_sessions` or
+#: :func:`~flask_pow.logout_other_sessions`. Arguments: ``session_id`` and
+#: ``user_key``. Sent once per session.
+session_revoked = _signals.signal("session-revoked")
+
+#: Sent after :func:`~flask_pow.sync_user` (or
+#: :meth:`~flask_pow.CredentialsCache.update_user`) wrote a user's values to
+#: the cache. Arguments: ``user_key``, and ``updated``, whether the user had
+#: a live session to update.
+user_synced = _signals.signal("user-synced")
+
+#: Sent when a reload (:func:`~flask_pow.reload_user`, ``POW_RELOAD``, a
+#: reload blueprint) found that the user no longer exists, and the session
+#: was ended. Arguments: ``user_key`` and ``session_id``.
+user_reloaded_gone = _signals.signal("user-reloaded-gone")

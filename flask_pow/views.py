@@ -14,6 +14,7 @@ from flask import url_for
 
 from .session import _pow_state
 from .session import get_current_user
+from .session import reload_current_user
 
 F = t.TypeVar("F", bound=c.Callable[..., t.Any])
 
@@ -51,4 +52,26 @@ def login_required(view: F) -> F:
 
         return current_app.ensure_sync(view)(*args, **kwargs)
 
+    return t.cast(F, wrapper)
+
+
+def reload_user(view: F) -> F:
+    """Make a view see the current user as the database has it now, not as
+    the cache does: for views where a stale value is not acceptable, such as
+    authorization checks.
+
+    If the user no longer exists, their session ends and the request is
+    anonymous; a :func:`login_required` view then answers 401 or redirects,
+    whichever order the two decorators are in, since the reload happens
+    before the view's decorators run.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        # Normally done before the request's decorators run, from the mark
+        # below; this covers a view called some other way.
+        reload_current_user()
+        return current_app.ensure_sync(view)(*args, **kwargs)
+
+    wrapper._pow_reload = True  # type: ignore[attr-defined]
     return t.cast(F, wrapper)

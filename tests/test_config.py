@@ -119,7 +119,26 @@ def test_durations_accept_seconds_and_timedelta() -> None:
             "password",
             TypeError,
             "POW_CACHE_EXCLUDE must be a list of column name patterns, got"
-            " 'password'. Write ['password'] for a single pattern.",
+            " 'password'. Write ['password'] for a single one.",
+        ),
+        (
+            "POW_RELOAD",
+            "yes",
+            TypeError,
+            "POW_RELOAD must be True or False, got 'yes'.",
+        ),
+        (
+            "POW_RELOAD_BLUEPRINTS",
+            "admin",
+            TypeError,
+            "POW_RELOAD_BLUEPRINTS must be a list of names, got 'admin'."
+            " Write ['admin'] for a single one.",
+        ),
+        (
+            "POW_RELOAD_BLUEPRINTS",
+            ["admin", 3],
+            ValueError,
+            "POW_RELOAD_BLUEPRINTS must contain only non-empty strings, got 3.",
         ),
         (
             "POW_CACHE",
