@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import collections.abc as c
+import contextlib
 import datetime as dt
 import time
 import typing as t
@@ -203,13 +204,23 @@ class QueryCounter:
         self.statements.append(args[2])
 
 
-@pytest.fixture
-def queries(env: Env) -> c.Iterator[QueryCounter]:
+@contextlib.contextmanager
+def counting_queries(env: Env) -> c.Iterator[QueryCounter]:
+    """Record the SQL statements ``env``'s engine runs."""
     counter = QueryCounter()
 
     with env.app.app_context():
         engine = env.db.engine
 
     sa.event.listen(engine, "before_cursor_execute", counter)
-    yield counter
-    sa.event.remove(engine, "before_cursor_execute", counter)
+
+    try:
+        yield counter
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", counter)
+
+
+@pytest.fixture
+def queries(env: Env) -> c.Iterator[QueryCounter]:
+    with counting_queries(env) as counter:
+        yield counter
