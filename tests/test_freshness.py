@@ -49,7 +49,7 @@ def add_fresh_routes(env: Env) -> None:
     @app.post("/upgrade")
     @login_required
     def upgrade() -> str:
-        user = env.db.session.get(env.User, g.current_user.id)
+        user = env.db.get_or_404(env.User, g.current_user.id)
         user.plan = "pro"
         env.db.session.commit()
         sync_user(user)
@@ -57,7 +57,7 @@ def add_fresh_routes(env: Env) -> None:
 
     @app.post("/upgrade/<int:user_id>")
     def upgrade_other(user_id: int) -> str:
-        user = env.db.session.get(env.User, user_id)
+        user = env.db.get_or_404(env.User, user_id)
         user.plan = "pro"
         env.db.session.commit()
         sync_user(user)
@@ -65,7 +65,7 @@ def add_fresh_routes(env: Env) -> None:
 
     @app.post("/upgrade-fails")
     def upgrade_fails() -> str:
-        user = env.db.session.get(env.User, g.current_user.id)
+        user = env.db.get_or_404(env.User, g.current_user.id)
         user.plan = "pro"
         sync_user(user)
         raise RuntimeError("boom")
