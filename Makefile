@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck docs pytest bench clean
+.PHONY: demo test system-deps lint typecheck docs pytest bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,18 @@ $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/python example/app.py
 
-test: lint typecheck docs pytest
+test: system-deps lint typecheck docs pytest
+
+# The test suite starts its own redis-server processes on free loopback
+# ports. Install it when missing (CI runs as root on a fresh Debian machine).
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; \
+	  fi; }
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check flask_pow tests example benchmarks

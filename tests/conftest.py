@@ -5,12 +5,14 @@ import contextlib
 import datetime as dt
 import time
 import typing as t
+import uuid
 
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from cachelib import BaseCache
 from cachelib import FileSystemCache
+from cachelib import RedisCache
 from cachelib import SimpleCache
 from flask import Flask
 from flask import g
@@ -22,7 +24,11 @@ from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_user
 
-BACKENDS = ["simple", "filesystem"]
+from .servers import RedisServer
+
+#: The contract suite: every test that takes the ``cache`` fixture (through
+#: ``env``, ``app`` or ``client``) runs once per backend (Pow's T19).
+BACKENDS = ["simple", "filesystem", "redis"]
 
 
 class Clock:
@@ -77,11 +83,11 @@ class Env:
 MakeEnv = c.Callable[..., Env]
 
 
-def make_cache(name: str, path: str) -> BaseCache:
-    if name == "simple":
-        return SimpleCache(threshold=100_000)
-
-    return FileSystemCache(path, threshold=0)
+@pytest.fixture(scope="session")
+def redis_server() -> c.Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -90,8 +96,16 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def cache(backend: str, tmp_path: t.Any) -> BaseCache:
-    return make_cache(backend, str(tmp_path / "cache"))
+def cache(backend: str, tmp_path: t.Any, request: pytest.FixtureRequest) -> BaseCache:
+    if backend == "simple":
+        return SimpleCache(threshold=100_000)
+
+    if backend == "filesystem":
+        return FileSystemCache(str(tmp_path / "cache"), threshold=0)
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    # A prefix of its own per test: tests share the server, never its keys.
+    return RedisCache(host=server.client(), key_prefix=f"test-{uuid.uuid4().hex[:12]}:")
 
 
 def make_app(

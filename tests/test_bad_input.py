@@ -8,18 +8,15 @@ import hashlib
 import logging
 import os
 import pickle
-import struct
-import time
 import typing as t
 
 import pytest
 from cachelib import BaseCache
-from cachelib import FileSystemCache
-from cachelib import SimpleCache
 from flask.testing import FlaskClient
 from itsdangerous import Signer
 
 from .conftest import Env
+from .raw import plant
 from .test_rotation import session_ids
 from .test_rotation import set_value
 from .test_session import pow_value
@@ -33,21 +30,6 @@ def sign(payload: str, key: str = "test secret key") -> str:
         digest_method=hashlib.sha256,
     )
     return signer.sign(payload).decode()
-
-
-def plant(cache: BaseCache, key: str, raw: bytes) -> None:
-    """Write raw bytes under a key, bypassing the serializer, as an attacker
-    with write access to the store would.
-    """
-    expires = int(time.time()) + 600
-
-    if isinstance(cache, SimpleCache):
-        cache._cache[key] = (expires, raw)
-    else:
-        assert isinstance(cache, FileSystemCache)
-
-        with open(cache._get_filename(key), "wb") as f:
-            f.write(struct.pack("I", expires) + raw)
 
 
 @pytest.mark.parametrize(

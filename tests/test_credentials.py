@@ -4,8 +4,6 @@ what is (and is never) stored.
 
 from __future__ import annotations
 
-import os
-import struct
 import time
 import typing as t
 
@@ -23,44 +21,15 @@ from flask_pow import Pow
 from flask_pow import serialization
 from flask_pow.config import DEFAULT_SIMPLE_CACHE_THRESHOLD
 
+from . import raw
 from .conftest import Env
 from .conftest import make_app
 from .test_rotation import session_ids
 
 
 def stored_values(cache: BaseCache) -> list[bytes]:
-    """Every raw value in the cache, as the backend holds it."""
-    if isinstance(cache, SimpleCache):
-        return [raw for _, raw in cache._cache.values()]
-
-    assert isinstance(cache, FileSystemCache)
-    values = []
-
-    for name in os.listdir(cache._path):
-        if name.startswith("__wz_cache"):
-            continue
-
-        with open(os.path.join(cache._path, name), "rb") as f:
-            values.append(f.read()[4:])
-
-    return values
-
-
-def stored_expiries(cache: BaseCache) -> list[int]:
-    if isinstance(cache, SimpleCache):
-        return [expires for expires, _ in cache._cache.values()]
-
-    assert isinstance(cache, FileSystemCache)
-    expiries = []
-
-    for name in os.listdir(cache._path):
-        if name.startswith("__wz_cache"):
-            continue
-
-        with open(os.path.join(cache._path, name), "rb") as f:
-            expiries.append(struct.unpack("I", f.read(4))[0])
-
-    return expiries
+    """Every raw value in the store."""
+    return [value for item in raw.items(cache) for value in item.values]
 
 
 def test_stored_values_are_json_not_pickle(
@@ -71,9 +40,9 @@ def test_stored_values_are_json_not_pickle(
     values = stored_values(cache)
     assert len(values) >= 4
 
-    for raw in values:
-        assert not raw.startswith(b"\x80")  # the pickle protocol marker
-        serialization.loads(raw)
+    for value in values:
+        assert not value.startswith(b"\x80")  # the pickle protocol marker
+        serialization.loads(value)
 
 
 def test_stored_values_hold_no_password_hash_or_token(
@@ -94,7 +63,7 @@ def test_stored_values_hold_no_password_hash_or_token(
 def test_every_key_has_a_ttl(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
-    expiries = stored_expiries(cache)
+    expiries = [item.expires for item in raw.items(cache)]
     assert expiries
     assert 0 not in expiries
     assert max(expiries) <= time.time() + 30 * 60 + 2

@@ -1,0 +1,90 @@
+"""Reading and writing a store's raw bytes, below flask_pow and cachelib, as
+an operator (or an attacker with access to the store) would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+import time
+
+from cachelib import BaseCache
+from cachelib import FileSystemCache
+from cachelib import RedisCache
+from cachelib import SimpleCache
+
+
+@dataclasses.dataclass
+class RawItem:
+    key: str
+    #: The stored bytes: one value, or one per field of a Redis hash or
+    #: member of a sorted set.
+    values: list[bytes]
+    #: Expiry as a Unix time, 0 for never.
+    expires: int
+
+
+def plant(cache: BaseCache, key: str, raw: bytes) -> None:
+    """Write raw bytes under a flask_pow key, bypassing the serializer."""
+    expires = int(time.time()) + 600
+
+    if isinstance(cache, SimpleCache):
+        cache._cache[key] = (expires, raw)
+    elif isinstance(cache, RedisCache):
+        cache._write_client.set(cache._get_prefix() + key, raw, ex=600)
+    else:
+        assert isinstance(cache, FileSystemCache)
+
+        with open(cache._get_filename(key), "wb") as f:
+            f.write(struct.pack("I", expires) + raw)
+
+
+def items(cache: BaseCache) -> list[RawItem]:
+    """Every item in the store (for Redis, those under the cache's prefix)."""
+    if isinstance(cache, SimpleCache):
+        return [RawItem(k, [raw], exp) for k, (exp, raw) in cache._cache.items()]
+
+    if isinstance(cache, RedisCache):
+        return _redis_items(cache)
+
+    assert isinstance(cache, FileSystemCache)
+    found = []
+
+    for name in os.listdir(cache._path):
+        if name.startswith("__wz_cache"):
+            continue
+
+        with open(os.path.join(cache._path, name), "rb") as f:
+            data = f.read()
+
+        found.append(RawItem(name, [data[4:]], struct.unpack("I", data[:4])[0]))
+
+    return found
+
+
+def _redis_items(cache: RedisCache) -> list[RawItem]:
+    client = cache._read_client
+    found = []
+    now = int(time.time())
+
+    # SCAN is for the tests only: flask_pow itself never lists keys.
+    for raw_key in client.scan_iter(match=cache._get_prefix() + "*", count=1000):
+        key = raw_key.decode()
+        kind = client.type(raw_key).decode()
+
+        if kind == "string":
+            values = [client.get(raw_key)]
+        elif kind == "hash":
+            values = list(client.hgetall(raw_key).values())
+        elif kind == "zset":
+            values = [
+                member for member, _ in client.zrange(raw_key, 0, -1, withscores=True)
+            ]
+        else:
+            raise AssertionError(f"unexpected {kind} at {key}")
+
+        ttl = client.ttl(raw_key)
+        found.append(RawItem(key, values, 0 if ttl < 0 else now + ttl))
+
+    return found
