@@ -200,23 +200,9 @@ class CredentialsCache:
         if record is None:
             return None
 
-        now = self.clock()
-        presented = digest(token)
-        follow = None
+        found = self._match(record, token)
 
-        if hmac.compare_digest(presented, record.token):
-            pass
-        elif (
-            record.previous is not None
-            and record.rotated_to is not None
-            and hmac.compare_digest(presented, record.previous)
-            and now < record.previous_until
-        ):
-            follow = unseal(record.rotated_to, token)
-        else:
-            return None
-
-        if now >= record.expires_at:
+        if found is None:
             return None
 
         user_data = self._read_user_data(
@@ -226,7 +212,70 @@ class CredentialsCache:
         if user_data is None:
             return None
 
-        return Authenticated(record, user_data, follow)
+        return Authenticated(record, user_data, found[0])
+
+    def _match(self, record: SessionRecord, token: str) -> tuple[str | None] | None:
+        """Check a presented token against a live session record: ``None``
+        if it does not open the session; else a 1-tuple holding the token the
+        client should move to (a rotated-away token inside the grace window)
+        or ``None`` (the current token).
+        """
+        now = self.clock()
+
+        if now >= record.expires_at:
+            return None
+
+        presented = digest(token)
+
+        if hmac.compare_digest(presented, record.token):
+            return (None,)
+
+        if (
+            record.previous is not None
+            and record.rotated_to is not None
+            and hmac.compare_digest(presented, record.previous)
+            and now < record.previous_until
+        ):
+            return (unseal(record.rotated_to, token),)
+
+        return None
+
+    def _advance(self, record: SessionRecord, token: str, now: float) -> str:
+        """Rotate a record in place: a fresh token, the old one kept for the
+        grace window, new issue and expiry times. Returns the fresh token.
+        """
+        fresh = new_token()
+
+        if self.rotation_grace:
+            record.previous = record.token
+            record.previous_until = now + self.rotation_grace
+            record.rotated_to = seal(fresh, token)
+        else:
+            record.previous = record.rotated_to = None
+            record.previous_until = 0.0
+
+        record.token = digest(fresh)
+        record.inserted_at = now
+        record.expires_at = self._expiry(now, record.created_at)
+        return fresh
+
+    def _new_record(
+        self, user_key: str, metadata: dict[str, t.Any] | None, now: float
+    ) -> tuple[SessionRecord, str]:
+        token = new_token()
+        record = SessionRecord(
+            id=self._new_session_id(user_key),
+            user_key=user_key,
+            token=digest(token),
+            created_at=now,
+            inserted_at=now,
+            expires_at=self._expiry(now, now),
+            metadata=dict(metadata or {}),
+        )
+        return record, token
+
+    def _new_session_id(self, user_key: str) -> str:
+        return new_session_id()
 
     def load_user(self, user_key: str, user_data: dict[str, t.Any]) -> t.Any | None:
         """Build a user from cached data; ``None`` (logged) if it is corrupt.
@@ -350,16 +399,14 @@ class CredentialsCache:
         user_key = self.adapter.key(user)
         user_data = self.adapter.dump(user)
         now = self.clock()
-        token = new_token()
-        record = SessionRecord(
-            id=new_session_id(),
-            user_key=user_key,
-            token=digest(token),
-            created_at=now,
-            inserted_at=now,
-            expires_at=self._expiry(now, now),
-            metadata=dict(metadata or {}),
-        )
+        record, token = self._new_record(user_key, metadata, now)
+        self._store_new(record, user_data, now)
+        return record.info(), token
+
+    def _store_new(
+        self, record: SessionRecord, user_data: dict[str, t.Any], now: float
+    ) -> None:
+        user_key = record.user_key
         lock = self._lock("user", user_key)
         self._acquire(lock)
 
@@ -372,8 +419,6 @@ class CredentialsCache:
             self._write_user(user_key, user_data, {record.id: record.expires_at}, now)
         finally:
             lock.release()
-
-        return record.info(), token
 
     def rotate(
         self,
@@ -413,34 +458,18 @@ class CredentialsCache:
             if record is None:
                 return None
 
-            now = self.clock()
-
             # Re-read under the lock: another request may have rotated since
             # this one looked.
-            if not hmac.compare_digest(digest(token), record.token):
-                if (
-                    record.previous is not None
-                    and record.rotated_to is not None
-                    and hmac.compare_digest(digest(token), record.previous)
-                    and now < record.previous_until
-                ):
-                    return unseal(record.rotated_to, token), False
+            found = self._match(record, token)
 
+            if found is None:
                 return None
 
-            fresh = new_token()
+            if found[0] is not None:
+                return found[0], False
 
-            if self.rotation_grace:
-                record.previous = record.token
-                record.previous_until = now + self.rotation_grace
-                record.rotated_to = seal(fresh, token)
-            else:
-                record.previous = record.rotated_to = None
-                record.previous_until = 0.0
-
-            record.token = digest(fresh)
-            record.inserted_at = now
-            record.expires_at = self._expiry(now, record.created_at)
+            now = self.clock()
+            fresh = self._advance(record, token, now)
             user_lock = self._lock("user", record.user_key)
             self._acquire(user_lock)
 
