@@ -7,6 +7,7 @@ import dataclasses
 import typing as t
 from weakref import WeakKeyDictionary
 
+from cachelib.redis_base import BaseRedisCache
 from flask import Blueprint
 from flask import Flask
 from flask import current_app
@@ -122,13 +123,27 @@ class Pow:
             users = SQLAlchemyUsers(db, user_model, exclude=config.cache_exclude)
 
         store = Store(config.cache, config.namespace)
-        credentials = CredentialsCache(
-            store,
-            users,
-            credentials_ttl=config.credentials_ttl,
-            rotation_grace=config.rotation_grace,
-            absolute_ttl=config.absolute_ttl,
-        )
+        credentials: CredentialsCache
+
+        if isinstance(config.cache, BaseRedisCache):
+            from .redis_store import RedisCredentialsCache
+
+            credentials = RedisCredentialsCache(
+                config.cache,
+                config.namespace,
+                users,
+                credentials_ttl=config.credentials_ttl,
+                rotation_grace=config.rotation_grace,
+                absolute_ttl=config.absolute_ttl,
+            )
+        else:
+            credentials = CredentialsCache(
+                store,
+                users,
+                credentials_ttl=config.credentials_ttl,
+                rotation_grace=config.rotation_grace,
+                absolute_ttl=config.absolute_ttl,
+            )
         self._states[app] = PowState(
             config=config,
             store=store,

@@ -23,7 +23,8 @@ SIGNER_SALT = "flask_pow.session"
 #: A longer value in the session key is not ours and is not verified.
 MAX_VALUE_LENGTH = 256
 
-_PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})\Z")
+# A session id is 22 characters, or 30 on Redis (a user's hash tag first).
+_PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30})\.([A-Za-z0-9_-]{43})\Z")
 
 
 class _Signer(Signer):

@@ -117,8 +117,23 @@ def test_garbage_session_cookie_is_anonymous(env: Env, client: FlaskClient) -> N
 
 
 def session_key(env: Env) -> str:
+    """The cache key of the only session (on Redis, with the user's tag)."""
     [sid] = session_ids(env)
+
+    if len(sid) == 30:
+        return f"credentials:session:{{{sid[:8]}}}{sid[8:]}"
+
     return f"credentials:session:{sid}"
+
+
+def user_key(env: Env) -> str:
+    """The cache key of User 1's record."""
+    [sid] = session_ids(env)
+
+    if len(sid) == 30:
+        return f"credentials:user:{{{sid[:8]}}}User:1"
+
+    return "credentials:user:User:1"
 
 
 @pytest.mark.parametrize(
@@ -158,14 +173,14 @@ def test_corrupt_record_is_logged_once(
 def test_corrupt_user_record_is_anonymous(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
-    plant(cache, "credentials:user:User:1", b'{"key": "User:1", "data": {"id": "x"')
+    plant(cache, user_key(env), b'{"key": "User:1", "data": {"id": "x"')
     assert env.me(logged_in) == "anonymous"
 
 
 def test_user_record_of_another_user_is_anonymous(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
-    plant(cache, "credentials:user:User:1", b'{"key": "User:2", "data": {"id": 2}}')
+    plant(cache, user_key(env), b'{"key": "User:2", "data": {"id": 2}}')
     assert env.me(logged_in) == "anonymous"
 
 
@@ -184,7 +199,9 @@ def test_planted_pickle_is_never_unpickled(
     marker = tmp_path / "pwned"
     Exploit.path = str(marker)
     payload = pickle.dumps(Exploit())
-    plant(cache, session_key(env), payload)
-    plant(cache, "credentials:user:User:1", payload)
+    keys = [session_key(env), user_key(env)]
+
+    for key in keys:
+        plant(cache, key, payload)
     assert env.me(logged_in) == "anonymous"
     assert not os.path.exists(marker)

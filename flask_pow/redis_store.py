@@ -1,0 +1,726 @@
+"""The credentials cache on Redis (or Valkey), with native structures:
+one round trip for an authenticated request, atomic scripts for every
+multi-key write, and keys laid out for Redis Cluster.
+
+Every key of one user carries the same hash tag, ``{<tag>}``, so that the
+records one operation touches live in one cluster slot. The tag is 8 random
+characters chosen at the user's first login and kept under
+``tag:<user key>``; it is also the first 8 characters of each session id, so
+a request addresses its session and its user in one slot from the cookie
+alone, without the cookie revealing who the user is.
+
+Keys, after the cache's own prefix and ``POW_NAMESPACE``:
+
+``session:{tag}<id>``
+    the session record (JSON), with a TTL.
+``user:{tag}<user key>``
+    the user's cached columns (JSON), TTL of their latest session.
+``sessions:{tag}<user key>``
+    a hash: session id -> expiry time; pruned by every write.
+``tag:<user key>``
+    the user's tag, outliving each of their sessions.
+``users``
+    a sorted set: ``<tag><user key>`` scored by latest expiry.
+``lock:<kind>:<name>``
+    a lock, taken with one ``SET NX PX``.
+
+No path uses ``KEYS``, ``SCAN`` or ``FLUSHDB``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import typing as t
+
+from cachelib.redis_base import BaseRedisCache
+
+from . import serialization
+from . import signals
+from .credentials import Authenticated
+from .credentials import CredentialsCache
+from .credentials import _send
+from .records import SessionInfo
+from .records import SessionRecord
+from .records import new_session_id
+from .stores import StoreUnavailable
+from .stores import _unavailable
+from .users import UserAdapter
+
+#: Length of a user's hash tag, and of the prefix it gives session ids.
+TAG_LENGTH = 8
+_T = t.TypeVar("_T")
+
+# GET a session and, in the same slot, its user: one round trip.
+_READ = """
+local s = redis.call('GET', KEYS[1])
+if not s then return {} end
+local ok, rec = pcall(cjson.decode, s)
+if not ok or type(rec) ~= 'table' or type(rec['user']) ~= 'string' then
+  return {s}
+end
+local u = redis.call('GET', ARGV[1] .. rec['user'])
+if not u then return {s} end
+return {s, u}
+"""
+
+# Prune a user's index and return the latest expiry left (0 if none), with
+# the index's TTL set to it. Shared by the scripts below.
+_PRUNE = """
+local function prune(index, now)
+  local latest = 0
+  local all = redis.call('HGETALL', index)
+  for i = 1, #all, 2 do
+    local exp = tonumber(all[i + 1])
+    if not exp or exp <= now then
+      redis.call('HDEL', index, all[i])
+    elseif exp > latest then
+      latest = exp
+    end
+  end
+  return latest
+end
+local function ttl_ms(latest, now)
+  return math.ceil((latest - now) * 1000) + 1000
+end
+"""
+
+# Write a session record, index it, and refresh the user record: a login
+# (ARGV[5] holds the user) or a rotation (ARGV[5] empty: the user record is
+# kept as it is now; ARGV[6] holds the token digest the session must still
+# have, a compare-and-set against a concurrent rotation).
+_WRITE = (
+    _PRUNE
+    + """
+local now = tonumber(ARGV[4])
+if ARGV[6] ~= '' then
+  local s = redis.call('GET', KEYS[1])
+  if not s then return {'gone'} end
+  local ok, rec = pcall(cjson.decode, s)
+  if not ok or type(rec) ~= 'table' then return {'gone'} end
+  if rec['token'] ~= ARGV[6] then return {'changed', s} end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[7], ARGV[3])
+local latest = prune(KEYS[2], now)
+local ttl = ttl_ms(latest, now)
+redis.call('PEXPIRE', KEYS[2], ttl)
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[5], 'PX', ttl)
+else
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+return {'ok', tostring(latest)}
+"""
+)
+
+# Delete sessions of one user (KEYS[1] index, KEYS[2] user record); ARGV[1]
+# is the session key prefix, ARGV[2] now, ARGV[3...] the session ids, or
+# '*' for all of them but ARGV[4] (the one to keep). Index fields are full
+# session ids; a session key is the prefix and the id without its tag.
+# Returns the ids that were there.
+_DELETE = (
+    _PRUNE
+    + """
+local now = tonumber(ARGV[2])
+local ids = {}
+if ARGV[3] == '*' then
+  for _, sid in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if sid ~= ARGV[4] then table.insert(ids, sid) end
+  end
+else
+  for i = 3, #ARGV do table.insert(ids, ARGV[i]) end
+end
+local ended = {}
+for _, sid in ipairs(ids) do
+  if redis.call('DEL', ARGV[1] .. string.sub(sid, TAG_END)) == 1 then
+    table.insert(ended, sid)
+  end
+  redis.call('HDEL', KEYS[1], sid)
+end
+local latest = prune(KEYS[1], now)
+if latest == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+else
+  local ttl = ttl_ms(latest, now)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+return ended
+"""
+)
+
+# Replace a user's cached record if they have a live session.
+_UPDATE_USER = (
+    _PRUNE
+    + """
+local now = tonumber(ARGV[2])
+local latest = prune(KEYS[1], now)
+if latest == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl_ms(latest, now))
+return 1
+"""
+)
+
+# The live sessions of one user: their records, from the index.
+_SESSIONS = """
+local now = tonumber(ARGV[2])
+local found = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local exp = tonumber(all[i + 1])
+  if exp and exp > now then
+    local s = redis.call('GET', ARGV[1] .. string.sub(all[i], TAG_END))
+    if s then
+      table.insert(found, all[i])
+      table.insert(found, s)
+    end
+  end
+end
+return found
+"""
+
+# Record a user's latest expiry in the users set (a greater score only),
+# prune it, and keep its TTL at its latest member.
+_USERS = """
+local now = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then
+  redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(top[2]) - now) * 1000) + 1000)
+end
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _error_types() -> tuple[type[Exception], ...]:
+    """The client errors that mean the server cannot be reached."""
+    import redis
+
+    types: list[type[Exception]] = [
+        redis.ConnectionError,
+        redis.TimeoutError,
+        redis.exceptions.ClusterDownError,
+        redis.exceptions.TryAgainError,
+        OSError,
+    ]
+
+    try:
+        import valkey  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        types += [valkey.ConnectionError, valkey.TimeoutError]
+
+    return tuple(types)
+
+
+def _no_script_types() -> tuple[type[Exception], ...]:
+    import redis
+
+    types: list[type[Exception]] = [redis.exceptions.NoScriptError]
+
+    try:
+        import valkey
+    except ImportError:
+        pass
+    else:
+        types.append(valkey.exceptions.NoScriptError)
+
+    return tuple(types)
+
+
+class RedisLock:
+    """A lock held as a key set with one ``SET NX PX``, released only by its
+    holder (compare and delete, in a script).
+    """
+
+    def __init__(self, cache: RedisCredentialsCache, key: str, ttl_ms: int) -> None:
+        self.cache = cache
+        self.key = key
+        self.ttl_ms = ttl_ms
+        self._owner = secrets.token_hex(8)
+
+    def acquire(self, *, blocking: bool) -> bool:
+        import time
+
+        deadline = time.monotonic() + self.ttl_ms / 1000 + 1
+        delay = 0.001
+
+        while True:
+            if self.cache._call(
+                lambda: self.cache.client.set(
+                    self.key, self._owner, nx=True, px=self.ttl_ms
+                )
+            ):
+                return True
+
+            if not blocking or time.monotonic() > deadline:
+                return False
+
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def release(self) -> None:
+        self.cache._call(
+            lambda: self.cache._release(keys=[self.key], args=[self._owner])
+        )
+
+
+class RedisCredentialsCache(CredentialsCache):
+    """:class:`~flask_pow.CredentialsCache` on a cachelib ``RedisCache`` or
+    ``ValkeyCache``, using the client it holds. Chosen by
+    :class:`~flask_pow.Pow` when ``POW_CACHE`` is one of those, or when
+    ``POW_REDIS_URL`` is set.
+    """
+
+    def __init__(
+        self,
+        cache: BaseRedisCache,
+        namespace: str,
+        users: UserAdapter[t.Any],
+        *,
+        credentials_ttl: int,
+        rotation_grace: int,
+        absolute_ttl: int | None,
+    ) -> None:
+        super().__init__(
+            None,  # type: ignore[arg-type]
+            users,
+            credentials_ttl=credentials_ttl,
+            rotation_grace=rotation_grace,
+            absolute_ttl=absolute_ttl,
+        )
+        self.client: t.Any = cache._write_client
+        self.prefix = f"{cache._get_prefix()}{namespace}:"
+        self._errors = _error_types()
+        self._no_script = _no_script_types()
+
+        def register(source: str) -> t.Any:
+            # Lua has no constants from Python: put the tag length in.
+            return self.client.register_script(
+                source.replace("TAG_END", str(TAG_LENGTH + 1))
+            )
+
+        self._read = register(_READ)
+        self._write = register(_WRITE)
+        self._delete = register(_DELETE)
+        self._update_user = register(_UPDATE_USER)
+        self._sessions = register(_SESSIONS)
+        self._users = register(_USERS)
+        self._release = register(_RELEASE)
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _call(self, operation: t.Callable[[], _T]) -> _T:
+        try:
+            return operation()
+        except self._errors as e:
+            raise _unavailable(e) from e
+
+    def _lock(self, kind: str, name: str) -> RedisLock:
+        return RedisLock(self, f"{self.prefix}lock:{kind}:{name}", 5000)
+
+    @staticmethod
+    def _tag_of(session_id: str) -> str:
+        return session_id[:TAG_LENGTH]
+
+    def _session_key(self, session_id: str) -> str:
+        tag = self._tag_of(session_id)
+        return f"{self.prefix}session:{{{tag}}}{session_id[TAG_LENGTH:]}"
+
+    def _session_prefix(self, tag: str) -> str:
+        # Session keys are this plus the session id without its tag.
+        return f"{self.prefix}session:{{{tag}}}"
+
+    def _user_key_of(self, tag: str, user_key: str) -> str:
+        return f"{self.prefix}user:{{{tag}}}{user_key}"
+
+    def _user_key(self, user_key: str) -> str:
+        # Only used to name corrupt records in logs.
+        return f"{self.prefix}user:{user_key}"
+
+    def _index_key_of(self, tag: str, user_key: str) -> str:
+        return f"{self.prefix}sessions:{{{tag}}}{user_key}"
+
+    def _tag_key(self, user_key: str) -> str:
+        return f"{self.prefix}tag:{user_key}"
+
+    @property
+    def _users_key(self) -> str:
+        return f"{self.prefix}users"
+
+    def _decode(self, kind: str, key: str, value: bytes | None) -> t.Any:
+        if value is None:
+            return None
+
+        try:
+            return serialization.loads(value)
+        except ValueError:
+            self._corrupt(kind, key)
+            return None
+
+    def _tag(self, user_key: str) -> str | None:
+        key = self._tag_key(user_key)
+        return self._read_tag(key, self._call(lambda: self.client.get(key)))
+
+    def _read_tag(self, key: str, value: bytes | None) -> str | None:
+        tag = self._decode("tag", key, value)
+
+        if tag is None:
+            return None
+
+        if not isinstance(tag, str) or len(tag) != TAG_LENGTH:
+            self._corrupt("tag", key)
+            return None
+
+        return tag
+
+    # -- the request path ---------------------------------------------------
+
+    def authenticate(self, session_id: str, token: str) -> Authenticated | None:
+        if len(session_id) != TAG_LENGTH + 22:
+            return None
+
+        tag = self._tag_of(session_id)
+        key = self._session_key(session_id)
+        values = self._call(
+            lambda: self._read(keys=[key], args=[self._user_key_of(tag, "")])
+        )
+        record = self._read_record(
+            session_id, self._decode("session", key, values[0] if values else None)
+        )
+
+        if record is None:
+            return None
+
+        found = self._match(record, token)
+
+        if found is None:
+            return None
+
+        user_key = self._user_key_of(tag, record.user_key)
+        user_data = self._read_user_data(
+            record.user_key,
+            self._decode("user", user_key, values[1] if len(values) > 1 else None),
+        )
+
+        if user_data is None:
+            return None
+
+        return Authenticated(record, user_data, found[0])
+
+    # -- writes -------------------------------------------------------------
+
+    def _new_session_id(self, user_key: str) -> str:
+        # The user's tag, chosen at their first login (SET NX GET: whoever
+        # comes first wins, and everyone reads the winner's tag).
+        candidate = new_session_id()[:TAG_LENGTH]
+        ttl_ms = (self.credentials_ttl + 60) * 1000
+        key = self._tag_key(user_key)
+        existing = self._call(
+            lambda: self.client.set(
+                key, serialization.dumps(candidate), nx=True, get=True, px=ttl_ms
+            )
+        )
+
+        if existing is None:
+            return candidate + new_session_id()
+
+        tag = self._read_tag(key, existing)
+
+        if tag is None:
+            # A corrupt tag record: replace it. Sessions filed under it are
+            # lost to listings, not to their holders.
+            self._call(
+                lambda: self.client.set(key, serialization.dumps(candidate), px=ttl_ms)
+            )
+            tag = candidate
+
+        return tag + new_session_id()
+
+    def _write_args(
+        self,
+        record: SessionRecord,
+        now: float,
+        user_json: bytes | str,
+        expected_token: str,
+    ) -> tuple[list[str], list[t.Any]]:
+        tag = self._tag_of(record.id)
+        keys = [
+            self._session_key(record.id),
+            self._index_key_of(tag, record.user_key),
+            self._user_key_of(tag, record.user_key),
+        ]
+        args = [
+            serialization.dumps(record.dump()),
+            max(1, int((record.expires_at - now) * 1000)),
+            repr(record.expires_at),
+            repr(now),
+            user_json,
+            expected_token,
+            record.id,
+        ]
+        return keys, args
+
+    def _run_write(
+        self, record: SessionRecord, now: float, user_json: bytes | str, expected: str
+    ) -> list[t.Any]:
+        """The write script, the users set and the tag's TTL, pipelined: one
+        round trip on a single server.
+        """
+        keys, args = self._write_args(record, now, user_json, expected)
+        # Relative: the clock may not be the server's.
+        tag_ttl_ms = int((record.expires_at - now) * 1000) + 60_000
+
+        users_args = [
+            serialization.dumps([self._tag_of(record.id), record.user_key]),
+            repr(record.expires_at),
+            repr(now),
+        ]
+
+        def run() -> list[t.Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(self._write.sha, len(keys), *keys, *args)
+            pipe.evalsha(self._users.sha, 1, self._users_key, *users_args)
+            # The tag outlives every session of its user.
+            pipe.pexpire(self._tag_key(record.user_key), tag_ttl_ms, gt=True)
+            return t.cast(list[t.Any], pipe.execute()[0])
+
+        return self._call(lambda: self._with_scripts(run))
+
+    def _with_scripts(self, run: t.Callable[[], _T]) -> _T:
+        """Run a pipeline that calls scripts by SHA; if the server lost them
+        (a restart), load them and run it again. redis-py's own pipeline
+        scripts would ask ``SCRIPT EXISTS`` first, a round trip on every
+        call.
+        """
+        try:
+            return run()
+        except self._no_script:
+            for script in (self._write, self._users):
+                self.client.script_load(script.script)
+
+            return run()
+
+    def _store_new(
+        self, record: SessionRecord, user_data: dict[str, t.Any], now: float
+    ) -> None:
+        self._run_write(
+            record,
+            now,
+            serialization.dumps({"key": record.user_key, "data": user_data}),
+            "",
+        )
+
+    def rotate(
+        self,
+        session_id: str,
+        token: str,
+        user_data: dict[str, t.Any],
+        *,
+        wait: bool = False,
+    ) -> tuple[str, bool] | None:
+        # One script compares the token digest and swaps the record, so two
+        # requests cannot both rotate; the lock only spares the losers the
+        # round trip.
+        lock = self._lock("session", session_id)
+
+        if not lock.acquire(blocking=wait):
+            if wait:
+                raise StoreUnavailable("Timed out waiting for a session lock.")
+
+            return None
+
+        try:
+            key = self._session_key(session_id)
+            record = self._read_record(
+                session_id,
+                self._decode("session", key, self._call(lambda: self.client.get(key))),
+            )
+
+            if record is None:
+                return None
+
+            found = self._match(record, token)
+
+            if found is None:
+                return None
+
+            if found[0] is not None:
+                return found[0], False
+
+            expected = record.token
+            now = self.clock()
+            fresh = self._advance(record, token, now)
+            result = self._run_write(record, now, "", expected)
+
+            if result[0] == b"ok":
+                return fresh, True
+
+            return None
+        finally:
+            lock.release()
+
+    def end(self, session_id: str) -> str | None:
+        key = self._session_key(session_id)
+        record = self._read_record(
+            session_id,
+            self._decode("session", key, self._call(lambda: self.client.get(key))),
+        )
+
+        if record is None:
+            return None
+
+        ended = self._delete_ids(
+            self._tag_of(session_id), record.user_key, [session_id]
+        )
+        return record.user_key if ended else None
+
+    def _delete_ids(self, tag: str, user_key: str, args: list[str]) -> list[str]:
+        """Run the delete script; returns the ids of the ended sessions."""
+        ended = self._call(
+            lambda: self._delete(
+                keys=[
+                    self._index_key_of(tag, user_key),
+                    self._user_key_of(tag, user_key),
+                ],
+                args=[self._session_prefix(tag), repr(self.clock()), *args],
+            )
+        )
+        return [session_id.decode() for session_id in ended]
+
+    def delete_sessions_by_key(self, user_key: str, *, keep: str | None = None) -> int:
+        tag = self._tag(user_key)
+
+        if tag is None:
+            return 0
+
+        ended = self._delete_ids(tag, user_key, ["*", keep or ""])
+
+        for session_id in ended:
+            _send(signals.session_revoked, session_id=session_id, user_key=user_key)
+
+        return len(ended)
+
+    def update_user_data(self, user_key: str, user_data: dict[str, t.Any]) -> bool:
+        tag = self._tag(user_key)
+        updated = False
+
+        if tag is not None:
+            value = serialization.dumps({"key": user_key, "data": user_data})
+            updated = bool(
+                self._call(
+                    lambda: self._update_user(
+                        keys=[
+                            self._index_key_of(tag, user_key),
+                            self._user_key_of(tag, user_key),
+                        ],
+                        args=[value, repr(self.clock())],
+                    )
+                )
+            )
+
+        _send(signals.user_synced, user_key=user_key, updated=updated)
+        return updated
+
+    # -- reading ------------------------------------------------------------
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        if len(session_id) != TAG_LENGTH + 22:
+            return None
+
+        key = self._session_key(session_id)
+        record = self._read_record(
+            session_id,
+            self._decode("session", key, self._call(lambda: self.client.get(key))),
+        )
+
+        if record is None or record.expires_at <= self.clock():
+            return None
+
+        return record.info()
+
+    def sessions_by_key(self, user_key: str) -> list[SessionInfo]:
+        tag = self._tag(user_key)
+
+        if tag is None:
+            return []
+
+        found = self._call(
+            lambda: self._sessions(
+                keys=[self._index_key_of(tag, user_key)],
+                args=[self._session_prefix(tag), repr(self.clock())],
+            )
+        )
+        now = self.clock()
+        records = []
+
+        for raw_id, value in zip(found[::2], found[1::2], strict=True):
+            session_id = raw_id.decode()
+            key = self._session_key(session_id)
+            record = self._read_record(session_id, self._decode("session", key, value))
+
+            if (
+                record is not None
+                and record.expires_at > now
+                and record.user_key == user_key
+            ):
+                records.append(record)
+
+        records.sort(key=lambda record: (record.created_at, record.id))
+        return [record.info() for record in records]
+
+    def users(self) -> list[t.Any]:
+        now = self.clock()
+        members = self._call(
+            lambda: self.client.zrangebyscore(self._users_key, f"({now!r}", "+inf")
+        )
+        pairs = []
+
+        for member in members:
+            pair = self._decode("users", self._users_key, member)
+
+            if (
+                isinstance(pair, list)
+                and len(pair) == 2
+                and all(isinstance(part, str) for part in pair)
+            ):
+                pairs.append((pair[1], pair[0]))
+            else:
+                self._corrupt("users", self._users_key)
+
+        pairs.sort()
+
+        if not pairs:
+            return []
+
+        def read() -> list[t.Any]:
+            pipe = self.client.pipeline(transaction=False)
+
+            for user_key, tag in pairs:
+                pipe.get(self._user_key_of(tag, user_key))
+
+            return t.cast(list[t.Any], pipe.execute())
+
+        users = []
+
+        for (user_key, tag), value in zip(pairs, self._call(read), strict=True):
+            data = self._read_user_data(
+                user_key, self._decode("user", self._user_key_of(tag, user_key), value)
+            )
+
+            if (
+                data is not None
+                and (user := self.load_user(user_key, data)) is not None
+            ):
+                users.append(user)
+
+        return users
