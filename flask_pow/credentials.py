@@ -427,6 +427,7 @@ class CredentialsCache:
         user_data: dict[str, t.Any],
         *,
         wait: bool = False,
+        record: SessionRecord | None = None,
     ) -> tuple[str, bool] | None:
         """Issue a new token for a session, keeping its id, creation time and
         metadata. The old token keeps working for the grace window.
@@ -440,6 +441,9 @@ class CredentialsCache:
         :param session_id: the session.
         :param token: the token the caller holds.
         :param user_data: the user's data, written if the user record is gone.
+        :param record: the session's record as the caller read it. This
+            implementation reads it again under the lock; a store that can
+            compare and set uses it to save the read.
         :return: the token the client should hold now and whether this call
             rotated it, or ``None`` if the client keeps its own.
         """

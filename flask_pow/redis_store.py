@@ -21,15 +21,13 @@ Keys, after the cache's own prefix and ``POW_NAMESPACE``:
     the user's tag, outliving each of their sessions.
 ``users``
     a sorted set: ``<tag><user key>`` scored by latest expiry.
-``lock:<kind>:<name>``
-    a lock, taken with one ``SET NX PX``.
 
 No path uses ``KEYS``, ``SCAN`` or ``FLUSHDB``.
 """
 
 from __future__ import annotations
 
-import secrets
+import dataclasses
 import typing as t
 
 from cachelib.redis_base import BaseRedisCache
@@ -192,13 +190,6 @@ end
 return 1
 """
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 
 def _error_types() -> tuple[type[Exception], ...]:
     """The client errors that mean the server cannot be reached."""
@@ -235,43 +226,6 @@ def _no_script_types() -> tuple[type[Exception], ...]:
         types.append(valkey.exceptions.NoScriptError)
 
     return tuple(types)
-
-
-class RedisLock:
-    """A lock held as a key set with one ``SET NX PX``, released only by its
-    holder (compare and delete, in a script).
-    """
-
-    def __init__(self, cache: RedisCredentialsCache, key: str, ttl_ms: int) -> None:
-        self.cache = cache
-        self.key = key
-        self.ttl_ms = ttl_ms
-        self._owner = secrets.token_hex(8)
-
-    def acquire(self, *, blocking: bool) -> bool:
-        import time
-
-        deadline = time.monotonic() + self.ttl_ms / 1000 + 1
-        delay = 0.001
-
-        while True:
-            if self.cache._call(
-                lambda: self.cache.client.set(
-                    self.key, self._owner, nx=True, px=self.ttl_ms
-                )
-            ):
-                return True
-
-            if not blocking or time.monotonic() > deadline:
-                return False
-
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def release(self) -> None:
-        self.cache._call(
-            lambda: self.cache._release(keys=[self.key], args=[self._owner])
-        )
 
 
 class RedisCredentialsCache(CredentialsCache):
@@ -315,7 +269,6 @@ class RedisCredentialsCache(CredentialsCache):
         self._update_user = register(_UPDATE_USER)
         self._sessions = register(_SESSIONS)
         self._users = register(_USERS)
-        self._release = register(_RELEASE)
 
     # -- plumbing -----------------------------------------------------------
 
@@ -324,9 +277,6 @@ class RedisCredentialsCache(CredentialsCache):
             return operation()
         except self._errors as e:
             raise _unavailable(e) from e
-
-    def _lock(self, kind: str, name: str) -> RedisLock:
-        return RedisLock(self, f"{self.prefix}lock:{kind}:{name}", 5000)
 
     @staticmethod
     def _tag_of(session_id: str) -> str:
@@ -527,25 +477,21 @@ class RedisCredentialsCache(CredentialsCache):
         user_data: dict[str, t.Any],
         *,
         wait: bool = False,
+        record: SessionRecord | None = None,
     ) -> tuple[str, bool] | None:
-        # One script compares the token digest and swaps the record, so two
-        # requests cannot both rotate; the lock only spares the losers the
-        # round trip.
-        lock = self._lock("session", session_id)
-
-        if not lock.acquire(blocking=wait):
-            if wait:
-                raise StoreUnavailable("Timed out waiting for a session lock.")
-
-            return None
-
-        try:
+        # No lock: the write script compares the token digest and swaps the
+        # record in one atomic step, so of concurrent rotations exactly one
+        # wins and the others learn where the session went, all in the one
+        # round trip of the write. A lock would add a round trip and protect
+        # nothing more.
+        if record is None:
             key = self._session_key(session_id)
             record = self._read_record(
                 session_id,
                 self._decode("session", key, self._call(lambda: self.client.get(key))),
             )
 
+        for _ in range(3):
             if record is None:
                 return None
 
@@ -555,19 +501,34 @@ class RedisCredentialsCache(CredentialsCache):
                 return None
 
             if found[0] is not None:
-                return found[0], False
+                if not wait:
+                    return found[0], False
 
-            expected = record.token
+                # A privilege change rotates even a token rotated moments
+                # ago: carry on from where the session went.
+                token = found[0]
+                continue
+
             now = self.clock()
-            fresh = self._advance(record, token, now)
-            result = self._run_write(record, now, "", expected)
+            candidate = dataclasses.replace(record)
+            fresh = self._advance(candidate, token, now)
+            result = self._run_write(candidate, now, "", record.token)
 
             if result[0] == b"ok":
                 return fresh, True
 
-            return None
-        finally:
-            lock.release()
+            if result[0] != b"changed":
+                return None
+
+            key = self._session_key(session_id)
+            record = self._read_record(
+                session_id, self._decode("session", key, result[1])
+            )
+
+        if wait:
+            raise StoreUnavailable("The session kept changing during a rotation.")
+
+        return None
 
     def end(self, session_id: str) -> str | None:
         key = self._session_key(session_id)

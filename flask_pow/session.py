@@ -473,6 +473,7 @@ def _apply(request_state: RequestState) -> None:
             token,
             request_state.user_data,
             wait=request_state.force_rotate,
+            record=request_state.record,
         )
 
         if rotated is not None:
