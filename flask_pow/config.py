@@ -142,7 +142,46 @@ def _names(key: str, value: object, what: str = "names") -> tuple[str, ...]:
     return names
 
 
-def _cache(value: object) -> BaseCache:
+#: Timeouts given to a client built from ``POW_REDIS_URL``, unless the URL
+#: sets its own (``?socket_timeout=0.5``): a request waits at most this long
+#: on a server that went away before it answers 503.
+REDIS_SOCKET_TIMEOUT = 2.0
+REDIS_CONNECT_TIMEOUT = 2.0
+
+
+def _redis_cache(url: object) -> BaseCache:
+    if not isinstance(url, str) or url.split("://", 1)[0] not in (
+        "redis",
+        "rediss",
+        "unix",
+    ):
+        raise ValueError(
+            "POW_REDIS_URL must be a redis://, rediss:// or unix:// URL, such as"
+            f" 'redis://localhost:6379/0', got {url!r}."
+        )
+
+    import redis
+    from cachelib import RedisCache
+
+    client = redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+    )
+    return RedisCache(host=client)
+
+
+def _cache(value: object, redis_url: object) -> BaseCache:
+    if redis_url is not None:
+        if value is not None:
+            raise ValueError(
+                "POW_CACHE and POW_REDIS_URL are both set; set only one. Use"
+                " POW_CACHE = cachelib.RedisCache(host=redis_client) for a client"
+                " you configure yourself."
+            )
+
+        return _redis_cache(redis_url)
+
     if value is None:
         from cachelib import SimpleCache
 
@@ -167,6 +206,7 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
     :raise TypeError: if a value has the wrong type.
     """
     config.setdefault("POW_CACHE", None)
+    config.setdefault("POW_REDIS_URL", None)
     config.setdefault("POW_NAMESPACE", DEFAULT_NAMESPACE)
     config.setdefault("POW_SESSION_KEY", DEFAULT_SESSION_KEY)
     config.setdefault("POW_CREDENTIALS_TTL", DEFAULT_CREDENTIALS_TTL)
@@ -233,7 +273,7 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
         )
 
     return PowConfig(
-        cache=_cache(config["POW_CACHE"]),
+        cache=_cache(config["POW_CACHE"], config["POW_REDIS_URL"]),
         namespace=_text("POW_NAMESPACE", config["POW_NAMESPACE"]),
         session_key=_text("POW_SESSION_KEY", config["POW_SESSION_KEY"]),
         credentials_ttl=credentials_ttl,

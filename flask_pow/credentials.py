@@ -534,9 +534,10 @@ class CredentialsCache:
         finally:
             lock.release()
 
-    def end(self, session_id: str) -> str | None:
+    def end(self, session_id: str, user_key: str | None = None) -> str | None:
         """End a session without sending :data:`~flask_pow.session_revoked`
-        (a logout, or a timeout).
+        (a logout, or a timeout). ``user_key``, if the caller knows it, saves
+        a store that can use it a read.
 
         :return: the user key of the session, or ``None`` if there was none.
         :meta private:

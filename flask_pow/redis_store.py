@@ -530,20 +530,21 @@ class RedisCredentialsCache(CredentialsCache):
 
         return None
 
-    def end(self, session_id: str) -> str | None:
-        key = self._session_key(session_id)
-        record = self._read_record(
-            session_id,
-            self._decode("session", key, self._call(lambda: self.client.get(key))),
-        )
+    def end(self, session_id: str, user_key: str | None = None) -> str | None:
+        if user_key is None:
+            key = self._session_key(session_id)
+            record = self._read_record(
+                session_id,
+                self._decode("session", key, self._call(lambda: self.client.get(key))),
+            )
 
-        if record is None:
-            return None
+            if record is None:
+                return None
 
-        ended = self._delete_ids(
-            self._tag_of(session_id), record.user_key, [session_id]
-        )
-        return record.user_key if ended else None
+            user_key = record.user_key
+
+        ended = self._delete_ids(self._tag_of(session_id), user_key, [session_id])
+        return user_key if ended else None
 
     def _delete_ids(self, tag: str, user_key: str, args: list[str]) -> list[str]:
         """Run the delete script; returns the ids of the ended sessions."""

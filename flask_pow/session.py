@@ -69,8 +69,8 @@ class RequestState:
     syncs: list[tuple[str, dict[str, t.Any]]] = dataclasses.field(default_factory=list)
     #: End the user's other sessions after the view returns.
     revoke_others: bool = False
-    #: Session ids to end after the view returns.
-    ended: list[tuple[str, t.Any]] = dataclasses.field(default_factory=list)
+    #: Sessions to end after the view returns: id, user key, user.
+    ended: list[tuple[str, str | None, t.Any]] = dataclasses.field(default_factory=list)
     #: A login to store after the view returns: the user and metadata.
     login: tuple[t.Any, dict[str, t.Any]] | None = None
     #: Drop the session key from the cookie (a logout).
@@ -161,7 +161,7 @@ def load_user() -> None:
         return
 
     if credentials.is_past_absolute(found.record):
-        credentials.end(session_id)
+        credentials.end(session_id, found.record.user_key)
         return
 
     user = credentials.load_user(found.record.user_key, found.user_data)
@@ -235,7 +235,7 @@ def reload_current_user() -> t.Any:
     user_key = request_state.user_key
     # Now, not after the view: the user is gone whatever the view does (Pow
     # deletes at once too).
-    state.credentials.end(session_id)
+    state.credentials.end(session_id, user_key)
     _forget_session(request_state)
     g.current_user = None
     signals.user_reloaded_gone.send(
@@ -337,7 +337,9 @@ def logout_user() -> bool:
 
 def _end_current(request_state: RequestState) -> None:
     if request_state.session_id is not None:
-        request_state.ended.append((request_state.session_id, g.current_user))
+        request_state.ended.append(
+            (request_state.session_id, request_state.user_key, g.current_user)
+        )
 
     _forget_session(request_state)
 
@@ -436,8 +438,8 @@ def _apply(request_state: RequestState) -> None:
     credentials = state.credentials
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
-    for ended_id, user in request_state.ended:
-        credentials.end(ended_id)
+    for ended_id, ended_user_key, user in request_state.ended:
+        credentials.end(ended_id, ended_user_key)
         signals.user_logged_out.send(app, user=user, session_id=ended_id)
 
     for user_key, user_data in request_state.syncs:
