@@ -162,11 +162,17 @@ def _redis_cache(url: object) -> BaseCache:
 
     import redis
     from cachelib import RedisCache
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     client = redis.Redis.from_url(
         url,
         socket_timeout=REDIS_SOCKET_TIMEOUT,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        # One immediate retry: a pooled connection the server dropped (a
+        # restart) reconnects; a server that is down answers 503 at once,
+        # not after a backoff.
+        retry=Retry(NoBackoff(), 1),
     )
     return RedisCache(host=client)
 
