@@ -255,6 +255,8 @@ class RedisCredentialsCache(CredentialsCache):
         self.client: t.Any = cache._write_client
         self.prefix = f"{cache._get_prefix()}{namespace}:"
         self._errors = _error_types()
+        # A RedisCluster (redis-py or valkey) routes by slot; it has nodes.
+        self._cluster = hasattr(self.client, "get_nodes")
         self._no_script = _no_script_types()
 
         def register(source: str) -> t.Any:
@@ -424,7 +426,9 @@ class RedisCredentialsCache(CredentialsCache):
         self, record: SessionRecord, now: float, user_json: bytes | str, expected: str
     ) -> list[t.Any]:
         """The write script, the users set and the tag's TTL, pipelined: one
-        round trip on a single server.
+        round trip on a single server. A cluster client cannot pipeline
+        scripts, and those three keys live in different slots anyway: there
+        they are three calls.
         """
         keys, args = self._write_args(record, now, user_json, expected)
         # Relative: the clock may not be the server's.
@@ -435,6 +439,19 @@ class RedisCredentialsCache(CredentialsCache):
             repr(record.expires_at),
             repr(now),
         ]
+
+        if self._cluster:
+            result = self._call(lambda: self._write(keys=keys, args=args))
+
+            if result[0] == b"ok":
+                self._call(lambda: self._users(keys=[self._users_key], args=users_args))
+                self._call(
+                    lambda: self.client.pexpire(
+                        self._tag_key(record.user_key), tag_ttl_ms, gt=True
+                    )
+                )
+
+            return t.cast(list[t.Any], result)
 
         def run() -> list[t.Any]:
             pipe = self.client.pipeline(transaction=False)

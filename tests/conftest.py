@@ -24,11 +24,12 @@ from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_user
 
+from .servers import RedisClusterServers
 from .servers import RedisServer
 
 #: The contract suite: every test that takes the ``cache`` fixture (through
 #: ``env``, ``app`` or ``client``) runs once per backend (Pow's T19).
-BACKENDS = ["simple", "filesystem", "redis"]
+BACKENDS = ["simple", "filesystem", "redis", "redis-cluster"]
 
 
 class Clock:
@@ -88,6 +89,13 @@ def redis_server() -> c.Iterator[RedisServer]:
     server = RedisServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> c.Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers()
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture(params=BACKENDS)

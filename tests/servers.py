@@ -6,6 +6,7 @@ start.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -16,10 +17,32 @@ import pytest
 import redis
 
 
-def free_port() -> int:
+def is_free(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+
+    return True
+
+
+def free_port(*, cluster: bool = False) -> int:
+    """A free loopback port. A cluster node also needs its bus port, the
+    port plus 10000, so it must be below 55536 with that one free too.
+    """
+    if not cluster:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    for _ in range(1000):
+        port = random.randint(20000, 45000)
+
+        if is_free(port) and is_free(port + 10000):
+            return port
+
+    raise RuntimeError("no free port pair for a Redis cluster node")
 
 
 def require(program: str) -> str:
@@ -41,7 +64,7 @@ class RedisServer:
     """One ``redis-server`` on 127.0.0.1, in a directory of its own."""
 
     def __init__(self, *args: str) -> None:
-        self.port = free_port()
+        self.port = free_port(cluster="--cluster-enabled" in args)
         self.dir = tempfile.mkdtemp(prefix="flask-pow-redis-")
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
@@ -95,3 +118,57 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisClusterServers:
+    """A Redis Cluster of three masters on loopback ports, made with
+    ``redis-cli --cluster create``.
+    """
+
+    def __init__(self) -> None:
+        self.nodes = [
+            RedisServer(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "5000",
+            )
+            for _ in range(3)
+        ]
+        subprocess.run(
+            [
+                require("redis-cli"),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+
+        for node in self.nodes:
+            client = node.client()
+
+            try:
+                while client.cluster("info").get("cluster_state") != "ok":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the Redis cluster did not become ready")
+
+                    time.sleep(0.1)
+            finally:
+                client.close()
+
+    def client(self) -> redis.RedisCluster:
+        return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

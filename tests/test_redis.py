@@ -307,3 +307,28 @@ def test_same_cookie_works_after_outage(
     assert client.get("/me").status_code == 503
     persistent_server.start()
     assert outage_env.me(client) == "ada@example.com free"
+
+
+def test_cluster_keeps_one_users_keys_in_one_slot(
+    tmp_path: t.Any, redis_cluster: t.Any
+) -> None:
+    client = redis_cluster.client()
+    env = redis_env(tmp_path, client)
+    cache = env.pow.get_state(env.app).config.cache
+    user_ids = [env.add_user(f"user{n}@example.com") for n in range(8)]
+
+    for user_id in user_ids:
+        for _ in range(2):
+            env.login(env.app.test_client(), user_id)
+
+    slots: dict[str, set[int]] = {}
+
+    for item in raw.items(cache):
+        if "{" in item.key:
+            tag = item.key.split("{", 1)[1].split("}", 1)[0]
+            slots.setdefault(tag, set()).add(client.keyslot(item.key))
+
+    assert len(slots) == len(user_ids)
+    assert all(len(found) == 1 for found in slots.values())
+    # Users spread over the cluster rather than piling into one slot.
+    assert len(set().union(*slots.values())) > 1
