@@ -45,7 +45,8 @@ pytest: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/request_cost.py
+	$(BIN)/python -m benchmarks.request_cost
+	$(BIN)/python -m benchmarks.redis_memory
 
 clean:
 	rm -rf $(VENV) build docs/_build *.egg-info .mypy_cache .ruff_cache .pytest_cache

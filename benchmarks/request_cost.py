@@ -1,7 +1,7 @@
 """Per-request cost of flask_pow: an authenticated request against
 anonymous ones, on the same app, in the same run, as in-process WSGI calls.
 
-    python benchmarks/request_cost.py [--requests N] [--rounds R]
+    python -m benchmarks.request_cost [--requests N] [--rounds R]
 
 Three requests to a view that reads the user's email and plan:
 
@@ -29,6 +29,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from cachelib import BaseCache
 from cachelib import FileSystemCache
+from cachelib import RedisCache
 from cachelib import SimpleCache
 from flask import Flask
 from flask import g
@@ -37,6 +38,7 @@ from werkzeug.test import EnvironBuilder
 
 from flask_pow import Pow
 from flask_pow import login_user
+from tests.servers import RedisServer
 
 
 class Base(sa_orm.DeclarativeBase):
@@ -157,12 +159,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, cache in [
-            ("SimpleCache", SimpleCache(threshold=100_000)),
-            ("FileSystemCache", FileSystemCache(f"{tmp}/cache", threshold=0)),
-        ]:
-            measure(name, cache, args.requests, args.rounds)
+    server = RedisServer()
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, cache in [
+                ("SimpleCache", SimpleCache(threshold=100_000)),
+                ("FileSystemCache", FileSystemCache(f"{tmp}/cache", threshold=0)),
+                ("Redis (loopback)", RedisCache(host=server.client())),
+            ]:
+                measure(name, cache, args.requests, args.rounds)
+    finally:
+        server.close()
 
 
 if __name__ == "__main__":
