@@ -204,7 +204,7 @@ def _error_types() -> tuple[type[Exception], ...]:
     ]
 
     try:
-        import valkey  # type: ignore[import-not-found]
+        import valkey
     except ImportError:
         pass
     else:

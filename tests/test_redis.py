@@ -332,3 +332,24 @@ def test_cluster_keeps_one_users_keys_in_one_slot(
     assert all(len(found) == 1 for found in slots.values())
     # Users spread over the cluster rather than piling into one slot.
     assert len(set().union(*slots.values())) > 1
+
+
+def test_valkey_cache_uses_the_native_store(
+    tmp_path: t.Any, redis_server: RedisServer
+) -> None:
+    valkey = pytest.importorskip("valkey")
+    from cachelib import ValkeyCache
+
+    client = valkey.Valkey(host="127.0.0.1", port=redis_server.port)
+    cache = ValkeyCache(host=client, key_prefix=f"test-{uuid.uuid4().hex[:12]}:")
+    app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'valkey.db'}")
+    env = Env(app, db, User, Pow(app, db=db, user_model=User))
+    add_routes(env)
+    browser = app.test_client()
+    env.login(browser, env.add_user())
+    env.clock.advance(RENEWAL + 1)
+    assert env.me(browser) == "ada@example.com free"
+    browser.post("/logout")
+    assert env.me(browser) == "anonymous"
+    assert type(env.pow.get_state(app).credentials).__name__ == "RedisCredentialsCache"
+    client.close()
