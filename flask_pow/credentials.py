@@ -67,6 +67,15 @@ class Authenticated:
     follow: str | None = None
 
 
+#: Sessions revoked per store operation by a revoke-all.
+REVOKE_BATCH = 500
+
+
+def _batches(items: list[str], size: int = REVOKE_BATCH) -> c.Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _ttl(expires_at: float, now: float) -> int:
     """Whole seconds until ``expires_at``, rounded up: cachelib counts in
     seconds, and a record must not expire before its own expiry time.
@@ -584,16 +593,19 @@ class CredentialsCache:
             if session_id != keep
         ]
 
-        if not ids:
-            return 0
+        ended = 0
 
-        ended = self._delete_records(ids)
-        self._unindex(user_key, ids)
+        # In batches, so that a user with thousands of sessions does not
+        # hold their lock for long, and a failure part way keeps what is done.
+        for batch in _batches(ids):
+            deleted = self._delete_records(batch)
+            self._unindex(user_key, batch)
+            ended += len(deleted)
 
-        for session_id in ended:
-            _send(signals.session_revoked, session_id=session_id, user_key=user_key)
+            for session_id in deleted:
+                _send(signals.session_revoked, session_id=session_id, user_key=user_key)
 
-        return len(ended)
+        return ended
 
     def update_user(self, user: t.Any) -> bool:
         """Write a user's current values to the cache: the next request of
@@ -669,6 +681,10 @@ class CredentialsCache:
         """The users with a live session, loaded from the cache (no query),
         in user key order.
         """
+        return list(self.users_by_key().values())
+
+    def users_by_key(self) -> dict[str, t.Any]:
+        """:meth:`users`, keyed by user key."""
         now = self.clock()
         bucket_keys = [self.store.key("users", f"{n:02d}") for n in range(USER_BUCKETS)]
         user_keys = sorted(
@@ -681,10 +697,10 @@ class CredentialsCache:
         )
 
         if not user_keys:
-            return []
+            return {}
 
         values = self.store.get_many(*(self._user_key(key) for key in user_keys))
-        users = []
+        users = {}
 
         for user_key, value in zip(user_keys, values, strict=True):
             data = self._read_user_data(user_key, value)
@@ -693,6 +709,6 @@ class CredentialsCache:
                 data is not None
                 and (user := self.load_user(user_key, data)) is not None
             ):
-                users.append(user)
+                users[user_key] = user
 
         return users

@@ -36,6 +36,7 @@ from . import serialization
 from . import signals
 from .credentials import Authenticated
 from .credentials import CredentialsCache
+from .credentials import _batches
 from .credentials import _send
 from .records import SessionInfo
 from .records import SessionRecord
@@ -112,24 +113,16 @@ return {'ok', tostring(latest)}
 )
 
 # Delete sessions of one user (KEYS[1] index, KEYS[2] user record); ARGV[1]
-# is the session key prefix, ARGV[2] now, ARGV[3...] the session ids, or
-# '*' for all of them but ARGV[4] (the one to keep). Index fields are full
-# session ids; a session key is the prefix and the id without its tag.
-# Returns the ids that were there.
+# is the session key prefix, ARGV[2] now, ARGV[3...] the session ids. Index
+# fields are full session ids; a session key is the prefix and the id
+# without its tag. Returns the ids that were there.
 _DELETE = (
     _PRUNE
     + """
 local now = tonumber(ARGV[2])
-local ids = {}
-if ARGV[3] == '*' then
-  for _, sid in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if sid ~= ARGV[4] then table.insert(ids, sid) end
-  end
-else
-  for i = 3, #ARGV do table.insert(ids, ARGV[i]) end
-end
 local ended = {}
-for _, sid in ipairs(ids) do
+for i = 3, #ARGV do
+  local sid = ARGV[i]
   if redis.call('DEL', ARGV[1] .. string.sub(sid, TAG_END)) == 1 then
     table.insert(ended, sid)
   end
@@ -582,12 +575,23 @@ class RedisCredentialsCache(CredentialsCache):
         if tag is None:
             return 0
 
-        ended = self._delete_ids(tag, user_key, ["*", keep or ""])
+        index_key = self._index_key_of(tag, user_key)
+        ids = [
+            session_id.decode()
+            for session_id in self._call(lambda: self.client.hkeys(index_key))
+            if session_id.decode() != keep
+        ]
+        ended = 0
 
-        for session_id in ended:
-            _send(signals.session_revoked, session_id=session_id, user_key=user_key)
+        # In batches: a script blocks the server while it runs.
+        for batch in _batches(ids):
+            deleted = self._delete_ids(tag, user_key, batch)
+            ended += len(deleted)
 
-        return len(ended)
+            for session_id in deleted:
+                _send(signals.session_revoked, session_id=session_id, user_key=user_key)
+
+        return ended
 
     def update_user_data(self, user_key: str, user_data: dict[str, t.Any]) -> bool:
         tag = self._tag(user_key)
@@ -657,7 +661,7 @@ class RedisCredentialsCache(CredentialsCache):
         records.sort(key=lambda record: (record.created_at, record.id))
         return [record.info() for record in records]
 
-    def users(self) -> list[t.Any]:
+    def users_by_key(self) -> dict[str, t.Any]:
         now = self.clock()
         members = self._call(
             lambda: self.client.zrangebyscore(self._users_key, f"({now!r}", "+inf")
@@ -679,7 +683,7 @@ class RedisCredentialsCache(CredentialsCache):
         pairs.sort()
 
         if not pairs:
-            return []
+            return {}
 
         def read() -> list[t.Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -689,7 +693,7 @@ class RedisCredentialsCache(CredentialsCache):
 
             return t.cast(list[t.Any], pipe.execute())
 
-        users = []
+        users = {}
 
         for (user_key, tag), value in zip(pairs, self._call(read), strict=True):
             data = self._read_user_data(
@@ -700,6 +704,6 @@ class RedisCredentialsCache(CredentialsCache):
                 data is not None
                 and (user := self.load_user(user_key, data)) is not None
             ):
-                users.append(user)
+                users[user_key] = user
 
         return users
