@@ -157,6 +157,10 @@ class Pow:
         got_request_exception.connect(_session.mark_failed, app, weak=False)
         app.context_processor(_template_context)
 
+        from .cli import pow_cli
+
+        app.cli.add_command(pow_cli)
+
     def get_state(self, app: Flask | None = None) -> PowState:
         """The state of this extension on an application.
 

@@ -148,6 +148,12 @@ class SQLAlchemyUsers(t.Generic[U]):
 
         return f"{self._name}:" + ",".join(f"{name}={value}" for name, value in values)
 
+    def key_for_id(self, ident: str) -> str:
+        """The user key for a primary key given as text (the CLI's
+        ``--user 42``); a composite key is given as ``a=1,b=2``.
+        """
+        return f"{self._name}:{ident}"
+
     def dump(self, user: U) -> dict[str, t.Any]:
         data: dict[str, t.Any] = {}
 
