@@ -312,6 +312,11 @@ class RedisCredentialsCache(CredentialsCache):
             self._corrupt(kind, key)
             return None
 
+    def _get_record(self, session_id: str) -> SessionRecord | None:
+        key = self._session_key(session_id)
+        value = self._call(lambda: self.client.get(key))
+        return self._read_record(session_id, self._decode("session", key, value))
+
     def _tag(self, user_key: str) -> str | None:
         key = self._tag_key(user_key)
         return self._read_tag(key, self._call(lambda: self.client.get(key)))
@@ -495,11 +500,7 @@ class RedisCredentialsCache(CredentialsCache):
         # round trip of the write. A lock would add a round trip and protect
         # nothing more.
         if record is None:
-            key = self._session_key(session_id)
-            record = self._read_record(
-                session_id,
-                self._decode("session", key, self._call(lambda: self.client.get(key))),
-            )
+            record = self._get_record(session_id)
 
         for _ in range(3):
             if record is None:
@@ -542,11 +543,7 @@ class RedisCredentialsCache(CredentialsCache):
 
     def end(self, session_id: str, user_key: str | None = None) -> str | None:
         if user_key is None:
-            key = self._session_key(session_id)
-            record = self._read_record(
-                session_id,
-                self._decode("session", key, self._call(lambda: self.client.get(key))),
-            )
+            record = self._get_record(session_id)
 
             if record is None:
                 return None
@@ -620,11 +617,7 @@ class RedisCredentialsCache(CredentialsCache):
         if len(session_id) != TAG_LENGTH + 22:
             return None
 
-        key = self._session_key(session_id)
-        record = self._read_record(
-            session_id,
-            self._decode("session", key, self._call(lambda: self.client.get(key))),
-        )
+        record = self._get_record(session_id)
 
         if record is None or record.expires_at <= self.clock():
             return None
