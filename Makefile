@@ -16,20 +16,28 @@ $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/python example/app.py
+	$(BIN)/python -m example.app
 
 test: system-deps lint typecheck docs pytest
 
 # The test suite starts its own redis-server processes on free loopback
-# ports. Install it when missing (CI runs as root on a fresh Debian machine).
+# ports, and drives the example app in Debian's headless Chromium. Install
+# them when missing (CI runs as root on a fresh Debian machine).
+
 system-deps:
-	@command -v redis-server >/dev/null || { \
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing$$missing with apt-get"; \
 	    apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; \
-	  fi; }
+	    echo "Missing:$$missing (sudo apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check flask_pow tests example benchmarks

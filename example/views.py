@@ -1,0 +1,183 @@
+"""The example's pages: account (register, log in, log out, plan), the pro
+page, the devices page, and an admin area.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint
+from flask import abort
+from flask import flash
+from flask import g
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from werkzeug.security import check_password_hash
+from werkzeug.security import generate_password_hash
+from werkzeug.wrappers import Response
+
+from flask_pow import current_session
+from flask_pow import login_required
+from flask_pow import login_user
+from flask_pow import logout_other_sessions
+from flask_pow import logout_user
+from flask_pow import reload_user
+from flask_pow import sync_user
+
+from .extensions import pow
+from .models import User
+from .models import db
+
+PLANS = ("free", "pro")
+
+account = Blueprint("account", __name__)
+
+
+@account.get("/")
+def index() -> str:
+    return render_template("index.html", plans=PLANS)
+
+
+@account.route("/register", methods=["GET", "POST"])
+def register() -> str | Response:
+    if request.method == "POST":
+        email = request.form.get("email", "").strip().lower()
+        name = request.form.get("name", "").strip()
+        password = request.form.get("password", "")
+
+        if not email or not name or len(password) < 8:
+            flash("Give an email, a name and a password of 8 characters or more.")
+        elif db.session.scalar(sa.select(User).where(User.email == email)):
+            flash("That email is taken.")
+        else:
+            user = User(
+                email=email, name=name, password_hash=generate_password_hash(password)
+            )
+            db.session.add(user)
+            db.session.commit()
+            login_user(user)
+            flash(f"Welcome, {name}.")
+            return redirect(url_for("account.index"))
+
+    return render_template("register.html")
+
+
+@account.route("/login", methods=["GET", "POST"])
+def login() -> str | Response:
+    if request.method == "POST":
+        email = request.form.get("email", "").strip().lower()
+        user = db.session.scalar(sa.select(User).where(User.email == email))
+
+        if user is None or not check_password_hash(
+            user.password_hash, request.form.get("password", "")
+        ):
+            flash("Wrong email or password.")
+        else:
+            login_user(user)
+            return redirect(_safe_next() or url_for("account.index"))
+
+    return render_template("login.html")
+
+
+def _safe_next() -> str | None:
+    # Only a path on this site: never an open redirect.
+    target = request.args.get("next", "")
+    return target if target.startswith("/") and not target.startswith("//") else None
+
+
+@account.post("/logout")
+@login_required
+def logout() -> Response:
+    logout_user()
+    flash("Logged out. That session's token is dead on the server.")
+    return redirect(url_for("account.index"))
+
+
+@account.post("/plan")
+@login_required
+def change_plan() -> Response:
+    plan = request.form.get("plan")
+
+    if plan not in PLANS:
+        abort(400)
+
+    user = db.get_or_404(User, g.current_user.id)
+    user.plan = plan
+    db.session.commit()
+    # Every device of this user sees the new plan on its next request, with
+    # no query; this one also gets a new token.
+    sync_user(user)
+    flash(f"You are on the {plan} plan now.")
+    return redirect(url_for("account.index"))
+
+
+@account.get("/pro")
+@login_required
+@reload_user
+def pro() -> str:
+    # The plan grants access, so it is read from the database.
+    if g.current_user.plan != "pro":
+        abort(403, "The pro page is for the pro plan. Change your plan first.")
+
+    return render_template("pro.html")
+
+
+@account.get("/devices")
+@login_required
+def devices() -> str:
+    sessions = pow.credentials.sessions(g.current_user)
+    this = current_session.id if current_session else None
+    return render_template("devices.html", sessions=sessions, this=this)
+
+
+@account.post("/devices/<session_id>/revoke")
+@login_required
+def revoke_device(session_id: str) -> Response:
+    info = pow.credentials.get(session_id)
+
+    # Only one's own sessions: an id of somebody else's is "not found".
+    if (
+        info is None
+        or current_session is None
+        or (info.user_key != current_session.user_key)
+    ):
+        abort(404)
+
+    if info.id == current_session.id:
+        logout_user()
+        flash("Logged out.")
+        return redirect(url_for("account.index"))
+
+    pow.credentials.delete(session_id)
+    flash("That device is logged out.")
+    return redirect(url_for("account.devices"))
+
+
+@account.post("/devices/others")
+@login_required
+def logout_others() -> Response:
+    count = logout_other_sessions()
+    flash(f"Logged out {count} other device{'s' * (count != 1)}.")
+    return redirect(url_for("account.devices"))
+
+
+admin = pow.reload_blueprint(Blueprint("admin", __name__, url_prefix="/admin"))
+
+
+@admin.before_request
+@login_required
+def require_admin() -> None:
+    # Runs after the user was reloaded: a revoked admin flag counts at once.
+    if not g.current_user.is_admin:
+        abort(403, "Administrators only.")
+
+
+@admin.get("/")
+def admin_index() -> str:
+    credentials = pow.credentials
+    users = [
+        (user, len(credentials.sessions_by_key(key)))
+        for key, user in credentials.users_by_key().items()
+    ]
+    return render_template("admin.html", users=users)
