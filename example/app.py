@@ -17,6 +17,8 @@ import typing as t
 
 import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError
 from werkzeug.security import generate_password_hash
 
 from .extensions import pow
@@ -37,7 +39,7 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     instance.mkdir(parents=True, exist_ok=True)
     app.config.update(
         SECRET_KEY=_secret_key(instance),
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{instance / 'demo.sqlite'}",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{instance / 'example.sqlite'}",
         SESSION_COOKIE_SAMESITE="Lax",
         POW_LOGIN_VIEW="account.login",
         # Short, so that rotation can be seen on the devices page.
@@ -53,10 +55,19 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     app.register_blueprint(admin)
 
     with app.app_context():
-        db.create_all()
-        _add_demo_user()
+        _create_database()
 
     return app
+
+
+def _create_database() -> None:
+    # Several gunicorn workers start at once and race to create the tables
+    # and the demo user: the first one wins, the others find them made.
+    try:
+        db.create_all()
+        _add_demo_user()
+    except (OperationalError, IntegrityError):
+        db.session.rollback()
 
 
 def _secret_key(instance: pathlib.Path) -> str:
