@@ -3,6 +3,7 @@ from __future__ import annotations
 import collections.abc as c
 import contextlib
 import datetime as dt
+import logging
 import time
 import typing as t
 import uuid
@@ -20,6 +21,7 @@ from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
+from flask_pow import credentials as credentials_module
 from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_user
@@ -82,6 +84,51 @@ class Env:
 
 
 MakeEnv = c.Callable[..., Env]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+
+        if record.exc_info:
+            line += logging.Formatter().formatException(record.exc_info)
+
+        self.lines.append(line)
+
+
+@pytest.fixture(autouse=True)
+def no_token_in_any_log_line(monkeypatch: pytest.MonkeyPatch) -> c.Iterator[None]:
+    """Around every test: every log record, at every level and from every
+    logger, is kept, every token flask_pow issues is noted, and no record
+    may hold a token.
+    """
+    issued: list[str] = []
+    issue = credentials_module.new_token
+
+    def noting() -> str:
+        token = issue()
+        issued.append(token)
+        return token
+
+    monkeypatch.setattr(credentials_module, "new_token", noting)
+    handler = _Records()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+    leaked = [t for t in issued for line in handler.lines if t in line]
+    assert not leaked, "a token was logged"
 
 
 @pytest.fixture(scope="session")
