@@ -22,6 +22,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
 from flask_pow import credentials as credentials_module
+from flask_pow import records
 from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_user
@@ -107,7 +108,7 @@ def no_token_in_any_log_line(monkeypatch: pytest.MonkeyPatch) -> c.Iterator[None
     may hold a token.
     """
     issued: list[str] = []
-    issue = credentials_module.new_token
+    issue = records.new_token
 
     def noting() -> str:
         token = issue()
