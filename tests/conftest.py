@@ -22,10 +22,10 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
 from flask_pow import credentials as credentials_module
-from flask_pow import records
 from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_user
+from flask_pow import records
 
 from .servers import RedisClusterServers
 from .servers import RedisServer
