@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test system-deps lint typecheck docs pytest bench clean
+.PHONY: demo test system-deps lint typecheck docs pytest bench stress clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ pytest: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.request_cost
 	$(BIN)/python -m benchmarks.redis_memory
+
+# The full load and fault run (make test runs a short one): 100 clients for
+# two minutes against 4 gunicorn workers on Redis, with faults injected.
+stress: system-deps $(VENV)/.installed
+	$(BIN)/python -m tests.stress --clients 100 --seconds 120 --workers 4
 
 clean:
 	rm -rf $(VENV) build docs/_build *.egg-info .mypy_cache .ruff_cache .pytest_cache
