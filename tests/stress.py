@@ -189,7 +189,9 @@ class Client:
 
             try:
                 status, body = self.send("GET", "/whoami")
-            except OSError:
+            except (OSError, http.client.HTTPException):
+                # A reset, or a response cut short (IncompleteRead,
+                # BadStatusLine) by a worker that died.
                 self.count("cut", started, in_fault)
                 time.sleep(0.05)
                 continue
