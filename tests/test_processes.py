@@ -98,3 +98,41 @@ def test_parallel_stale_requests_across_processes_rotate_once(
     moved_to = {pow_token(app, c) for _, c in results if c is not None}
     assert len(moved_to) == 1
     assert moved_to != {pow_token(app, cookie)}
+
+
+@pytest.mark.slow
+def test_lock_of_a_killed_process_is_released(tmp_path: t.Any) -> None:
+    """A process killed while it holds a rotation lock (SIGKILL, mid-request)
+    does not leave the session locked: the kernel drops its flock.
+    """
+    from flask_pow.stores import FileLock
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from flask_pow.stores import FileLock\n"
+            f"lock = FileLock({str(tmp_path)!r}, 'session', 'abc')\n"
+            "assert lock.acquire(blocking=False)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        lock = FileLock(str(tmp_path), "session", "abc")
+        assert not lock.acquire(blocking=False)
+        holder.kill()
+        holder.wait(timeout=10)
+        assert lock.acquire(blocking=False)
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()
