@@ -21,14 +21,17 @@ demo: $(VENV)/.installed
 test: system-deps lint typecheck docs pytest
 
 # The test suite starts its own redis-server processes on free loopback
-# ports, and drives the example app in Debian's headless Chromium. Install
-# them when missing (CI runs as root on a fresh Debian machine).
+# ports, drives the example app in Debian's headless Chromium, and runs the
+# benchmark once in tiny sizes (PostgreSQL and wrk). Install them when
+# missing (CI runs as root on a fresh Debian machine).
 
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing$$missing with apt-get"; \
@@ -52,9 +55,8 @@ docs: $(VENV)/.installed
 pytest: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed
-	$(BIN)/python -m benchmarks.request_cost
-	$(BIN)/python -m benchmarks.redis_memory
+bench: system-deps $(VENV)/.installed
+	$(BIN)/python -m benchmarks.run
 
 # The full load and fault run (make test runs a short one): 100 clients for
 # two minutes against 4 gunicorn workers on Redis, with faults injected.

@@ -8,6 +8,8 @@ from cachelib import SimpleCache
 
 from benchmarks import redis_memory
 from benchmarks import request_cost
+from benchmarks import run
+from benchmarks.apps import SETUPS
 
 from .servers import RedisServer
 
@@ -23,3 +25,20 @@ def test_redis_memory_runs(
     redis_memory.measure(redis_server, 20, 5)
 
     assert "B per session" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_side_by_side_benchmark_runs() -> None:
+    """Every setup (PostgreSQL included under CI), both harnesses, the scale
+    runs and the memory figures, in tiny sizes.
+    """
+    import os
+
+    report = run.run(run.TINY, require_postgres=bool(os.environ.get("CI")))
+
+    for setup in SETUPS.values():
+        if "PostgreSQL" not in setup or os.environ.get("CI"):
+            assert setup in report
+
+    assert "sessions(user), 20 sessions" in report
+    assert "B per session" in report

@@ -1,0 +1,161 @@
+"""The benchmark's one tiny application, in each setup it is measured in.
+Every setup serves ``GET /me`` (the current user's email and plan) and
+``POST /login`` (log user 1 in). ``create_app()`` builds the setup named by
+``BENCH_SETUP`` from the environment, for gunicorn.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+
+import redis
+import sqlalchemy as sa
+import sqlalchemy.orm as sa_orm
+from cachelib import RedisCache
+from cachelib import SimpleCache
+from flask import Flask
+from flask import g
+from flask_sqlalchemy import SQLAlchemy
+
+#: Setup name -> what it is, in the order of the tables.
+SETUPS = {
+    "anonymous": "anonymous baseline (no auth)",
+    "pow-memory": "flask_pow, in-process cache",
+    "pow-redis": "flask_pow, Redis",
+    "login-sqlite": "Flask-Login, SQLite user_loader",
+    "login-session-redis": "Flask-Login + Flask-Session on Redis",
+    "login-postgres": "Flask-Login, PostgreSQL user_loader",
+}
+
+
+def _models() -> tuple[SQLAlchemy, t.Any]:
+    class Base(sa_orm.DeclarativeBase):
+        pass
+
+    db = SQLAlchemy(model_class=Base)
+
+    class User(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "bench_user"
+        id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+        email: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(100))
+        plan: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(20))
+        password_hash: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(200))
+
+        # Flask-Login's interface, for its setups.
+        is_authenticated = True
+        is_active = True
+        is_anonymous = False
+
+        def get_id(self) -> str:
+            return str(self.id)
+
+    return db, User
+
+
+def create_users(database: str, count: int = 1) -> None:
+    """The users table with ``count`` users, made before any worker starts."""
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = database
+    db, User = _models()
+    db.init_app(app)
+
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+        db.session.add_all(
+            User(id=n, email=f"user{n}@example.com", plan="pro", password_hash="x")
+            for n in range(1, count + 1)
+        )
+        db.session.commit()
+        db.engine.dispose()
+
+
+def build(setup: str, database: str, redis_url: str | None) -> tuple[Flask, SQLAlchemy]:
+    """The application in one setup, and its Flask-SQLAlchemy extension."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="bench", SQLALCHEMY_DATABASE_URI=database)
+    db, User = _models()
+    db.init_app(app)
+
+    if setup == "anonymous":
+
+        @app.get("/me")
+        def anonymous_me() -> str:
+            return "anonymous"
+
+        @app.post("/login")
+        def anonymous_login() -> str:
+            return "ok"
+
+        return app, db
+
+    log_in: t.Callable[[t.Any], object]
+
+    if setup.startswith("pow-"):
+        from flask_pow import Pow
+        from flask_pow import login_user
+
+        log_in = login_user
+
+        if setup == "pow-memory":
+            app.config["POW_CACHE"] = SimpleCache(threshold=100_000)
+        else:
+            assert redis_url is not None
+            app.config["POW_CACHE"] = RedisCache(host=redis.Redis.from_url(redis_url))
+
+        Pow(app, db=db, user_model=User)
+
+        @app.get("/me")
+        def pow_me() -> str:
+            user = g.current_user
+            return "anonymous" if user is None else f"{user.email} {user.plan}"
+
+    else:
+        import flask_login
+
+        log_in = flask_login.login_user
+
+        if setup == "login-session-redis":
+            from flask_session import Session
+
+            assert redis_url is not None
+            app.config.update(
+                SESSION_TYPE="redis",
+                SESSION_REDIS=redis.Redis.from_url(redis_url),
+                SESSION_SERIALIZATION_FORMAT="json",
+            )
+            Session(app)
+
+        manager = flask_login.LoginManager(app)
+
+        def load_user(user_id: str) -> t.Any:
+            return db.session.get(User, int(user_id))
+
+        manager.user_loader(load_user)
+
+        @app.get("/me")
+        def login_me() -> str:
+            user = flask_login.current_user
+
+            if not user.is_authenticated:
+                return "anonymous"
+
+            return f"{user.email} {user.plan}"
+
+    @app.post("/login")
+    def login() -> str:
+        log_in(db.session.get(User, 1))
+        return "ok"
+
+    return app, db
+
+
+def create_app() -> Flask:
+    """For gunicorn: the setup and its stores from the environment."""
+    app, _ = build(
+        os.environ["BENCH_SETUP"],
+        os.environ["BENCH_DATABASE"],
+        os.environ.get("BENCH_REDIS_URL"),
+    )
+    return app
