@@ -1,0 +1,61 @@
+"""A test client that logs a user in, for applications' own tests.
+
+.. code-block:: python
+
+    from flask_pow.testing import PowClient
+
+    app.test_client_class = PowClient
+
+    def test_profile(app, user):
+        client = app.test_client(user=user)
+        assert client.get("/profile").status_code == 200
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from flask.testing import FlaskClient
+
+from .records import SessionInfo
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from .extension import PowState
+
+
+class PowClient(FlaskClient):
+    """A :class:`~flask.testing.FlaskClient` that can start logged in.
+
+    :param user: log this user in before the first request, as a real
+        login would: a session in the store and its signed token in the
+        client's Flask session.
+    :param metadata: the session's metadata.
+    """
+
+    def __init__(
+        self,
+        *args: t.Any,
+        user: t.Any = None,
+        metadata: dict[str, t.Any] | None = None,
+        **kwargs: t.Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+
+        if user is not None:
+            self.login(user, metadata=metadata)
+
+    def login(
+        self, user: t.Any, *, metadata: dict[str, t.Any] | None = None
+    ) -> SessionInfo:
+        """Log a user in, and return the new session."""
+        app = self.application
+        state: PowState = app.extensions["pow"].get_state(app)
+
+        with app.app_context():
+            info, token = state.credentials.put(user, metadata or {})
+            value = state.signer.sign(info.id, token)
+
+        with self.session_transaction() as session:
+            session[state.config.session_key] = value
+
+        return info
