@@ -1,0 +1,141 @@
+"""The Lua scripts of the Redis credentials cache. Each runs atomically on
+the server and touches keys of one user's hash tag only, so it also runs
+on Redis Cluster. ``TAG_END`` is replaced by the position after a session
+id's tag when the scripts are registered.
+"""
+
+from __future__ import annotations
+
+# GET a session and, in the same slot, its user: one round trip.
+READ = """
+local s = redis.call('GET', KEYS[1])
+if not s then return {} end
+local ok, rec = pcall(cjson.decode, s)
+if not ok or type(rec) ~= 'table' or type(rec['user']) ~= 'string' then
+  return {s}
+end
+local u = redis.call('GET', ARGV[1] .. rec['user'])
+if not u then return {s} end
+return {s, u}
+"""
+
+# Prune a user's index and return the latest expiry left (0 if none), with
+# the index's TTL set to it. Shared by the scripts below.
+PRUNE = """
+local function prune(index, now)
+  local latest = 0
+  local all = redis.call('HGETALL', index)
+  for i = 1, #all, 2 do
+    local exp = tonumber(all[i + 1])
+    if not exp or exp <= now then
+      redis.call('HDEL', index, all[i])
+    elseif exp > latest then
+      latest = exp
+    end
+  end
+  return latest
+end
+local function ttl_ms(latest, now)
+  return math.ceil((latest - now) * 1000) + 1000
+end
+"""
+
+# Write a session record, index it, and refresh the user record: a login
+# (ARGV[5] holds the user) or a rotation (ARGV[5] empty: the user record is
+# kept as it is now; ARGV[6] holds the token digest the session must still
+# have, a compare-and-set against a concurrent rotation).
+WRITE = (
+    PRUNE
+    + """
+local now = tonumber(ARGV[4])
+if ARGV[6] ~= '' then
+  local s = redis.call('GET', KEYS[1])
+  if not s then return {'gone'} end
+  local ok, rec = pcall(cjson.decode, s)
+  if not ok or type(rec) ~= 'table' then return {'gone'} end
+  if rec['token'] ~= ARGV[6] then return {'changed', s} end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[7], ARGV[3])
+local latest = prune(KEYS[2], now)
+local ttl = ttl_ms(latest, now)
+redis.call('PEXPIRE', KEYS[2], ttl)
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[5], 'PX', ttl)
+else
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+return {'ok', tostring(latest)}
+"""
+)
+
+# Delete sessions of one user (KEYS[1] index, KEYS[2] user record); ARGV[1]
+# is the session key prefix, ARGV[2] now, ARGV[3...] the session ids. Index
+# fields are full session ids; a session key is the prefix and the id
+# without its tag. Returns the ids that were there.
+DELETE = (
+    PRUNE
+    + """
+local now = tonumber(ARGV[2])
+local ended = {}
+for i = 3, #ARGV do
+  local sid = ARGV[i]
+  if redis.call('DEL', ARGV[1] .. string.sub(sid, TAG_END)) == 1 then
+    table.insert(ended, sid)
+  end
+  redis.call('HDEL', KEYS[1], sid)
+end
+local latest = prune(KEYS[1], now)
+if latest == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+else
+  local ttl = ttl_ms(latest, now)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+return ended
+"""
+)
+
+# Replace a user's cached record if they have a live session.
+UPDATE_USER = (
+    PRUNE
+    + """
+local now = tonumber(ARGV[2])
+local latest = prune(KEYS[1], now)
+if latest == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl_ms(latest, now))
+return 1
+"""
+)
+
+# The live sessions of one user: their records, from the index.
+SESSIONS = """
+local now = tonumber(ARGV[2])
+local found = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local exp = tonumber(all[i + 1])
+  if exp and exp > now then
+    local s = redis.call('GET', ARGV[1] .. string.sub(all[i], TAG_END))
+    if s then
+      table.insert(found, all[i])
+      table.insert(found, s)
+    end
+  end
+end
+return found
+"""
+
+# Record a user's latest expiry in the users set (a greater score only),
+# prune it, and keep its TTL at its latest member.
+USERS = """
+local now = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then
+  redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(top[2]) - now) * 1000) + 1000)
+end
+return 1
+"""
