@@ -167,6 +167,12 @@ class CredentialsCache:
             self._corrupt("session", self._session_key(session_id))
             return None
 
+    def _get_record(self, session_id: str) -> SessionRecord | None:
+        """Read and validate one session record."""
+        return self._read_record(
+            session_id, self.store.get(self._session_key(session_id))
+        )
+
     def _read_map(self, key: str, value: t.Any) -> dict[str, float]:
         if value is None:
             return {}
@@ -202,9 +208,7 @@ class CredentialsCache:
 
         :meta private:
         """
-        record = self._read_record(
-            session_id, self.store.get(self._session_key(session_id))
-        )
+        record = self._get_record(session_id)
 
         if record is None:
             return None
@@ -466,7 +470,7 @@ class CredentialsCache:
 
         try:
             key = self._session_key(session_id)
-            record = self._read_record(session_id, self.store.get(key))
+            record = self._get_record(session_id)
 
             if record is None:
                 return None
@@ -518,9 +522,8 @@ class CredentialsCache:
             self._acquire(lock)
 
             try:
-                key = self._session_key(session_id)
-                record = self._read_record(session_id, self.store.get(key))
-                self.store.delete_many(key)
+                record = self._get_record(session_id)
+                self.store.delete_many(self._session_key(session_id))
             finally:
                 lock.release()
 
@@ -641,9 +644,7 @@ class CredentialsCache:
 
     def get(self, session_id: str) -> SessionInfo | None:
         """The session with this id, or ``None`` if it has ended."""
-        record = self._read_record(
-            session_id, self.store.get(self._session_key(session_id))
-        )
+        record = self._get_record(session_id)
 
         if record is None or record.expires_at <= self.clock():
             return None

@@ -129,6 +129,7 @@ class Pow:
             from .redis_store import RedisCredentialsCache
 
             credentials = RedisCredentialsCache(
+                store,
                 config.cache,
                 config.namespace,
                 users,

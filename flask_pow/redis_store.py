@@ -42,6 +42,7 @@ from .credentials import _send
 from .records import SessionInfo
 from .records import SessionRecord
 from .records import new_session_id
+from .stores import Store
 from .stores import StoreUnavailable
 from .stores import _unavailable
 from .users import UserAdapter
@@ -97,6 +98,7 @@ class RedisCredentialsCache(CredentialsCache):
 
     def __init__(
         self,
+        store: Store,
         cache: BaseRedisCache,
         namespace: str,
         users: UserAdapter[t.Any],
@@ -105,8 +107,10 @@ class RedisCredentialsCache(CredentialsCache):
         rotation_grace: int,
         absolute_ttl: int | None,
     ) -> None:
+        # The generic store is kept for the base class's sake; every path
+        # that would use it is done natively below.
         super().__init__(
-            None,  # type: ignore[arg-type]
+            store,
             users,
             credentials_ttl=credentials_ttl,
             rotation_grace=rotation_grace,
@@ -180,6 +184,10 @@ class RedisCredentialsCache(CredentialsCache):
             return None
 
     def _get_record(self, session_id: str) -> SessionRecord | None:
+        # An id of another length has no tag: no such session, and no key.
+        if len(session_id) != TAG_LENGTH + 22:
+            return None
+
         key = self._session_key(session_id)
         value = self._call(lambda: self.client.get(key))
         return self._read_record(session_id, self._decode("session", key, value))
@@ -479,17 +487,6 @@ class RedisCredentialsCache(CredentialsCache):
         return updated
 
     # -- reading ------------------------------------------------------------
-
-    def get(self, session_id: str) -> SessionInfo | None:
-        if len(session_id) != TAG_LENGTH + 22:
-            return None
-
-        record = self._get_record(session_id)
-
-        if record is None or record.expires_at <= self.clock():
-            return None
-
-        return record.info()
 
     def sessions_by_key(self, user_key: str) -> list[SessionInfo]:
         tag = self._tag(user_key)
