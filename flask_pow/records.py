@@ -59,8 +59,16 @@ def new_token() -> str:
 
 
 def new_session_id() -> str:
-    """A session id of 128 random bits."""
-    return _b64(secrets.token_bytes(SESSION_ID_BYTES))
+    """A session id of 128 random bits, drawn again in the 1 case of 64
+    where it would start with ``-``: operators paste ids into commands
+    (``flask pow sessions show ID``), where a leading dash reads as an
+    option.
+    """
+    while True:
+        session_id = _b64(secrets.token_bytes(SESSION_ID_BYTES))
+
+        if not session_id.startswith("-"):
+            return session_id
 
 
 def _utc(timestamp: float) -> dt.datetime:

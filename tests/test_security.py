@@ -35,6 +35,10 @@ def test_tokens_are_256_random_bits() -> None:
     assert 400 < min(counts) and max(counts) < 600
 
 
+def test_session_ids_never_start_with_a_dash() -> None:
+    assert not any(records.new_session_id().startswith("-") for _ in range(5000))
+
+
 def test_session_ids_are_128_random_bits() -> None:
     ids = {records.new_session_id() for _ in range(1000)}
     assert len(ids) == 1000
