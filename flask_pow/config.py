@@ -28,25 +28,40 @@ DEFAULT_SESSION_TTL_RENEWAL = dt.timedelta(minutes=15)
 #: A rotated-away token keeps working this long, pointing at the new one.
 DEFAULT_ROTATION_GRACE = dt.timedelta(seconds=30)
 #: Columns whose attribute name matches one of these :mod:`fnmatch` patterns
-#: (case-insensitive) are never written to the cache.
+#: (case-insensitive) are never written to the cache: secrets, such as
+#: password hashes (``password_hash``, ``pw_hash``, ``hashed_password``),
+#: tokens, salts, OTP seeds and keys. A column that is merely named like a
+#: hash (``avatar_hash``, ``content_hash``) is not a secret, and is cached.
 DEFAULT_CACHE_EXCLUDE: tuple[str, ...] = (
     "*password*",
     "*passwd*",
+    "*passphrase*",
+    "*pass_hash*",
+    "*passhash*",
+    "*pw_hash*",
+    "*pwhash*",
+    "hashed_pw*",
     "*secret*",
     "*token*",
-    "*hash*",
     "*salt*",
-    "*otp*",
+    "otp*",
+    "*_otp*",
     "*totp*",
+    "*hotp*",
     "*api_key*",
     "*apikey*",
     "*private_key*",
     "*recovery_code*",
+    "*uniquifier*",
 )
 #: The in-process cache holds three or four keys per session; cachelib's
 #: default threshold of 500 would start evicting live sessions at about a
 #: hundred users.
 DEFAULT_SIMPLE_CACHE_THRESHOLD = 100_000
+
+#: Flashed on the redirect to the login view, as Flask-Login does.
+DEFAULT_LOGIN_MESSAGE = "Please log in to access this page."
+DEFAULT_LOGIN_MESSAGE_CATEGORY = "message"
 
 #: Above this idle timeout a warning is given once (OWASP idle timeout).
 OWASP_IDLE_TIMEOUT = dt.timedelta(minutes=30)
@@ -81,6 +96,15 @@ class PowConfig:
     #: Blueprint names (dotted for nested ones) whose views reload the user,
     #: with the blueprints nested in them.
     reload_blueprints: frozenset[str] = frozenset()
+    #: Login views per blueprint name; ``None`` answers 401 there.
+    blueprint_login_views: c.Mapping[str, str | None] = dataclasses.field(
+        default_factory=dict
+    )
+    #: Flashed on the redirect to the login view; ``None`` flashes nothing.
+    login_message: str | None = DEFAULT_LOGIN_MESSAGE
+    login_message_category: str = DEFAULT_LOGIN_MESSAGE_CATEGORY
+    #: Update a user's cached record when an ORM commit changes the row.
+    sync_on_commit: bool = True
 
 
 def _seconds(key: str, value: object, *, allow_none: bool, minimum: int) -> int | None:
@@ -223,6 +247,10 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
     config.setdefault("POW_LOGIN_VIEW", None)
     config.setdefault("POW_RELOAD", False)
     config.setdefault("POW_RELOAD_BLUEPRINTS", ())
+    config.setdefault("POW_BLUEPRINT_LOGIN_VIEWS", {})
+    config.setdefault("POW_LOGIN_MESSAGE", DEFAULT_LOGIN_MESSAGE)
+    config.setdefault("POW_LOGIN_MESSAGE_CATEGORY", DEFAULT_LOGIN_MESSAGE_CATEGORY)
+    config.setdefault("POW_SYNC_ON_COMMIT", True)
 
     credentials_ttl = _seconds(
         "POW_CREDENTIALS_TTL",
@@ -263,8 +291,17 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
     login_view = config["POW_LOGIN_VIEW"]
     reload = config["POW_RELOAD"]
 
-    if not isinstance(reload, bool):
-        raise TypeError(f"POW_RELOAD must be True or False, got {reload!r}.")
+    for key in ("POW_RELOAD", "POW_SYNC_ON_COMMIT"):
+        if not isinstance(config[key], bool):
+            raise TypeError(f"{key} must be True or False, got {config[key]!r}.")
+
+    login_message = config["POW_LOGIN_MESSAGE"]
+
+    if login_message is not None and not isinstance(login_message, str):
+        raise TypeError(
+            f"POW_LOGIN_MESSAGE must be a string, or None to flash nothing, got"
+            f" {login_message!r}."
+        )
 
     if login_view is not None:
         login_view = _text("POW_LOGIN_VIEW", login_view)
@@ -294,4 +331,30 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
         reload_blueprints=frozenset(
             _names("POW_RELOAD_BLUEPRINTS", config["POW_RELOAD_BLUEPRINTS"])
         ),
+        blueprint_login_views=_login_views(config["POW_BLUEPRINT_LOGIN_VIEWS"]),
+        login_message=login_message or None,
+        login_message_category=_text(
+            "POW_LOGIN_MESSAGE_CATEGORY", config["POW_LOGIN_MESSAGE_CATEGORY"]
+        ),
+        sync_on_commit=config["POW_SYNC_ON_COMMIT"],
     )
+
+
+def _login_views(value: object) -> dict[str, str | None]:
+    key = "POW_BLUEPRINT_LOGIN_VIEWS"
+
+    if not isinstance(value, c.Mapping):
+        raise TypeError(
+            f"{key} must map blueprint names to login endpoints, such as"
+            f" {{'admin': 'admin.login'}}, got {value!r}."
+        )
+
+    views: dict[str, str | None] = {}
+
+    for name, endpoint in value.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{key} has a key that is not a blueprint name: {name!r}.")
+
+        views[name] = None if endpoint is None else _text(f"{key}[{name!r}]", endpoint)
+
+    return views

@@ -10,13 +10,17 @@ from weakref import WeakKeyDictionary
 from cachelib.redis_base import BaseRedisCache
 from flask import Blueprint
 from flask import Flask
+from flask import Request
 from flask import current_app
 from flask import got_request_exception
+from flask import request_started
+from flask.typing import ResponseReturnValue
 
 from . import session as _session
 from .config import PowConfig
 from .config import load_config
 from .credentials import CredentialsCache
+from .mixins import AnonymousUser
 from .signing import TokenSigner
 from .stores import Store
 from .users import SQLAlchemyUsers
@@ -26,6 +30,8 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
 
 MetadataCallback = c.Callable[[t.Any], c.Mapping[str, t.Any]]
+RequestLoader = c.Callable[[Request], t.Any]
+UnauthorizedCallback = c.Callable[[], ResponseReturnValue]
 
 
 @dataclasses.dataclass
@@ -40,7 +46,10 @@ class PowState:
     users: UserAdapter[t.Any]
     credentials: CredentialsCache
     metadata_callbacks: list[MetadataCallback]
+    request_loaders: list[RequestLoader]
     signer: TokenSigner = dataclasses.field(default_factory=TokenSigner)
+    #: ``login_user(remember=True)`` was asked for and warned about.
+    warned_remember: bool = False
 
 
 class Pow:
@@ -68,6 +77,12 @@ class Pow:
         :class:`~flask_pow.users.UserAdapter`).
     """
 
+    #: The class of :data:`~flask_pow.current_user` when nobody is logged
+    #: in, as Flask-Login's ``login_manager.anonymous_user``. Set it to a
+    #: subclass of :class:`~flask_pow.AnonymousUser` to give it the methods
+    #: your templates call on any user.
+    anonymous_user: type[t.Any] = AnonymousUser
+
     def __init__(
         self,
         app: Flask | None = None,
@@ -81,6 +96,8 @@ class Pow:
         self.users = users
         self._states: WeakKeyDictionary[Flask, PowState] = WeakKeyDictionary()
         self._metadata_callbacks: list[MetadataCallback] = []
+        self._request_loaders: list[RequestLoader] = []
+        self.unauthorized_callback: UnauthorizedCallback | None = None
 
         if app is not None:
             self.init_app(app)
@@ -122,6 +139,11 @@ class Pow:
 
             users = SQLAlchemyUsers(db, user_model, exclude=config.cache_exclude)
 
+            if config.sync_on_commit:
+                from . import autosync
+
+                autosync.listen(db)
+
         store = Store(config.cache, config.namespace)
         credentials: CredentialsCache
 
@@ -151,10 +173,13 @@ class Pow:
             users=users,
             credentials=credentials,
             metadata_callbacks=self._metadata_callbacks,
+            request_loaders=self._request_loaders,
         )
         app.extensions["pow"] = self
+        request_started.connect(_session.begin_request, app, weak=False)
         app.before_request(_session.load_user)
         app.after_request(_session.persist)
+        app.teardown_request(_session.end_request)
         got_request_exception.connect(_session.mark_failed, app, weak=False)
         app.context_processor(_template_context)
 
@@ -206,6 +231,50 @@ class Pow:
         # runs those of parent blueprints for nested ones too.
         blueprint.before_request(_reload_hook)
         return blueprint
+
+    def request_loader(self, callback: RequestLoader) -> RequestLoader:
+        """Register a function that authenticates a request that has no
+        session, as Flask-Login's ``request_loader``: it is called with the
+        request and returns a user (an API key in a header) or ``None``.
+        Its user is ``g.current_user`` for that request only, and
+        :func:`~flask_pow.login_required` lets it through; nothing is
+        stored and no cookie is set. Sends
+        :data:`~flask_pow.user_loaded_from_request`.
+
+        .. code-block:: python
+
+            @login_manager.request_loader
+            def load_from_api_key(request):
+                key = request.headers.get("X-Api-Key")
+                return key and User.query.filter_by(api_key_digest=digest(key)).first()
+        """
+        self._request_loaders.append(callback)
+        return callback
+
+    def unauthorized_handler(
+        self, callback: UnauthorizedCallback
+    ) -> UnauthorizedCallback:
+        """Register what :func:`~flask_pow.login_required` answers to an
+        anonymous request, instead of the 401 or the redirect to
+        ``POW_LOGIN_VIEW``, as Flask-Login's ``unauthorized_handler``. The
+        function takes no arguments and returns a response.
+        """
+        self.unauthorized_callback = callback
+        return callback
+
+    def unauthorized(self) -> ResponseReturnValue:
+        """What an anonymous request gets where a login is required, as
+        Flask-Login's ``login_manager.unauthorized()``: sends
+        :data:`~flask_pow.user_unauthorized`, then calls the
+        :meth:`unauthorized_handler` if there is one. Otherwise a request
+        that asks for JSON gets a JSON 401; else the login view of the
+        request's blueprint (``POW_BLUEPRINT_LOGIN_VIEWS``) or
+        ``POW_LOGIN_VIEW``, with ``POW_LOGIN_MESSAGE`` flashed, and the
+        requested path in ``next``; with no login view, a 401.
+        """
+        from .views import unauthorized
+
+        return unauthorized()
 
     def session_metadata(self, callback: MetadataCallback) -> MetadataCallback:
         """Register a function that adds keys to a session's metadata at

@@ -7,15 +7,24 @@ Nothing is written to the store while the view runs. :func:`login_user` and
 write; :func:`persist` writes it in ``after_request``, and skips it if the
 request failed with an unhandled exception, so a failed request consumes no
 token.
+
+What a request knows and plans lives on the request object, never in ``g``:
+Flask reuses an application context that is already pushed (a test suite's
+``with app.app_context():``, a worker that pushed one at import) and its
+``g`` for every request it handles, and state left there would hand one
+client's session to the next. ``g.current_user`` is dropped when a request
+starts and when it ends for the same reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import typing as t
 
 from flask import current_app
 from flask import g
+from flask import has_app_context
 from flask import has_request_context
 from flask import request
 from flask import session
@@ -26,6 +35,7 @@ from . import signals
 from .records import SessionInfo
 from .records import SessionRecord
 from .stores import StoreUnavailable
+from .users import resolve_user
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
@@ -39,7 +49,8 @@ MAX_USER_AGENT = 512
 
 @dataclasses.dataclass
 class RequestState:
-    """What flask_pow knows and plans for one request, kept as ``g._pow``.
+    """What flask_pow knows and plans for one request, kept on the request
+    object (see the module's docstring for why not in ``g``).
 
     :meta private:
     """
@@ -67,6 +78,15 @@ class RequestState:
     force_rotate: bool = False
     #: Users to write to the cache after the view returns: key and values.
     syncs: list[tuple[str, dict[str, t.Any]]] = dataclasses.field(default_factory=list)
+    #: Users whose changed rows a database transaction committed in this
+    #: request (``POW_SYNC_ON_COMMIT``): written after the view even if it
+    #: then fails, since the database has the change. Key and values, or
+    #: ``None`` for a deleted row.
+    committed: dict[str, dict[str, t.Any] | None] = dataclasses.field(
+        default_factory=dict
+    )
+    #: The anonymous user object of this request, once built.
+    anonymous: t.Any = None
     #: End the user's other sessions after the view returns.
     revoke_others: bool = False
     #: Sessions to end after the view returns: id, user key, user.
@@ -99,13 +119,39 @@ def _pow_state(app: Flask | None = None) -> PowState:
     return pow_.get_state(app)  # type: ignore[no-any-return]
 
 
+#: The attribute of the request object that holds its :class:`RequestState`.
+_STATE_ATTRIBUTE = "_flask_pow_state"
+
+
 def _request_state() -> RequestState:
-    state: RequestState | None = g.get("_pow")
+    request_object = request._get_current_object()  # type: ignore[attr-defined]
+    state: RequestState | None = request_object.__dict__.get(_STATE_ATTRIBUTE)
 
     if state is None:
-        state = g._pow = RequestState()
+        state = RequestState()
+        setattr(request_object, _STATE_ATTRIBUTE, state)
 
     return state
+
+
+def begin_request(sender: Flask, **kwargs: t.Any) -> None:
+    """Connected to :data:`flask.request_started`: a ``g.current_user`` that
+    is there before any of this request's hooks ran was left by something
+    else (an application context pushed outside the request), and is not
+    this request's user.
+
+    :meta private:
+    """
+    g.pop("current_user", None)
+
+
+def end_request(exc: BaseException | None = None) -> None:
+    """Registered as a ``teardown_request`` function: the user does not
+    outlive the request in an application context that does.
+
+    :meta private:
+    """
+    g.pop("current_user", None)
 
 
 # -- writing the cookie -----------------------------------------------------
@@ -148,26 +194,51 @@ def load_user() -> None:
 
     g.current_user = None
     state = _pow_state()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signals.user_accessed.send(app)
+
+    if not _load_from_session(state, request_state) and state.request_loaders:
+        _load_from_request(state, app)
+
+
+def _load_from_request(state: PowState, app: Flask) -> None:
+    """Ask the application's :meth:`~flask_pow.Pow.request_loader`
+    callbacks, in order, for a user; nothing is stored.
+    """
+    for loader in state.request_loaders:
+        user = loader(request._get_current_object())  # type: ignore[attr-defined]
+
+        if user is not None:
+            g.current_user = resolve_user(user)
+            signals.user_loaded_from_request.send(app, user=g.current_user)
+            return
+
+
+def _load_from_session(state: PowState, request_state: RequestState) -> bool:
+    """Load the user of the session the request's cookie names.
+
+    :return: whether a user was loaded.
+    """
     cookie = state.signer.read(session.get(state.config.session_key))
 
     if cookie is None:
-        return
+        return False
 
     session_id, token, old_key = cookie
     credentials = state.credentials
     found = credentials.authenticate(session_id, token)
 
     if found is None:
-        return
+        return False
 
     if credentials.is_past_absolute(found.record):
         credentials.end(session_id, found.record.user_key)
-        return
+        return False
 
     user = credentials.load_user(found.record.user_key, found.user_data)
 
     if user is None:
-        return
+        return False
 
     record = found.record
     request_state.session_id = record.id
@@ -189,6 +260,8 @@ def load_user() -> None:
 
     if _wants_reload(state):
         reload_current_user()
+
+    return g.current_user is not None
 
 
 def _wants_reload(state: PowState) -> bool:
@@ -247,12 +320,48 @@ def reload_current_user() -> t.Any:
 
 
 def get_current_user() -> t.Any:
-    """The logged-in user of this request, or ``None``.
+    """The logged-in user of this request, or ``None`` (also outside a
+    request).
 
     :meta private:
     """
+    if not has_request_context():
+        return None
+
     load_user()
-    return g.current_user
+    return g.get("current_user")
+
+
+def _current_user_or_anonymous() -> t.Any:
+    user = get_current_user()
+
+    if user is not None:
+        return user
+
+    if not has_request_context():
+        return _anonymous_user()
+
+    request_state = _request_state()
+
+    if request_state.anonymous is None:
+        request_state.anonymous = _anonymous_user()
+
+    return request_state.anonymous
+
+
+def _anonymous_user() -> t.Any:
+    if not has_app_context():
+        raise RuntimeError(
+            "'current_user' was used outside of an application context, so"
+            " there is no application to ask who is logged in."
+        )
+
+    pow_ = current_app.extensions.get("pow")
+
+    if pow_ is None:
+        _pow_state()  # raises, saying how to set flask_pow up
+
+    return pow_.anonymous_user()  # type: ignore[union-attr]
 
 
 def get_current_session() -> SessionInfo | None:
@@ -264,10 +373,13 @@ def get_current_session() -> SessionInfo | None:
     return _request_state().session
 
 
-#: The logged-in user of the current request, or ``None``: a proxy to
-#: ``g.current_user``. Test it with ``if current_user:`` or
-#: ``g.current_user is None``; the proxy itself is never ``None``.
-current_user: t.Any = LocalProxy(get_current_user)
+#: The user of the current request: the logged-in user, or when nobody is
+#: (or outside a request) the anonymous user object,
+#: :attr:`Pow.anonymous_user <flask_pow.Pow.anonymous_user>`, which is falsy
+#: and has ``is_authenticated`` false. So both ``if current_user:`` and
+#: ``if current_user.is_authenticated:`` work. ``g.current_user`` is the
+#: user or ``None``.
+current_user: t.Any = LocalProxy(_current_user_or_anonymous)
 
 #: The :class:`~flask_pow.SessionInfo` of the current request (its id, login
 #: and rotation times, IP, user agent and custom metadata), or ``None``: a
@@ -280,24 +392,56 @@ current_session: SessionInfo | None = LocalProxy(  # type: ignore[assignment]
 # -- logging in and out ------------------------------------------------------
 
 
-def login_user(user: t.Any, *, metadata: dict[str, t.Any] | None = None) -> None:
+def login_user(
+    user: t.Any,
+    remember: bool = False,
+    duration: dt.timedelta | None = None,
+    force: bool = False,
+    fresh: bool = True,
+    *,
+    metadata: dict[str, t.Any] | None = None,
+) -> bool:
     """Log a user in: a new session with a new token and a new session id.
     A session the request was already authenticated by ends, so a token from
     before the login is dead after it (no session fixation). Where the Flask
     session interface can regenerate its id (Flask-Session), it does.
 
     ``g.current_user`` is the user at once; the records are stored when the
-    view has returned.
+    view has returned. The arguments are Flask-Login's, in its order.
 
-    :param user: the user, as the user adapter takes it.
+    :param user: the user, as the user adapter takes it (the
+        :data:`current_user` proxy too).
+    :param remember: Flask-Login's remember-me. Accepted, so that code
+        written for Flask-Login runs; not implemented yet: the session lives
+        while it is used, as ``POW_CREDENTIALS_TTL`` says. A warning is
+        logged once per application when it is asked for.
+    :param duration: how long a remember-me login lasts; see ``remember``.
+    :param force: log the user in even if ``user.is_active`` is false.
+    :param fresh: Flask-Login's fresh login; every login is fresh for now.
     :param metadata: extra metadata for the session, merged over the IP,
         user agent and the application's
         :meth:`~flask_pow.Pow.session_metadata` callbacks. Must be
         JSON-serializable (tagged JSON types are fine).
+    :return: ``False``, with nothing stored and nobody logged in, for an
+        inactive user; ``True`` otherwise.
     :raise TypeError: if the metadata cannot be stored.
     """
+    user = resolve_user(user)
+
+    if not force and not getattr(user, "is_active", True):
+        return False
+
     load_user()
     state = _pow_state()
+
+    if (remember or duration is not None) and not state.warned_remember:
+        state.warned_remember = True
+        current_app.logger.warning(
+            "login_user(remember=True) was called, but flask_pow has no"
+            " remember-me yet: the session lasts while it is used"
+            " (POW_CREDENTIALS_TTL)."
+        )
+
     # Fail here, in the view, rather than after it: no secret key, a user
     # with no identity, or metadata that cannot be stored.
     state.signer.check()
@@ -317,6 +461,7 @@ def login_user(user: t.Any, *, metadata: dict[str, t.Any] | None = None) -> None
     _end_current(request_state)
     request_state.login = (user, values)
     g.current_user = user
+    return True
 
 
 def logout_user() -> bool:
@@ -362,8 +507,10 @@ def sync_user(user: t.Any) -> None:
     outside one (a background job, a shell, a CLI command) it happens at
     once, with no rotation.
 
-    :param user: the user, with its new values.
+    :param user: the user, with its new values (the :data:`current_user`
+        proxy too).
     """
+    user = resolve_user(user)
     state = _pow_state()
 
     if not has_request_context():
@@ -378,6 +525,39 @@ def sync_user(user: t.Any) -> None:
     if key == request_state.user_key:
         request_state.force_rotate = True
         g.current_user = user
+
+
+def database_user(user: t.Any = None) -> t.Any:
+    """The row of a user, attached to the database session, for what the
+    cached user cannot do: read a relationship or an excluded column, or
+    change the user and commit. Costs one query, or none when the session
+    already holds the row (after :func:`~flask_pow.reload_user`).
+
+    .. code-block:: python
+
+        user = database_user()
+        user.name = form.name.data
+        db.session.commit()  # POW_SYNC_ON_COMMIT updates the cache
+
+    :param user: the user (or :data:`current_user`); the current user if not
+        given.
+    :return: the row, or ``None`` if there is no user or it no longer exists.
+    """
+    state = _pow_state()
+
+    if user is None:
+        user = get_current_user()
+
+        if user is None:
+            return None
+
+    user = resolve_user(user)
+    row = getattr(state.users, "row", None)
+
+    if row is None:
+        return state.users.reload(user)
+
+    return row(user)
 
 
 def logout_other_sessions() -> int:
@@ -406,10 +586,8 @@ def mark_failed(sender: Flask, **kwargs: t.Any) -> None:
 
     :meta private:
     """
-    state = g.get("_pow")
-
-    if state is not None:
-        state.failed = True
+    if has_request_context():
+        _request_state().failed = True
 
 
 def persist(response: Response) -> Response:
@@ -420,20 +598,42 @@ def persist(response: Response) -> Response:
     If the store fails, the response becomes a 503 and the cookie is left
     as it was.
     """
-    request_state: RequestState | None = g.get("_pow")
+    request_object = request._get_current_object()  # type: ignore[attr-defined]
+    request_state: RequestState | None = request_object.__dict__.get(_STATE_ATTRIBUTE)
 
-    if request_state is None or request_state.failed:
+    if request_state is None:
         return response
 
     try:
-        _apply(request_state)
+        written = _apply_committed(request_state)
+
+        if not request_state.failed:
+            _apply(request_state, written)
     except StoreUnavailable as e:
         return e.get_response()  # type: ignore[return-value]
 
     return response
 
 
-def _apply(request_state: RequestState) -> None:
+def _apply_committed(request_state: RequestState) -> dict[str, t.Any]:
+    """Write what committed transactions changed (``POW_SYNC_ON_COMMIT``).
+
+    :return: what was written, by user key.
+    """
+    credentials = _pow_state().credentials
+    written = request_state.committed
+    request_state.committed = {}
+
+    for user_key, user_data in written.items():
+        if user_data is None:
+            credentials.delete_sessions_by_key(user_key)
+        else:
+            credentials.update_user_data(user_key, user_data)
+
+    return written
+
+
+def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
     state = _pow_state()
     credentials = state.credentials
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -443,7 +643,9 @@ def _apply(request_state: RequestState) -> None:
         signals.user_logged_out.send(app, user=user, session_id=ended_id)
 
     for user_key, user_data in request_state.syncs:
-        credentials.update_user_data(user_key, user_data)
+        # A sync_user after a commit that already wrote the same values.
+        if written.get(user_key) != user_data:
+            credentials.update_user_data(user_key, user_data)
 
     if request_state.login is not None:
         user, metadata = request_state.login

@@ -43,3 +43,16 @@ user_synced = _signals.signal("user-synced")
 #: reload blueprint) found that the user no longer exists, and the session
 #: was ended. Arguments: ``user_key`` and ``session_id``.
 user_reloaded_gone = _signals.signal("user-reloaded-gone")
+
+#: Sent when a login is required and the request is anonymous, before the
+#: response is chosen (Flask-Login's signal of the same name). No
+#: arguments.
+user_unauthorized = _signals.signal("user-unauthorized")
+
+#: Sent once per request when flask_pow looks for its user, whoever it
+#: turns out to be (Flask-Login's signal of the same name). No arguments.
+user_accessed = _signals.signal("user-accessed")
+
+#: Sent when a :meth:`~flask_pow.Pow.request_loader` authenticated the
+#: request (Flask-Login's signal of the same name). Argument: ``user``.
+user_loaded_from_request = _signals.signal("user-loaded-from-request")

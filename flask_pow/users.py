@@ -14,6 +14,11 @@ import typing as t
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from sqlalchemy.orm.attributes import instance_dict
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.base import LoaderCallableStatus
+from sqlalchemy.orm.base import PassiveFlag
+from sqlalchemy.orm.exc import DetachedInstanceError
+from werkzeug.local import LocalProxy
 
 from . import serialization
 
@@ -59,6 +64,79 @@ class UserAdapter(t.Protocol[U]):
 
     def label(self, user: U) -> str | None:
         """A readable label for listings (an email or a name), or ``None``."""
+
+
+def resolve_user(user: t.Any) -> t.Any:
+    """The user object itself, when given a proxy to it such as
+    :data:`~flask_pow.current_user`. Every function that takes a user calls
+    this first: storing the proxy would make it resolve to itself.
+
+    :raise ValueError: if the proxy stands for the anonymous user.
+    :meta private:
+    """
+    while isinstance(user, LocalProxy):
+        user = user._get_current_object()
+
+    if user is None or getattr(user, "is_anonymous", False) is True:
+        raise ValueError(
+            "Expected a user, got the anonymous user: nobody is logged in in"
+            " this request."
+        )
+
+    return user
+
+
+class NotCachedError(DetachedInstanceError):
+    """An attribute of a cached user was read that the cache does not hold:
+    a column that ``POW_CACHE_EXCLUDE`` leaves out, or a relationship. A
+    subclass of SQLAlchemy's :exc:`~sqlalchemy.orm.exc.DetachedInstanceError`,
+    which is what a detached instance raises for any attribute it cannot
+    load.
+    """
+
+
+class _NotCached:
+    """The per-instance loader of an attribute a cached user does not hold.
+    SQLAlchemy calls it instead of loading (a detached instance cannot), and
+    it raises an error that says what to do. If the instance has since been
+    attached to a session, it gets out of the way and the attribute loads as
+    usual.
+    """
+
+    def __init__(self, model: str, key: str, *, column: bool) -> None:
+        self.key = key
+        self.column = column
+
+        if column:
+            self.message = (
+                f"{model}.{key} is not in flask_pow's cache: a pattern of"
+                " POW_CACHE_EXCLUDE matches it. If it is not a secret, narrow"
+                " POW_CACHE_EXCLUDE to cache it; otherwise read it from the row:"
+                " flask_pow.database_user(), or @reload_user on the view."
+            )
+        else:
+            self.message = (
+                f"{model}.{key} is a relationship, and the cached user holds"
+                " columns only. Read it from the row: flask_pow.database_user(),"
+                " or @reload_user on the view."
+            )
+
+    def __call__(
+        self, state: sa_orm.InstanceState[t.Any], passive: PassiveFlag
+    ) -> t.Any:
+        if state.session_id is not None:
+            del state.callables[self.key]
+            impl = state.manager[self.key].impl
+
+            if self.column:
+                state.expired_attributes.add(self.key)
+
+            return impl._fire_loader_callables(state, self.key, passive)
+
+        if not passive & PassiveFlag.SQL_OK:
+            return LoaderCallableStatus.PASSIVE_NO_RESULT
+
+        raise NotCachedError(self.message)
 
 
 def _matches(name: str, patterns: t.Iterable[str]) -> bool:
@@ -115,6 +193,16 @@ class SQLAlchemyUsers(t.Generic[U]):
             prop for prop in mapper.column_attrs if not _matches(prop.key, exclude)
         ]
         self._names = [prop.key for prop in self._columns]
+        cached = set(self._names)
+        self._not_cached = {
+            prop.key: _NotCached(self._name, prop.key, column=True)
+            for prop in mapper.column_attrs
+            if prop.key not in cached
+        }
+        self._not_cached.update(
+            (prop.key, _NotCached(self._name, prop.key, column=False))
+            for prop in mapper.relationships
+        )
         self._enums: dict[str, type[enum.Enum]] = {}
 
         for prop in self._columns:
@@ -134,6 +222,7 @@ class SQLAlchemyUsers(t.Generic[U]):
         return [prop.key for prop in self._columns]
 
     def key(self, user: U) -> str:
+        user = resolve_user(user)
         values = [(name, getattr(user, name)) for name in self._pk]
 
         for name, value in values:
@@ -148,6 +237,15 @@ class SQLAlchemyUsers(t.Generic[U]):
 
         return f"{self._name}:" + ",".join(f"{name}={value}" for name, value in values)
 
+    def cached_values_changed(self, user: U) -> bool:
+        """Whether a change of ``user`` not yet flushed touches a cached
+        column (a change of an excluded column does not change the cache).
+
+        :meta private:
+        """
+        attrs = sa.inspect(user).attrs
+        return any(attrs[name].history.has_changes() for name in self._names)
+
     def key_for_id(self, ident: str) -> str:
         """The user key for a primary key given as text (the CLI's
         ``--user 42``); a composite key is given as ``a=1,b=2``.
@@ -155,6 +253,7 @@ class SQLAlchemyUsers(t.Generic[U]):
         return f"{self._name}:{ident}"
 
     def dump(self, user: U) -> dict[str, t.Any]:
+        user = resolve_user(user)
         data: dict[str, t.Any] = {}
 
         for prop in self._columns:
@@ -206,11 +305,30 @@ class SQLAlchemyUsers(t.Generic[U]):
         # Detached, not transient: SQLAlchemy knows the row exists, and an
         # attribute that was not cached raises rather than reading as None.
         sa_orm.make_transient_to_detached(instance)
+
+        if self._not_cached:
+            # ...and raises an error that names the setting and the fix.
+            state = instance_state(instance)
+            state.expired_attributes.difference_update(self._not_cached)
+            state.callables = dict(self._not_cached)
+
         return t.cast(U, instance)
 
     def reload(self, user: U) -> U | None:
-        ident = {name: getattr(user, name) for name in self._pk}
-        return self.db.session.get(self.model, ident, populate_existing=True)
+        return self.db.session.get(
+            self.model, self._ident(user), populate_existing=True
+        )
+
+    def row(self, user: U) -> U | None:
+        """The user's row, attached to the database session: from the
+        session's identity map if it holds it, else with one query. ``None``
+        if it no longer exists.
+        """
+        return self.db.session.get(self.model, self._ident(user))
+
+    def _ident(self, user: U) -> dict[str, t.Any]:
+        user = resolve_user(user)
+        return {name: getattr(user, name) for name in self._pk}
 
     def label(self, user: U) -> str | None:
         if self._label is None:

@@ -8,10 +8,15 @@ import typing as t
 
 from flask import abort
 from flask import current_app
+from flask import flash
+from flask import jsonify
 from flask import redirect
 from flask import request
 from flask import url_for
+from flask.typing import ResponseReturnValue
 
+from . import signals
+from .config import PowConfig
 from .session import _pow_state
 from .session import get_current_user
 from .session import reload_current_user
@@ -32,23 +37,74 @@ def _next_url() -> str:
     return request.path
 
 
-def login_required(view: F) -> F:
-    """Let only logged-in users through to the view.
+def _wants_json() -> bool:
+    # A browser's Accept header prefers HTML (or says */*, which picks the
+    # first offer); a fetch or an API client that asks for JSON, or sends
+    # it, gets JSON.
+    if request.is_json:
+        return True
 
-    An anonymous request gets ``401 Unauthorized``, or, when
-    ``POW_LOGIN_VIEW`` names an endpoint, a redirect to it with the
-    requested path in ``next``.
+    offers = ("text/html", "application/json")
+    return request.accept_mimetypes.best_match(offers) == "application/json"
+
+
+def _login_view(config: PowConfig) -> str | None:
+    # The innermost blueprint that has a login view of its own wins; a
+    # blueprint mapped to None answers 401.
+    for name in request.blueprints:
+        if name in config.blueprint_login_views:
+            return config.blueprint_login_views[name]
+
+    return config.login_view
+
+
+def unauthorized() -> ResponseReturnValue:
+    """The response to an anonymous request where a login is required. See
+    :meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>`.
+
+    :meta private:
+    """
+    state = _pow_state()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signals.user_unauthorized.send(app)
+    callback = app.extensions["pow"].unauthorized_callback
+
+    if callback is not None:
+        return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
+
+    config = state.config
+
+    if _wants_json():
+        message = config.login_message or "Login required."
+        response = jsonify(error="unauthorized", message=message)
+        response.status_code = 401
+        return response
+
+    login_view = _login_view(config)
+
+    if login_view is None:
+        abort(401)
+
+    if config.login_message:
+        flash(config.login_message, config.login_message_category)
+
+    return redirect(url_for(login_view, next=_next_url()))
+
+
+def login_required(view: F) -> F:
+    """Let only logged-in users through to the view, and users a
+    :meth:`~flask_pow.Pow.request_loader` authenticated.
+
+    Anyone else gets what :meth:`Pow.unauthorized
+    <flask_pow.Pow.unauthorized>` answers: the ``unauthorized_handler``'s
+    response, a JSON 401 to a request that asks for JSON, a redirect to the
+    login view with the requested path in ``next``, or a 401.
     """
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
         if request.method not in EXEMPT_METHODS and get_current_user() is None:
-            login_view = _pow_state().config.login_view
-
-            if login_view is None:
-                abort(401)
-
-            return redirect(url_for(login_view, next=_next_url()))
+            return unauthorized()
 
         return current_app.ensure_sync(view)(*args, **kwargs)
 

@@ -24,6 +24,7 @@ from flask_pow.config import DEFAULT_SIMPLE_CACHE_THRESHOLD
 
 from . import raw
 from .conftest import Env
+from .conftest import MakeEnv
 from .conftest import make_app
 from .test_rotation import session_ids
 
@@ -96,8 +97,10 @@ def test_logged_in_user_is_detached_without_excluded_columns(
     assert client.get("/secret").get_data(as_text=True) == "ok"
 
 
-def test_user_record_is_shared_by_sessions(env: Env, user_id: int) -> None:
+def test_user_record_is_shared_by_sessions(make_env: MakeEnv) -> None:
     """T20: a later put for the user changes what every session returns."""
+    env = make_env(POW_SYNC_ON_COMMIT=False)
+    user_id = env.add_user()
     first = env.app.test_client()
     second = env.app.test_client()
     env.login(first, user_id)

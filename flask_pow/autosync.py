@@ -1,0 +1,171 @@
+"""Sync on commit (``POW_SYNC_ON_COMMIT``): when a database transaction that
+changed a cached user's row commits, that user's cached record is updated,
+for all of their sessions, so that an edit made through the ORM cannot be
+forgotten by a missing :func:`~flask_pow.sync_user`. A deleted user's
+sessions end.
+
+It listens to the Flask-SQLAlchemy session. After each flush it notes the
+users whose cached columns changed (the flush still knows the changes), and
+dumps their values once the flush is done (when a server-made value can be
+read back). Nothing is written before the outermost transaction commits: a
+rollback forgets what was noted. Then, in a request, the writes are queued
+for after the view (where a store failure is a 503, as for any write);
+outside one they happen at once. A flush that changes no user costs a scan
+of the flushed objects and nothing else; no query is added.
+
+Changes made with plain SQL (``db.session.execute(update(User)...)``) or by
+another program are not seen: use :func:`~flask_pow.sync_user`,
+:func:`~flask_pow.reload_user` or a reload blueprint for those.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from weakref import WeakKeyDictionary
+
+import sqlalchemy as sa
+import sqlalchemy.orm as sa_orm
+from flask import current_app
+from flask import g
+from flask import has_app_context
+from flask import has_request_context
+
+from .users import SQLAlchemyUsers
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask_sqlalchemy import SQLAlchemy
+
+#: ``session.info`` keys: instances a flush changed or deleted, and the
+#: values (``None`` for a deleted user) waiting for the commit.
+_FLUSHED = "flask_pow.flushed_users"
+_PENDING = "flask_pow.committed_users"
+
+_listeners: WeakKeyDictionary[t.Any, _CommitListener] = WeakKeyDictionary()
+
+
+def listen(db: SQLAlchemy) -> None:
+    """Listen to the commits of ``db``'s session, once per ``db``.
+
+    :meta private:
+    """
+    if db in _listeners:
+        return
+
+    listener = _listeners[db] = _CommitListener(db)
+    session = db.session
+    sa.event.listen(session, "after_flush", listener.after_flush)
+    sa.event.listen(session, "after_flush_postexec", listener.after_flush_postexec)
+    sa.event.listen(session, "after_commit", listener.after_commit)
+    sa.event.listen(session, "after_rollback", listener.forget)
+
+
+class _CommitListener:
+    def __init__(self, db: SQLAlchemy) -> None:
+        self.db = db
+
+    def _adapter(self) -> SQLAlchemyUsers[t.Any] | None:
+        """The current application's adapter, if it caches users of this
+        ``db`` and syncs on commit.
+        """
+        if not has_app_context():
+            return None
+
+        pow_ = current_app.extensions.get("pow")
+
+        if pow_ is None:
+            return None
+
+        state = pow_.get_state(current_app._get_current_object())  # type: ignore[attr-defined]
+        users = state.users
+
+        if (
+            not state.config.sync_on_commit
+            or not isinstance(users, SQLAlchemyUsers)
+            or users.db is not self.db
+        ):
+            return None
+
+        return users
+
+    def after_flush(self, session: sa_orm.Session, context: t.Any) -> None:
+        users = self._adapter()
+
+        if users is None:
+            return
+
+        model = users.model
+        changed = [
+            user
+            for user in session.dirty
+            if isinstance(user, model) and users.cached_values_changed(user)
+        ]
+        deleted = [user for user in session.deleted if isinstance(user, model)]
+
+        if changed or deleted:
+            flushed = session.info.setdefault(_FLUSHED, [])
+            flushed.extend((user, False) for user in changed)
+            flushed.extend((user, True) for user in deleted)
+
+    def after_flush_postexec(self, session: sa_orm.Session, context: t.Any) -> None:
+        flushed = session.info.pop(_FLUSHED, None)
+        users = self._adapter()
+
+        if not flushed or users is None:
+            return
+
+        pending = session.info.setdefault(_PENDING, {})
+
+        for user, deleted in flushed:
+            pending[users.key(user)] = None if deleted else users.dump(user)
+
+    def after_commit(self, session: sa_orm.Session) -> None:
+        # A savepoint released: the outer transaction can still roll back.
+        if session.in_nested_transaction():
+            return
+
+        pending = session.info.pop(_PENDING, None)
+
+        if pending:
+            _write(pending)
+
+    def forget(self, session: sa_orm.Session) -> None:
+        session.info.pop(_FLUSHED, None)
+        session.info.pop(_PENDING, None)
+
+
+def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
+    from . import session as _session
+
+    state = _session._pow_state()
+
+    if not has_request_context():
+        for user_key, user_data in pending.items():
+            if user_data is None:
+                state.credentials.delete_sessions_by_key(user_key)
+            else:
+                state.credentials.update_user_data(user_key, user_data)
+
+        return
+
+    request_state = _session._request_state()
+    request_state.committed.update(pending)
+    current_key = request_state.user_key
+
+    if current_key is None or current_key not in pending:
+        return
+
+    # The current user's row changed: the rest of this request sees it too.
+    user_data = pending[current_key]
+
+    if user_data is None:
+        _session._forget_session(request_state)
+        request_state.clear_cookie = True
+        g.current_user = None
+    else:
+        request_state.user_data = user_data
+        current = sa.inspect(g.current_user, raiseerr=False)
+
+        # A user attached to the session (reloaded) loads its new values
+        # itself; the cached, detached one is replaced by the new values.
+        if current is None or current.session_id is None:
+            g.current_user = state.users.load(user_data)
