@@ -94,6 +94,10 @@ class NotCachedError(DetachedInstanceError):
     load.
     """
 
+    # SQLAlchemy's link explains detached instances in general; the message
+    # already says what to do here.
+    code = None  # type: ignore[assignment]
+
 
 class _NotCached:
     """The per-instance loader of an attribute a cached user does not hold.

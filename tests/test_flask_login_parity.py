@@ -71,9 +71,7 @@ class Site:
             author_id: sa_orm.Mapped[int] = sa_orm.mapped_column(
                 sa.ForeignKey("member.id")
             )
-            author: sa_orm.Mapped[Member] = sa_orm.relationship(
-                back_populates="posts"
-            )
+            author: sa_orm.Mapped[Member] = sa_orm.relationship(back_populates="posts")
 
         self.Member, self.Post = Member, Post
         db.init_app(app)
@@ -280,10 +278,10 @@ def with_login_view() -> Site:
 
     @site.app.get("/login")
     def login_page() -> str:
-        return " | ".join(
-            f"{category}: {message}"
-            for category, message in get_flashed_messages(with_categories=True)
+        flashed = t.cast(
+            list[tuple[str, str]], get_flashed_messages(with_categories=True)
         )
+        return " | ".join(f"{category}: {message}" for category, message in flashed)
 
     return site
 

@@ -45,7 +45,9 @@ def test_sync_user_of_the_proxy_keeps_the_user_loadable(
     assert queries.statements == []
 
 
-def test_login_user_takes_the_proxy(env: Env, client: FlaskClient, user_id: int) -> None:
+def test_login_user_takes_the_proxy(
+    env: Env, client: FlaskClient, user_id: int
+) -> None:
     @env.app.post("/again")
     def again() -> str:
         return str(login_user(current_user))
@@ -55,7 +57,9 @@ def test_login_user_takes_the_proxy(env: Env, client: FlaskClient, user_id: int)
     assert env.me(client) == "ada@example.com free"
 
 
-def test_credentials_take_the_proxy(env: Env, client: FlaskClient, user_id: int) -> None:
+def test_credentials_take_the_proxy(
+    env: Env, client: FlaskClient, user_id: int
+) -> None:
     @env.app.get("/mine")
     def mine() -> str:
         credentials = env.pow.credentials

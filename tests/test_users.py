@@ -8,7 +8,9 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm.exc import DetachedInstanceError
 
+from flask_pow import NotCachedError
 from flask_pow import SQLAlchemyUsers
 from flask_pow.config import DEFAULT_CACHE_EXCLUDE
 
@@ -31,6 +33,27 @@ class Account(Base):
     totp_secret: sa_orm.Mapped[str | None]
     reset_token: sa_orm.Mapped[str | None]
     settings: sa_orm.Mapped[dict[str, object] | None] = sa_orm.mapped_column(sa.JSON)
+
+
+class Profile(Base):
+    """Names that look like secrets and are not, beside ones that are."""
+
+    __tablename__ = "profile"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+    avatar_hash: sa_orm.Mapped[str | None]
+    content_hash: sa_orm.Mapped[str | None]
+    footprint: sa_orm.Mapped[str | None]
+    pw_hash: sa_orm.Mapped[str | None]
+    hashed_password: sa_orm.Mapped[str | None]
+    otp_seed: sa_orm.Mapped[str | None]
+    fs_uniquifier: sa_orm.Mapped[str | None]
+    badges: sa_orm.Mapped[list[Badge]] = sa_orm.relationship()
+
+
+class Badge(Base):
+    __tablename__ = "badge"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+    profile_id: sa_orm.Mapped[int] = sa_orm.mapped_column(sa.ForeignKey("profile.id"))
 
 
 class Membership(Base):
@@ -131,3 +154,56 @@ def test_label_is_none_without_readable_column() -> None:
 
 def test_cached_columns_lists_what_is_stored() -> None:
     assert adapter(Account).cached_columns == ["id", "email", "plan", "settings"]
+
+
+def test_hash_named_columns_that_are_not_secrets_are_cached() -> None:
+    assert adapter(Profile).cached_columns == [
+        "id",
+        "avatar_hash",
+        "content_hash",
+        "footprint",
+    ]
+
+
+def cached_profile() -> Profile:
+    users = adapter(Profile)
+    user = users.load(users.dump(Profile(id=1, avatar_hash="a", pw_hash="p")))
+    assert isinstance(user, Profile)
+    return user
+
+
+def test_reading_an_excluded_column_names_the_setting() -> None:
+    with pytest.raises(NotCachedError) as info:
+        cached_profile().pw_hash  # noqa: B018
+
+    assert str(info.value) == (
+        "Profile.pw_hash is not in flask_pow's cache: a pattern of"
+        " POW_CACHE_EXCLUDE matches it. If it is not a secret, narrow"
+        " POW_CACHE_EXCLUDE to cache it; otherwise read it from the row:"
+        " flask_pow.database_user(), or @reload_user on the view."
+    )
+
+
+def test_reading_a_relationship_says_how_to_load_it() -> None:
+    with pytest.raises(NotCachedError, match="Profile.badges is a relationship"):
+        cached_profile().badges  # noqa: B018
+
+
+def test_not_cached_error_is_a_detached_instance_error() -> None:
+    with pytest.raises(DetachedInstanceError):
+        cached_profile().otp_seed  # noqa: B018
+
+
+def test_attached_cached_user_loads_excluded_values() -> None:
+    engine = sa.create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+
+    with sa_orm.Session(engine) as session:
+        session.add(Profile(id=1, pw_hash="p"))
+        session.add(Badge(id=1, profile_id=1))
+        session.commit()
+
+    with sa_orm.Session(engine) as session:
+        user = cached_profile()
+        session.add(user)
+        assert (user.pw_hash, len(user.badges)) == ("p", 1)
