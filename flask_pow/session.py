@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import typing as t
 
+import sqlalchemy as sa
 from flask import current_app
 from flask import g
 from flask import has_app_context
@@ -42,6 +44,8 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from flask.wrappers import Response
 
     from .extension import PowState
+
+logger = logging.getLogger("flask_pow")
 
 #: The user agent kept in the session metadata is cut to this length.
 MAX_USER_AGENT = 512
@@ -436,7 +440,7 @@ def login_user(
 
     if (remember or duration is not None) and not state.warned_remember:
         state.warned_remember = True
-        current_app.logger.warning(
+        logger.warning(
             "login_user(remember=True) was called, but flask_pow has no"
             " remember-me yet: the session lasts while it is used"
             " (POW_CREDENTIALS_TTL)."
@@ -604,6 +608,9 @@ def persist(response: Response) -> Response:
     if request_state is None:
         return response
 
+    if request_state.user_key is not None:
+        _warn_if_changed_in_vain(g.get("current_user"))
+
     try:
         written = _apply_committed(request_state)
 
@@ -613,6 +620,25 @@ def persist(response: Response) -> Response:
         return e.get_response()  # type: ignore[return-value]
 
     return response
+
+
+def _warn_if_changed_in_vain(user: t.Any) -> None:
+    """Warn when the view changed the cached user itself: it is not in the
+    database session, so the change was saved nowhere (code written for
+    Flask-Login does ``current_user.last_seen = now``, then commits).
+    """
+    state = sa.inspect(user, raiseerr=False)
+
+    if state is None or not state.detached or not state.modified:
+        return
+
+    changed = ", ".join(a.key for a in state.attrs if a.history.has_changes())
+    logger.warning(
+        "The cached current_user was changed in this request (%s), but it is"
+        " not in the database session, so nothing was saved. Change the row"
+        " instead: flask_pow.database_user(), then commit.",
+        changed,
+    )
 
 
 def _apply_committed(request_state: RequestState) -> dict[str, t.Any]:
