@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections.abc as c
 import logging
+import typing as t
 
 import pytest
 from flask import g
@@ -34,9 +35,15 @@ def synced(env: Env) -> c.Iterator[list[str]]:
         yield seen
 
 
+def row(env: Env, user_id: int) -> t.Any:
+    user = env.db.session.get(env.User, user_id)
+    assert user is not None
+    return user
+
+
 def set_plan(env: Env, user_id: int, plan: str) -> None:
     with env.app.app_context():
-        user = env.db.session.get(env.User, user_id)
+        user = row(env, user_id)
         user.plan = plan
         env.db.session.commit()
 
@@ -59,7 +66,7 @@ def test_commit_writes_once_per_user(
     env: Env, logged_in: FlaskClient, user_id: int, synced: list[str]
 ) -> None:
     with env.app.app_context():
-        user = env.db.session.get(env.User, user_id)
+        user = row(env, user_id)
         user.plan = "pro"
         env.db.session.flush()
         user.name = "Ada L."
@@ -74,7 +81,7 @@ def test_rollback_writes_nothing(
     env: Env, logged_in: FlaskClient, user_id: int, synced: list[str]
 ) -> None:
     with env.app.app_context():
-        user = env.db.session.get(env.User, user_id)
+        user = row(env, user_id)
         user.plan = "pro"
         env.db.session.flush()
         env.db.session.rollback()
@@ -87,7 +94,7 @@ def test_rolled_back_change_is_not_written_by_a_later_commit(
     env: Env, logged_in: FlaskClient, user_id: int
 ) -> None:
     with env.app.app_context():
-        user = env.db.session.get(env.User, user_id)
+        user = row(env, user_id)
         user.plan = "pro"
         env.db.session.flush()
         env.db.session.rollback()
@@ -100,7 +107,7 @@ def test_change_of_an_excluded_column_writes_nothing(
     env: Env, logged_in: FlaskClient, user_id: int, synced: list[str]
 ) -> None:
     with env.app.app_context():
-        user = env.db.session.get(env.User, user_id)
+        user = row(env, user_id)
         user.password_hash = "pbkdf2:sha256$new"
         env.db.session.commit()
 
@@ -111,7 +118,7 @@ def test_deleting_the_user_ends_their_sessions(
     env: Env, logged_in: FlaskClient, user_id: int
 ) -> None:
     with env.app.app_context():
-        env.db.session.delete(env.db.session.get(env.User, user_id))
+        env.db.session.delete(row(env, user_id))
         env.db.session.commit()
         assert env.pow.credentials.sessions_by_key("User:1") == []
 
@@ -232,7 +239,7 @@ def test_released_savepoint_waits_for_the_outer_commit(
 ) -> None:
     with env.app.app_context():
         with env.db.session.begin_nested():
-            env.db.session.get(env.User, user_id).plan = "pro"
+            row(env, user_id).plan = "pro"
 
         assert synced == []
         env.db.session.commit()
