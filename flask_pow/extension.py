@@ -25,6 +25,7 @@ from .signing import TokenSigner
 from .stores import Store
 from .users import SQLAlchemyUsers
 from .users import UserAdapter
+from .views import UNSET
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
@@ -83,6 +84,19 @@ class Pow:
     #: your templates call on any user.
     anonymous_user: type[t.Any] = AnonymousUser
 
+    #: Flask-Login's ``login_manager.login_view``: when set, it wins over
+    #: ``POW_LOGIN_VIEW``. The attributes below are the same: Flask-Login
+    #: code that sets them keeps working, rather than being silently
+    #: ignored.
+    login_view: str | None = None
+    #: Wins over ``POW_BLUEPRINT_LOGIN_VIEWS`` for the blueprints it names.
+    blueprint_login_views: dict[str, str | None]
+    #: When set (``None`` too: flash nothing), wins over
+    #: ``POW_LOGIN_MESSAGE``.
+    login_message: t.Any = UNSET
+    #: When set, wins over ``POW_LOGIN_MESSAGE_CATEGORY``.
+    login_message_category: str | None = None
+
     def __init__(
         self,
         app: Flask | None = None,
@@ -97,6 +111,8 @@ class Pow:
         self._states: WeakKeyDictionary[Flask, PowState] = WeakKeyDictionary()
         self._metadata_callbacks: list[MetadataCallback] = []
         self._request_loaders: list[RequestLoader] = []
+        self._user_loader: c.Callable[[str], t.Any] | None = None
+        self.blueprint_login_views = {}
         self.unauthorized_callback: UnauthorizedCallback | None = None
 
         if app is not None:
@@ -231,6 +247,16 @@ class Pow:
         # runs those of parent blueprints for nested ones too.
         blueprint.before_request(_reload_hook)
         return blueprint
+
+    def user_loader(
+        self, callback: c.Callable[[str], t.Any]
+    ) -> c.Callable[[str], t.Any]:
+        """Accepted so that Flask-Login code runs unchanged, and never
+        called: flask_pow loads the user from its cache, not with a query per
+        request. Delete the loader when convenient.
+        """
+        self._user_loader = callback
+        return callback
 
     def request_loader(self, callback: RequestLoader) -> RequestLoader:
         """Register a function that authenticates a request that has no

@@ -21,7 +21,13 @@ from .session import _pow_state
 from .session import get_current_user
 from .session import reload_current_user
 
+if t.TYPE_CHECKING:  # pragma: no cover
+    from .extension import Pow
+
 F = t.TypeVar("F", bound=c.Callable[..., t.Any])
+
+#: An attribute of :class:`~flask_pow.Pow` that was not set.
+UNSET: t.Any = object()
 
 #: Methods that pass ``login_required`` unauthenticated: a CORS preflight
 #: carries no cookie.
@@ -48,14 +54,16 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best_match(offers) == "application/json"
 
 
-def _login_view(config: PowConfig) -> str | None:
+def _login_view(config: PowConfig, pow_: Pow) -> str | None:
     # The innermost blueprint that has a login view of its own wins; a
-    # blueprint mapped to None answers 401.
+    # blueprint mapped to None answers 401. What the application set on the
+    # extension (Flask-Login style) wins over its configuration.
     for name in request.blueprints:
-        if name in config.blueprint_login_views:
-            return config.blueprint_login_views[name]
+        for views in (pow_.blueprint_login_views, config.blueprint_login_views):
+            if name in views:
+                return views[name]
 
-    return config.login_view
+    return pow_.login_view or config.login_view
 
 
 def unauthorized() -> ResponseReturnValue:
@@ -67,26 +75,31 @@ def unauthorized() -> ResponseReturnValue:
     state = _pow_state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     signals.user_unauthorized.send(app)
-    callback = app.extensions["pow"].unauthorized_callback
+    pow_: Pow = app.extensions["pow"]
+    callback = pow_.unauthorized_callback
 
     if callback is not None:
         return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
 
     config = state.config
+    message = pow_.login_message
+
+    if message is UNSET:
+        message = config.login_message
 
     if _wants_json():
-        message = config.login_message or "Login required."
-        response = jsonify(error="unauthorized", message=message)
+        response = jsonify(error="unauthorized", message=message or "Login required.")
         response.status_code = 401
         return response
 
-    login_view = _login_view(config)
+    login_view = _login_view(config, pow_)
 
     if login_view is None:
         abort(401)
 
-    if config.login_message:
-        flash(config.login_message, config.login_message_category)
+    if message:
+        category = pow_.login_message_category or config.login_message_category
+        flash(message, category)
 
     return redirect(url_for(login_view, next=_next_url()))
 
