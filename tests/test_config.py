@@ -42,6 +42,10 @@ def test_defaults_are_set_in_app_config() -> None:
     assert app.config["POW_ROTATION_GRACE"] == dt.timedelta(seconds=30)
     assert app.config["POW_ABSOLUTE_TTL"] is None
     assert app.config["POW_LOGIN_VIEW"] is None
+    assert app.config["POW_LOGIN_MESSAGE"] == "Please log in to access this page."
+    assert app.config["POW_LOGIN_MESSAGE_CATEGORY"] == "message"
+    assert app.config["POW_BLUEPRINT_LOGIN_VIEWS"] == {}
+    assert app.config["POW_SYNC_ON_COMMIT"] is True
 
 
 def test_durations_accept_seconds_and_timedelta() -> None:
@@ -139,6 +143,38 @@ def test_durations_accept_seconds_and_timedelta() -> None:
             ["admin", 3],
             ValueError,
             "POW_RELOAD_BLUEPRINTS must contain only non-empty strings, got 3.",
+        ),
+        (
+            "POW_SYNC_ON_COMMIT",
+            1,
+            TypeError,
+            "POW_SYNC_ON_COMMIT must be True or False, got 1.",
+        ),
+        (
+            "POW_LOGIN_MESSAGE",
+            ["Log in"],
+            TypeError,
+            "POW_LOGIN_MESSAGE must be a string, or None to flash nothing, got"
+            " ['Log in'].",
+        ),
+        (
+            "POW_LOGIN_MESSAGE_CATEGORY",
+            "",
+            ValueError,
+            "POW_LOGIN_MESSAGE_CATEGORY must be a non-empty string, got ''.",
+        ),
+        (
+            "POW_BLUEPRINT_LOGIN_VIEWS",
+            ["admin.login"],
+            TypeError,
+            "POW_BLUEPRINT_LOGIN_VIEWS must map blueprint names to login"
+            " endpoints, such as {'admin': 'admin.login'}, got ['admin.login'].",
+        ),
+        (
+            "POW_BLUEPRINT_LOGIN_VIEWS",
+            {"admin": ""},
+            ValueError,
+            "POW_BLUEPRINT_LOGIN_VIEWS['admin'] must be a non-empty string, got ''.",
         ),
         (
             "POW_CACHE",

@@ -320,6 +320,36 @@ def test_login_message_none_flashes_nothing() -> None:
     assert response.get_data(as_text=True) == "[]"
 
 
+def test_login_view_set_on_the_extension_wins(site: Site) -> None:
+    @site.app.get("/sign-in")
+    def sign_in() -> str:
+        return "sign in"
+
+    site.login_manager.login_view = "sign_in"
+    response = site.app.test_client().get("/private")
+    assert response.location == "/sign-in?next=/private"
+
+
+def test_login_message_none_on_the_extension_flashes_nothing(
+    with_login_view: Site,
+) -> None:
+    with_login_view.login_manager.login_message = None
+    response = with_login_view.app.test_client().get("/private", follow_redirects=True)
+    assert response.get_data(as_text=True) == ""
+
+
+def test_user_loader_is_accepted_and_never_called(site: Site) -> None:
+    calls: list[str] = []
+
+    @site.login_manager.user_loader
+    def load_user(user_id: str) -> t.Any:
+        calls.append(user_id)
+        return None
+
+    assert text(site.logged_in(), "/private") == "private ada@example.com"
+    assert calls == []
+
+
 def test_json_request_gets_json_401(with_login_view: Site) -> None:
     response = with_login_view.app.test_client().get(
         "/private", headers={"Accept": "application/json"}
