@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError
 from werkzeug.security import generate_password_hash
 
-from .extensions import pow
+from .extensions import auth
 from .models import User
 from .models import db
 from .security import check_csrf
@@ -48,7 +48,7 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     )
     app.config.update(config or {})
     db.init_app(app)
-    pow.init_app(app)
+    auth.init_app(app)
     app.before_request(check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.register_blueprint(account)

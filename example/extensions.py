@@ -7,4 +7,4 @@ from flask_pow import Pow
 from .models import User
 from .models import db
 
-pow = Pow(db=db, user_model=User)
+auth = Pow(db=db, user_model=User)

@@ -25,7 +25,7 @@ class Base(sa_orm.DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-pow = Pow(db=db)
+auth = Pow(db=db)
 
 
 class User(db.Model):  # type: ignore[name-defined,misc]
@@ -53,7 +53,7 @@ def pro_report() -> str:
 
 # -- Recipe 2: reload for a whole part of the application --------------------
 
-admin = pow.reload_blueprint(Blueprint("admin", __name__))
+admin = auth.reload_blueprint(Blueprint("admin", __name__))
 
 
 @admin.get("/admin/whoami")
@@ -92,7 +92,7 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
     app.config.update(SECRET_KEY="change me", SQLALCHEMY_DATABASE_URI="sqlite://")
     app.config.update(config or {})
     db.init_app(app)
-    pow.init_app(app, user_model=User)
+    auth.init_app(app, user_model=User)
     app.register_blueprint(pro)
     app.register_blueprint(admin)
     app.register_blueprint(account)

@@ -25,7 +25,7 @@ from flask_pow import logout_user
 from flask_pow import reload_user
 from flask_pow import sync_user
 
-from .extensions import pow
+from .extensions import auth
 from .models import User
 from .models import db
 
@@ -126,7 +126,7 @@ def pro() -> str:
 @account.get("/devices")
 @login_required
 def devices() -> str:
-    sessions = pow.credentials.sessions(g.current_user)
+    sessions = auth.credentials.sessions(g.current_user)
     this = current_session.id if current_session else None
     return render_template("devices.html", sessions=sessions, this=this)
 
@@ -134,7 +134,7 @@ def devices() -> str:
 @account.post("/devices/<session_id>/revoke")
 @login_required
 def revoke_device(session_id: str) -> Response:
-    info = pow.credentials.get(session_id)
+    info = auth.credentials.get(session_id)
 
     # Only one's own sessions: an id of somebody else's is "not found".
     if (
@@ -149,7 +149,7 @@ def revoke_device(session_id: str) -> Response:
         flash("Logged out.")
         return redirect(url_for("account.index"))
 
-    pow.credentials.delete(session_id)
+    auth.credentials.delete(session_id)
     flash("That device is logged out.")
     return redirect(url_for("account.devices"))
 
@@ -162,7 +162,7 @@ def logout_others() -> Response:
     return redirect(url_for("account.devices"))
 
 
-admin = pow.reload_blueprint(Blueprint("admin", __name__, url_prefix="/admin"))
+admin = auth.reload_blueprint(Blueprint("admin", __name__, url_prefix="/admin"))
 
 
 @admin.before_request
@@ -175,7 +175,7 @@ def require_admin() -> None:
 
 @admin.get("/")
 def admin_index() -> str:
-    credentials = pow.credentials
+    credentials = auth.credentials
     users = [
         (user, len(credentials.sessions_by_key(key)))
         for key, user in credentials.users_by_key().items()
