@@ -30,6 +30,9 @@ from flask import g
 from flask import has_app_context
 from flask import has_request_context
 
+from .request_state import forget_session
+from .request_state import get_pow_state
+from .request_state import get_request_state
 from .users import SQLAlchemyUsers
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -134,9 +137,7 @@ class _CommitListener:
 
 
 def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
-    from . import session as _session
-
-    state = _session._pow_state()
+    state = get_pow_state()
 
     if not has_request_context():
         for user_key, user_data in pending.items():
@@ -147,7 +148,7 @@ def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
 
         return
 
-    request_state = _session._request_state()
+    request_state = get_request_state()
     request_state.committed.update(pending)
     current_key = request_state.user_key
 
@@ -158,7 +159,7 @@ def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
     user_data = pending[current_key]
 
     if user_data is None:
-        _session._forget_session(request_state)
+        forget_session(request_state)
         request_state.clear_cookie = True
         g.current_user = None
     else:

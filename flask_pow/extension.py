@@ -16,6 +16,8 @@ from flask import got_request_exception
 from flask import request_started
 from flask.typing import ResponseReturnValue
 
+from . import persist as _persist
+from . import request_state as _request_state
 from . import session as _session
 from .config import PowConfig
 from .config import load_config
@@ -192,11 +194,11 @@ class Pow:
             request_loaders=self._request_loaders,
         )
         app.extensions["pow"] = self
-        request_started.connect(_session.begin_request, app, weak=False)
+        request_started.connect(_request_state.begin_request, app, weak=False)
         app.before_request(_session.load_user)
-        app.after_request(_session.persist)
-        app.teardown_request(_session.end_request)
-        got_request_exception.connect(_session.mark_failed, app, weak=False)
+        app.after_request(_persist.persist)
+        app.teardown_request(_request_state.end_request)
+        got_request_exception.connect(_persist.mark_failed, app, weak=False)
         app.context_processor(_template_context)
 
         from .cli import pow_cli

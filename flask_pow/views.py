@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 
 from . import signals
 from .config import PowConfig
-from .session import _pow_state
+from .request_state import get_pow_state
 from .session import get_current_user
 from .session import reload_current_user
 
@@ -72,7 +72,7 @@ def unauthorized() -> ResponseReturnValue:
 
     :meta private:
     """
-    state = _pow_state()
+    state = get_pow_state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     signals.user_unauthorized.send(app)
     pow_: Pow = app.extensions["pow"]

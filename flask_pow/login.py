@@ -1,0 +1,206 @@
+"""Logging in and out, and telling the cache about a changed user. Each
+changes ``g.current_user`` at once and records what to write, which
+:mod:`flask_pow.persist` writes once the view has returned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import typing as t
+
+from flask import g
+from flask import has_request_context
+from flask import request
+
+from . import serialization
+from .request_state import RequestState
+from .request_state import forget_session
+from .request_state import get_pow_state
+from .request_state import get_request_state
+from .session import get_current_user
+from .session import load_user
+from .users import resolve_user
+
+logger = logging.getLogger("flask_pow")
+
+#: The user agent kept in the session metadata is cut to this length.
+MAX_USER_AGENT = 512
+
+
+def login_user(
+    user: t.Any,
+    remember: bool = False,
+    duration: dt.timedelta | None = None,
+    force: bool = False,
+    fresh: bool = True,
+    *,
+    metadata: dict[str, t.Any] | None = None,
+) -> bool:
+    """Log a user in: a new session with a new token and a new session id.
+    A session the request was already authenticated by ends, so a token from
+    before the login is dead after it (no session fixation). Where the Flask
+    session interface can regenerate its id (Flask-Session), it does.
+
+    ``g.current_user`` is the user at once; the records are stored when the
+    view has returned. The arguments are Flask-Login's, in its order.
+
+    :param user: the user, as the user adapter takes it (the
+        :data:`current_user` proxy too).
+    :param remember: Flask-Login's remember-me. Accepted, so that code
+        written for Flask-Login runs; not implemented yet: the session lives
+        while it is used, as ``POW_CREDENTIALS_TTL`` says. A warning is
+        logged once per application when it is asked for.
+    :param duration: how long a remember-me login lasts; see ``remember``.
+    :param force: log the user in even if ``user.is_active`` is false.
+    :param fresh: Flask-Login's fresh login; every login is fresh for now.
+    :param metadata: extra metadata for the session, merged over the IP,
+        user agent and the application's
+        :meth:`~flask_pow.Pow.session_metadata` callbacks. Must be
+        JSON-serializable (tagged JSON types are fine).
+    :return: ``False``, with nothing stored and nobody logged in, for an
+        inactive user; ``True`` otherwise.
+    :raise TypeError: if the metadata cannot be stored.
+    """
+    user = resolve_user(user)
+
+    if not force and not getattr(user, "is_active", True):
+        return False
+
+    load_user()
+    state = get_pow_state()
+
+    if (remember or duration is not None) and not state.warned_remember:
+        state.warned_remember = True
+        logger.warning(
+            "login_user(remember=True) was called, but flask_pow has no"
+            " remember-me yet: the session lasts while it is used"
+            " (POW_CREDENTIALS_TTL)."
+        )
+
+    # Fail here, in the view, rather than after it: no secret key, a user
+    # with no identity, or metadata that cannot be stored.
+    state.signer.check()
+    state.users.key(user)
+    values: dict[str, t.Any] = {
+        "ip": request.remote_addr,
+        "user_agent": request.user_agent.string[:MAX_USER_AGENT],
+    }
+
+    for callback in state.metadata_callbacks:
+        values.update(callback(user))
+
+    values.update(metadata or {})
+    serialization.dumps(values)
+
+    request_state = get_request_state()
+    _end_current(request_state)
+    request_state.login = (user, values)
+    g.current_user = user
+    return True
+
+
+def logout_user() -> bool:
+    """Log the current user out. The session's token is dead server-side
+    once the view returns, so a copy of the cookie is of no use.
+
+    :return: whether a user was logged in.
+    """
+    load_user()
+    request_state = get_request_state()
+    was_in = g.current_user is not None
+    _end_current(request_state)
+    request_state.login = None
+    request_state.clear_cookie = True
+    g.current_user = None
+    return was_in
+
+
+def _end_current(request_state: RequestState) -> None:
+    if request_state.session_id is not None:
+        request_state.ended.append(
+            (request_state.session_id, request_state.user_key, g.current_user)
+        )
+
+    forget_session(request_state)
+
+
+def sync_user(user: t.Any) -> None:
+    """Write a user's current values to the cache, after the user's row
+    changed: the next request of every session of that user sees them, with
+    no query.
+
+    In a request whose user this is, the current token is also rotated (a
+    new token, the same session id), as a privilege change calls for. Inside
+    a request the write happens once the view has returned, like a login's;
+    outside one (a background job, a shell, a CLI command) it happens at
+    once, with no rotation.
+
+    :param user: the user, with its new values (the :data:`current_user`
+        proxy too).
+    """
+    user = resolve_user(user)
+    state = get_pow_state()
+
+    if not has_request_context():
+        state.credentials.update_user(user)
+        return
+
+    load_user()
+    request_state = get_request_state()
+    key = state.users.key(user)
+    request_state.syncs.append((key, state.users.dump(user)))
+
+    if key == request_state.user_key:
+        request_state.force_rotate = True
+        g.current_user = user
+
+
+def database_user(user: t.Any = None) -> t.Any:
+    """The row of a user, attached to the database session, for what the
+    cached user cannot do: read a relationship or an excluded column, or
+    change the user and commit. Costs one query, or none when the session
+    already holds the row (after :func:`~flask_pow.reload_user`).
+
+    .. code-block:: python
+
+        user = database_user()
+        user.name = form.name.data
+        db.session.commit()  # POW_SYNC_ON_COMMIT updates the cache
+
+    :param user: the user (or :data:`current_user`); the current user if not
+        given.
+    :return: the row, or ``None`` if there is no user or it no longer exists.
+    """
+    state = get_pow_state()
+
+    if user is None:
+        user = get_current_user()
+
+        if user is None:
+            return None
+
+    user = resolve_user(user)
+    row = getattr(state.users, "row", None)
+
+    if row is None:
+        return state.users.reload(user)
+
+    return row(user)
+
+
+def logout_other_sessions() -> int:
+    """End every session of the current user but this one ("log out other
+    devices"). The sessions end once the view has returned.
+
+    :return: how many other sessions the user has now.
+    """
+    load_user()
+    request_state = get_request_state()
+
+    if request_state.user_key is None:
+        return 0
+
+    request_state.revoke_others = True
+    others = get_pow_state().credentials.sessions_by_key(request_state.user_key)
+    return sum(1 for info in others if info.id != request_state.session_id)

@@ -1,0 +1,191 @@
+"""Apply the writes a request decided once the view has returned (an
+``after_request`` function): ended sessions, what committed transactions
+changed, syncs, a login, a rotation, a new cookie value. Nothing is written
+while the view runs, and a request that failed with an unhandled exception
+writes nothing but what its committed transactions changed, so a failed
+request consumes no token.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+import sqlalchemy as sa
+from flask import current_app
+from flask import g
+from flask import has_request_context
+from flask import request
+from flask import session
+
+from . import signals
+from .request_state import STATE_ATTRIBUTE
+from .request_state import RequestState
+from .request_state import get_pow_state
+from .request_state import get_request_state
+from .stores import StoreUnavailable
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask import Flask
+    from flask.wrappers import Response
+
+    from .extension import PowState
+
+logger = logging.getLogger("flask_pow")
+
+
+# -- writing the cookie -----------------------------------------------------
+
+
+def _write_cookie(state: PowState, session_id: str, token: str) -> None:
+    session[state.config.session_key] = state.signer.sign(session_id, token)
+
+
+def _regenerate_session() -> None:
+    # Flask-Session's server-side interface can issue a new session id;
+    # Flask's cookie session has no id to fix.
+    regenerate = getattr(current_app.session_interface, "regenerate", None)
+
+    if callable(regenerate):
+        regenerate(session)
+
+
+# -- persisting --------------------------------------------------------------
+
+
+def mark_failed(sender: Flask, **kwargs: t.Any) -> None:
+    """Connected to :data:`flask.got_request_exception`: a request that
+    failed writes nothing.
+
+    :meta private:
+    """
+    if has_request_context():
+        get_request_state().failed = True
+
+
+def persist(response: Response) -> Response:
+    """Apply the writes this request decided, in order: ended sessions, a
+    login, a rotation, a new cookie value. Registered as an
+    ``after_request`` function.
+
+    If the store fails, the response becomes a 503 and the cookie is left
+    as it was.
+    """
+    request_object = request._get_current_object()  # type: ignore[attr-defined]
+    request_state: RequestState | None = request_object.__dict__.get(STATE_ATTRIBUTE)
+
+    if request_state is None:
+        return response
+
+    if request_state.user_key is not None:
+        _warn_if_changed_in_vain(g.get("current_user"))
+
+    try:
+        written = _apply_committed(request_state)
+
+        if not request_state.failed:
+            _apply(request_state, written)
+    except StoreUnavailable as e:
+        return e.get_response()  # type: ignore[return-value]
+
+    return response
+
+
+def _warn_if_changed_in_vain(user: t.Any) -> None:
+    """Warn when the view changed the cached user itself: it is not in the
+    database session, so the change was saved nowhere (code written for
+    Flask-Login does ``current_user.last_seen = now``, then commits).
+    """
+    state = sa.inspect(user, raiseerr=False)
+
+    if state is None or not state.detached or not state.modified:
+        return
+
+    changed = ", ".join(a.key for a in state.attrs if a.history.has_changes())
+    logger.warning(
+        "The cached current_user was changed in this request (%s), but it is"
+        " not in the database session, so nothing was saved. Change the row"
+        " instead: flask_pow.database_user(), then commit.",
+        changed,
+    )
+
+
+def _apply_committed(request_state: RequestState) -> dict[str, t.Any]:
+    """Write what committed transactions changed (``POW_SYNC_ON_COMMIT``).
+
+    :return: what was written, by user key.
+    """
+    credentials = get_pow_state().credentials
+    written = request_state.committed
+    request_state.committed = {}
+
+    for user_key, user_data in written.items():
+        if user_data is None:
+            credentials.delete_sessions_by_key(user_key)
+        else:
+            credentials.update_user_data(user_key, user_data)
+
+    return written
+
+
+def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
+    state = get_pow_state()
+    credentials = state.credentials
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    for ended_id, ended_user_key, user in request_state.ended:
+        credentials.end(ended_id, ended_user_key)
+        signals.user_logged_out.send(app, user=user, session_id=ended_id)
+
+    for user_key, user_data in request_state.syncs:
+        # A sync_user after a commit that already wrote the same values.
+        if written.get(user_key) != user_data:
+            credentials.update_user_data(user_key, user_data)
+
+    if request_state.login is not None:
+        user, metadata = request_state.login
+        info, issued = credentials.put(user, metadata)
+        _write_cookie(state, info.id, issued)
+        _regenerate_session()
+        request_state.session_id = info.id
+        request_state.info = info
+        signals.user_logged_in.send(app, user=user, session=info)
+        return
+
+    if request_state.clear_cookie:
+        session.pop(state.config.session_key, None)
+        return
+
+    session_id = request_state.session_id
+    token = request_state.token
+
+    if session_id is None or token is None:
+        return
+
+    if request_state.revoke_others and request_state.user_key is not None:
+        credentials.delete_sessions_by_key(request_state.user_key, keep=session_id)
+
+    if request_state.rotate or request_state.force_rotate:
+        assert request_state.user_data is not None
+        rotated = credentials.rotate(
+            session_id,
+            token,
+            request_state.user_data,
+            wait=request_state.force_rotate,
+            record=request_state.record,
+        )
+
+        if rotated is not None:
+            new_token, by_us = rotated
+            _write_cookie(state, session_id, new_token)
+
+            if by_us:
+                _regenerate_session()
+                signals.session_rotated.send(
+                    app, session_id=session_id, user=g.current_user
+                )
+
+        return
+
+    if request_state.resign:
+        _write_cookie(state, session_id, token)

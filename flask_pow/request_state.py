@@ -1,0 +1,147 @@
+"""What flask_pow knows and plans for one request, and where it keeps it.
+
+It lives on the request object, never in ``g``: Flask reuses an application
+context that is already pushed (a test suite's ``with app.app_context():``,
+a worker that pushed one at import) and its ``g`` for every request it
+handles, and state left there would hand one client's session to the next.
+``g.current_user`` is dropped when a request starts and when it ends for the
+same reason.
+
+:meta private:
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+from flask import current_app
+from flask import g
+from flask import request
+
+from .records import SessionInfo
+from .records import SessionRecord
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask import Flask
+
+    from .extension import PowState
+
+
+@dataclasses.dataclass
+class RequestState:
+    """What flask_pow knows and plans for one request, kept on the request
+    object (see the module's docstring for why not in ``g``).
+
+    :meta private:
+    """
+
+    loaded: bool = False
+    #: The id of the session the request is authenticated by.
+    session_id: str | None = None
+    #: Its stored record; turned into :attr:`session` only when asked for,
+    #: since most requests never look.
+    record: SessionRecord | None = None
+    #: The session as :class:`SessionInfo`, once built.
+    info: SessionInfo | None = None
+    #: The identity key of the session's user.
+    user_key: str | None = None
+    #: The token the client holds (or should hold, after a follow).
+    token: str | None = None
+    user_data: dict[str, t.Any] | None = None
+    #: The user was reloaded from the database in this request.
+    reloaded: bool = False
+    #: Write the token to the cookie again (followed, or signed with an old
+    #: key).
+    resign: bool = False
+    rotate: bool = False
+    #: Rotate even if the token is fresh, waiting for the lock (a sync).
+    force_rotate: bool = False
+    #: Users to write to the cache after the view returns: key and values.
+    syncs: list[tuple[str, dict[str, t.Any]]] = dataclasses.field(default_factory=list)
+    #: Users whose changed rows a database transaction committed in this
+    #: request (``POW_SYNC_ON_COMMIT``): written after the view even if it
+    #: then fails, since the database has the change. Key and values, or
+    #: ``None`` for a deleted row.
+    committed: dict[str, dict[str, t.Any] | None] = dataclasses.field(
+        default_factory=dict
+    )
+    #: The anonymous user object of this request, once built.
+    anonymous: t.Any = None
+    #: End the user's other sessions after the view returns.
+    revoke_others: bool = False
+    #: Sessions to end after the view returns: id, user key, user.
+    ended: list[tuple[str, str | None, t.Any]] = dataclasses.field(default_factory=list)
+    #: A login to store after the view returns: the user and metadata.
+    login: tuple[t.Any, dict[str, t.Any]] | None = None
+    #: Drop the session key from the cookie (a logout).
+    clear_cookie: bool = False
+    #: An unhandled exception happened: write nothing.
+    failed: bool = False
+
+    @property
+    def session(self) -> SessionInfo | None:
+        if self.info is None and self.record is not None:
+            self.info = self.record.info()
+
+        return self.info
+
+
+def get_pow_state(app: Flask | None = None) -> PowState:
+    """The state of the flask_pow extension of ``app`` (the current one)."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    pow_ = app.extensions.get("pow")
+
+    if pow_ is None:
+        raise RuntimeError(
+            "flask_pow is not set up on this application. Call 'Pow(app)' or"
+            " 'pow.init_app(app)' before handling requests."
+        )
+
+    return pow_.get_state(app)  # type: ignore[no-any-return]
+
+
+#: The attribute of the request object that holds its :class:`RequestState`.
+STATE_ATTRIBUTE = "_flask_pow_state"
+
+
+def get_request_state() -> RequestState:
+    """The state of the current request, made on first use."""
+    request_object = request._get_current_object()  # type: ignore[attr-defined]
+    state: RequestState | None = request_object.__dict__.get(STATE_ATTRIBUTE)
+
+    if state is None:
+        state = RequestState()
+        setattr(request_object, STATE_ATTRIBUTE, state)
+
+    return state
+
+
+def begin_request(sender: Flask, **kwargs: t.Any) -> None:
+    """Connected to :data:`flask.request_started`: a ``g.current_user`` that
+    is there before any of this request's hooks ran was left by something
+    else (an application context pushed outside the request), and is not
+    this request's user.
+
+    :meta private:
+    """
+    g.pop("current_user", None)
+
+
+def end_request(exc: BaseException | None = None) -> None:
+    """Registered as a ``teardown_request`` function: the user does not
+    outlive the request in an application context that does.
+
+    :meta private:
+    """
+    g.pop("current_user", None)
+
+
+def forget_session(request_state: RequestState) -> None:
+    """The request is no longer authenticated by a session: nothing about
+    it is rotated, re-signed or revoked after the view.
+    """
+    request_state.session_id = request_state.record = request_state.info = None
+    request_state.user_key = request_state.token = None
+    request_state.rotate = request_state.force_rotate = False
+    request_state.resign = request_state.revoke_others = False
