@@ -128,3 +128,20 @@ def test_two_devices_and_revoking_one(site: str, browser: Browser) -> None:
 
     laptop.goto(f"{site}/")
     assert laptop.inner_text("#plan") == "pro"
+
+
+@pytest.mark.slow
+def test_protected_page_asks_to_log_in_and_comes_back(
+    site: str, browser: Browser
+) -> None:
+    page = browser.new_context().new_page()
+    page.goto(f"{site}/devices")
+    assert page.inner_text(".flash") == "Please log in to access this page."
+    shot(page, "6-login-required")
+
+    page.fill("input[name=email]", DEMO_EMAIL)
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("form.stack button")
+    page.wait_for_url(f"{site}/devices")
+    assert page.locator("tr.device.this").count() == 1
+    shot(page, "7-back-on-the-protected-page")
