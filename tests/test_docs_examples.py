@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pathlib
 import runpy
+import subprocess
+import sys
 import typing as t
 
 import pytest
@@ -98,3 +100,24 @@ def test_redis_clients_connect(
     finally:
         example["client"].close()
         example["cluster"].close()
+
+
+def test_migrating_example_app_passes_its_own_tests() -> None:
+    """docs/migrating.rst's factory-layout app (``examples/myapp``) and the
+    tests the page shows for it, run as an application's suite runs.
+    """
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "myapp_tests.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -39,4 +39,4 @@ class AccountUsers:
 
 app = Flask(__name__)
 app.config["SECRET_KEY"] = "change me"
-pow = Pow(app, users=AccountUsers())
+auth = Pow(app, users=AccountUsers())

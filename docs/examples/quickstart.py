@@ -21,7 +21,7 @@ class User(db.Model):
     password_hash = db.Column(db.String, nullable=False)
 
 
-pow = Pow(app, db=db, user_model=User)
+auth = Pow(app, db=db, user_model=User)
 
 
 @app.post("/login")
