@@ -36,6 +36,12 @@ DEFAULT_CACHE_EXCLUDE: tuple[str, ...] = (
     "*password*",
     "*passwd*",
     "*passphrase*",
+    "*passcode*",
+    "*pincode*",
+    "pin_hash",
+    "pin_digest",
+    "*_pin_hash",
+    "*_pin_digest",
     "*pass_hash*",
     "*passhash*",
     "*pw_hash*",
@@ -101,7 +107,7 @@ class PowConfig:
         default_factory=dict
     )
     #: Flashed on the redirect to the login view; ``None`` flashes nothing.
-    login_message: str | None = DEFAULT_LOGIN_MESSAGE
+    login_message: t.Any = DEFAULT_LOGIN_MESSAGE
     login_message_category: str = DEFAULT_LOGIN_MESSAGE_CATEGORY
     #: Update a user's cached record when an ORM commit changes the row.
     sync_on_commit: bool = True
@@ -297,7 +303,9 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
 
     login_message = config["POW_LOGIN_MESSAGE"]
 
-    if login_message is not None and not isinstance(login_message, str):
+    # A lazy translation (Flask-Babel's lazy_gettext) is not a str, and is
+    # turned into one when it is flashed.
+    if isinstance(login_message, (bytes, int, float, list, tuple, dict, set)):
         raise TypeError(
             f"POW_LOGIN_MESSAGE must be a string, or None to flash nothing, got"
             f" {login_message!r}."

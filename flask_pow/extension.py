@@ -62,10 +62,11 @@ class Pow:
     .. code-block:: python
 
         db = SQLAlchemy(app)
-        pow = Pow(app, db=db, user_model=User)
+        auth = Pow(app, db=db, user_model=User)
 
-    or, with an application factory, ``pow = Pow(db=db, user_model=User)``
-    and later ``pow.init_app(app)``.
+    or, with an application factory, ``auth = Pow()`` in ``extensions.py``
+    and later ``auth.init_app(app, db=db, user_model=User)``. (Any name but
+    ``pow``, which is a builtin.)
 
     The extension reads the ``POW_*`` configuration keys once, in
     :meth:`init_app`, and registers a ``before_request`` function that sets
@@ -197,7 +198,7 @@ class Pow:
         request_started.connect(_request_state.begin_request, app, weak=False)
         app.before_request(_session.load_user)
         app.after_request(_persist.persist)
-        app.teardown_request(_request_state.end_request)
+        app.teardown_request(_persist.finish_request)
         got_request_exception.connect(_persist.mark_failed, app, weak=False)
         app.context_processor(_template_context)
 
@@ -312,7 +313,7 @@ class Pow:
 
         .. code-block:: python
 
-            @pow.session_metadata
+            @auth.session_metadata
             def add_country(user):
                 return {"country": request.headers.get("CF-IPCountry")}
         """

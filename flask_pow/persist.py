@@ -21,6 +21,7 @@ from flask import session
 from . import signals
 from .request_state import STATE_ATTRIBUTE
 from .request_state import RequestState
+from .request_state import end_request
 from .request_state import get_pow_state
 from .request_state import get_request_state
 from .stores import StoreUnavailable
@@ -89,6 +90,29 @@ def persist(response: Response) -> Response:
         return e.get_response()  # type: ignore[return-value]
 
     return response
+
+
+def finish_request(exc: BaseException | None = None) -> None:
+    """Registered as a ``teardown_request`` function. Writes what committed
+    transactions changed if :func:`persist` never ran (an exception
+    propagated out of the view: debug mode, ``TESTING``,
+    ``PROPAGATE_EXCEPTIONS``): the database has the change, so the cache
+    must too. Then the request's user is dropped from ``g``.
+
+    :meta private:
+    """
+    request_object = request._get_current_object()  # type: ignore[attr-defined]
+    request_state: RequestState | None = request_object.__dict__.get(STATE_ATTRIBUTE)
+
+    try:
+        if request_state is not None and request_state.committed:
+            _apply_committed(request_state)
+    except StoreUnavailable:
+        # Nothing can answer 503 any more; the failure is logged, and the
+        # cached values stay as they were until the user's records expire.
+        pass
+    finally:
+        end_request()
 
 
 def _warn_if_changed_in_vain(user: t.Any) -> None:

@@ -95,7 +95,7 @@ def get_pow_state(app: Flask | None = None) -> PowState:
     if pow_ is None:
         raise RuntimeError(
             "flask_pow is not set up on this application. Call 'Pow(app)' or"
-            " 'pow.init_app(app)' before handling requests."
+            " 'auth.init_app(app)' before handling requests."
         )
 
     return pow_.get_state(app)  # type: ignore[no-any-return]

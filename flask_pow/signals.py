@@ -28,15 +28,17 @@ session_rotated = _signals.signal("session-rotated")
 
 #: Sent after a session is revoked through the credentials cache:
 #: :meth:`~flask_pow.CredentialsCache.delete`,
-#: :meth:`~flask_pow.CredentialsCache.delete_user_sessions` or
-#: :func:`~flask_pow.logout_other_sessions`. Arguments: ``session_id`` and
-#: ``user_key``. Sent once per session.
+#: :meth:`~flask_pow.CredentialsCache.delete_user_sessions`,
+#: :func:`~flask_pow.logout_other_sessions`, or the commit of a deleted user
+#: row (``POW_SYNC_ON_COMMIT``). Arguments: ``session_id`` and ``user_key``.
+#: Sent once per session.
 session_revoked = _signals.signal("session-revoked")
 
-#: Sent after :func:`~flask_pow.sync_user` (or
-#: :meth:`~flask_pow.CredentialsCache.update_user`) wrote a user's values to
-#: the cache. Arguments: ``user_key``, and ``updated``, whether the user had
-#: a live session to update.
+#: Sent after :func:`~flask_pow.sync_user`,
+#: :meth:`~flask_pow.CredentialsCache.update_user`, or the commit of a changed
+#: user row (``POW_SYNC_ON_COMMIT``) wrote a user's values to the cache.
+#: Arguments: ``user_key``, and ``updated``, whether the user had a live
+#: session to update.
 user_synced = _signals.signal("user-synced")
 
 #: Sent when a reload (:func:`~flask_pow.reload_user`, ``POW_RELOAD``, a

@@ -99,6 +99,10 @@ class NotCachedError(DetachedInstanceError):
     code = None  # type: ignore[assignment]
 
 
+#: A per-instance attribute loader, as SQLAlchemy calls it.
+Loader = t.Callable[[sa_orm.InstanceState[t.Any], PassiveFlag], t.Any]
+
+
 class _NotCached:
     """The per-instance loader of an attribute a cached user does not hold.
     SQLAlchemy calls it instead of loading (a detached instance cannot), and
@@ -107,22 +111,28 @@ class _NotCached:
     usual.
     """
 
-    def __init__(self, model: str, key: str, *, column: bool) -> None:
+    def __init__(self, model: str, key: str, kind: str) -> None:
         self.key = key
-        self.column = column
+        self.column = kind != "relationship"
+        row = " flask_pow.database_user(), or @reload_user on the view."
 
-        if column:
+        if kind == "excluded":
             self.message = (
                 f"{model}.{key} is not in flask_pow's cache: a pattern of"
                 " POW_CACHE_EXCLUDE matches it. If it is not a secret, narrow"
-                " POW_CACHE_EXCLUDE to cache it; otherwise read it from the row:"
-                " flask_pow.database_user(), or @reload_user on the view."
+                " POW_CACHE_EXCLUDE to cache it; otherwise read it from the row:" + row
+            )
+        elif kind == "missing":
+            self.message = (
+                f"{model}.{key} is not in this user's cached record, which was"
+                " written before the column was cached (a new column, or a"
+                " narrower POW_CACHE_EXCLUDE). The user's next login or sync"
+                " writes it; until then read it from the row:" + row
             )
         else:
             self.message = (
                 f"{model}.{key} is a relationship, and the cached user holds"
-                " columns only. Read it from the row: flask_pow.database_user(),"
-                " or @reload_user on the view."
+                " columns only. Read it from the row:" + row
             )
 
     def __call__(
@@ -154,10 +164,12 @@ class SQLAlchemyUsers(t.Generic[U]):
     The cached values are the model's column attributes, minus those whose
     name matches one of the ``exclude`` patterns. A loaded user is a
     *detached* instance: its cached columns read as usual, while an excluded
-    column or a relationship raises
-    :exc:`~sqlalchemy.orm.exc.DetachedInstanceError` instead of running a
-    query. Reload the user (:func:`~flask_pow.reload_user`) where a view needs
-    them, or attach it with ``db.session.merge(user, load=False)``.
+    column or a relationship raises :exc:`~flask_pow.NotCachedError` (a
+    :exc:`~sqlalchemy.orm.exc.DetachedInstanceError`) instead of running a
+    query. Where a view needs them, read the row
+    (:func:`~flask_pow.database_user`) or reload the user
+    (:func:`~flask_pow.reload_user`). Do not attach the cached user to the
+    database session: its cached values would win over the row's.
 
     :param db: the Flask-SQLAlchemy extension, used by :meth:`reload`.
     :param model: the user model.
@@ -199,12 +211,12 @@ class SQLAlchemyUsers(t.Generic[U]):
         self._names = [prop.key for prop in self._columns]
         cached = set(self._names)
         self._not_cached = {
-            prop.key: _NotCached(self._name, prop.key, column=True)
+            prop.key: _NotCached(self._name, prop.key, "excluded")
             for prop in mapper.column_attrs
             if prop.key not in cached
         }
         self._not_cached.update(
-            (prop.key, _NotCached(self._name, prop.key, column=False))
+            (prop.key, _NotCached(self._name, prop.key, "relationship"))
             for prop in mapper.relationships
         )
         self._enums: dict[str, type[enum.Enum]] = {}
@@ -292,10 +304,13 @@ class SQLAlchemyUsers(t.Generic[U]):
         # Filled the way SQLAlchemy's own loader fills a row's instance: into
         # its dict, committed below, with no attribute events.
         values = instance_dict(instance)
+        missing: list[str] = []
 
         for name in self._names:
             if name in data:
                 values[name] = data[name]
+            else:
+                missing.append(name)
 
         for name, enum_class in self._enums.items():
             value = values.get(name)
@@ -310,11 +325,15 @@ class SQLAlchemyUsers(t.Generic[U]):
         # attribute that was not cached raises rather than reading as None.
         sa_orm.make_transient_to_detached(instance)
 
-        if self._not_cached:
+        if self._not_cached or missing:
             # ...and raises an error that names the setting and the fix.
+            loaders: dict[str, Loader] = dict(self._not_cached)
+            loaders.update(
+                (name, _NotCached(self._name, name, "missing")) for name in missing
+            )
             state = instance_state(instance)
-            state.expired_attributes.difference_update(self._not_cached)
-            state.callables = dict(self._not_cached)
+            state.expired_attributes.difference_update(loaders)
+            state.callables = loaders
 
         return t.cast(U, instance)
 

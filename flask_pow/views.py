@@ -88,7 +88,8 @@ def unauthorized() -> ResponseReturnValue:
         message = config.login_message
 
     if _wants_json():
-        response = jsonify(error="unauthorized", message=message or "Login required.")
+        text = str(message) if message else "Login required."
+        response = jsonify(error="unauthorized", message=text)
         response.status_code = 401
         return response
 
@@ -99,7 +100,7 @@ def unauthorized() -> ResponseReturnValue:
 
     if message:
         category = pow_.login_message_category or config.login_message_category
-        flash(message, category)
+        flash(str(message), category)
 
     return redirect(url_for(login_view, next=_next_url()))
 

@@ -309,6 +309,23 @@ def test_login_message_and_category_are_configurable() -> None:
     assert response.get_data(as_text=True) == "[('info', 'Sign in first.')]"
 
 
+def test_lazy_login_message_is_flashed_as_text() -> None:
+    class Lazy:
+        """What Flask-Babel's ``lazy_gettext`` returns: text when asked."""
+
+        def __str__(self) -> str:
+            return "Bitte melden Sie sich an."
+
+    site = Site(POW_LOGIN_VIEW="login_page", POW_LOGIN_MESSAGE=Lazy())
+
+    @site.app.get("/login")
+    def login_page() -> str:
+        return str(get_flashed_messages())
+
+    response = site.app.test_client().get("/private", follow_redirects=True)
+    assert response.get_data(as_text=True) == "['Bitte melden Sie sich an.']"
+
+
 def test_login_message_none_flashes_nothing() -> None:
     site = Site(POW_LOGIN_VIEW="login_page", POW_LOGIN_MESSAGE=None)
 

@@ -178,6 +178,27 @@ def test_view_failing_after_its_commit_still_updates_the_cache(
     assert env.me(client) == "ada@example.com pro"
 
 
+def test_exception_propagating_after_the_commit_still_updates_the_cache(
+    env: Env, client: FlaskClient, user_id: int
+) -> None:
+    """With ``TESTING`` (or debug) the exception leaves the app, and no
+    ``after_request`` function runs; the teardown writes the change.
+    """
+
+    @env.app.post("/plan-then-fail")
+    def plan_then_fail() -> str:
+        database_user().plan = "pro"
+        env.db.session.commit()
+        raise RuntimeError("after the commit")
+
+    env.login(client, user_id)
+
+    with pytest.raises(RuntimeError, match="after the commit"):
+        client.post("/plan-then-fail")
+
+    assert env.me(client) == "ada@example.com pro"
+
+
 def test_sync_user_after_the_commit_writes_once(
     env: Env, client: FlaskClient, user_id: int, synced: list[str]
 ) -> None:

@@ -207,3 +207,15 @@ def test_attached_cached_user_loads_excluded_values() -> None:
         user = cached_profile()
         session.add(user)
         assert (user.pw_hash, len(user.badges)) == ("p", 1)
+
+
+def test_column_missing_from_an_older_record_says_when_it_comes() -> None:
+    users = adapter(Profile)
+    data = users.dump(Profile(id=1, avatar_hash="a"))
+    del data["avatar_hash"]
+
+    user = users.load(data)
+    assert isinstance(user, Profile)
+
+    with pytest.raises(NotCachedError, match="Profile.avatar_hash is not in this"):
+        user.avatar_hash  # noqa: B018
