@@ -15,6 +15,7 @@ from flask import request
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
+from flask_pow import database_user
 from flask_pow import login_required
 from flask_pow import reload_user
 from flask_pow import sync_user
@@ -70,20 +71,26 @@ account = Blueprint("account", __name__)
 @account.post("/plan")
 @login_required
 def change_plan() -> str:
-    user = db.get_or_404(User, g.current_user.id)
+    user = database_user()
     user.plan = request.form["plan"]
+    # The commit updates the cached user of every session of this user
+    # (POW_SYNC_ON_COMMIT): each sees the new plan on its next request, with
+    # no query.
     db.session.commit()
-    # Every session of this user sees the new plan on its next request, with
-    # no query; this session also gets a new token (a privilege change).
+    # A plan is a privilege: sync_user also gives this session a new token.
     sync_user(user)
     return f"plan changed to {user.plan}"
 
 
 def downgrade_expired_trials(emails: list[str]) -> None:
-    """A background job: run it inside ``app.app_context()``."""
-    for user in db.session.scalars(sa.select(User).where(User.email.in_(emails))):
-        user.plan = "free"
-        db.session.commit()
+    """A background job: run it inside ``app.app_context()``. A bulk UPDATE
+    is plain SQL, which no commit can tell the cache about: sync the users.
+    """
+    expired = User.email.in_(emails)
+    db.session.execute(sa.update(User).where(expired).values(plan="free"))
+    db.session.commit()
+
+    for user in db.session.scalars(sa.select(User).where(expired)):
         sync_user(user)  # no request here: the cache only, no rotation
 
 

@@ -18,6 +18,7 @@ from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
 from flask_pow import current_session
+from flask_pow import database_user
 from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_other_sessions
@@ -102,11 +103,12 @@ def change_plan() -> Response:
     if plan not in PLANS:
         abort(400)
 
-    user = db.get_or_404(User, g.current_user.id)
+    user = database_user()
     user.plan = plan
+    # The commit updates the cache: every device of this user sees the new
+    # plan on its next request, with no query.
     db.session.commit()
-    # Every device of this user sees the new plan on its next request, with
-    # no query; this one also gets a new token.
+    # A privilege change: this device also gets a new token.
     sync_user(user)
     flash(f"You are on the {plan} plan now.")
     return redirect(url_for("account.index"))
