@@ -1,0 +1,78 @@
+"""The application tests/test_context_servers.py serves with gunicorn sync
+workers: ``gunicorn tests.context_app:app``.
+
+Like much application code in the wild, it pushes an application context
+when it is imported (the usual answer to Flask-SQLAlchemy's "Working outside
+of application context"). A sync worker imports it and serves every request
+in that same main thread, so Flask reuses the pushed context, and its ``g``,
+for every request the worker handles.
+
+Configured by environment variables: ``POW_TEST_DATABASE``, a SQLite file
+with the users of :func:`tests.stress_app.create_users` (made before the
+workers start); ``POW_TEST_CACHE_DIR``, a FileSystemCache directory, or
+``POW_TEST_REDIS_URL``; and ``POW_TEST_NAMESPACE``, the key prefix in the
+store.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cachelib import FileSystemCache
+from flask import Flask
+from flask import g
+
+from flask_pow import Pow
+from flask_pow import login_user
+from flask_pow import logout_user
+
+from .stress_app import User
+from .stress_app import db
+
+
+def create_app() -> tuple[Flask, Pow]:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="context app",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{os.environ['POW_TEST_DATABASE']}",
+        POW_NAMESPACE=os.environ.get("POW_TEST_NAMESPACE", "credentials"),
+    )
+
+    if "POW_TEST_REDIS_URL" in os.environ:
+        app.config["POW_REDIS_URL"] = os.environ["POW_TEST_REDIS_URL"]
+    else:
+        app.config["POW_CACHE"] = FileSystemCache(
+            os.environ["POW_TEST_CACHE_DIR"], threshold=0
+        )
+
+    db.init_app(app)
+    pow = Pow(app, db=db, user_model=User)
+
+    @app.post("/login/<int:user_id>")
+    def login(user_id: int) -> str:
+        login_user(db.get_or_404(User, user_id))
+        return "ok"
+
+    @app.post("/logout")
+    def logout() -> str:
+        return "was in" if logout_user() else "was out"
+
+    @app.get("/me")
+    def me() -> str:
+        user = g.current_user
+        return "anonymous" if user is None else str(user.email)
+
+    @app.get("/sessions")
+    def sessions() -> str:
+        # The stored sessions of user 1, read from the store by the server.
+        return str(len(pow.credentials.sessions_by_key("User:1")))
+
+    return app, pow
+
+
+app, pow = create_app()
+
+# The common pattern under test: a context pushed at import, never popped,
+# and then used as such code does (the tables exist already; this only looks).
+app.app_context().push()
+db.create_all()
