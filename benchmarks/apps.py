@@ -21,6 +21,7 @@ from flask_sqlalchemy import SQLAlchemy
 #: Setup name -> what it is, in the order of the tables.
 SETUPS = {
     "anonymous": "anonymous baseline (no auth)",
+    "pow-default": "flask_pow, default store (FileSystemCache)",
     "pow-memory": "flask_pow, in-process cache",
     "pow-redis": "flask_pow, Redis",
     "login-sqlite": "Flask-Login, SQLite user_loader",
@@ -98,7 +99,12 @@ def build(setup: str, database: str, redis_url: str | None) -> tuple[Flask, SQLA
 
         log_in = login_user
 
-        if setup == "pow-memory":
+        if setup == "pow-default":
+            # Nothing configured: the store is a FileSystemCache in the
+            # instance folder, beside the SQLite file, shared by the workers.
+            folder = os.path.dirname(database.removeprefix("sqlite:///"))
+            app.instance_path = os.path.join(folder, "instance")
+        elif setup == "pow-memory":
             app.config["POW_CACHE"] = SimpleCache(threshold=100_000)
         else:
             assert redis_url is not None

@@ -1,5 +1,7 @@
+from .checks import SetupError as SetupError
 from .config import InsecureTTLWarning as InsecureTTLWarning
 from .config import PowConfig as PowConfig
+from .config import UnknownSettingWarning as UnknownSettingWarning
 from .credentials import CredentialsCache as CredentialsCache
 from .extension import Pow as Pow
 from .login import database_user as database_user

@@ -11,6 +11,8 @@ from __future__ import annotations
 import collections.abc as c
 import dataclasses
 import datetime as dt
+import difflib
+import os
 import typing as t
 import warnings
 
@@ -60,14 +62,37 @@ DEFAULT_CACHE_EXCLUDE: tuple[str, ...] = (
     "*recovery_code*",
     "*uniquifier*",
 )
-#: The in-process cache holds three or four keys per session; cachelib's
-#: default threshold of 500 would start evicting live sessions at about a
-#: hundred users.
-DEFAULT_SIMPLE_CACHE_THRESHOLD = 100_000
+#: The folder of the default store, a FileSystemCache, in the application's
+#: instance folder: it survives restarts and reloads, and the workers of one
+#: host share it.
+DEFAULT_CACHE_FOLDER = "flask_pow"
 
 #: Flashed on the redirect to the login view, as Flask-Login does.
 DEFAULT_LOGIN_MESSAGE = "Please log in to access this page."
 DEFAULT_LOGIN_MESSAGE_CATEGORY = "message"
+
+#: Every setting flask_pow reads.
+KNOWN_SETTINGS = frozenset(
+    {
+        "POW_CACHE",
+        "POW_REDIS_URL",
+        "POW_NAMESPACE",
+        "POW_SESSION_KEY",
+        "POW_CREDENTIALS_TTL",
+        "POW_SESSION_TTL_RENEWAL",
+        "POW_ROTATION_GRACE",
+        "POW_ABSOLUTE_TTL",
+        "POW_CACHE_EXCLUDE",
+        "POW_LOGIN_VIEW",
+        "POW_RELOAD",
+        "POW_RELOAD_BLUEPRINTS",
+        "POW_BLUEPRINT_LOGIN_VIEWS",
+        "POW_LOGIN_MESSAGE",
+        "POW_LOGIN_MESSAGE_CATEGORY",
+        "POW_SYNC_ON_COMMIT",
+        "POW_ACCEPT_LONG_IDLE",
+    }
+)
 
 #: Above this idle timeout a warning is given once (OWASP idle timeout).
 OWASP_IDLE_TIMEOUT = dt.timedelta(minutes=30)
@@ -75,7 +100,14 @@ OWASP_IDLE_TIMEOUT = dt.timedelta(minutes=30)
 
 class InsecureTTLWarning(UserWarning):
     """The configured ``POW_CREDENTIALS_TTL`` is longer than the 30 minutes
-    OWASP recommends as an idle timeout.
+    OWASP recommends as an idle timeout. ``POW_ACCEPT_LONG_IDLE = True``
+    says the choice is deliberate, and silences it.
+    """
+
+
+class UnknownSettingWarning(UserWarning):
+    """A ``POW_*`` key in the application's config that flask_pow does not
+    read: most likely a typo, which would otherwise be silently ignored.
     """
 
 
@@ -207,7 +239,7 @@ def _redis_cache(url: object) -> BaseCache:
     return RedisCache(host=client)
 
 
-def _cache(value: object, redis_url: object) -> BaseCache:
+def _cache(value: object, redis_url: object, instance_path: str) -> BaseCache:
     if redis_url is not None:
         if value is not None:
             raise ValueError(
@@ -219,9 +251,11 @@ def _cache(value: object, redis_url: object) -> BaseCache:
         return _redis_cache(redis_url)
 
     if value is None:
-        from cachelib import SimpleCache
+        from cachelib import FileSystemCache
 
-        return SimpleCache(threshold=DEFAULT_SIMPLE_CACHE_THRESHOLD)
+        # threshold=0: cachelib's pruning would evict live sessions.
+        folder = os.path.join(instance_path, DEFAULT_CACHE_FOLDER)
+        return FileSystemCache(folder, threshold=0, mode=0o600)
 
     if not isinstance(value, BaseCache):
         raise TypeError(
@@ -233,14 +267,18 @@ def _cache(value: object, redis_url: object) -> BaseCache:
     return value
 
 
-def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
+def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> PowConfig:
     """Read the ``POW_*`` keys of an application's config, setting the
-    defaults in it so that they can be seen there, and validate them.
+    defaults in it so that they can be seen there, and validate them. A
+    ``POW_*`` key that is not one of them warns, naming the closest one.
 
     :param config: the application's :attr:`~flask.Flask.config`.
+    :param instance_path: the application's instance folder, where the
+        default store lives.
     :raise ValueError: if a value is out of range.
     :raise TypeError: if a value has the wrong type.
     """
+    given = [key for key in config if key.startswith("POW_")]
     config.setdefault("POW_CACHE", None)
     config.setdefault("POW_REDIS_URL", None)
     config.setdefault("POW_NAMESPACE", DEFAULT_NAMESPACE)
@@ -257,6 +295,8 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
     config.setdefault("POW_LOGIN_MESSAGE", DEFAULT_LOGIN_MESSAGE)
     config.setdefault("POW_LOGIN_MESSAGE_CATEGORY", DEFAULT_LOGIN_MESSAGE_CATEGORY)
     config.setdefault("POW_SYNC_ON_COMMIT", True)
+    config.setdefault("POW_ACCEPT_LONG_IDLE", False)
+    _warn_unknown(given)
 
     credentials_ttl = _seconds(
         "POW_CREDENTIALS_TTL",
@@ -297,7 +337,7 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
     login_view = config["POW_LOGIN_VIEW"]
     reload = config["POW_RELOAD"]
 
-    for key in ("POW_RELOAD", "POW_SYNC_ON_COMMIT"):
+    for key in ("POW_RELOAD", "POW_SYNC_ON_COMMIT", "POW_ACCEPT_LONG_IDLE"):
         if not isinstance(config[key], bool):
             raise TypeError(f"{key} must be True or False, got {config[key]!r}.")
 
@@ -314,17 +354,21 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
     if login_view is not None:
         login_view = _text("POW_LOGIN_VIEW", login_view)
 
-    if credentials_ttl > OWASP_IDLE_TIMEOUT.total_seconds():
+    if (
+        credentials_ttl > OWASP_IDLE_TIMEOUT.total_seconds()
+        and not config["POW_ACCEPT_LONG_IDLE"]
+    ):
         warnings.warn(
             f"POW_CREDENTIALS_TTL is {credentials_ttl} seconds. OWASP recommends"
             " an idle timeout of at most 30 minutes to limit session hijacking;"
-            " consider lowering it.",
+            " consider lowering it, or set POW_ACCEPT_LONG_IDLE = True if the"
+            " choice is deliberate.",
             InsecureTTLWarning,
             stacklevel=3,
         )
 
     return PowConfig(
-        cache=_cache(config["POW_CACHE"], config["POW_REDIS_URL"]),
+        cache=_cache(config["POW_CACHE"], config["POW_REDIS_URL"], instance_path),
         namespace=_text("POW_NAMESPACE", config["POW_NAMESPACE"]),
         session_key=_text("POW_SESSION_KEY", config["POW_SESSION_KEY"]),
         credentials_ttl=credentials_ttl,
@@ -346,6 +390,23 @@ def load_config(config: c.MutableMapping[str, t.Any]) -> PowConfig:
         ),
         sync_on_commit=config["POW_SYNC_ON_COMMIT"],
     )
+
+
+def _warn_unknown(given: list[str]) -> None:
+    """Warn about each ``POW_*`` key the application set that is not a
+    setting (a typo such as ``POW_CREDENTIAL_TTL`` would be ignored).
+    """
+    for key in given:
+        if key in KNOWN_SETTINGS:
+            continue
+
+        close = difflib.get_close_matches(key, sorted(KNOWN_SETTINGS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        warnings.warn(
+            f"{key!r} is not a flask_pow setting, and is ignored.{hint}",
+            UnknownSettingWarning,
+            stacklevel=4,
+        )
 
 
 def _login_views(value: object) -> dict[str, str | None]:

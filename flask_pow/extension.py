@@ -16,6 +16,7 @@ from flask import got_request_exception
 from flask import request_started
 from flask.typing import ResponseReturnValue
 
+from . import checks
 from . import persist as _persist
 from . import request_state as _request_state
 from . import session as _session
@@ -53,6 +54,10 @@ class PowState:
     signer: TokenSigner = dataclasses.field(default_factory=TokenSigner)
     #: ``login_user(remember=True)`` was asked for and warned about.
     warned_remember: bool = False
+    #: The checks that need the built application have passed.
+    checked: bool = False
+    #: The store lives in this process's memory only.
+    process_local: bool = False
 
 
 class Pow:
@@ -147,7 +152,7 @@ class Pow:
         db = db or self.db
         user_model = user_model or self.user_model
         users = users or self.users
-        config = load_config(app.config)
+        config = load_config(app.config, app.instance_path)
 
         if users is None:
             if db is None or user_model is None:
@@ -194,6 +199,8 @@ class Pow:
             metadata_callbacks=self._metadata_callbacks,
             request_loaders=self._request_loaders,
         )
+        state = self._states[app]
+        state.process_local = checks.is_process_local(state)
         app.extensions["pow"] = self
         request_started.connect(_request_state.begin_request, app, weak=False)
         app.before_request(_session.load_user)

@@ -18,6 +18,7 @@ from flask import session
 from werkzeug.local import LocalProxy
 
 from . import signals
+from .checks import check_request
 from .records import SessionInfo
 from .request_state import RequestState
 from .request_state import forget_session
@@ -47,6 +48,9 @@ def load_user() -> None:
         return
 
     request_state.loaded = True
+    state = get_pow_state()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    check_request(app, state)
 
     # Another mechanism (an API token hook that ran first) already decided
     # who this is; Pow keeps an assigned user too.
@@ -54,8 +58,6 @@ def load_user() -> None:
         return
 
     g.current_user = None
-    state = get_pow_state()
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
     signals.user_accessed.send(app)
 
     if not _load_from_session(state, request_state) and state.request_loaders:

@@ -132,6 +132,16 @@ def no_token_in_any_log_line(monkeypatch: pytest.MonkeyPatch) -> c.Iterator[None
     assert not leaked, "a token was logged"
 
 
+@pytest.fixture(autouse=True)
+def instance_folder(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every application a test makes without an instance path gets one of
+    its own: the default store lives there, and must not be shared between
+    tests (or written into the checkout).
+    """
+    folder = str(tmp_path / "instance")
+    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self: folder)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> c.Iterator[RedisServer]:
     server = RedisServer()

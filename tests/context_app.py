@@ -10,7 +10,9 @@ for every request the worker handles.
 Configured by environment variables: ``POW_TEST_DATABASE``, a SQLite file
 with the users of :func:`tests.stress_app.create_users` (made before the
 workers start); ``POW_TEST_CACHE_DIR``, a FileSystemCache directory, or
-``POW_TEST_REDIS_URL``; and ``POW_TEST_NAMESPACE``, the key prefix in the
+``POW_TEST_REDIS_URL``, or ``POW_TEST_SIMPLE_CACHE=1`` for an in-process
+store, or none of them for flask_pow's default store in the instance folder
+``POW_TEST_INSTANCE``; and ``POW_TEST_NAMESPACE``, the key prefix in the
 store.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 
 from cachelib import FileSystemCache
+from cachelib import SimpleCache
 from flask import Flask
 from flask import g
 
@@ -31,7 +34,7 @@ from .stress_app import db
 
 
 def create_app() -> tuple[Flask, Pow]:
-    app = Flask(__name__)
+    app = Flask(__name__, instance_path=os.environ.get("POW_TEST_INSTANCE"))
     app.config.update(
         SECRET_KEY="context app",
         SQLALCHEMY_DATABASE_URI=f"sqlite:///{os.environ['POW_TEST_DATABASE']}",
@@ -40,10 +43,12 @@ def create_app() -> tuple[Flask, Pow]:
 
     if "POW_TEST_REDIS_URL" in os.environ:
         app.config["POW_REDIS_URL"] = os.environ["POW_TEST_REDIS_URL"]
-    else:
+    elif "POW_TEST_CACHE_DIR" in os.environ:
         app.config["POW_CACHE"] = FileSystemCache(
             os.environ["POW_TEST_CACHE_DIR"], threshold=0
         )
+    elif "POW_TEST_SIMPLE_CACHE" in os.environ:
+        app.config["POW_CACHE"] = SimpleCache(threshold=100_000)
 
     db.init_app(app)
     pow = Pow(app, db=db, user_model=User)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import typing as t
+import warnings
 
 import pytest
 import sqlalchemy.orm as sa_orm
@@ -13,6 +14,8 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import InsecureTTLWarning
 from flask_pow import Pow
+from flask_pow.config import KNOWN_SETTINGS
+from flask_pow.config import UnknownSettingWarning
 
 
 class Base(sa_orm.DeclarativeBase):
@@ -228,3 +231,38 @@ def test_given_cache_is_used() -> None:
 
     with app.app_context():
         assert app.extensions["pow"].config.cache is cache
+
+
+def test_long_idle_timeout_can_be_accepted() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        setup(POW_CREDENTIALS_TTL=dt.timedelta(days=2), POW_ACCEPT_LONG_IDLE=True)
+
+
+def test_long_idle_warning_says_how_to_accept_it() -> None:
+    with pytest.warns(InsecureTTLWarning, match="POW_ACCEPT_LONG_IDLE = True"):
+        setup(POW_CREDENTIALS_TTL=3600)
+
+
+def test_unknown_setting_warns_with_the_closest_key() -> None:
+    with pytest.warns(UnknownSettingWarning) as record:
+        setup(POW_CREDENTIAL_TTL=600)
+
+    assert [str(w.message) for w in record] == [
+        "'POW_CREDENTIAL_TTL' is not a flask_pow setting, and is ignored. Did you"
+        " mean 'POW_CREDENTIALS_TTL'?"
+    ]
+
+
+def test_unknown_setting_without_a_close_key_warns() -> None:
+    with pytest.warns(UnknownSettingWarning) as record:
+        setup(POW_ZZZ=1)
+
+    assert [str(w.message) for w in record] == [
+        "'POW_ZZZ' is not a flask_pow setting, and is ignored."
+    ]
+
+
+def test_every_default_is_a_known_setting() -> None:
+    app = setup()
+    assert {k for k in app.config if k.startswith("POW_")} == KNOWN_SETTINGS

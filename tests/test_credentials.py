@@ -14,13 +14,10 @@ from cachelib import BaseCache
 from cachelib import FileSystemCache
 from cachelib import RedisCache
 from cachelib import SimpleCache
-from flask import Flask
 from flask.testing import FlaskClient
-from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
 from flask_pow import serialization
-from flask_pow.config import DEFAULT_SIMPLE_CACHE_THRESHOLD
 
 from . import raw
 from .conftest import Env
@@ -198,27 +195,6 @@ def test_logout_of_last_session_removes_user_records(
         assert all(":tag:" in key or key.endswith(":users") for key in left)
     else:
         assert left == []
-
-
-def test_default_cache_is_in_process_with_high_threshold(tmp_path: t.Any) -> None:
-    app = Flask(__name__)
-    app.config["SECRET_KEY"] = "x"
-    db = SQLAlchemy()
-
-    class Base(sa_orm.DeclarativeBase):
-        pass
-
-    class Account(Base):
-        __tablename__ = "account"
-        id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
-
-    pow = Pow(app, db=db, user_model=Account)
-
-    with app.app_context():
-        cache = pow.config.cache
-
-    assert isinstance(cache, SimpleCache)
-    assert cache._threshold == DEFAULT_SIMPLE_CACHE_THRESHOLD
 
 
 def test_small_threshold_warns(tmp_path: t.Any) -> None:

@@ -1,0 +1,90 @@
+"""Setup mistakes that cannot be seen in :meth:`~flask_pow.Pow.init_app`,
+caught when requests come, with the fix in the message: no secret key, a
+login view that names no endpoint (both known once the application is
+built), and a store that lives in one process under a server that runs
+several.
+
+:meta private:
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from cachelib import SimpleCache
+from flask import Flask
+from flask import request
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from .extension import Pow
+    from .extension import PowState
+
+
+class SetupError(RuntimeError):
+    """flask_pow is set up in a way that cannot work; the message says what
+    to change.
+    """
+
+
+def is_process_local(state: PowState) -> bool:
+    """Whether the store lives in this process's memory only."""
+    return isinstance(state.config.cache, SimpleCache)
+
+
+def check_request(app: Flask, state: PowState) -> None:
+    """Run before flask_pow reads anything for a request.
+
+    :raise SetupError: if the setup cannot serve this request.
+    """
+    if not state.checked:
+        check_app(app, state)
+        state.checked = True
+
+    # PEP 3333: the server says whether other processes serve the same
+    # application. Each would have its own in-process store, and a user
+    # would be logged in on one worker and not on the next.
+    if state.process_local and request.environ.get("wsgi.multiprocess"):
+        raise SetupError(
+            "POW_CACHE is an in-process SimpleCache, but this server runs the"
+            " application in several processes (wsgi.multiprocess): each would"
+            " keep its own sessions, and users would be logged out at random."
+            " Use a store the processes share: leave POW_CACHE unset (a"
+            " FileSystemCache in the instance folder, for the workers of one"
+            " host), POW_CACHE = cachelib.FileSystemCache(...), or"
+            " POW_REDIS_URL."
+        )
+
+
+def check_app(app: Flask, state: PowState) -> None:
+    """The checks that need a built application, run at its first request.
+
+    :raise SetupError: if the secret key is missing or a login view names
+        no endpoint.
+    """
+    if not app.secret_key:
+        raise SetupError(
+            "flask_pow signs its token with the application's secret key, and"
+            " none is set. Set 'SECRET_KEY' in the application's config."
+        )
+
+    pow_: Pow = app.extensions["pow"]
+    views: dict[str, str | None] = {"POW_LOGIN_VIEW": state.config.login_view}
+
+    if pow_.login_view is not None:
+        views["login_manager.login_view"] = pow_.login_view
+
+    for name, endpoint in state.config.blueprint_login_views.items():
+        views[f"POW_BLUEPRINT_LOGIN_VIEWS[{name!r}]"] = endpoint
+
+    for name, endpoint in pow_.blueprint_login_views.items():
+        views[f"login_manager.blueprint_login_views[{name!r}]"] = endpoint
+
+    for setting, endpoint in views.items():
+        if endpoint is not None and endpoint not in app.view_functions:
+            known = sorted(e for e in app.view_functions if "login" in e)
+            hint = f" Endpoints with 'login' in their name: {known}." if known else ""
+            raise SetupError(
+                f"{setting} is {endpoint!r}, which is not an endpoint of this"
+                " application. It names a view function as url_for() does:"
+                f" 'login', or 'auth.login' for one in a blueprint.{hint}"
+            )
