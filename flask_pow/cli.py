@@ -45,27 +45,75 @@ def _state() -> PowState:
 
     if isinstance(state.config.cache, SimpleCache):
         _fail(
-            "POW_CACHE is the in-process cache: the sessions live in the memory"
-            " of the server processes, which this command cannot see. Set"
-            " POW_REDIS_URL, or POW_CACHE to a cachelib FileSystemCache or"
-            " RedisCache.",
+            "POW_CACHE is an in-process cache (SimpleCache): the sessions live"
+            " in the memory of the server processes, which this command cannot"
+            " see. Set POW_REDIS_URL, or POW_CACHE to a cachelib FileSystemCache"
+            " or RedisCache.",
             2,
         )
 
     return state
 
 
-def _user_key(state: PowState, user: str) -> str:
-    """A user key from ``--user``: a key (``User:42``) or an id (``42``)."""
-    if ":" in user:
-        return user
+def _find_user(state: PowState, text: str) -> tuple[str, str]:
+    """The user that ``--user`` names, as its key and its label (``""``
+    when it has none).
 
+    ``text`` is tried as a user key (``User:42``), then as an id (``42``, if
+    the adapter has ``key_for_id``), then as the label the listings show
+    (``ada@example.com``), against the users index: the users with a live
+    session. Exits with status 1 if nothing matches, or if several users
+    have that label.
+    """
+    credentials = state.credentials
+    users = credentials.users_by_key()
+    keys = [text]
+    tried = ["a user key"]
     key_for_id = getattr(state.users, "key_for_id", None)
 
-    if key_for_id is None:
-        _fail(f"give --user as a user key such as 'User:{user}'.", 2)
+    if key_for_id is not None:
+        tried.append("an id")
 
-    return t.cast(str, key_for_id(user))
+        try:
+            keys.append(str(key_for_id(text)))
+        except ValueError:
+            pass  # not an id this adapter understands: maybe a label
+
+    for key in keys:
+        if key in users:
+            return key, _label(state, users[key])
+
+    # A user whose cached record cannot be read is missing from the users
+    # index, but their sessions can still be listed and ended by key or id.
+    for key in keys:
+        if credentials.sessions_by_key(key):
+            return key, ""
+
+    # An empty --user would otherwise match every user without a label.
+    labelled = [
+        key for key, user in users.items() if text and _label(state, user) == text
+    ]
+
+    if len(labelled) > 1:
+        _fail(
+            f"{len(labelled)} users are labelled {text!r}: {', '.join(labelled)}."
+            " Give one of these user keys instead.",
+            1,
+        )
+
+    if not labelled:
+        tried.append("a label")
+        _fail(
+            f"No user {text!r} has an active session (looked up as"
+            f" {', '.join(tried[:-1])} and {tried[-1]}).",
+            1,
+        )
+
+    return labelled[0], _label(state, users[labelled[0]])
+
+
+def _sessions(count: int) -> str:
+    return f"{count} session{'s' * (count != 1)}"
 
 
 def _ago(moment: dt.datetime, now: dt.datetime) -> str:
@@ -134,40 +182,63 @@ def _clock(credentials: CredentialsCache) -> dt.datetime:
 
 
 def _all_sessions(
-    state: PowState, user_key: str | None
+    state: PowState, user: tuple[str, str] | None
 ) -> list[tuple[SessionInfo, str]]:
     """Sessions with their user's label, from the users and per-user
     indexes: never a scan of the store.
+
+    :param user: only this user's, as :func:`_find_user` gives it.
     """
     credentials = state.credentials
 
-    if user_key is not None:
-        users = credentials.users_by_key()
-        label = _label(state, users.get(user_key))
+    if user is not None:
+        user_key, label = user
         return [(info, label) for info in credentials.sessions_by_key(user_key)]
 
     found = []
 
-    for key, user in credentials.users_by_key().items():
-        label = _label(state, user)
+    for key, found_user in credentials.users_by_key().items():
+        label = _label(state, found_user)
         found += [(info, label) for info in credentials.sessions_by_key(key)]
 
     return found
 
 
+def _check_subcommand(
+    ctx: click.Context, name: str, *, user: str | None, as_json: bool
+) -> None:
+    """Refuse the group's own options before a subcommand, where they would
+    be ignored: ``sessions --user 1 revoke`` would otherwise end nothing
+    and say that no user was given.
+    """
+    command = sessions_command.get_command(ctx, name)
+    takes = {opt for param in command.params for opt in param.opts} if command else ()
+
+    for option, given in (("--user", user is not None), ("--json", as_json)):
+        if given and option in takes:
+            _fail(f"Give {option} after {name!r}, not before it.", 2)
+        elif given:
+            _fail(f"{name!r} takes no {option} option.", 2)
+
+
 @pow_cli.group("sessions", invoke_without_command=True)
-@click.option("--user", "user", metavar="USER", help="Only this user: an id or a key.")
+@click.option(
+    "--user",
+    "user",
+    metavar="USER",
+    help="Only this user: an id, a user key or the label the listing shows.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 @with_appcontext
 def sessions_command(ctx: click.Context, user: str | None, as_json: bool) -> None:
     """List the active sessions (or run a subcommand)."""
     if ctx.invoked_subcommand is not None:
+        _check_subcommand(ctx, ctx.invoked_subcommand, user=user, as_json=as_json)
         return
 
     state = _state()
-    user_key = None if user is None else _user_key(state, user)
-    found = _all_sessions(state, user_key)
+    found = _all_sessions(state, None if user is None else _find_user(state, user))
 
     if as_json:
         click.echo(_dump([_as_json(info, label) for info, label in found]))
@@ -213,7 +284,7 @@ def show_command(session_id: str, as_json: bool) -> None:
     info = state.credentials.get(session_id)
 
     if info is None:
-        _fail(f"no active session with id {session_id!r}.", 1)
+        _fail(f"No active session with id {session_id!r}.", 1)
 
     label = _label(state, state.credentials.users_by_key().get(info.user_key))
 
@@ -240,41 +311,51 @@ def show_command(session_id: str, as_json: bool) -> None:
 
 
 @sessions_command.command("revoke")
-@click.argument("session_ids", nargs=-1)
-@click.option("--user", "user", metavar="USER", help="Every session of this user.")
+@click.argument("session_ids", nargs=-1, metavar="[SESSION_ID]...")
+@click.option(
+    "--user",
+    "user",
+    metavar="USER",
+    help="Every session of this user: an id, a user key or a label.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def revoke_command(session_ids: tuple[str, ...], user: str | None, yes: bool) -> None:
     """End sessions: by id, or all of a user's with --user."""
-    if bool(session_ids) == (user is not None):
-        _fail("give session ids, or --user, but not both.", 2)
+    if not session_ids and user is None:
+        _fail("Give session ids, or --user USER.", 2)
+
+    if session_ids and user is not None:
+        _fail("Give session ids or --user USER, not both.", 2)
 
     state = _state()
     credentials = state.credentials
 
     if user is not None:
-        user_key = _user_key(state, user)
+        user_key, label = _find_user(state, user)
+        name = label or user_key
         count = len(credentials.sessions_by_key(user_key))
 
         if not count:
-            _fail(f"{user_key} has no active session.", 1)
+            _fail(f"{name} has no active session.", 1)
 
         if not yes and not click.confirm(
-            f"End all {count} sessions of {user_key}?", err=True
+            f"End {_sessions(count)} of {name}?", err=True
         ):
-            _fail("nothing was revoked.", 1)
+            _fail("No session was ended.", 1)
 
         ended = credentials.delete_sessions_by_key(user_key)
-        click.echo(f"Revoked {ended} session{'s' * (ended != 1)} of {user_key}.")
+        click.echo(f"Ended {_sessions(ended)} of {name}.")
         return
 
     missing = [sid for sid in session_ids if not credentials.delete(sid)]
 
     for sid in session_ids:
         if sid not in missing:
-            click.echo(f"Revoked {sid}.")
+            click.echo(f"Ended session {sid}.")
 
     if missing:
-        _fail(f"no active session with id {', '.join(map(repr, missing))}.", 1)
+        ids = "id" if len(missing) == 1 else "ids"
+        _fail(f"No active session with {ids} {', '.join(map(repr, missing))}.", 1)
 
 
 @pow_cli.command("users")

@@ -12,14 +12,18 @@ import typing as t
 import uuid
 
 import pytest
+from cachelib import BaseCache
 from cachelib import SimpleCache
 from click.testing import Result
 from flask.testing import FlaskClient
 
 from flask_pow import Pow
+from flask_pow.users import SQLAlchemyUsers
 
 from .conftest import Env
+from .conftest import add_routes
 from .conftest import make_app
+from .raw import plant
 from .servers import RedisServer
 from .test_session import pow_value
 
@@ -105,7 +109,7 @@ def test_sessions_json_has_documented_fields(
 
 
 @stores
-@pytest.mark.parametrize("user", ["1", "User:1"])
+@pytest.mark.parametrize("user", ["1", "User:1", "ada@example.com"])
 def test_sessions_filter_by_user(
     env: Env, clients: list[FlaskClient], user: str
 ) -> None:
@@ -138,7 +142,7 @@ def test_show_json(env: Env, clients: list[FlaskClient]) -> None:
 def test_show_unknown_is_not_found(env: Env, clients: list[FlaskClient]) -> None:
     result = run(env, "sessions", "show", "nope")
     assert result.exit_code == 1
-    assert result.stderr == "Error: no active session with id 'nope'.\n"
+    assert result.stderr == "Error: No active session with id 'nope'.\n"
 
 
 @stores
@@ -150,7 +154,7 @@ def test_revoke_one_ends_only_that_session(
     assert me == ["ada@example.com free"] * 2
     result = run(env, "sessions", "revoke", first[0])
     assert result.exit_code == 0
-    assert result.stdout == f"Revoked {first[0]}.\n"
+    assert result.stdout == f"Ended session {first[0]}.\n"
     assert sorted(env.me(client) for client in clients[:2]) == [
         "ada@example.com free",
         "anonymous",
@@ -162,7 +166,7 @@ def test_revoke_one_ends_only_that_session(
 def test_revoke_unknown_is_not_found(env: Env, clients: list[FlaskClient]) -> None:
     result = run(env, "sessions", "revoke", "nope")
     assert result.exit_code == 1
-    assert result.stderr == "Error: no active session with id 'nope'.\n"
+    assert result.stderr == "Error: No active session with id 'nope'.\n"
 
 
 @stores
@@ -171,7 +175,7 @@ def test_revoke_by_user_ends_all_of_theirs(
 ) -> None:
     result = run(env, "sessions", "revoke", "--user", "1", "--yes")
     assert result.exit_code == 0
-    assert result.stdout == "Revoked 2 sessions of User:1.\n"
+    assert result.stdout == "Ended 2 sessions of ada@example.com.\n"
     assert [env.me(client) for client in clients] == [
         "anonymous",
         "anonymous",
@@ -183,7 +187,8 @@ def test_revoke_by_user_ends_all_of_theirs(
 def test_revoke_by_user_asks_first(env: Env, clients: list[FlaskClient]) -> None:
     result = run(env, "sessions", "revoke", "--user", "User:1", input="n\n")
     assert result.exit_code == 1
-    assert "End all 2 sessions of User:1?" in result.stderr
+    assert result.stderr.startswith("End 2 sessions of ada@example.com? [y/N]")
+    assert result.stderr.endswith("\nError: No session was ended.\n")
     assert len(ids_of(env, "User:1")) == 2
     result = run(env, "sessions", "revoke", "--user", "User:1", input="y\n")
     assert result.exit_code == 0
@@ -191,24 +196,233 @@ def test_revoke_by_user_asks_first(env: Env, clients: list[FlaskClient]) -> None
 
 
 @stores
-def test_revoke_by_user_without_sessions_is_not_found(
+@pytest.mark.parametrize(
+    ("args", "user"),
+    [
+        (["sessions", "--user", "99"], "99"),
+        (["sessions", "--user", "User:99", "--json"], "User:99"),
+        (["sessions", "--user", "ada@example.org"], "ada@example.org"),
+        (["sessions", "revoke", "--user", "99", "--yes"], "99"),
+        (["sessions", "revoke", "--user", "ada@example.org"], "ada@example.org"),
+    ],
+)
+def test_unknown_user_is_not_found(
+    env: Env, clients: list[FlaskClient], args: list[str], user: str
+) -> None:
+    result = run(env, *args)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: No user '{user}' has an active session (looked up as a user"
+        " key, an id and a label).\n"
+    )
+    assert len(ids_of(env, "User:1")) == 2
+
+
+@stores
+def test_revoke_by_label(env: Env, clients: list[FlaskClient]) -> None:
+    result = run(env, "sessions", "revoke", "--user", "ada@example.com", "--yes")
+    assert result.exit_code == 0
+    assert result.stdout == "Ended 2 sessions of ada@example.com.\n"
+    assert [env.me(client) for client in clients] == [
+        "anonymous",
+        "anonymous",
+        "bob@example.com free",
+    ]
+
+
+@stores
+def test_sessions_table_by_label(env: Env, clients: list[FlaskClient]) -> None:
+    result = run(env, "sessions", "--user", "bob@example.com")
+    assert result.exit_code == 0
+    [row] = result.stdout.splitlines()[2:]
+    assert row.split()[:3] == [ids_of(env, "User:2")[0], "User:2", "bob@example.com"]
+
+
+@stores
+def test_revoke_one_session_of_a_user_says_session(
     env: Env, clients: list[FlaskClient]
 ) -> None:
-    result = run(env, "sessions", "revoke", "--user", "99", "--yes")
+    result = run(env, "sessions", "revoke", "--user", "2", input="y\n")
+    assert result.exit_code == 0
+    assert result.stderr == "End 1 session of bob@example.com? [y/N]: y\n"
+    assert result.stdout == "Ended 1 session of bob@example.com.\n"
+    assert env.me(clients[2]) == "anonymous"
+
+
+class LabelledByName:
+    """The model's own adapter, but labelling users by their name, which is
+    not unique, and without ``key_for_id``.
+    """
+
+    def __init__(self, users: SQLAlchemyUsers[t.Any]) -> None:
+        self.users = users
+
+    def key(self, user: t.Any) -> str:
+        return self.users.key(user)
+
+    def dump(self, user: t.Any) -> dict[str, t.Any]:
+        return self.users.dump(user)
+
+    def load(self, data: dict[str, t.Any]) -> t.Any:
+        return self.users.load(data)
+
+    def reload(self, user: t.Any) -> t.Any:
+        return self.users.reload(user)
+
+    def label(self, user: t.Any) -> str | None:
+        return str(user.name)
+
+
+@pytest.fixture
+def named_env(cache: BaseCache, tmp_path: t.Any) -> Env:
+    """Ada, Bob and another Ada, labelled by name, each logged in once."""
+    app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'named.db'}")
+    users = LabelledByName(SQLAlchemyUsers(db, User))
+    env = Env(app, db, User, Pow(app, users=users))
+    add_routes(env)
+
+    for email in ("ada@example.com", "bob@example.com", "ada@example.org"):
+        env.login(app.test_client(), env.add_user(email))
+
+    return env
+
+
+@stores
+@pytest.mark.parametrize(
+    "args",
+    [["sessions", "--user", "Ada"], ["sessions", "revoke", "--user", "Ada", "--yes"]],
+)
+def test_label_of_several_users_is_refused(named_env: Env, args: list[str]) -> None:
+    result = run(named_env, *args)
     assert result.exit_code == 1
-    assert result.stderr == "Error: User:99 has no active session.\n"
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: 2 users are labelled 'Ada': User:1, User:3. Give one of these"
+        " user keys instead.\n"
+    )
+    assert len(ids_of(named_env, "User:1")) == 1
+
+
+@stores
+def test_unique_label_of_another_adapter(named_env: Env) -> None:
+    result = run(named_env, "sessions", "revoke", "--user", "Bob", "--yes")
+    assert result.exit_code == 0
+    assert result.stdout == "Ended 1 session of Bob.\n"
+
+
+@stores
+def test_adapter_without_key_for_id_takes_keys_and_labels(named_env: Env) -> None:
+    result = run(named_env, "sessions", "--user", "2")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: No user '2' has an active session (looked up as a user key and a"
+        " label).\n"
+    )
+    data = json.loads(run(named_env, "sessions", "--user", "User:2", "--json").stdout)
+    assert [entry["label"] for entry in data] == ["Bob"]
+
+
+class StrictIds(LabelledByName):
+    """An adapter whose ``key_for_id`` refuses what is not a number."""
+
+    def key_for_id(self, ident: str) -> str:
+        return f"User:{int(ident)}"
+
+
+@stores
+def test_label_that_key_for_id_refuses(cache: BaseCache, tmp_path: t.Any) -> None:
+    app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'strict.db'}")
+    env = Env(app, db, User, Pow(app, users=StrictIds(SQLAlchemyUsers(db, User))))
+    add_routes(env)
+    env.login(app.test_client(), env.add_user("bob@example.com"))
+    assert run(env, "sessions", "revoke", "--user", "1", "--yes").exit_code == 0
+    env.login(app.test_client(), 1)
+    result = run(env, "sessions", "revoke", "--user", "Bob", "--yes")
+    assert result.stdout == "Ended 1 session of Bob.\n"
+
+
+class Unlabelled(LabelledByName):
+    def label(self, user: t.Any) -> str | None:
+        return None
+
+
+@pytest.mark.parametrize("backend", ["filesystem"], indirect=True)
+def test_empty_user_matches_no_unlabelled_user(
+    cache: BaseCache, tmp_path: t.Any
+) -> None:
+    app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'unlabelled.db'}")
+    env = Env(app, db, User, Pow(app, users=Unlabelled(SQLAlchemyUsers(db, User))))
+    add_routes(env)
+    env.login(app.test_client(), env.add_user())
+    result = run(env, "sessions", "revoke", "--user", "", "--yes")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: No user '' has an active session")
+    assert len(ids_of(env, "User:1")) == 1
+
+
+def user_record_key(env: Env, user_key: str) -> str:
+    """The cache key of a user's record (on Redis, with the user's tag)."""
+    sid = ids_of(env, user_key)[0]
+
+    if len(sid) == 30:
+        return f"credentials:user:{{{sid[:8]}}}{user_key}"
+
+    return f"credentials:user:{user_key}"
+
+
+@stores
+def test_user_with_unreadable_record_is_found_by_key(
+    env: Env, clients: list[FlaskClient], cache: BaseCache
+) -> None:
+    """Such a user is missing from the users index, but their sessions can
+    still be listed and ended by key or id; not by label, which is unknown.
+    """
+    plant(cache, user_record_key(env, "User:1"), b"not json")
+    data = json.loads(run(env, "sessions", "--user", "User:1", "--json").stdout)
+    assert sorted(entry["id"] for entry in data) == sorted(ids_of(env, "User:1"))
+    assert run(env, "sessions", "--user", "ada@example.com").exit_code == 1
+    result = run(env, "sessions", "revoke", "--user", "1", "--yes")
+    assert result.stdout == "Ended 2 sessions of User:1.\n"
 
 
 @pytest.mark.parametrize(
-    "args", [["sessions", "revoke"], ["sessions", "revoke", "x", "--user", "1"]]
+    ("args", "message"),
+    [
+        (["sessions", "revoke"], "Give session ids, or --user USER."),
+        (
+            ["sessions", "revoke", "x", "--user", "1"],
+            "Give session ids or --user USER, not both.",
+        ),
+        (
+            ["sessions", "--user", "1", "revoke"],
+            "Give --user after 'revoke', not before it.",
+        ),
+        (
+            ["sessions", "--json", "show", "x"],
+            "Give --json after 'show', not before it.",
+        ),
+        (["sessions", "--user", "1", "show", "x"], "'show' takes no --user option."),
+    ],
 )
 @stores
-def test_revoke_usage_errors(
-    env: Env, clients: list[FlaskClient], args: list[str]
+def test_usage_errors(
+    env: Env, clients: list[FlaskClient], args: list[str], message: str
 ) -> None:
     result = run(env, *args)
     assert result.exit_code == 2
-    assert result.stderr == "Error: give session ids, or --user, but not both.\n"
+    assert result.stdout == ""
+    assert result.stderr == f"Error: {message}\n"
+    assert len(ids_of(env, "User:1")) == 2
+
+
+@stores
+def test_revoke_several_unknown_ids(env: Env, clients: list[FlaskClient]) -> None:
+    sid = ids_of(env, "User:2")[0]
+    result = run(env, "sessions", "revoke", "nope", sid, "gone")
+    assert result.exit_code == 1
+    assert result.stdout == f"Ended session {sid}.\n"
+    assert result.stderr == "Error: No active session with ids 'nope', 'gone'.\n"
 
 
 @stores
@@ -284,8 +498,6 @@ def test_real_flask_command_lists_sessions(
         POW_NAMESPACE=namespace,
     )
     env = Env(app, db, User, Pow(app, db=db, user_model=User))
-
-    from .conftest import add_routes
 
     add_routes(env)
     client = app.test_client()

@@ -102,10 +102,17 @@ def test_redis_clients_connect(
         example["cluster"].close()
 
 
-def test_migrating_example_app_passes_its_own_tests() -> None:
-    """docs/migrating.rst's factory-layout app (``examples/myapp``) and the
-    tests the page shows for it, run as an application's suite runs.
-    """
+@pytest.mark.parametrize(
+    "example",
+    [
+        # docs/migrating.rst: the factory-layout app and the tests it shows.
+        "myapp_tests.py",
+        # docs/testing.rst: how to test an application that uses flask_pow.
+        "testing_tests.py",
+    ],
+)
+def test_example_test_suite_passes(example: str) -> None:
+    """A page's example test suite, run as an application's suite runs."""
     result = subprocess.run(
         [
             sys.executable,
@@ -114,10 +121,11 @@ def test_migrating_example_app_passes_its_own_tests() -> None:
             "-q",
             "-p",
             "no:cacheprovider",
-            str(EXAMPLES / "myapp_tests.py"),
+            str(EXAMPLES / example),
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout and "skipped" not in result.stdout
