@@ -169,9 +169,15 @@ def cache(backend: str, tmp_path: t.Any, request: pytest.FixtureRequest) -> Base
     if backend == "filesystem":
         return FileSystemCache(str(tmp_path / "cache"), threshold=0)
 
+    # A prefix of its own per test: tests share the servers, never their keys.
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+
+    if backend == "redis-cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        return RedisCache(host=cluster.client(), key_prefix=prefix)
+
     server: RedisServer = request.getfixturevalue("redis_server")
-    # A prefix of its own per test: tests share the server, never its keys.
-    return RedisCache(host=server.client(), key_prefix=f"test-{uuid.uuid4().hex[:12]}:")
+    return RedisCache(host=server.client(), key_prefix=prefix)
 
 
 def make_app(
