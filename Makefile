@@ -15,8 +15,16 @@ $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[tests]'
 	touch $@
 
-demo: $(VENV)/.installed
-	$(BIN)/python -m example.app
+# The demo needs only its own extra, not the test tools: a marker of its own.
+# `make demo PORT=5001` serves it on another port.
+PORT ?= 5000
+
+$(VENV)/.installed-demo: $(BIN)/activate setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $@
+
+demo: $(VENV)/.installed-demo
+	$(BIN)/python -m example.app --port $(PORT)
 
 test: system-deps lint typecheck docs pytest
 

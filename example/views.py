@@ -4,14 +4,18 @@ page, the devices page, and an admin area.
 
 from __future__ import annotations
 
+import typing as t
+
 import sqlalchemy as sa
 from flask import Blueprint
 from flask import abort
+from flask import current_app
 from flask import flash
 from flask import g
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import session
 from flask import url_for
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
@@ -76,15 +80,28 @@ def login() -> str | Response:
             flash("Wrong email or password.")
         else:
             login_user(user)
-            return redirect(_safe_next() or url_for("account.index"))
+            return redirect(_safe_next(request.args) or url_for("account.index"))
 
     return render_template("login.html")
 
 
-def _safe_next() -> str | None:
+def _safe_next(values: t.Mapping[str, str]) -> str | None:
     # Only a path on this site: never an open redirect.
-    target = request.args.get("next", "")
+    target = values.get("next", "")
     return target if target.startswith("/") and not target.startswith("//") else None
+
+
+def logged_out_elsewhere() -> None:
+    """A ``before_request`` function, registered after flask_pow's: a
+    request that still carries a flask_pow session but has nobody logged in
+    comes from a device that was logged out somewhere else (revoked from
+    another device, or timed out). Say so, once: the dead value is dropped.
+    """
+    key = current_app.config["POW_SESSION_KEY"]
+
+    if key in session and g.current_user is None:
+        session.pop(key)
+        flash("This device was logged out.")
 
 
 @account.post("/logout")
@@ -111,16 +128,19 @@ def change_plan() -> Response:
     # A privilege change: this device also gets a new token.
     sync_user(user)
     flash(f"You are on the {plan} plan now.")
-    return redirect(url_for("account.index"))
+    return redirect(_safe_next(request.form) or url_for("account.index"))
 
 
 @account.get("/pro")
 @login_required
 @reload_user
-def pro() -> str:
+def pro() -> str | tuple[str, int]:
     # The plan grants access, so it is read from the database.
     if g.current_user.plan != "pro":
-        abort(403, "The pro page is for the pro plan. Change your plan first.")
+        # Not a bare "Forbidden": what the plan gives and a button to switch.
+        # Still a 403, since the pro content was refused: scripts, link
+        # checkers and tests see that, while a person sees the page.
+        return render_template("pro_upsell.html"), 403
 
     return render_template("pro.html")
 

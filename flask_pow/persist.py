@@ -69,8 +69,9 @@ def persist(response: Response) -> Response:
     login, a rotation, a new cookie value. Registered as an
     ``after_request`` function.
 
-    If the store fails, the response becomes a 503 and the cookie is left
-    as it was.
+    If the store fails, the response becomes the application's 503 (its
+    error handler for 503 or :exc:`~flask_pow.StoreUnavailable`, if it has
+    one) and the cookie is left as it was.
     """
     request_object = request._get_current_object()  # type: ignore[attr-defined]
     request_state: RequestState | None = request_object.__dict__.get(STATE_ATTRIBUTE)
@@ -87,7 +88,9 @@ def persist(response: Response) -> Response:
         if not request_state.failed:
             _apply(request_state, written)
     except StoreUnavailable as e:
-        return e.get_response()  # type: ignore[return-value]
+        # Through the application's error handlers, so that its 503 page is
+        # the one shown.
+        return current_app.make_response(current_app.handle_http_exception(e))
 
     return response
 

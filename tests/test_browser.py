@@ -1,26 +1,32 @@
 """The example application in a real headless Chromium (Debian's
 ``chromium``, driven by Playwright): log in, change the plan, a second
 browser as the same user, two devices, revoke the other, and the other is
-logged out on its next page. Screenshots of the key pages are saved under
+logged out on its next page; the devices page and the error pages on a
+phone-sized screen. Screenshots of the key pages are saved under
 ``test-output/browser/``.
 """
 
 from __future__ import annotations
 
 import collections.abc as c
+import contextlib
 import os
 import pathlib
 import threading
 import typing as t
+import uuid
 
 import pytest
 from cachelib import SimpleCache
+from flask import Flask
 from werkzeug.serving import make_server
 
 from example.app import DEMO_EMAIL
 from example.app import DEMO_PASSWORD
 from example.app import create_app
 
+from .servers import RedisServer
+from .servers import free_port
 from .servers import require
 
 OUTPUT = pathlib.Path(__file__).resolve().parent.parent / "test-output" / "browser"
@@ -41,23 +47,59 @@ CHROMIUM_ARGS = [
 if t.TYPE_CHECKING:  # pragma: no cover
     from playwright.sync_api import Browser
     from playwright.sync_api import Page
+    from playwright.sync_api import ViewportSize
 
 
-@pytest.fixture
-def site(tmp_path: t.Any) -> c.Iterator[str]:
-    app = create_app(
-        {
-            "SECRET_KEY": "browser test",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'demo.sqlite'}",
-            "POW_CACHE": SimpleCache(threshold=100_000),
-        }
-    )
+#: Real browsers' user agents, as ua-parser names them on the devices page.
+IPHONE_SAFARI = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15"
+    " (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+LINUX_CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/126.0.0.0 Safari/537.36"
+)
+ANDROID_CHROME = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like"
+    " Gecko) Chrome/126.0.6478.71 Mobile Safari/537.36"
+)
+#: An iPhone 12 to 15's screen, in CSS pixels.
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+
+@pytest.fixture(autouse=True)
+def instance(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXAMPLE_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.delenv("POW_REDIS_URL", raising=False)
+
+
+@contextlib.contextmanager
+def serve(app: Flask) -> c.Iterator[str]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def demo_app(**config: t.Any) -> Flask:
+    app = create_app({"SECRET_KEY": "browser test", **config})
+
+    @app.get("/test/broken")
+    def broken() -> str:
+        raise RuntimeError("a bug in a view")
+
+    return app
+
+
+@pytest.fixture
+def site() -> c.Iterator[str]:
+    with serve(demo_app(POW_CACHE=SimpleCache(threshold=100_000))) as url:
+        yield url
 
 
 @pytest.fixture
@@ -89,13 +131,33 @@ def log_in(page: Page, site: str) -> None:
 
 
 def shot(page: Page, name: str) -> None:
+    # A page whose stylesheet failed to load still passes every check on its
+    # text: make sure what the screenshot shows is the styled page.
+    assert page.evaluate(
+        "[...document.querySelectorAll('link[rel=stylesheet]')]"
+        ".every(link => link.sheet && link.sheet.cssRules.length > 0)"
+    ), f"{name}: a stylesheet did not load"
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
 
 
+def fits_the_screen(page: Page) -> bool:
+    """Whether the page needs no sideways scrolling."""
+    return bool(
+        page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    )
+
+
+def in_layout(page: Page) -> bool:
+    return (
+        page.locator("header .brand").count() == 1
+        and page.locator("footer").count() == 1
+    )
+
+
 @pytest.mark.slow
 def test_two_devices_and_revoking_one(site: str, browser: Browser) -> None:
-    laptop = browser.new_context(user_agent="Laptop Chromium").new_page()
+    laptop = browser.new_context(user_agent=LINUX_CHROME).new_page()
     log_in(laptop, site)
     assert laptop.inner_text("#plan") == "free"
     shot(laptop, "1-profile")
@@ -106,14 +168,15 @@ def test_two_devices_and_revoking_one(site: str, browser: Browser) -> None:
     assert laptop.inner_text("#plan") == "pro"
     shot(laptop, "2-plan-changed")
 
-    phone = browser.new_context(user_agent="Phone Chromium").new_page()
+    phone = browser.new_context(user_agent=ANDROID_CHROME).new_page()
     log_in(phone, site)
     assert phone.inner_text("#plan") == "pro"
 
     laptop.goto(f"{site}/devices")
     rows = laptop.locator("tr.device")
     assert rows.count() == 2
-    assert laptop.locator("tr.device.this").inner_text().startswith("Laptop Chromium")
+    assert laptop.inner_text("tr.device.this .name") == "Chrome on Linux"
+    assert laptop.inner_text("tr.device:not(.this) .name") == "Chrome Mobile on Android"
     shot(laptop, "3-devices")
 
     laptop.locator("tr.device:not(.this) button").click()
@@ -124,6 +187,7 @@ def test_two_devices_and_revoking_one(site: str, browser: Browser) -> None:
     phone.goto(f"{site}/")
     assert phone.locator("#plan").count() == 0
     assert phone.locator("header nav a", has_text="Log in").count() == 1
+    assert phone.inner_text(".flash") == "This device was logged out."
     shot(phone, "5-other-device-logged-out")
 
     laptop.goto(f"{site}/")
@@ -145,3 +209,95 @@ def test_protected_page_asks_to_log_in_and_comes_back(
     page.wait_for_url(f"{site}/devices")
     assert page.locator("tr.device.this").count() == 1
     shot(page, "7-back-on-the-protected-page")
+
+
+@pytest.mark.slow
+def test_devices_page_on_a_phone(site: str, browser: Browser) -> None:
+    laptop = browser.new_context(user_agent=LINUX_CHROME).new_page()
+    log_in(laptop, site)
+    phone = browser.new_context(viewport=PHONE, user_agent=IPHONE_SAFARI).new_page()
+    log_in(phone, site)
+    assert phone.inner_text("#who") == "Demo"
+    assert fits_the_screen(phone)
+    shot(phone, "8-phone-profile")
+
+    phone.goto(f"{site}/devices")
+    this = phone.locator("tr.device.this")
+    assert this.locator(".name").inner_text() == "Mobile Safari on iOS"
+    assert this.locator(".model").inner_text() == "iPhone"
+    assert this.locator("td.title").get_attribute("title") == IPHONE_SAFARI
+    assert phone.inner_text("tr.device:not(.this) .name") == "Chrome on Linux"
+    assert fits_the_screen(phone)
+    # Cards, not a table: every button is on the screen, none cut off.
+    for button in phone.locator("tr.device button").all():
+        box = button.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= PHONE["width"]
+    shot(phone, "9-phone-devices")
+
+
+@pytest.mark.slow
+def test_error_pages_on_a_phone(site: str, browser: Browser) -> None:
+    phone = browser.new_context(viewport=PHONE, user_agent=IPHONE_SAFARI).new_page()
+
+    response = phone.goto(f"{site}/no/such/page")
+    assert response is not None and response.status == 404
+    assert in_layout(phone) and phone.inner_text("h1") == "Page not found"
+    assert fits_the_screen(phone)
+    shot(phone, "10-phone-404")
+
+    phone.click("text=Log in >> nth=-1")
+    phone.wait_for_url(f"{site}/login")
+    log_in(phone, site)
+    phone.click("header >> text=Pro")
+    phone.wait_for_url(f"{site}/pro")
+    assert in_layout(phone)
+    assert phone.inner_text("h1") == "The pro page is for the pro plan"
+    assert fits_the_screen(phone)
+    shot(phone, "11-phone-pro-for-a-free-user")
+
+    phone.click("#switch-to-pro")
+    phone.wait_for_selector(".flash")
+    assert phone.url == f"{site}/pro"
+    assert phone.inner_text("h1") == "The pro page"
+    shot(phone, "12-phone-pro-after-switching")
+
+    response = phone.goto(f"{site}/test/broken")
+    assert response is not None and response.status == 500
+    assert in_layout(phone)
+    assert phone.inner_text("h1") == "Something went wrong on our side"
+    assert fits_the_screen(phone)
+    shot(phone, "13-phone-500")
+
+
+@pytest.mark.slow
+def test_store_down_page_on_a_phone(
+    browser: Browser, redis_server: RedisServer
+) -> None:
+    # The same site twice, one on a live Redis and one whose Redis is gone.
+    # Cookies do not depend on the port: the browser's session on the first
+    # goes to the second.
+    namespace = f"example-{uuid.uuid4().hex[:12]}"
+    live = demo_app(
+        POW_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/0",
+        POW_NAMESPACE=namespace,
+    )
+    down = demo_app(
+        POW_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", POW_NAMESPACE=namespace
+    )
+    phone = browser.new_context(viewport=PHONE, user_agent=IPHONE_SAFARI).new_page()
+
+    with serve(live) as live_url, serve(down) as down_url:
+        log_in(phone, live_url)
+        response = phone.goto(f"{down_url}/devices")
+        assert response is not None and response.status == 503
+        assert in_layout(phone)
+        assert phone.inner_text("h1") == "The session store is down"
+        assert phone.locator("a", has_text="Try again").get_attribute("href") == (
+            "/devices"
+        )
+        assert fits_the_screen(phone)
+        shot(phone, "14-phone-503")
+
+        # Nobody was logged out.
+        phone.goto(f"{live_url}/")
+        assert phone.inner_text("#who") == "Demo"

@@ -67,3 +67,21 @@ def test_store_comes_back_and_same_cookie_works(tmp_path: t.Any) -> None:
     os.remove(locks)
     os.mkdir(locks)
     assert env.me(client) == "ada@example.com free"
+
+
+def test_store_failure_after_the_view_uses_the_apps_error_handler(
+    tmp_path: t.Any,
+) -> None:
+    env, path = broken_env(tmp_path)
+    user_id = env.add_user()
+
+    @env.app.errorhandler(503)
+    def store_down(error: Exception) -> tuple[str, int]:
+        return "our own 503 page", 503
+
+    break_directory(path)
+    response = env.app.test_client().post(f"/login/{user_id}")
+    assert (response.status_code, response.get_data(as_text=True)) == (
+        503,
+        "our own 503 page",
+    )
