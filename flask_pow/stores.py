@@ -12,6 +12,7 @@ atomic on the in-process, Redis and Memcached caches; a
 from __future__ import annotations
 
 import collections.abc as c
+import copy
 import fcntl
 import hashlib
 import logging
@@ -140,17 +141,22 @@ class FileLock:
 class Store:
     """A cachelib cache seen through flask_pow's namespace.
 
-    The cache's serializer is replaced by :class:`JSONSerializer`, so nothing
-    is pickled, whoever built the cache. Give flask_pow a cache of its own:
-    other values stored in the same cache object must be JSON too.
+    flask_pow's records are written and read with :class:`JSONSerializer`,
+    so nothing is pickled, whoever built the cache; the application's cache
+    object is not changed, and its own values keep its serializer.
 
     :param cache: the cachelib cache.
     :param namespace: the prefix of every key flask_pow writes.
     """
 
     def __init__(self, cache: BaseCache, namespace: str) -> None:
-        cache.serializer = JSONSerializer()  # type: ignore[attr-defined]
-        self.cache = cache
+        # A copy of the application's cache object, with flask_pow's
+        # serializer: the same storage (dict, directory, client), while the
+        # application's own values keep the serializer it chose. cachelib
+        # reads ``serializer`` from the instance for every get and set.
+        own = copy.copy(cache)
+        own.serializer = JSONSerializer()  # type: ignore[attr-defined]
+        self.cache = own
         self.prefix = f"{namespace}:"
         self._lock_dir: str | None = None
 

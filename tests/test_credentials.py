@@ -16,6 +16,7 @@ from cachelib import RedisCache
 from cachelib import SimpleCache
 from flask.testing import FlaskClient
 
+from flask_pow import JSONSerializer
 from flask_pow import Pow
 from flask_pow import serialization
 
@@ -261,3 +262,19 @@ def test_put_outside_a_request_issues_a_working_session(env: Env, user_id: int) 
         session["pow_auth"] = value
 
     assert env.me(client) == "ada@example.com free"
+
+
+def test_applications_own_values_keep_its_serializer(
+    env: Env, cache: BaseCache, user_id: int
+) -> None:
+    """flask_pow does not change the cache object it is given: the
+    application's own values in it keep cachelib's default (pickle)
+    serializer, while flask_pow's records are JSON.
+    """
+    value = {"a set": {1, 2}, "a tuple": (3, 4)}
+    cache.set("app:own", value)
+    client = env.app.test_client()
+    env.login(client, user_id)
+    assert env.me(client) == "ada@example.com free"
+    assert cache.get("app:own") == value
+    assert not isinstance(cache.serializer, JSONSerializer)  # type: ignore[attr-defined]
