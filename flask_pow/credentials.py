@@ -25,7 +25,6 @@ from __future__ import annotations
 import collections.abc as c
 import dataclasses
 import hashlib
-import hmac
 import logging
 import time
 import typing as t
@@ -35,13 +34,11 @@ from flask import current_app
 from flask import has_app_context
 
 from . import signals
+from .policy import Match
+from .policy import Policy
 from .records import SessionInfo
 from .records import SessionRecord
-from .records import digest
 from .records import new_session_id
-from .records import new_token
-from .records import seal
-from .records import unseal
 from .stores import Lock
 from .stores import Store
 from .stores import StoreUnavailable
@@ -66,6 +63,10 @@ class Authenticated:
     #: rotated-away one inside the grace window.
     follow: str | None = None
 
+
+#: How long a rotation that finds another one under way waits for it, to
+#: follow the winner's token, in seconds.
+FOLLOW_WAIT = 0.25
 
 #: Sessions revoked per store operation by a revoke-all.
 REVOKE_BATCH = 500
@@ -115,6 +116,7 @@ class CredentialsCache:
     ) -> None:
         self.store = store
         self.adapter = users
+        self.policy = Policy(credentials_ttl, rotation_grace, absolute_ttl)
         self.credentials_ttl = credentials_ttl
         self.rotation_grace = rotation_grace
         self.absolute_ttl = absolute_ttl
@@ -225,67 +227,17 @@ class CredentialsCache:
         if user_data is None:
             return None
 
-        return Authenticated(record, user_data, found[0])
+        return Authenticated(record, user_data, found.follow)
 
-    def _match(self, record: SessionRecord, token: str) -> tuple[str | None] | None:
-        """Check a presented token against a live session record: ``None``
-        if it does not open the session; else a 1-tuple holding the token the
-        client should move to (a rotated-away token inside the grace window)
-        or ``None`` (the current token).
-        """
-        now = self.clock()
-
-        if now >= record.expires_at:
-            return None
-
-        presented = digest(token)
-
-        if hmac.compare_digest(presented, record.token):
-            return (None,)
-
-        if (
-            record.previous is not None
-            and record.rotated_to is not None
-            and hmac.compare_digest(presented, record.previous)
-            and now < record.previous_until
-        ):
-            return (unseal(record.rotated_to, token),)
-
-        return None
-
-    def _advance(self, record: SessionRecord, token: str, now: float) -> str:
-        """Rotate a record in place: a fresh token, the old one kept for the
-        grace window, new issue and expiry times. Returns the fresh token.
-        """
-        fresh = new_token()
-
-        if self.rotation_grace:
-            record.previous = record.token
-            record.previous_until = now + self.rotation_grace
-            record.rotated_to = seal(fresh, token)
-        else:
-            record.previous = record.rotated_to = None
-            record.previous_until = 0.0
-
-        record.token = digest(fresh)
-        record.inserted_at = now
-        record.expires_at = self._expiry(now, record.created_at)
-        return fresh
+    def _match(self, record: SessionRecord, token: str) -> Match | None:
+        """:meth:`Policy.match <flask_pow.policy.Policy.match>` now."""
+        return self.policy.match(record, token, self.clock())
 
     def _new_record(
         self, user_key: str, metadata: dict[str, t.Any] | None, now: float
     ) -> tuple[SessionRecord, str]:
-        token = new_token()
-        record = SessionRecord(
-            id=self._new_session_id(user_key),
-            user_key=user_key,
-            token=digest(token),
-            created_at=now,
-            inserted_at=now,
-            expires_at=self._expiry(now, now),
-            metadata=dict(metadata or {}),
-        )
-        return record, token
+        session_id = self._new_session_id(user_key)
+        return self.policy.new_session(session_id, user_key, metadata, now)
 
     def _new_session_id(self, user_key: str) -> str:
         return new_session_id()
@@ -306,20 +258,9 @@ class CredentialsCache:
 
         :meta private:
         """
-        if self.absolute_ttl is None:
-            return False
-
-        return self.clock() >= record.created_at + self.absolute_ttl
+        return self.policy.is_past_absolute(record, self.clock())
 
     # -- writes -------------------------------------------------------------
-
-    def _expiry(self, now: float, created_at: float) -> float:
-        expires = now + self.credentials_ttl
-
-        if self.absolute_ttl is not None:
-            expires = min(expires, created_at + self.absolute_ttl)
-
-        return expires
 
     def _acquire(self, lock: Lock) -> None:
         if not lock.acquire(blocking=True):
@@ -445,11 +386,13 @@ class CredentialsCache:
         """Issue a new token for a session, keeping its id, creation time and
         metadata. The old token keeps working for the grace window.
 
-        One caller wins: a caller that cannot take the session's lock at once
-        returns ``None`` and carries on with the old token, unless ``wait``
-        (a privilege change, which must rotate) makes it wait for the lock.
-        A caller whose token was rotated meanwhile gets the token it was
-        rotated to.
+        One caller of concurrent rotations wins, on every store: the others
+        are moved to the winner's token (here, by waiting a moment for the
+        winner's lock and reading the session again; a caller that still
+        cannot take it carries on with its own token). With ``wait`` (a
+        privilege change, which must rotate), the caller waits for the lock,
+        and rotates even a session a concurrent request just rotated, so that
+        the session ends on a token issued after the change.
 
         :param session_id: the session.
         :param token: the token the caller holds.
@@ -462,11 +405,17 @@ class CredentialsCache:
         """
         lock = self._lock("session", session_id)
 
-        if not lock.acquire(blocking=wait):
+        if not lock.acquire(blocking=True, timeout=None if wait else FOLLOW_WAIT):
             if wait:
                 raise StoreUnavailable("Timed out waiting for a session lock.")
 
-            return None
+            # Still held (many requests queue behind the winner's lock): a
+            # read is enough to follow a rotation that has happened.
+            record = self._get_record(session_id)
+            found = None if record is None else self._match(record, token)
+            return (
+                None if found is None or found.follow is None else (found.follow, False)
+            )
 
         try:
             key = self._session_key(session_id)
@@ -475,18 +424,22 @@ class CredentialsCache:
             if record is None:
                 return None
 
-            # Re-read under the lock: another request may have rotated since
-            # this one looked.
+            # Read again under the lock: another request may have rotated
+            # since this one looked.
             found = self._match(record, token)
 
             if found is None:
                 return None
 
-            if found[0] is not None:
-                return found[0], False
+            if found.follow is not None:
+                if not wait:
+                    return found.follow, False
+
+                # A privilege change rotates on from where the session went.
+                token = found.follow
 
             now = self.clock()
-            fresh = self._advance(record, token, now)
+            record, fresh = self.policy.advance(record, token, now)
             user_lock = self._lock("user", record.user_key)
             self._acquire(user_lock)
 

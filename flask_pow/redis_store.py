@@ -27,7 +27,6 @@ No path uses ``KEYS``, ``SCAN`` or ``FLUSHDB``.
 
 from __future__ import annotations
 
-import dataclasses
 import typing as t
 
 from cachelib.redis_base import BaseRedisCache
@@ -240,7 +239,7 @@ class RedisCredentialsCache(CredentialsCache):
         if user_data is None:
             return None
 
-        return Authenticated(record, user_data, found[0])
+        return Authenticated(record, user_data, found.follow)
 
     # -- writes -------------------------------------------------------------
 
@@ -386,18 +385,17 @@ class RedisCredentialsCache(CredentialsCache):
             if found is None:
                 return None
 
-            if found[0] is not None:
+            if found.follow is not None:
                 if not wait:
-                    return found[0], False
+                    return found.follow, False
 
                 # A privilege change rotates even a token rotated moments
                 # ago: carry on from where the session went.
-                token = found[0]
+                token = found.follow
                 continue
 
             now = self.clock()
-            candidate = dataclasses.replace(record)
-            fresh = self._advance(candidate, token, now)
+            candidate, fresh = self.policy.advance(record, token, now)
             result = self._run_write(candidate, now, "", record.token)
 
             if result[0] == b"ok":

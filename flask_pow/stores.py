@@ -49,9 +49,10 @@ class StoreUnavailable(ServiceUnavailable):
 class Lock(t.Protocol):
     """A short lock on one name."""
 
-    def acquire(self, *, blocking: bool) -> bool:
+    def acquire(self, *, blocking: bool, timeout: float | None = None) -> bool:
         """Take the lock. Without blocking, give up at once if it is held;
-        with blocking, wait up to the lock's TTL. Return whether it was taken.
+        with blocking, wait up to ``timeout`` seconds (the lock's TTL if
+        ``None``). Return whether it was taken.
         """
 
     def release(self) -> None:
@@ -69,8 +70,8 @@ class CacheLock:
         self.ttl = ttl
         self._owner = secrets.token_hex(8)
 
-    def acquire(self, *, blocking: bool) -> bool:
-        deadline = time.monotonic() + self.ttl + 1
+    def acquire(self, *, blocking: bool, timeout: float | None = None) -> bool:
+        deadline = time.monotonic() + (self.ttl + 1 if timeout is None else timeout)
         delay = 0.001
 
         while True:
@@ -108,13 +109,13 @@ class FileLock:
         self.ttl = ttl
         self._fd: int | None = None
 
-    def acquire(self, *, blocking: bool) -> bool:
+    def acquire(self, *, blocking: bool, timeout: float | None = None) -> bool:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise _unavailable(e) from e
 
-        deadline = time.monotonic() + self.ttl
+        deadline = time.monotonic() + (self.ttl if timeout is None else timeout)
         delay = 0.001
 
         while True:

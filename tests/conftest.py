@@ -21,10 +21,10 @@ from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
-from flask_pow import credentials as credentials_module
 from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_user
+from flask_pow import policy as policy_module
 from flask_pow import records
 
 from .servers import RedisClusterServers
@@ -115,7 +115,7 @@ def no_token_in_any_log_line(monkeypatch: pytest.MonkeyPatch) -> c.Iterator[None
         issued.append(token)
         return token
 
-    monkeypatch.setattr(credentials_module, "new_token", noting)
+    monkeypatch.setattr(policy_module, "new_token", noting)
     handler = _Records()
     root = logging.getLogger()
     level = root.level

@@ -96,3 +96,22 @@ def test_parallel_requests_with_stale_token_rotate_once(
     # The client ends on the new token, and it works.
     [final] = [c for _, c in results if c is not None][:1]
     assert request(server, "GET", "/me", final)[0] == "ada@example.com free"
+
+
+@pytest.mark.slow
+def test_every_parallel_request_ends_on_the_winners_token(
+    env: Env, server: tuple[str, int], user_id: int
+) -> None:
+    """The losers of a rotation race follow the winner, on every store (the
+    Redis store learns it from its compare-and-set, the others by waiting a
+    moment for the winner's lock): no response leaves its client on the old
+    token, which would die when the grace window ends.
+    """
+    _, cookie = request(server, "POST", f"/login/{user_id}", None)
+    assert cookie is not None
+    env.clock.advance(15 * 60 + 1)
+    results = all_at_once([server] * PARALLEL, "/slow-me", cookie)
+    tokens = [None if c is None else pow_token(env.app, c) for _, c in results]
+    assert None not in tokens
+    assert len(set(tokens)) == 1
+    assert tokens[0] != pow_token(env.app, cookie)

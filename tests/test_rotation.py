@@ -338,3 +338,26 @@ def test_rotation_regenerates_server_side_session_id(make_env: MakeEnv) -> None:
     assert before is not None and after is not None
     assert before.value != after.value
     assert env.me(client) == "ada@example.com free"
+
+
+def test_privilege_change_after_a_concurrent_rotation_rotates_again(
+    env: Env, client: FlaskClient, user_id: int
+) -> None:
+    """A privilege change (``wait=True``) whose token another request just
+    rotated does not stop at the other request's token: it rotates on from
+    there, so the session ends on a token issued after the change. The same
+    on every store.
+    """
+    env.login(client, user_id)
+    value = pow_value(client)
+    assert value is not None
+    sid, token = value.split(".")[:2]
+
+    with env.app.app_context():
+        credentials = env.pow.credentials
+        concurrent = credentials.rotate(sid, token, {})
+        change = credentials.rotate(sid, token, {}, wait=True)
+
+    assert concurrent is not None and concurrent[1] is True
+    assert change is not None and change[1] is True
+    assert change[0] not in {token, concurrent[0]}

@@ -1,0 +1,136 @@
+"""The session policy, with no storage in it: which token opens a session,
+how a session advances when its token rotates, when it expires. Functions
+of a record and the time, so that every store applies the same rules and
+they can be tested on their own.
+
+- A session opens with its **current token** until its expiry, and with
+  the **previous token** until the grace window ends; the previous token
+  also tells the client where the session went (the new token, sealed
+  under the old one).
+- A **rotation** issues a fresh token, keeps the session id, creation time
+  and metadata, restarts the idle timeout (never past the absolute one),
+  and keeps the old token for the grace window; with no grace window, the
+  old token is dead at once.
+- A session past its **absolute timeout** is over, however active.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import typing as t
+
+from .records import SessionRecord
+from .records import digest
+from .records import new_token
+from .records import seal
+from .records import unseal
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    """A token that opens a session."""
+
+    #: The token the client should hold from now on, when it presented a
+    #: rotated-away token inside the grace window; ``None`` when it holds
+    #: the current one.
+    follow: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """The timing rules of one application.
+
+    :param credentials_ttl: the idle timeout, in seconds.
+    :param rotation_grace: how long a rotated-away token still works.
+    :param absolute_ttl: seconds after login when a session ends, or
+        ``None``.
+    """
+
+    credentials_ttl: int
+    rotation_grace: int
+    absolute_ttl: int | None = None
+
+    def expiry(self, now: float, created_at: float) -> float:
+        """When a session written at ``now`` expires: after the idle
+        timeout, and never after its absolute timeout.
+        """
+        expires = now + self.credentials_ttl
+
+        if self.absolute_ttl is not None:
+            expires = min(expires, created_at + self.absolute_ttl)
+
+        return expires
+
+    def is_past_absolute(self, record: SessionRecord, now: float) -> bool:
+        """Whether a session is past its absolute timeout."""
+        if self.absolute_ttl is None:
+            return False
+
+        return now >= record.created_at + self.absolute_ttl
+
+    def match(self, record: SessionRecord, token: str, now: float) -> Match | None:
+        """Whether ``token`` opens the session ``record`` holds at ``now``:
+        ``None`` if not, else a :class:`Match` that says whether the client
+        must move to another token.
+        """
+        if now >= record.expires_at:
+            return None
+
+        presented = digest(token)
+
+        if hmac.compare_digest(presented, record.token):
+            return Match()
+
+        if (
+            record.previous is not None
+            and record.rotated_to is not None
+            and hmac.compare_digest(presented, record.previous)
+            and now < record.previous_until
+        ):
+            return Match(follow=unseal(record.rotated_to, token))
+
+        return None
+
+    def advance(
+        self, record: SessionRecord, token: str, now: float
+    ) -> tuple[SessionRecord, str]:
+        """Rotate a session: the record as it is after the rotation (a copy;
+        ``record`` is left as it was) and the fresh token. ``token`` is the
+        current token, which seals the fresh one for the grace window.
+        """
+        fresh = new_token()
+        advanced = dataclasses.replace(record)
+
+        if self.rotation_grace:
+            advanced.previous = record.token
+            advanced.previous_until = now + self.rotation_grace
+            advanced.rotated_to = seal(fresh, token)
+        else:
+            advanced.previous = advanced.rotated_to = None
+            advanced.previous_until = 0.0
+
+        advanced.token = digest(fresh)
+        advanced.inserted_at = now
+        advanced.expires_at = self.expiry(now, record.created_at)
+        return advanced, fresh
+
+    def new_session(
+        self,
+        session_id: str,
+        user_key: str,
+        metadata: t.Mapping[str, t.Any] | None,
+        now: float,
+    ) -> tuple[SessionRecord, str]:
+        """The record of a new login, and its token."""
+        token = new_token()
+        record = SessionRecord(
+            id=session_id,
+            user_key=user_key,
+            token=digest(token),
+            created_at=now,
+            inserted_at=now,
+            expires_at=self.expiry(now, now),
+            metadata=dict(metadata or {}),
+        )
+        return record, token
