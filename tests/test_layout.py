@@ -1,0 +1,66 @@
+"""The package's layout: no import circle among flask_pow's modules, at
+import time or in a function, so that each module can be read (and
+imported) on its own terms. Imports for type checking only do not count.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "flask_pow"
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING") or (
+        isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
+    )
+
+
+def _imports(source: str) -> set[str]:
+    """The flask_pow modules a module imports, outside type-checking blocks."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(source))
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    return {
+        name: _imports((PACKAGE / f"{name}.py").read_text()) & modules
+        for name in modules
+    }
+
+
+def test_no_import_circle() -> None:
+    edges = graph()
+    circles: list[list[str]] = []
+
+    def walk(name: str, path: list[str]) -> None:
+        for target in sorted(edges[name]):
+            if target in path:
+                circles.append([*path[path.index(target) :], target])
+            elif len(path) < len(edges):
+                walk(target, [*path, target])
+
+    for name in sorted(edges):
+        walk(name, [name])
+
+    assert circles == []
