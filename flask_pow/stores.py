@@ -75,7 +75,12 @@ class CacheLock:
         delay = 0.001
 
         while True:
-            if self.cache.add(self.key, self._owner, timeout=self.ttl):
+            try:
+                taken = self.cache.add(self.key, self._owner, timeout=self.ttl)
+            except Exception as e:
+                raise _unavailable(e) from e
+
+            if taken:
                 return True
 
             if not blocking or time.monotonic() > deadline:
@@ -88,8 +93,13 @@ class CacheLock:
         # Not atomic: the lock could expire and be taken by another between
         # the read and the delete. Its TTL is far longer than any holder
         # keeps it, so that takes a holder stalled for seconds.
-        if self.cache.get(self.key) == self._owner:
-            self.cache.delete(self.key)
+        try:
+            if self.cache.get(self.key) == self._owner:
+                self.cache.delete(self.key)
+        except Exception as e:
+            # Logged, not raised: it would hide the error of the work done
+            # under the lock, and the lock expires by itself.
+            _unavailable(e)
 
 
 class FileLock:

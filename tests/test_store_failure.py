@@ -9,7 +9,12 @@ import os
 import shutil
 import typing as t
 
+import pytest
 from cachelib import FileSystemCache
+from cachelib import SimpleCache
+
+from flask_pow import StoreUnavailable
+from flask_pow.stores import CacheLock
 
 from .conftest import Env
 from .conftest import add_routes
@@ -85,3 +90,28 @@ def test_store_failure_after_the_view_uses_the_apps_error_handler(
         503,
         "our own 503 page",
     )
+
+
+class FailingCache(SimpleCache):
+    """A cache whose server went away: every operation raises, as a
+    network client's would. (The stores that take this lock, in-process and
+    Memcached, cannot be made to fail for real here.)
+    """
+
+    def add(self, *args: t.Any, **kwargs: t.Any) -> bool:
+        raise ConnectionError("connection refused")
+
+    def get(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        raise ConnectionError("connection refused")
+
+
+def test_cache_lock_failure_is_store_unavailable() -> None:
+    lock = CacheLock(FailingCache(), "lock:session:x")
+
+    with pytest.raises(StoreUnavailable):
+        lock.acquire(blocking=False)
+
+
+def test_cache_lock_release_failure_does_not_escape() -> None:
+    lock = CacheLock(FailingCache(), "lock:session:x")
+    lock.release()
