@@ -32,7 +32,7 @@ from .servers import RedisServer
 
 #: The contract suite: every test that takes the ``cache`` fixture (through
 #: ``env``, ``app`` or ``client``) runs once per backend (Pow's T19).
-BACKENDS = ["simple", "filesystem", "redis", "redis-cluster"]
+BACKENDS = ["simple", "filesystem", "redis", "redis-cluster", "valkey"]
 
 
 class Clock:
@@ -177,6 +177,17 @@ def cache(backend: str, tmp_path: t.Any, request: pytest.FixtureRequest) -> Base
         return RedisCache(host=cluster.client(), key_prefix=prefix)
 
     server: RedisServer = request.getfixturevalue("redis_server")
+
+    if backend == "valkey":
+        # The valkey client and cachelib's ValkeyCache, against the suite's
+        # redis-server (Debian 12 has no valkey-server; the protocol is the
+        # same).
+        import valkey
+        from cachelib import ValkeyCache
+
+        client = valkey.Valkey(host="127.0.0.1", port=server.port)
+        return ValkeyCache(host=client, key_prefix=prefix)
+
     return RedisCache(host=server.client(), key_prefix=prefix)
 
 

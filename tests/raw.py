@@ -11,8 +11,8 @@ import time
 
 from cachelib import BaseCache
 from cachelib import FileSystemCache
-from cachelib import RedisCache
 from cachelib import SimpleCache
+from cachelib.redis_base import BaseRedisCache
 
 
 @dataclasses.dataclass
@@ -31,7 +31,7 @@ def plant(cache: BaseCache, key: str, raw: bytes) -> None:
 
     if isinstance(cache, SimpleCache):
         cache._cache[key] = (expires, raw)
-    elif isinstance(cache, RedisCache):
+    elif isinstance(cache, BaseRedisCache):
         cache._write_client.set(cache._get_prefix() + key, raw, ex=600)
     else:
         assert isinstance(cache, FileSystemCache)
@@ -45,7 +45,7 @@ def items(cache: BaseCache) -> list[RawItem]:
     if isinstance(cache, SimpleCache):
         return [RawItem(k, [raw], exp) for k, (exp, raw) in cache._cache.items()]
 
-    if isinstance(cache, RedisCache):
+    if isinstance(cache, BaseRedisCache):
         return _redis_items(cache)
 
     assert isinstance(cache, FileSystemCache)
@@ -63,7 +63,7 @@ def items(cache: BaseCache) -> list[RawItem]:
     return found
 
 
-def _redis_items(cache: RedisCache) -> list[RawItem]:
+def _redis_items(cache: BaseRedisCache) -> list[RawItem]:
     client = cache._read_client
     found = []
     now = int(time.time())
