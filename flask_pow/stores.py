@@ -24,9 +24,11 @@ import warnings
 
 from cachelib import BaseCache
 from cachelib import FileSystemCache
+from cachelib import MemcachedCache
 from cachelib import SimpleCache
 from werkzeug.exceptions import ServiceUnavailable
 
+from . import serialization
 from .serialization import JSONSerializer
 
 logger = logging.getLogger("flask_pow")
@@ -94,7 +96,8 @@ class CacheLock:
         # the read and the delete. Its TTL is far longer than any holder
         # keeps it, so that takes a holder stalled for seconds.
         try:
-            if self.cache.get(self.key) == self._owner:
+            # A memcached client may give the value back as bytes.
+            if self.cache.get(self.key) in (self._owner, self._owner.encode()):
                 self.cache.delete(self.key)
         except Exception as e:
             # Logged, not raised: it would hide the error of the work done
@@ -168,6 +171,11 @@ class Store:
         own = copy.copy(cache)
         own.serializer = JSONSerializer()  # type: ignore[attr-defined]
         self.cache = own
+        # cachelib's MemcachedCache hands values to the memcached client,
+        # which pickles anything that is not text or bytes: flask_pow
+        # encodes its records to JSON bytes itself there, and reads back
+        # only bytes it can decode.
+        self._encode = isinstance(cache, MemcachedCache)
         self.prefix = f"{namespace}:"
         self._lock_dir: str | None = None
 
@@ -204,11 +212,16 @@ class Store:
         :raise StoreUnavailable: if the cache cannot be reached.
         """
         try:
-            return self.cache.get_many(*keys)
+            values = self.cache.get_many(*keys)
         except StoreUnavailable:
             raise
         except Exception as e:
             raise _unavailable(e) from e
+
+        if self._encode:
+            return [_decode(value) for value in values]
+
+        return values
 
     def get(self, key: str) -> t.Any:
         """Read one key; see :meth:`get_many`."""
@@ -221,6 +234,9 @@ class Store:
         :raise StoreUnavailable: if the cache refused or failed the write.
         """
         ttl = max(1, ttl)
+
+        if self._encode:
+            value = serialization.dumps(value)
 
         try:
             ok = self.cache.set(key, value, timeout=ttl)
@@ -255,6 +271,19 @@ class Store:
             return FileLock(self._lock_dir, kind, name)
 
         return CacheLock(self.cache, self.key("lock", kind, name))
+
+
+def _decode(value: t.Any) -> t.Any:
+    """A value flask_pow encoded itself; anything else (a value the client
+    unpickled, text that is not tagged JSON) reads as a miss.
+    """
+    if not isinstance(value, bytes):
+        return None
+
+    try:
+        return serialization.loads(value)
+    except ValueError:
+        return None
 
 
 def _unavailable(error: Exception) -> StoreUnavailable:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from cachelib import BaseCache
 from cachelib import FileSystemCache
+from cachelib import MemcachedCache
 from cachelib import RedisCache
 from cachelib import SimpleCache
 from flask import Flask
@@ -27,12 +28,13 @@ from flask_pow import logout_user
 from flask_pow import policy as policy_module
 from flask_pow import records
 
+from .servers import MemcachedServer
 from .servers import RedisClusterServers
 from .servers import RedisServer
 
 #: The contract suite: every test that takes the ``cache`` fixture (through
 #: ``env``, ``app`` or ``client``) runs once per backend (Pow's T19).
-BACKENDS = ["simple", "filesystem", "redis", "redis-cluster", "valkey"]
+BACKENDS = ["simple", "filesystem", "memcached", "redis", "redis-cluster", "valkey"]
 
 
 class Clock:
@@ -150,6 +152,13 @@ def redis_server() -> c.Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def memcached_server() -> c.Iterator[MemcachedServer]:
+    server = MemcachedServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
 def redis_cluster() -> c.Iterator[RedisClusterServers]:
     cluster = RedisClusterServers()
     yield cluster
@@ -171,6 +180,18 @@ def cache(backend: str, tmp_path: t.Any, request: pytest.FixtureRequest) -> Base
 
     # A prefix of its own per test: tests share the servers, never their keys.
     prefix = f"test-{uuid.uuid4().hex[:12]}:"
+
+    if backend == "memcached":
+        # pymemcache, a client that stores bytes and never pickles, with
+        # replies on (cachelib's lock relies on add's answer).
+        from pymemcache.client.base import PooledClient
+
+        memcached: MemcachedServer = request.getfixturevalue("memcached_server")
+        client = PooledClient(
+            ("127.0.0.1", memcached.port), default_noreply=False, timeout=5
+        )
+        request.addfinalizer(client.close)
+        return MemcachedCache(servers=client, key_prefix=prefix)
 
     if backend == "redis-cluster":
         cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import struct
 import time
+import urllib.parse
 
 from cachelib import BaseCache
 from cachelib import FileSystemCache
+from cachelib import MemcachedCache
 from cachelib import SimpleCache
 from cachelib.redis_base import BaseRedisCache
 
@@ -33,6 +36,10 @@ def plant(cache: BaseCache, key: str, raw: bytes) -> None:
         cache._cache[key] = (expires, raw)
     elif isinstance(cache, BaseRedisCache):
         cache._write_client.set(cache._get_prefix() + key, raw, ex=600)
+    elif isinstance(cache, MemcachedCache):
+        # MemcachedCache hands values to the client as they are, and the
+        # suite's client stores bytes as bytes.
+        cache.set(key, raw, timeout=600)
     else:
         assert isinstance(cache, FileSystemCache)
 
@@ -47,6 +54,9 @@ def items(cache: BaseCache) -> list[RawItem]:
 
     if isinstance(cache, BaseRedisCache):
         return _redis_items(cache)
+
+    if isinstance(cache, MemcachedCache):
+        return _memcached_items(cache)
 
     assert isinstance(cache, FileSystemCache)
     found = []
@@ -86,5 +96,42 @@ def _redis_items(cache: BaseRedisCache) -> list[RawItem]:
 
         ttl = client.ttl(raw_key)
         found.append(RawItem(key, values, 0 if ttl < 0 else now + ttl))
+
+    return found
+
+
+def _memcached_items(cache: MemcachedCache) -> list[RawItem]:
+    # memcached cannot list keys through a client; its LRU crawler can dump
+    # the metadata of every item (for the tests only).
+    client = cache._client
+    host, port = client.server
+    found = []
+
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(b"lru_crawler metadump all\r\n")
+        data = b""
+
+        while not data.endswith(b"END\r\n"):
+            chunk = conn.recv(65536)
+            assert chunk, "memcached closed the metadump"
+            data += chunk
+
+    prefix = cache.key_prefix or ""
+
+    for line in data.decode().splitlines():
+        if not line.startswith("key="):
+            continue
+
+        fields = dict(part.split("=", 1) for part in line.split())
+        key = urllib.parse.unquote(fields["key"])
+
+        if not key.startswith(prefix):
+            continue
+
+        value = client.get(key)
+
+        if value is not None:
+            expires = int(fields["exp"])
+            found.append(RawItem(key, [value], 0 if expires < 0 else expires))
 
     return found

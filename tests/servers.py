@@ -172,3 +172,41 @@ class RedisClusterServers:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+class MemcachedServer:
+    """One ``memcached`` on 127.0.0.1 (TCP only, no UDP)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        args = [require("memcached"), "-l", "127.0.0.1", "-p", str(self.port)]
+        args += ["-U", "0", "-m", "64"]
+
+        # memcached refuses to run as root unless told which user to be.
+        if os.geteuid() == 0:
+            args += ["-u", "root"]
+
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 20
+
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"memcached on port {self.port} did not start"
+                    ) from None
+                time.sleep(0.05)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)

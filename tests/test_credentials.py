@@ -12,6 +12,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from cachelib import BaseCache
 from cachelib import FileSystemCache
+from cachelib import MemcachedCache
 from cachelib import SimpleCache
 from cachelib.redis_base import BaseRedisCache
 from flask.testing import FlaskClient
@@ -271,10 +272,15 @@ def test_applications_own_values_keep_its_serializer(
     application's own values in it keep cachelib's default (pickle)
     serializer, while flask_pow's records are JSON.
     """
-    value = {"a set": {1, 2}, "a tuple": (3, 4)}
+    value: t.Any = {"a set": {1, 2}, "a tuple": (3, 4)}
+
+    if isinstance(cache, MemcachedCache):
+        # The memcached client the application chose serializes (here,
+        # pymemcache: bytes as they are); cachelib adds nothing.
+        value = b"the application's own bytes"
     cache.set("app:own", value)
     client = env.app.test_client()
     env.login(client, user_id)
     assert env.me(client) == "ada@example.com free"
     assert cache.get("app:own") == value
-    assert not isinstance(cache.serializer, JSONSerializer)  # type: ignore[attr-defined]
+    assert not isinstance(getattr(cache, "serializer", None), JSONSerializer)
