@@ -116,7 +116,10 @@ class RedisCredentialsCache(CredentialsCache):
             absolute_ttl=absolute_ttl,
         )
         self.client: t.Any = cache._write_client
-        self.prefix = f"{cache._get_prefix()}{namespace}:"
+        # cachelib's public key_prefix: a string, or a function giving one.
+        prefix = cache.key_prefix
+        prefix = prefix if isinstance(prefix, str) else prefix()
+        self.prefix = f"{prefix or ''}{namespace}:"
         self._errors = _error_types()
         # A RedisCluster (redis-py or valkey) routes by slot; it has nodes.
         self._cluster = hasattr(self.client, "get_nodes")
