@@ -33,15 +33,21 @@ from flask import has_request_context
 from .request_state import forget_session
 from .request_state import get_pow_state
 from .request_state import get_request_state
+from .request_state import set_current_user
 from .users import SQLAlchemyUsers
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
 
-#: ``session.info`` keys: instances a flush changed or deleted, and the
-#: values (``None`` for a deleted user) waiting for the commit.
+#: ``session.info`` keys: instances a flush changed or deleted; the values
+#: (``None`` for a deleted user) waiting for their transaction to commit, by
+#: transaction (the outermost one, or a savepoint); and the transactions
+#: that committed. What a transaction noted goes to its parent when it
+#: commits, is written when the outermost one commits, and is dropped when
+#: one ends any other way (a rollback, ``close()``, ``reset()``).
 _FLUSHED = "flask_pow.flushed_users"
-_PENDING = "flask_pow.committed_users"
+_PENDING = "flask_pow.pending_users"
+_COMMITTED = "flask_pow.committed_transactions"
 
 _listeners: WeakKeyDictionary[t.Any, _CommitListener] = WeakKeyDictionary()
 
@@ -59,7 +65,7 @@ def listen(db: SQLAlchemy) -> None:
     sa.event.listen(session, "after_flush", listener.after_flush)
     sa.event.listen(session, "after_flush_postexec", listener.after_flush_postexec)
     sa.event.listen(session, "after_commit", listener.after_commit)
-    sa.event.listen(session, "after_rollback", listener.forget)
+    sa.event.listen(session, "after_transaction_end", listener.after_transaction_end)
 
 
 class _CommitListener:
@@ -116,30 +122,66 @@ class _CommitListener:
         if not flushed or users is None:
             return
 
-        pending = session.info.setdefault(_PENDING, {})
+        pending = session.info.setdefault(_PENDING, {}).setdefault(
+            _innermost(session), {}
+        )
 
         for user, deleted in flushed:
             pending[users.key(user)] = None if deleted else users.dump(user)
 
     def after_commit(self, session: sa_orm.Session) -> None:
-        # A savepoint released: the outer transaction can still roll back.
-        if session.in_nested_transaction():
+        # Fired for the outermost transaction and for a savepoint, while it
+        # is still the innermost one.
+        session.info.setdefault(_COMMITTED, set()).add(_innermost(session))
+
+    def after_transaction_end(
+        self, session: sa_orm.Session, transaction: sa_orm.SessionTransaction
+    ) -> None:
+        committed = session.info.get(_COMMITTED, set())
+        was_committed = transaction in committed
+        committed.discard(transaction)
+        pending = session.info.get(_PENDING, {}).pop(transaction, None)
+
+        if transaction.parent is None:
+            session.info.pop(_FLUSHED, None)
+
+        if not pending or not was_committed:
             return
 
-        pending = session.info.pop(_PENDING, None)
+        if transaction.parent is not None:
+            # A savepoint released: its changes are the outer transaction's.
+            table = session.info[_PENDING]
+            table.setdefault(_root_of(transaction), {}).update(pending)
+            return
 
-        if pending:
-            _write(pending)
+        _write(pending)
 
-    def forget(self, session: sa_orm.Session) -> None:
-        session.info.pop(_FLUSHED, None)
-        session.info.pop(_PENDING, None)
+
+def _innermost(session: sa_orm.Session) -> t.Any:
+    """The savepoint in progress, or else the outermost transaction (never
+    the short sub-transaction of a flush).
+    """
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def _root_of(transaction: sa_orm.SessionTransaction) -> t.Any:
+    """The savepoint or outermost transaction a savepoint's changes go to."""
+    parent = transaction.parent
+
+    while parent is not None and not parent.nested and parent.parent is not None:
+        parent = parent.parent
+
+    return parent
 
 
 def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
     state = get_pow_state()
 
-    if not has_request_context():
+    request_state = get_request_state() if has_request_context() else None
+
+    # Outside a request, or after its teardown (a commit in a later teardown
+    # function): nothing would write a queued change any more.
+    if request_state is None or request_state.finished:
         for user_key, user_data in pending.items():
             if user_data is None:
                 state.credentials.delete_sessions_by_key(user_key)
@@ -148,7 +190,6 @@ def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
 
         return
 
-    request_state = get_request_state()
     request_state.committed.update(pending)
     current_key = request_state.user_key
 
@@ -161,12 +202,12 @@ def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
     if user_data is None:
         forget_session(request_state)
         request_state.clear_cookie = True
-        g.current_user = None
+        set_current_user(None)
     else:
         request_state.user_data = user_data
-        current = sa.inspect(g.current_user, raiseerr=False)
+        current = sa.inspect(g.get("current_user"), raiseerr=False)
 
         # A user attached to the session (reloaded) loads its new values
         # itself; the cached, detached one is replaced by the new values.
         if current is None or current.session_id is None:
-            g.current_user = state.users.load(user_data)
+            set_current_user(state.users.load(user_data))

@@ -18,6 +18,7 @@ from .request_state import RequestState
 from .request_state import forget_session
 from .request_state import get_pow_state
 from .request_state import get_request_state
+from .request_state import set_current_user
 from .session import get_current_user
 from .session import load_user
 from .users import resolve_user
@@ -96,7 +97,7 @@ def login_user(
     request_state = get_request_state()
     _end_current(request_state)
     request_state.login = (user, values)
-    g.current_user = user
+    set_current_user(user)
     return True
 
 
@@ -112,7 +113,7 @@ def logout_user() -> bool:
     _end_current(request_state)
     request_state.login = None
     request_state.clear_cookie = True
-    g.current_user = None
+    set_current_user(None)
     return was_in
 
 
@@ -153,7 +154,7 @@ def sync_user(user: t.Any) -> None:
 
     if key == request_state.user_key:
         request_state.force_rotate = True
-        g.current_user = user
+        set_current_user(user)
 
 
 def database_user(user: t.Any = None) -> t.Any:

@@ -24,6 +24,7 @@ from .request_state import RequestState
 from .request_state import end_request
 from .request_state import get_pow_state
 from .request_state import get_request_state
+from .request_state import is_dispatch_context
 from .stores import StoreUnavailable
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -107,8 +108,16 @@ def finish_request(exc: BaseException | None = None) -> None:
     request_object = request._get_current_object()  # type: ignore[attr-defined]
     request_state: RequestState | None = request_object.__dict__.get(STATE_ATTRIBUTE)
 
+    # The teardown of a copied request context (a thread) is not the end
+    # of the request.
+    if request_state is None or not is_dispatch_context(request_state):
+        end_request()
+        return
+
+    request_state.finished = True
+
     try:
-        if request_state is not None and request_state.committed:
+        if request_state.committed:
             _apply_committed(request_state)
     except StoreUnavailable:
         # Nothing can answer 503 any more; the failure is logged, and the

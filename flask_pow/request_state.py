@@ -68,6 +68,15 @@ class RequestState:
     )
     #: The anonymous user object of this request, once built.
     anonymous: t.Any = None
+    #: The request's user, as in ``g.current_user``: a context that shares
+    #: the request but not its ``g`` (``copy_current_request_context``, an
+    #: app context pushed in a view) gets it from here.
+    user: t.Any = None
+    #: The request's teardown has run: a commit after it is written at once.
+    finished: bool = False
+    #: The ``g`` the request was dispatched with, to tell its teardown from
+    #: that of a copied request context (a thread), which shares the request.
+    dispatch_g: t.Any = None
     #: End the user's other sessions after the view returns.
     revoke_others: bool = False
     #: Sessions to end after the view returns: id, user key, user.
@@ -117,6 +126,12 @@ def get_request_state() -> RequestState:
     return state
 
 
+def set_current_user(user: t.Any) -> None:
+    """Make ``user`` (or ``None``) the user of the current request."""
+    g.current_user = user
+    get_request_state().user = user
+
+
 def begin_request(sender: Flask, **kwargs: t.Any) -> None:
     """Connected to :data:`flask.request_started`: a ``g.current_user`` that
     is there before any of this request's hooks ran was left by something
@@ -126,6 +141,15 @@ def begin_request(sender: Flask, **kwargs: t.Any) -> None:
     :meta private:
     """
     g.pop("current_user", None)
+    get_request_state().dispatch_g = g._get_current_object()
+
+
+def is_dispatch_context(request_state: RequestState) -> bool:
+    """Whether this is the context the request was dispatched in, not a
+    copy of it (``copy_current_request_context``).
+    """
+    dispatch_g = request_state.dispatch_g
+    return dispatch_g is None or dispatch_g is g._get_current_object()
 
 
 def end_request(exc: BaseException | None = None) -> None:

@@ -24,6 +24,7 @@ from .request_state import RequestState
 from .request_state import forget_session
 from .request_state import get_pow_state
 from .request_state import get_request_state
+from .request_state import set_current_user
 from .users import resolve_user
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +46,12 @@ def load_user() -> None:
     request_state = get_request_state()
 
     if request_state.loaded:
+        # Another context of the same request (a copied request context in
+        # a thread, an app context pushed in the view) has a ``g`` of its
+        # own: give it the request's user.
+        if "current_user" not in g and not request_state.finished:
+            g.current_user = request_state.user
+
         return
 
     request_state.loaded = True
@@ -55,9 +62,10 @@ def load_user() -> None:
     # Another mechanism (an API token hook that ran first) already decided
     # who this is; Pow keeps an assigned user too.
     if "current_user" in g:
+        request_state.user = g.current_user
         return
 
-    g.current_user = None
+    set_current_user(None)
     signals.user_accessed.send(app)
 
     if not _load_from_session(state, request_state) and state.request_loaders:
@@ -72,7 +80,7 @@ def _load_from_request(state: PowState, app: Flask) -> None:
         user = loader(request._get_current_object())  # type: ignore[attr-defined]
 
         if user is not None:
-            g.current_user = resolve_user(user)
+            set_current_user(resolve_user(user))
             signals.user_loaded_from_request.send(app, user=g.current_user)
             return
 
@@ -119,7 +127,7 @@ def _load_from_session(state: PowState, request_state: RequestState) -> bool:
     ):
         request_state.rotate = True
 
-    g.current_user = user
+    set_current_user(user)
 
     if _wants_reload(state):
         reload_current_user()
@@ -164,7 +172,7 @@ def reload_current_user() -> t.Any:
     fresh = state.users.reload(user)
 
     if fresh is not None:
-        g.current_user = fresh
+        set_current_user(fresh)
         return fresh
 
     session_id = request_state.session_id
@@ -173,7 +181,7 @@ def reload_current_user() -> t.Any:
     # deletes at once too).
     state.credentials.end(session_id, user_key)
     forget_session(request_state)
-    g.current_user = None
+    set_current_user(None)
     signals.user_reloaded_gone.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
         user_key=user_key,

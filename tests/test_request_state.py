@@ -108,3 +108,39 @@ def test_user_set_in_the_app_context_is_not_a_requests_user(
     with env.app.app_context():
         g.current_user = env.db.session.get(env.User, user_id)
         assert env.me(client) == "anonymous"
+
+
+def test_copied_request_context_and_nested_app_context_see_the_user(
+    env: Env, client: FlaskClient, user_id: int
+) -> None:
+    """A thread with a copy of the request context, and an app context
+    pushed in the view, each have a ``g`` of their own: the request's user
+    is theirs too.
+    """
+    import threading
+
+    from flask import copy_current_request_context
+    from flask import current_app
+
+    from flask_pow import current_user
+
+    seen: list[str] = []
+
+    @env.app.get("/contexts")
+    def contexts() -> str:
+        @copy_current_request_context
+        def work() -> None:
+            seen.append(str(current_user.email))
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(timeout=10)
+
+        with current_app.app_context():
+            seen.append(str(current_user.email))
+
+        return "ok"
+
+    env.login(client, user_id)
+    client.get("/contexts")
+    assert seen == ["ada@example.com", "ada@example.com"]

@@ -266,3 +266,61 @@ def test_released_savepoint_waits_for_the_outer_commit(
         env.db.session.commit()
 
     assert env.me(logged_in) == "ada@example.com pro"
+
+
+def test_change_abandoned_by_close_is_not_written_by_a_later_commit(
+    env: Env, logged_in: FlaskClient, user_id: int
+) -> None:
+    """``close()`` rolls back without ``after_rollback``: what its flush
+    noted must not reach the cache with the next, unrelated commit.
+    """
+    with env.app.app_context():
+        row(env, user_id).plan = "pro"
+        env.db.session.flush()
+        env.db.session.close()
+        bob = env.User(
+            email="bob@example.com", name="Bob", plan="free", password_hash="x"
+        )
+        env.db.session.add(bob)
+        env.db.session.commit()
+
+    assert env.me(logged_in) == "ada@example.com free"
+
+
+def test_rolled_back_savepoint_keeps_the_outer_transactions_changes(
+    env: Env, logged_in: FlaskClient, user_id: int
+) -> None:
+    with env.app.app_context():
+        row(env, user_id).plan = "pro"
+        env.db.session.flush()
+        savepoint = env.db.session.begin_nested()
+        row(env, user_id).name = "Ada L."
+        env.db.session.flush()
+        savepoint.rollback()
+        env.db.session.commit()
+
+    assert env.me(logged_in) == "ada@example.com pro"
+
+
+def test_commit_in_a_later_teardown_is_written(
+    env: Env, client: FlaskClient, user_id: int
+) -> None:
+    """A teardown function registered before flask_pow's runs after it:
+    its commit is written at once, not queued for a request that is over.
+    """
+
+    @env.app.post("/touch")
+    def touch() -> str:
+        return "ok"
+
+    def commit_late(exc: BaseException | None) -> None:
+        if env.app.config.get("commit_late"):
+            row(env, user_id).plan = "pro"
+            env.db.session.commit()
+
+    env.app.teardown_request_funcs.setdefault(None, []).insert(0, commit_late)
+    env.login(client, user_id)
+    env.app.config["commit_late"] = True
+    assert client.post("/touch").status_code == 200
+    env.app.config["commit_late"] = False
+    assert env.me(client) == "ada@example.com pro"
