@@ -30,6 +30,7 @@ from flask import g
 from flask import has_app_context
 from flask import has_request_context
 
+from .persist import write_user_changes
 from .request_state import forget_session
 from .request_state import get_pow_state
 from .request_state import get_request_state
@@ -151,7 +152,7 @@ class _CommitListener:
         if transaction.parent is not None:
             # A savepoint released: its changes are the outer transaction's.
             table = session.info[_PENDING]
-            table.setdefault(_root_of(transaction), {}).update(pending)
+            table.setdefault(transaction.parent, {}).update(pending)
             return
 
         _write(pending)
@@ -164,16 +165,6 @@ def _innermost(session: sa_orm.Session) -> t.Any:
     return session.get_nested_transaction() or session.get_transaction()
 
 
-def _root_of(transaction: sa_orm.SessionTransaction) -> t.Any:
-    """The savepoint or outermost transaction a savepoint's changes go to."""
-    parent = transaction.parent
-
-    while parent is not None and not parent.nested and parent.parent is not None:
-        parent = parent.parent
-
-    return parent
-
-
 def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
     state = get_pow_state()
 
@@ -182,12 +173,7 @@ def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
     # Outside a request, or after its teardown (a commit in a later teardown
     # function): nothing would write a queued change any more.
     if request_state is None or request_state.finished:
-        for user_key, user_data in pending.items():
-            if user_data is None:
-                state.credentials.delete_sessions_by_key(user_key)
-            else:
-                state.credentials.update_user_data(user_key, user_data)
-
+        write_user_changes(state.credentials, pending)
         return
 
     request_state.committed.update(pending)

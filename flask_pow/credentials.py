@@ -117,9 +117,6 @@ class CredentialsCache:
         self.store = store
         self.adapter = users
         self.policy = Policy(credentials_ttl, rotation_grace, absolute_ttl)
-        self.credentials_ttl = credentials_ttl
-        self.rotation_grace = rotation_grace
-        self.absolute_ttl = absolute_ttl
         self._warned: set[str] = set()
 
     # -- keys ---------------------------------------------------------------
@@ -404,31 +401,22 @@ class CredentialsCache:
             rotated it, or ``None`` if the client keeps its own.
         """
         lock = self._lock("session", session_id)
+        # A caller that cannot take the lock in time (many requests queue
+        # behind the winner's) still reads the record, to follow a rotation
+        # that has happened.
+        locked = lock.acquire(blocking=True, timeout=None if wait else FOLLOW_WAIT)
 
-        if not lock.acquire(blocking=True, timeout=None if wait else FOLLOW_WAIT):
-            if wait:
-                raise StoreUnavailable("Timed out waiting for a session lock.")
-
-            # Still held (many requests queue behind the winner's lock): a
-            # read is enough to follow a rotation that has happened.
-            record = self._get_record(session_id)
-            found = None if record is None else self._match(record, token)
-            return (
-                None if found is None or found.follow is None else (found.follow, False)
-            )
+        if not locked and wait:
+            raise StoreUnavailable("Timed out waiting for a session lock.")
 
         try:
             key = self._session_key(session_id)
+            # Read again: another request may have rotated since this one
+            # looked.
             record = self._get_record(session_id)
+            found = None if record is None else self._match(record, token)
 
-            if record is None:
-                return None
-
-            # Read again under the lock: another request may have rotated
-            # since this one looked.
-            found = self._match(record, token)
-
-            if found is None:
+            if record is None or found is None:
                 return None
 
             if found.follow is not None:
@@ -437,6 +425,9 @@ class CredentialsCache:
 
                 # A privilege change rotates on from where the session went.
                 token = found.follow
+
+            if not locked:
+                return None
 
             now = self.clock()
             record, fresh = self.policy.advance(record, token, now)
@@ -461,7 +452,8 @@ class CredentialsCache:
 
             return fresh, True
         finally:
-            lock.release()
+            if locked:
+                lock.release()
 
     def _delete_records(self, session_ids: c.Iterable[str]) -> dict[str, str]:
         """Delete session records, each under its session's lock so that a

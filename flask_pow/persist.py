@@ -15,13 +15,12 @@ import sqlalchemy as sa
 from flask import current_app
 from flask import g
 from flask import has_request_context
-from flask import request
 from flask import session
 
 from . import signals
-from .request_state import STATE_ATTRIBUTE
 from .request_state import RequestState
 from .request_state import end_request
+from .request_state import find_request_state
 from .request_state import get_pow_state
 from .request_state import get_request_state
 from .request_state import is_dispatch_context
@@ -31,6 +30,7 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
     from flask.wrappers import Response
 
+    from .credentials import CredentialsCache
     from .extension import PowState
 
 logger = logging.getLogger("flask_pow")
@@ -74,8 +74,7 @@ def persist(response: Response) -> Response:
     error handler for 503 or :exc:`~flask_pow.StoreUnavailable`, if it has
     one) and the cookie is left as it was.
     """
-    request_object = request._get_current_object()  # type: ignore[attr-defined]
-    request_state: RequestState | None = request_object.__dict__.get(STATE_ATTRIBUTE)
+    request_state = find_request_state()
 
     if request_state is None:
         return response
@@ -105,8 +104,7 @@ def finish_request(exc: BaseException | None = None) -> None:
 
     :meta private:
     """
-    request_object = request._get_current_object()  # type: ignore[attr-defined]
-    request_state: RequestState | None = request_object.__dict__.get(STATE_ATTRIBUTE)
+    request_state = find_request_state()
 
     # The teardown of a copied request context (a thread) is not the end
     # of the request.
@@ -151,17 +149,23 @@ def _apply_committed(request_state: RequestState) -> dict[str, t.Any]:
 
     :return: what was written, by user key.
     """
-    credentials = get_pow_state().credentials
     written = request_state.committed
     request_state.committed = {}
+    write_user_changes(get_pow_state().credentials, written)
+    return written
 
-    for user_key, user_data in written.items():
+
+def write_user_changes(
+    credentials: CredentialsCache, changes: dict[str, dict[str, t.Any] | None]
+) -> None:
+    """Write users' new values to the cache, and end the sessions of those
+    whose row was deleted (``None``).
+    """
+    for user_key, user_data in changes.items():
         if user_data is None:
             credentials.delete_sessions_by_key(user_key)
         else:
             credentials.update_user_data(user_key, user_data)
-
-    return written
 
 
 def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:

@@ -250,7 +250,7 @@ class RedisCredentialsCache(CredentialsCache):
         # The user's tag, chosen at their first login (SET NX GET: whoever
         # comes first wins, and everyone reads the winner's tag).
         candidate = new_session_id()[:TAG_LENGTH]
-        ttl_ms = (self.credentials_ttl + 60) * 1000
+        ttl_ms = (self.policy.credentials_ttl + 60) * 1000
         key = self._tag_key(user_key)
         existing = self._call(
             lambda: self.client.set(

@@ -114,14 +114,19 @@ def get_pow_state(app: Flask | None = None) -> PowState:
 STATE_ATTRIBUTE = "_flask_pow_state"
 
 
+def find_request_state() -> RequestState | None:
+    """The state of the current request, if something made it."""
+    request_object = request._get_current_object()  # type: ignore[attr-defined]
+    return request_object.__dict__.get(STATE_ATTRIBUTE)  # type: ignore[no-any-return]
+
+
 def get_request_state() -> RequestState:
     """The state of the current request, made on first use."""
-    request_object = request._get_current_object()  # type: ignore[attr-defined]
-    state: RequestState | None = request_object.__dict__.get(STATE_ATTRIBUTE)
+    state = find_request_state()
 
     if state is None:
         state = RequestState()
-        setattr(request_object, STATE_ATTRIBUTE, state)
+        setattr(request._get_current_object(), STATE_ATTRIBUTE, state)  # type: ignore[attr-defined]
 
     return state
 
