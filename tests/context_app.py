@@ -23,13 +23,11 @@ import os
 from cachelib import FileSystemCache
 from cachelib import SimpleCache
 from flask import Flask
-from flask import g
 
 from flask_pow import Pow
-from flask_pow import login_user
-from flask_pow import logout_user
 
 from .stress_app import User
+from .stress_app import add_account_routes
 from .stress_app import db
 
 
@@ -53,19 +51,7 @@ def create_app() -> tuple[Flask, Pow]:
     db.init_app(app)
     pow = Pow(app, db=db, user_model=User)
 
-    @app.post("/login/<int:user_id>")
-    def login(user_id: int) -> str:
-        login_user(db.get_or_404(User, user_id))
-        return "ok"
-
-    @app.post("/logout")
-    def logout() -> str:
-        return "was in" if logout_user() else "was out"
-
-    @app.get("/me")
-    def me() -> str:
-        user = g.current_user
-        return "anonymous" if user is None else str(user.email)
+    add_account_routes(app)
 
     @app.get("/sessions")
     def sessions() -> str:

@@ -17,13 +17,11 @@ import os
 
 from cachelib import FileSystemCache
 from flask import Flask
-from flask import g
 
 from flask_pow import Pow
-from flask_pow import login_user
-from flask_pow import logout_user
 
 from .stress_app import User
+from .stress_app import add_account_routes
 from .stress_app import db
 
 # Imported like any module of the application, so the reloader watches it.
@@ -38,23 +36,7 @@ app.config.update(
 )
 db.init_app(app)
 Pow(app, db=db, user_model=User)
-
-
-@app.post("/login/<int:user_id>")
-def login(user_id: int) -> str:
-    login_user(db.get_or_404(User, user_id))
-    return "ok"
-
-
-@app.post("/logout")
-def logout() -> str:
-    return "was in" if logout_user() else "was out"
-
-
-@app.get("/me")
-def me() -> str:
-    user = g.current_user
-    return "anonymous" if user is None else str(user.email)
+add_account_routes(app)
 
 
 @app.get("/version")

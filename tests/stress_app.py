@@ -16,6 +16,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
 from flask_pow import login_user
+from flask_pow import logout_user
 
 
 class Base(sa_orm.DeclarativeBase):
@@ -41,11 +42,7 @@ def create_app() -> Flask:
     )
     db.init_app(app)
     Pow(app, db=db, user_model=User)
-
-    @app.post("/login/<int:user_id>")
-    def login(user_id: int) -> str:
-        login_user(db.get_or_404(User, user_id))
-        return "ok"
+    add_account_routes(app)
 
     @app.get("/whoami")
     def whoami() -> str:
@@ -53,6 +50,27 @@ def create_app() -> Flask:
         return "anonymous" if user is None else str(user.id)
 
     return app
+
+
+def add_account_routes(app: Flask) -> None:
+    """``POST /login/<id>``, ``POST /logout`` (``was in`` or ``was out``) and
+    ``GET /me`` (the email, or ``anonymous``): what the servers the tests
+    start answer.
+    """
+
+    @app.post("/login/<int:user_id>")
+    def login(user_id: int) -> str:
+        login_user(db.get_or_404(User, user_id))
+        return "ok"
+
+    @app.post("/logout")
+    def logout() -> str:
+        return "was in" if logout_user() else "was out"
+
+    @app.get("/me")
+    def me() -> str:
+        user = g.current_user
+        return "anonymous" if user is None else str(user.email)
 
 
 def create_users(database: str, count: int) -> None:
