@@ -301,6 +301,7 @@ def scale(stores: dict[str, str | None], sizes: Sizes) -> dict[str, t.Any]:
     client = redis.Redis.from_url(stores["redis"])
     state = app.extensions["pow"].get_state(app)
     credentials = state.credentials
+    backend = credentials.store
     filled = 0
     # Realistic filler: real session records, under ids of their own.
     sample = SessionRecord(
@@ -317,7 +318,7 @@ def scale(stores: dict[str, str | None], sizes: Sizes) -> dict[str, t.Any]:
 
         for n in range(filled, target):
             pipe.set(
-                f"{credentials.prefix}session:{{f{n % 4096:07d}}}{n:022d}",
+                f"{backend.prefix}session:{{f{n % 4096:07d}}}{n:022d}",
                 value,
                 ex=3600,
             )

@@ -20,10 +20,12 @@ from . import checks
 from . import persist as _persist
 from . import request_state as _request_state
 from . import session as _session
+from .cachelib_store import CachelibSessionStore
 from .config import PowConfig
 from .config import load_config
 from .credentials import CredentialsCache
 from .mixins import AnonymousUser
+from .protocol import SessionStore
 from .signing import TokenSigner
 from .stores import Store
 from .users import SQLAlchemyUsers
@@ -169,28 +171,22 @@ class Pow:
                 autosync.listen(db)
 
         store = Store(config.cache, config.namespace)
-        credentials: CredentialsCache
+        backend: SessionStore
 
         if isinstance(config.cache, BaseRedisCache):
-            from .redis_store import RedisCredentialsCache
+            from .redis_store import RedisSessionStore
 
-            credentials = RedisCredentialsCache(
-                store,
-                config.cache,
-                config.namespace,
-                users,
-                credentials_ttl=config.credentials_ttl,
-                rotation_grace=config.rotation_grace,
-                absolute_ttl=config.absolute_ttl,
-            )
+            backend = RedisSessionStore(config.cache, config.namespace)
         else:
-            credentials = CredentialsCache(
-                store,
-                users,
-                credentials_ttl=config.credentials_ttl,
-                rotation_grace=config.rotation_grace,
-                absolute_ttl=config.absolute_ttl,
-            )
+            backend = CachelibSessionStore(store)
+
+        credentials = CredentialsCache(
+            backend,
+            users,
+            credentials_ttl=config.credentials_ttl,
+            rotation_grace=config.rotation_grace,
+            absolute_ttl=config.absolute_ttl,
+        )
         self._states[app] = PowState(
             config=config,
             store=store,

@@ -41,9 +41,10 @@ end
 """
 
 # Write a session record, index it, and refresh the user record: a login
-# (ARGV[5] holds the user) or a rotation (ARGV[5] empty: the user record is
-# kept as it is now; ARGV[6] holds the token digest the session must still
-# have, a compare-and-set against a concurrent rotation).
+# (ARGV[6] empty: the user record is ARGV[5]) or a rotation (ARGV[6] holds
+# the token digest the session must still have, a compare-and-set against a
+# concurrent rotation; the user record is kept as it is now, and ARGV[5]
+# written only if it is missing).
 WRITE = (
     PRUNE
     + """
@@ -60,10 +61,8 @@ redis.call('HSET', KEYS[2], ARGV[7], ARGV[3])
 local latest = prune(KEYS[2], now)
 local ttl = ttl_ms(latest, now)
 redis.call('PEXPIRE', KEYS[2], ttl)
-if ARGV[5] ~= '' then
+if ARGV[6] == '' or redis.call('PEXPIRE', KEYS[3], ttl) == 0 then
   redis.call('SET', KEYS[3], ARGV[5], 'PX', ttl)
-else
-  redis.call('PEXPIRE', KEYS[3], ttl)
 end
 return {'ok', tostring(latest)}
 """

@@ -178,13 +178,14 @@ class Store:
         self._encode = isinstance(cache, MemcachedCache)
         self.prefix = f"{namespace}:"
         self._lock_dir: str | None = None
+        self._directory: str | None = None
 
         if isinstance(cache, FileSystemCache):
-            path = os.path.abspath(cache._path)
-            self._lock_dir = path.rstrip(os.sep) + ".pow-locks"
+            self._directory = filesystem_path(cache)
+            self._lock_dir = self._directory.rstrip(os.sep) + ".pow-locks"
             os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
 
-        threshold = getattr(cache, "_threshold", 0)
+        threshold = getattr(cache, "_threshold", 0)  # cachelib has no accessor
 
         if isinstance(cache, (SimpleCache, FileSystemCache)) and (
             0 < threshold < SMALL_THRESHOLD
@@ -219,7 +220,17 @@ class Store:
             raise _unavailable(e) from e
 
         if self._encode:
-            return [_decode(value) for value in values]
+            values = [_decode(value) for value in values]
+
+        # FileSystemCache reads a file it cannot open as a miss (and logs
+        # it): a miss is checked against the directory, so that a volume
+        # that went away is an outage, not a logout.
+        if (
+            self._directory is not None
+            and None in values
+            and not os.path.isdir(self._directory)
+        ):
+            raise _unavailable(NotADirectoryError(self._directory))
 
         return values
 
@@ -271,6 +282,23 @@ class Store:
             return FileLock(self._lock_dir, kind, name)
 
         return CacheLock(self.cache, self.key("lock", kind, name))
+
+
+def filesystem_path(cache: FileSystemCache) -> str:
+    """The directory of a FileSystemCache, for the lock files beside it.
+
+    cachelib has no public accessor; ``_path`` is one of the two attributes
+    of cachelib's that flask_pow reads (see docs/architecture.rst).
+    """
+    path = getattr(cache, "_path", None)
+
+    if not isinstance(path, str):
+        raise TypeError(
+            "Cannot find the directory of this FileSystemCache: this cachelib"
+            " version keeps it elsewhere."
+        )
+
+    return os.path.abspath(path)
 
 
 def _decode(value: t.Any) -> t.Any:

@@ -232,7 +232,8 @@ def test_redis_url_builds_the_native_store(
     client = app.test_client()
     env.login(client, env.add_user())
     assert env.me(client) == "ada@example.com free"
-    assert type(env.pow.get_state(app).credentials).__name__ == "RedisCredentialsCache"
+    backend = env.pow.get_state(app).credentials.store
+    assert type(backend).__name__ == "RedisSessionStore"
 
 
 def test_redis_url_and_cache_together_raise(tmp_path: t.Any) -> None:
@@ -351,5 +352,6 @@ def test_valkey_cache_uses_the_native_store(
     assert env.me(browser) == "ada@example.com free"
     browser.post("/logout")
     assert env.me(browser) == "anonymous"
-    assert type(env.pow.get_state(app).credentials).__name__ == "RedisCredentialsCache"
+    backend = env.pow.get_state(app).credentials.store
+    assert type(backend).__name__ == "RedisSessionStore"
     client.close()

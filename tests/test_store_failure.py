@@ -61,6 +61,25 @@ def test_rotation_on_failing_store_is_503_and_keeps_cookie(tmp_path: t.Any) -> N
     assert pow_value(client) == before
 
 
+def test_request_when_the_cache_directory_is_gone_is_503_and_keeps_cookie(
+    tmp_path: t.Any,
+) -> None:
+    """FileSystemCache reads a file it cannot open as a miss: without a
+    check, a volume that went away would log everyone out for good.
+    """
+    env, path = broken_env(tmp_path)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+    before = pow_value(client)
+    moved = path + ".away"
+    os.rename(path, moved)
+    response = client.get("/me")
+    assert response.status_code == 503
+    assert pow_value(client) == before
+    os.rename(moved, path)
+    assert env.me(client) == "ada@example.com free"
+
+
 def test_store_comes_back_and_same_cookie_works(tmp_path: t.Any) -> None:
     env, path = broken_env(tmp_path)
     client = env.app.test_client()

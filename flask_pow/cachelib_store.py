@@ -1,0 +1,330 @@
+"""The store protocol over any cachelib cache (in-process, file,
+Memcached, or any other :class:`~cachelib.BaseCache`).
+
+cachelib offers get, set, add and delete, and nothing that compares and
+sets or lists keys, so every multi-key write here runs under a short lock
+(:meth:`~flask_pow.stores.Store.lock`), taken in one order: session, user,
+bucket. Records, under the namespace:
+
+``session:<session id>``
+    One login on one device (:class:`~flask_pow.records.SessionRecord`).
+``user:<user key>``
+    The user's cached values, shared by all of their sessions; TTL of their
+    latest session.
+``sessions:<user key>``
+    The index: session id -> expiry time, pruned of expired ids on write.
+``users:<bucket>``
+    User key -> expiry of their latest session, in 64 buckets by hash, so
+    that listing users reads 64 keys rather than scanning.
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import hashlib
+import typing as t
+
+from .protocol import CorruptLog
+from .protocol import Found
+from .protocol import Swapped
+from .protocol import parse_map
+from .protocol import parse_session
+from .protocol import parse_user
+from .protocol import user_value
+from .records import SessionRecord
+from .records import new_session_id
+from .stores import Lock
+from .stores import Store
+from .stores import StoreUnavailable
+
+#: Number of ``users:<bucket>`` records.
+USER_BUCKETS = 64
+
+#: How long a rotation that finds the session locked waits for the holder,
+#: in seconds, so that it can follow the token the holder issues.
+FOLLOW_WAIT = 0.25
+
+
+def _ttl(expires_at: float, now: float) -> int:
+    """Whole seconds until ``expires_at``, rounded up: cachelib counts in
+    seconds, and a record must not expire before its own expiry time.
+    """
+    return int(expires_at - now) + 1
+
+
+class CachelibSessionStore:
+    """:class:`~flask_pow.protocol.SessionStore` on a
+    :class:`~flask_pow.stores.Store` (a cachelib cache seen through the
+    namespace).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.corrupt = CorruptLog()
+
+    # -- keys ---------------------------------------------------------------
+
+    def _session_key(self, session_id: str) -> str:
+        return self.store.key("session", session_id)
+
+    def _user_key(self, user_key: str) -> str:
+        return self.store.key("user", user_key)
+
+    def _index_key(self, user_key: str) -> str:
+        return self.store.key("sessions", user_key)
+
+    def _bucket_key(self, user_key: str) -> str:
+        bucket = int(hashlib.sha256(user_key.encode()).hexdigest()[:4], 16)
+        return self.store.key("users", f"{bucket % USER_BUCKETS:02d}")
+
+    def _locked(self, kind: str, name: str) -> Lock:
+        lock = self.store.lock(kind, name)
+
+        if not lock.acquire(blocking=True):
+            raise StoreUnavailable("Timed out waiting for a session store lock.")
+
+        return lock
+
+    # -- reading records ----------------------------------------------------
+
+    def read_session(self, session_id: str) -> SessionRecord | None:
+        key = self._session_key(session_id)
+        return parse_session(session_id, self.store.get(key), key, self.corrupt)
+
+    def _read_user(self, user_key: str) -> dict[str, t.Any] | None:
+        key = self._user_key(user_key)
+        return parse_user(user_key, self.store.get(key), key, self.corrupt)
+
+    def _read_map(self, key: str) -> dict[str, float]:
+        return parse_map(self.store.get(key), key, self.corrupt)
+
+    def read(self, session_id: str) -> Found | None:
+        record = self.read_session(session_id)
+
+        if record is None:
+            return None
+
+        return Found(record, self._read_user(record.user_key))
+
+    def new_session_id(self, user_key: str, now: float) -> str:
+        return new_session_id()
+
+    # -- writes -------------------------------------------------------------
+
+    def _changed_map(
+        self, key: str, changes: c.Mapping[str, float | None], now: float
+    ) -> dict[str, float]:
+        """Read a name -> expiry map, apply ``changes`` (``None`` removes a
+        name) and drop the names that have expired.
+        """
+        values = self._read_map(key)
+
+        for name, expires_at in changes.items():
+            if expires_at is None:
+                values.pop(name, None)
+            else:
+                values[name] = expires_at
+
+        return {name: exp for name, exp in values.items() if exp > now}
+
+    def _write_user(
+        self,
+        user_key: str,
+        user_data: dict[str, t.Any] | None,
+        changes: c.Mapping[str, float | None],
+        now: float,
+        *,
+        only_live: bool = False,
+    ) -> bool:
+        """Under the user's lock: rewrite the user record (unless
+        ``user_data`` is ``None``), and apply ``changes`` to the index.
+        Deletes the user's records when no session is left (unless
+        ``only_live``: then nothing is written). Returns whether a session
+        is left.
+        """
+        index_key = self._index_key(user_key)
+        index = self._changed_map(index_key, changes, now)
+
+        if not index and only_live:
+            return False
+
+        if index:
+            latest = max(index.values())
+            ttl = _ttl(latest, now)
+            items: dict[str, tuple[t.Any, int]] = {index_key: (index, ttl)}
+
+            if user_data is not None:
+                items[self._user_key(user_key)] = (user_value(user_key, user_data), ttl)
+
+            self.store.set_many(items)
+        else:
+            latest = None
+            self.store.delete_many(self._user_key(user_key), index_key)
+
+        self._write_bucket(user_key, latest, now)
+        return latest is not None
+
+    def _write_bucket(self, user_key: str, latest: float | None, now: float) -> None:
+        bucket_key = self._bucket_key(user_key)
+        lock = self._locked("bucket", bucket_key)
+
+        try:
+            bucket = self._changed_map(bucket_key, {user_key: latest}, now)
+
+            if bucket:
+                self.store.set(bucket_key, bucket, _ttl(max(bucket.values()), now))
+            else:
+                self.store.delete_many(bucket_key)
+        finally:
+            lock.release()
+
+    def create(
+        self, record: SessionRecord, user_data: dict[str, t.Any], now: float
+    ) -> None:
+        self._write_session(record, user_data, now, keep_user=False)
+
+    def _write_session(
+        self,
+        record: SessionRecord,
+        user_data: dict[str, t.Any],
+        now: float,
+        *,
+        keep_user: bool,
+    ) -> None:
+        """Under the user's lock: write the session, index it, and write the
+        user's values (with ``keep_user``, only if the user record is gone:
+        a sync since the caller read it stays).
+        """
+        lock = self._locked("user", record.user_key)
+
+        try:
+            self.store.set(
+                self._session_key(record.id),
+                record.dump(),
+                _ttl(record.expires_at, now),
+            )
+            cached = self._read_user(record.user_key) if keep_user else None
+            self._write_user(
+                record.user_key,
+                user_data if cached is None else cached,
+                {record.id: record.expires_at},
+                now,
+            )
+        finally:
+            lock.release()
+
+    def swap(
+        self,
+        record: SessionRecord,
+        expected: str,
+        now: float,
+        *,
+        user_data: dict[str, t.Any],
+        wait: bool,
+    ) -> Swapped:
+        lock = self.store.lock("session", record.id)
+
+        # Many requests may queue behind a rotation; the ones that cannot
+        # take the lock in a moment read the record and follow the winner.
+        if not lock.acquire(blocking=True, timeout=None if wait else FOLLOW_WAIT):
+            if wait:
+                raise StoreUnavailable("Timed out waiting for a session lock.")
+
+            return Swapped(False, self.read_session(record.id), busy=True)
+
+        try:
+            current = self.read_session(record.id)
+
+            if current is None or current.token != expected:
+                return Swapped(False, current)
+
+            self._write_session(record, user_data, now, keep_user=True)
+            return Swapped(True)
+        finally:
+            lock.release()
+
+    def delete(
+        self, user_key: str, session_ids: c.Sequence[str], now: float
+    ) -> list[str]:
+        ended = []
+
+        # Each under its session's lock, so that a rotation in flight cannot
+        # write the record back.
+        for session_id in session_ids:
+            lock = self._locked("session", session_id)
+
+            try:
+                if self.read_session(session_id) is not None:
+                    ended.append(session_id)
+
+                self.store.delete_many(self._session_key(session_id))
+            finally:
+                lock.release()
+
+        lock = self._locked("user", user_key)
+
+        try:
+            self._write_user(
+                user_key,
+                self._read_user(user_key),
+                dict.fromkeys(session_ids),
+                now,
+            )
+        finally:
+            lock.release()
+
+        return ended
+
+    def write_user(
+        self, user_key: str, user_data: dict[str, t.Any], now: float
+    ) -> bool:
+        lock = self._locked("user", user_key)
+
+        try:
+            return self._write_user(user_key, user_data, {}, now, only_live=True)
+        finally:
+            lock.release()
+
+    # -- listing ------------------------------------------------------------
+
+    def session_ids(self, user_key: str) -> list[str]:
+        return list(self._read_map(self._index_key(user_key)))
+
+    def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
+        index = self._read_map(self._index_key(user_key))
+        ids = sorted(sid for sid, exp in index.items() if exp > now)
+
+        if not ids:
+            return []
+
+        keys = [self._session_key(sid) for sid in ids]
+        return [
+            record
+            for sid, key, value in zip(
+                ids, keys, self.store.get_many(*keys), strict=True
+            )
+            if (record := parse_session(sid, value, key, self.corrupt)) is not None
+        ]
+
+    def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
+        bucket_keys = [self.store.key("users", f"{n:02d}") for n in range(USER_BUCKETS)]
+        user_keys = sorted(
+            user_key
+            for key, value in zip(
+                bucket_keys, self.store.get_many(*bucket_keys), strict=True
+            )
+            for user_key, exp in parse_map(value, key, self.corrupt).items()
+            if exp > now
+        )
+
+        if not user_keys:
+            return []
+
+        keys = [self._user_key(user_key) for user_key in user_keys]
+        return [
+            (user_key, data)
+            for user_key, key, value in zip(
+                user_keys, keys, self.store.get_many(*keys), strict=True
+            )
+            if (data := parse_user(user_key, value, key, self.corrupt)) is not None
+        ]

@@ -1,0 +1,202 @@
+"""The store protocol: the few operations the credentials cache needs from
+a backend, with the same meaning on every backend.
+
+:class:`~flask_pow.CredentialsCache` applies the session rules
+(:mod:`flask_pow.policy`) over a :class:`SessionStore`; it never sees keys,
+locks or scripts. Two implementations: one over any cachelib cache
+(:mod:`flask_pow.cachelib_store`), one native for Redis and Valkey
+(:mod:`flask_pow.redis_store`). ``tests/test_store_contract.py`` runs the
+same tests against both, on every backend the suite can start.
+
+A store holds three kinds of record: sessions, each user's cached values,
+and each user's index of sessions (session id -> expiry), plus whatever it
+needs to list users. Every deadline it is given is a Unix time from the
+caller's clock (``now``), so that a test can move time for both at once.
+Every failure to reach or write the store is
+:exc:`~flask_pow.StoreUnavailable`; a corrupt record reads as missing and is
+logged once (:class:`CorruptLog`).
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import dataclasses
+import hashlib
+import logging
+import typing as t
+
+from .records import SessionRecord
+
+logger = logging.getLogger("flask_pow")
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """A session as :meth:`SessionStore.read` finds it."""
+
+    record: SessionRecord
+    #: The user's cached values, or ``None`` if the user record is missing.
+    user_data: dict[str, t.Any] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Swapped:
+    """What :meth:`SessionStore.swap` did."""
+
+    #: Whether the new record was written.
+    ok: bool
+    #: When not written: the session as it is now (``None`` if it is gone).
+    current: SessionRecord | None = None
+    #: When not written because another writer held the session and would
+    #: not let go in time (lock-based stores only, never when waiting).
+    busy: bool = False
+
+
+class SessionStore(t.Protocol):
+    """What a backend provides. All of it is atomic per operation: a reader
+    never sees half a write, and two writers of one session never both win.
+    """
+
+    def new_session_id(self, user_key: str, now: float) -> str:
+        """An id for a new session of this user (a backend may put a
+        routing prefix in it).
+        """
+
+    def read(self, session_id: str) -> Found | None:
+        """The session with its user's cached values; ``None`` if there is
+        no such session. One round trip where the backend allows.
+        """
+
+    def read_session(self, session_id: str) -> SessionRecord | None:
+        """The session record alone."""
+
+    def create(
+        self, record: SessionRecord, user_data: dict[str, t.Any], now: float
+    ) -> None:
+        """Write a new session, index it, and write the user's values."""
+
+    def swap(
+        self,
+        record: SessionRecord,
+        expected: str,
+        now: float,
+        *,
+        user_data: dict[str, t.Any],
+        wait: bool,
+    ) -> Swapped:
+        """Write ``record`` over the session of the same id if, and only if,
+        the stored one still has the token digest ``expected`` (a
+        compare-and-set), and refresh the index. The user's values are kept
+        as they are; ``user_data`` is written only where the user record is
+        missing. Without ``wait`` a lock-based store gives up after a short
+        wait for a concurrent writer and says ``busy``.
+        """
+
+    def delete(
+        self, user_key: str, session_ids: c.Sequence[str], now: float
+    ) -> list[str]:
+        """Delete sessions of one user and unindex them; the user's records
+        go when no session is left. Returns the ids that were there.
+        """
+
+    def session_ids(self, user_key: str) -> list[str]:
+        """The ids in a user's index (live or not yet pruned)."""
+
+    def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
+        """The records of a user's indexed sessions, in no order; the
+        caller filters them.
+        """
+
+    def write_user(
+        self, user_key: str, user_data: dict[str, t.Any], now: float
+    ) -> bool:
+        """Replace a user's cached values if they have a live session;
+        return whether they had one (nothing is written otherwise).
+        """
+
+    def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
+        """``(user key, cached values)`` of every user with a live session."""
+
+
+# -- shared by the implementations ------------------------------------------
+
+
+class CorruptLog:
+    """Logs, once per record and process, that a record was ignored.
+
+    A record is named by a digest of its key: keys hold session ids, which
+    are not for logs.
+    """
+
+    def __init__(self) -> None:
+        self._warned: set[str] = set()
+
+    def __call__(self, kind: str, key: str) -> None:
+        name = hashlib.sha256(key.encode()).hexdigest()[:12]
+
+        if name in self._warned:
+            return
+
+        if len(self._warned) > 10_000:
+            self._warned.clear()
+
+        self._warned.add(name)
+        logger.warning(
+            "Ignored a corrupt or foreign %s record in the credentials"
+            " cache (key digest %s); it is treated as missing.",
+            kind,
+            name,
+        )
+
+
+def parse_session(
+    session_id: str, value: t.Any, key: str, corrupt: CorruptLog
+) -> SessionRecord | None:
+    """A stored session value, validated; ``None`` if missing or corrupt."""
+    if value is None:
+        return None
+
+    try:
+        return SessionRecord.parse(session_id, value)
+    except ValueError:
+        corrupt("session", key)
+        return None
+
+
+def parse_user(
+    user_key: str, value: t.Any, key: str, corrupt: CorruptLog
+) -> dict[str, t.Any] | None:
+    """A stored user value (``{"key": ..., "data": {...}}``), validated."""
+    if value is None:
+        return None
+
+    if (
+        not isinstance(value, dict)
+        or value.get("key") != user_key
+        or not isinstance(value.get("data"), dict)
+    ):
+        corrupt("user", key)
+        return None
+
+    return t.cast(dict[str, t.Any], value["data"])
+
+
+def user_value(user_key: str, user_data: dict[str, t.Any]) -> dict[str, t.Any]:
+    """What :func:`parse_user` reads back: the key is kept beside the data,
+    so a record moved under another key is refused.
+    """
+    return {"key": user_key, "data": user_data}
+
+
+def parse_map(value: t.Any, key: str, corrupt: CorruptLog) -> dict[str, float]:
+    """A stored name -> expiry map; empty if missing or corrupt."""
+    if value is None:
+        return {}
+
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+    ):
+        corrupt("index", key)
+        return {}
+
+    return value
