@@ -28,5 +28,6 @@ from .stores import StoreUnavailable as StoreUnavailable
 from .users import NotCachedError as NotCachedError
 from .users import SQLAlchemyUsers as SQLAlchemyUsers
 from .users import UserAdapter as UserAdapter
+from .users import identity_key as identity_key
 from .views import login_required as login_required
 from .views import reload_user as reload_user

@@ -24,6 +24,7 @@ from .records import SessionInfo
 from .records import SessionRecord
 from .stores import StoreUnavailable
 from .users import UserAdapter
+from .users import check_user_key
 
 
 @dataclasses.dataclass
@@ -148,7 +149,7 @@ class CredentialsCache:
         :return: the session and the token the client must hold. The token
             is shown here only: the store keeps its digest.
         """
-        user_key = self.adapter.key(user)
+        user_key = check_user_key(self.adapter.key(user))
         user_data = self.adapter.dump(user)
         now = self.clock()
         session_id = self.store.new_session_id(user_key, now)

@@ -21,6 +21,7 @@ from .request_state import get_request_state
 from .request_state import set_current_user
 from .session import get_current_user
 from .session import load_user
+from .users import check_user_key
 from .users import resolve_user
 
 logger = logging.getLogger("flask_pow")
@@ -82,7 +83,7 @@ def login_user(
     # Fail here, in the view, rather than after it: no secret key, a user
     # with no identity, or metadata that cannot be stored.
     state.signer.check()
-    state.users.key(user)
+    check_user_key(state.users.key(user))
     values: dict[str, t.Any] = {
         "ip": request.remote_addr,
         "user_agent": request.user_agent.string[:MAX_USER_AGENT],

@@ -19,6 +19,11 @@ Python type                   stored as
 
 Tuples become lists, as in JSON. Any other type is refused with
 :exc:`TypeError` when it is written.
+
+An application's own dict key that starts with NUL (a JSON column holds
+whatever a user typed) is written with one more NUL in front, and read back
+without it, so no value can pass for a tag: every value round-trips
+exactly.
 """
 
 from __future__ import annotations
@@ -58,21 +63,69 @@ def _encode(value: t.Any) -> dict[str, t.Any]:
 _DECODERS: dict[str, c.Callable[[t.Any], t.Any]] = {}
 
 
+def _escape(value: t.Any) -> t.Any:
+    """``value`` with every dict key that starts with NUL given one more
+    NUL; containers are copied only where such a key is found.
+    """
+    if isinstance(value, dict):
+        items = [
+            (
+                _TAG + key if isinstance(key, str) and key[:1] == _TAG else key,
+                _escape(item),
+            )
+            for key, item in value.items()
+        ]
+
+        if all(
+            new_key is key and new_item is item
+            for (new_key, new_item), (key, item) in zip(
+                items, value.items(), strict=True
+            )
+        ):
+            return value
+
+        return dict(items)
+
+    if isinstance(value, (list, tuple)):
+        escaped = [_escape(item) for item in value]
+
+        if all(new is old for new, old in zip(escaped, value, strict=True)):
+            return value
+
+        return escaped
+
+    return value
+
+
 def _decode(obj: dict[str, t.Any]) -> t.Any:
-    if len(obj) != 1:
+    if len(obj) == 1:
+        key = next(iter(obj))
+
+        if key[:1] == _TAG and key[1:2] != _TAG:
+            try:
+                decoder = _DECODERS[key[1:]]
+            except KeyError:
+                raise ValueError(f"unknown tag {key[1:]!r}") from None
+
+            return decoder(obj[key])
+
+    if not any(key[:1] == _TAG for key in obj):
         return obj
 
-    key = next(iter(obj))
+    unescaped = {}
 
-    if not key.startswith(_TAG):
-        return obj
+    for key, value in obj.items():
+        if key[:1] == _TAG:
+            if key[1:2] != _TAG:
+                # Only a tag starts with one NUL, and a tag is alone in its
+                # object: this was not written by dumps().
+                raise ValueError("a key starts with NUL")
 
-    try:
-        decoder = _DECODERS[key[1:]]
-    except KeyError:
-        raise ValueError(f"unknown tag {key[1:]!r}") from None
+            key = key[1:]
 
-    return decoder(obj[key])
+        unescaped[key] = value
+
+    return unescaped
 
 
 def _decode_bytes(value: t.Any) -> bytes:
@@ -98,7 +151,7 @@ def dumps(value: t.Any) -> bytes:
     :raise TypeError: if the value holds a type that cannot be stored.
     """
     return json.dumps(
-        value, default=_encode, separators=(",", ":"), ensure_ascii=False
+        _escape(value), default=_encode, separators=(",", ":"), ensure_ascii=False
     ).encode("utf-8")
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import re
 import typing as t
+import urllib.parse
 
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
@@ -26,6 +28,52 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
 
 U = t.TypeVar("U")
+
+#: What a user key looks like: a kind (a model name), a colon, and an
+#: identity with no whitespace or control character in it.
+USER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[^\s\x00-\x1f\x7f]+")
+
+
+def identity_key(kind: str, *parts: tuple[str, t.Any]) -> str:
+    """Build a user key from a kind (a model name) and the parts of an
+    identity, unambiguously: ``identity_key("User", ("id", 42))`` is
+    ``"User:42"``; with several parts each is ``name=value`` with its value
+    percent-encoded, so that no two identities share a key, whatever their
+    values hold (``"Membership:org=a%2Cb,user=1"``).
+    """
+    if not parts:
+        raise ValueError("A user key needs at least one identity part.")
+
+    if len(parts) == 1:
+        return f"{kind}:{_quote(parts[0][1], single=True)}"
+
+    return f"{kind}:" + ",".join(f"{name}={_quote(value)}" for name, value in parts)
+
+
+def _quote(value: t.Any, *, single: bool = False) -> str:
+    # One part needs no separator escaped, only what a key may not hold
+    # (whitespace and control characters), so that integer and plain text
+    # keys read as they are.
+    safe = "" if not single else "!$&'()*+,;=:@/~"
+    return urllib.parse.quote(str(value), safe=safe)
+
+
+def check_user_key(key: t.Any) -> str:
+    """Refuse a user key that is not ``<Kind>:<identity>``: a key without a
+    kind (``"42"``) would be shared by users of two kinds with the same id.
+
+    :raise ValueError: with what a key must look like.
+    """
+    if not isinstance(key, str) or USER_KEY.fullmatch(key) is None:
+        raise ValueError(
+            f"The user adapter returned the user key {key!r}. A user key is"
+            " '<Kind>:<identity>' (for example 'User:42'), with no whitespace"
+            " or control character, unique among all users; build it with"
+            " flask_pow.identity_key()."
+        )
+
+    return key
+
 
 #: Column names offered as a readable label for a user, in this order.
 LABEL_COLUMNS = ("email", "username", "name", "login")
@@ -248,10 +296,7 @@ class SQLAlchemyUsers(t.Generic[U]):
                     " and flush (or commit) the user before logging it in."
                 )
 
-        if len(values) == 1:
-            return f"{self._name}:{values[0][1]}"
-
-        return f"{self._name}:" + ",".join(f"{name}={value}" for name, value in values)
+        return identity_key(self._name, *values)
 
     def cached_values_changed(self, user: U) -> bool:
         """Whether a change of ``user`` not yet flushed touches a cached

@@ -9,6 +9,9 @@ import pickle
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from flask_pow import JSONSerializer
 from flask_pow import serialization
@@ -86,3 +89,47 @@ def test_serializer_file_round_trip() -> None:
     serializer.dump({"a": dt.date(2026, 1, 1)}, buffer)
     buffer.seek(0)
     assert serializer.load(buffer) == {"a": dt.date(2026, 1, 1)}
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            # Keys an application may hold, NUL-prefixed ones included: a JSON
+            # column holds whatever a user typed.
+            st.text() | st.sampled_from(["\x00dt", "\x00set", "\x00", "\x00\x00b"]),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(JSON)
+@settings(max_examples=300, deadline=None)
+def test_any_json_value_round_trips_exactly(value: object) -> None:
+    assert serialization.loads(serialization.dumps(value)) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"\x00dt": "2026-01-01T00:00:00"},
+        {"\x00set": [1, 2]},
+        {"\x00b": "not base64!"},
+        {"\x00nope": 1},
+        {"theme": {"\x00d": "2026-01-01"}},
+    ],
+)
+def test_application_dict_shaped_like_a_tag_keeps_its_type(value: object) -> None:
+    """Without escaping, the first became a datetime, the third and fourth
+    made the whole record undecodable.
+    """
+    assert serialization.loads(serialization.dumps(value)) == value
+
+
+def test_object_with_a_one_nul_key_among_others_is_refused() -> None:
+    with pytest.raises(ValueError):
+        serialization.loads(b'{"\\u0000dt": "2026-01-01", "x": 1}')

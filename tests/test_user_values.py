@@ -1,0 +1,64 @@
+"""What a user typed into a JSON column comes back from the cache as it
+went in, on every backend.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import sqlalchemy as sa
+import sqlalchemy.orm as sa_orm
+from cachelib import BaseCache
+from flask import Flask
+from flask import g
+from flask import jsonify
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_pow import Pow
+from flask_pow import login_user
+
+SETTINGS = {
+    "theme": "dark",
+    "\x00dt": "2026-01-01T00:00:00",
+    "nested": [{"\x00set": [1, 2]}, {"\x00b": "not base64!"}],
+}
+
+
+def test_json_column_shaped_like_tags_round_trips(
+    cache: BaseCache, tmp_path: t.Any
+) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="test secret key",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'values.db'}",
+        POW_CACHE=cache,
+    )
+    db = SQLAlchemy(model_class=type("B", (sa_orm.DeclarativeBase,), {}))
+
+    class User(db.Model):  # type: ignore[name-defined,misc]
+        id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+        settings: sa_orm.Mapped[dict[str, t.Any]] = sa_orm.mapped_column(sa.JSON)
+
+    db.init_app(app)
+    Pow(app, db=db, user_model=User)
+
+    with app.app_context():
+        db.create_all()
+        db.session.add(User(id=1, settings=SETTINGS))
+        db.session.commit()
+
+    @app.post("/login")
+    def login() -> str:
+        login_user(db.session.get(User, 1))
+        return "ok"
+
+    @app.get("/settings")
+    def settings() -> t.Any:
+        value = g.current_user.settings
+        return jsonify(type=type(value).__name__, value=value)
+
+    client = app.test_client()
+    client.post("/login")
+    answer = client.get("/settings")
+    assert answer.status_code == 200
+    assert answer.json == {"type": "dict", "value": SETTINGS}
