@@ -41,8 +41,12 @@ from .stores import StoreUnavailable
 USER_BUCKETS = 64
 
 #: How long a rotation that finds the session locked waits for the holder,
-#: in seconds, so that it can follow the token the holder issues.
-FOLLOW_WAIT = 0.25
+#: in seconds, so that it can follow the token the holder issues. A holder
+#: keeps the lock for a few writes; the wait is long enough for a queue of
+#: parallel requests to drain, so that each response carries the newest
+#: token (a permanent Flask session re-sends the cookie with every
+#: response, and the one the browser applies last is the one it keeps).
+FOLLOW_WAIT = 2.0
 
 
 def _ttl(expires_at: float, now: float) -> int:

@@ -172,11 +172,13 @@ class CredentialsCache:
         Of concurrent rotations one wins, on every store, by a
         compare-and-set on the token: the others are moved to the winner's
         token. A caller that cannot tell in a moment (a lock-based store
-        with many requests queued) carries on with its own token. With
-        ``wait`` (a privilege change, which must rotate), the caller waits
-        for the store, and rotates on from a session a concurrent request
-        just rotated, so that the session ends on a token issued after the
-        change.
+        with many requests queued) carries on with its own token.
+
+        With ``wait``, a privilege change: the caller waits for the store,
+        rotates on from a session a concurrent request just rotated, and
+        rotates *hard*: no earlier token of the session works afterwards, not
+        even inside the grace window, so the session ends on a token issued
+        after the change and a stolen copy of an older one is dead.
 
         :param session_id: the session.
         :param token: the token the caller holds.
@@ -204,7 +206,7 @@ class CredentialsCache:
                 continue
 
             now = self.clock()
-            candidate, fresh = self.policy.advance(record, token, now)
+            candidate, fresh = self.policy.advance(record, token, now, hard=wait)
             swapped = self.store.swap(
                 candidate, record.token, now, user_data=user_data, wait=wait
             )

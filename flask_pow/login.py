@@ -193,7 +193,11 @@ def database_user(user: t.Any = None) -> t.Any:
 
 def logout_other_sessions() -> int:
     """End every session of the current user but this one ("log out other
-    devices"). The sessions end once the view has returned.
+    devices"), and give this one a new token at once, with no grace window
+    for the old one: the one call to make after a password change, which
+    leaves exactly one valid credential of the user, the caller's new one
+    (a copy of this cookie made before is dead too). The writes happen once
+    the view has returned.
 
     :return: how many other sessions the user has now.
     """
@@ -204,5 +208,6 @@ def logout_other_sessions() -> int:
         return 0
 
     request_state.revoke_others = True
+    request_state.force_rotate = True
     others = get_pow_state().credentials.sessions_by_key(request_state.user_key)
     return sum(1 for info in others if info.id != request_state.session_id)

@@ -220,7 +220,13 @@ def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
             _write_cookie(state, session_id, new_token)
 
             if by_us:
-                _regenerate_session()
+                # A server-side session id is renewed where fixation is the
+                # risk (a login, a privilege change); a routine rotation
+                # keeps it, so that a parallel request still carrying it
+                # stays inside the grace window.
+                if request_state.force_rotate:
+                    _regenerate_session()
+
                 signals.session_rotated.send(
                     app, session_id=session_id, user=g.current_user
                 )

@@ -9,8 +9,9 @@ they can be tested on their own.
   under the old one).
 - A **rotation** issues a fresh token, keeps the session id, creation time
   and metadata, restarts the idle timeout (never past the absolute one),
-  and keeps the old token for the grace window; with no grace window, the
-  old token is dead at once.
+  and keeps the old token for the grace window; with no grace window, or
+  for a privilege change (a *hard* rotation), the old token is dead at
+  once.
 - A session past its **absolute timeout** is over, however active.
 """
 
@@ -93,16 +94,19 @@ class Policy:
         return None
 
     def advance(
-        self, record: SessionRecord, token: str, now: float
+        self, record: SessionRecord, token: str, now: float, *, hard: bool = False
     ) -> tuple[SessionRecord, str]:
         """Rotate a session: the record as it is after the rotation (a copy;
         ``record`` is left as it was) and the fresh token. ``token`` is the
         current token, which seals the fresh one for the grace window.
+
+        A ``hard`` rotation (a privilege change) keeps no grace window: every
+        earlier token of the session is dead at once.
         """
         fresh = new_token()
         advanced = dataclasses.replace(record)
 
-        if self.rotation_grace:
+        if self.rotation_grace and not hard:
             advanced.previous = record.token
             advanced.previous_until = now + self.rotation_grace
             advanced.rotated_to = seal(fresh, token)

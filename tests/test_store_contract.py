@@ -269,9 +269,9 @@ def test_a_privilege_change_after_a_rotation_ends_on_a_newer_token(
     assert forced is not None and forced[1]
     assert forced[0] != routine[0]
     assert credentials.authenticate(info.id, forced[0]) is not None
-    # The routine rotation's token is now a rotated-away one: it follows.
-    found = credentials.authenticate(info.id, routine[0])
-    assert found is not None and found.follow == forced[0]
+    # A privilege change keeps no grace window: every earlier token is dead.
+    assert credentials.authenticate(info.id, routine[0]) is None
+    assert credentials.authenticate(info.id, token) is None
 
 
 def test_revoke_all_ends_every_session_of_a_user(
