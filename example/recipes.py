@@ -96,7 +96,9 @@ def downgrade_expired_trials(emails: list[str]) -> None:
 
 def create_app(config: dict[str, object] | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="change me", SQLALCHEMY_DATABASE_URI="sqlite://")
+    app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://")
+    # FLASK_SECRET_KEY from the environment, never from code.
+    app.config.from_prefixed_env()
     app.config.update(config or {})
     db.init_app(app)
     auth.init_app(app, user_model=User)

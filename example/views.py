@@ -4,7 +4,9 @@ page, the devices page, and an admin area.
 
 from __future__ import annotations
 
+import re
 import typing as t
+import urllib.parse
 
 import sqlalchemy as sa
 from flask import Blueprint
@@ -86,9 +88,29 @@ def login() -> str | Response:
 
 
 def _safe_next(values: t.Mapping[str, str]) -> str | None:
-    # Only a path on this site: never an open redirect.
-    target = values.get("next", "")
-    return target if target.startswith("/") and not target.startswith("//") else None
+    """The ``next`` target, if it is a path on this site: never an open
+    redirect. Checked as a browser will read it: a browser drops tabs and
+    newlines anywhere in a URL, spaces and control characters at its ends,
+    and reads a backslash as a slash, so a tab after the first slash, or
+    ``/\\evil.example``, make ``//evil.example``: another site.
+    """
+    target = _BROWSER_DROPS.sub("", values.get("next", ""))
+    target = target.strip(_ENDS).replace("\\", "/")
+
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or _CONTROL.search(target)
+        or urllib.parse.urlsplit(target).netloc
+    ):
+        return None
+
+    return target
+
+
+_BROWSER_DROPS = re.compile(r"[\t\n\r]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ENDS = "".join(map(chr, range(0x21)))
 
 
 def logged_out_elsewhere() -> None:

@@ -5,6 +5,7 @@ include, and each is run here.
 from __future__ import annotations
 
 import pathlib
+import re
 import runpy
 import subprocess
 import sys
@@ -17,6 +18,41 @@ from werkzeug.security import generate_password_hash
 from flask_pow import login_user
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+@pytest.fixture(autouse=True)
+def secret_key_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where every example reads it from.
+    monkeypatch.setenv("FLASK_SECRET_KEY", "test secret key")
+
+
+#: A secret key written into code: ``SECRET_KEY = "..."``,
+#: ``SECRET_KEY="..."``, ``["SECRET_KEY"] = "..."``, a fallback list of
+#: literals, or a literal default of ``environ.get``.
+LITERAL_SECRET = re.compile(
+    r"""SECRET_KEY(_FALLBACKS)?["']?\]?\s*=\s*(\[\s*)?["']"""
+    r"""|SECRET_KEY["'],\s*["']"""
+)
+
+
+def test_no_copied_example_holds_a_secret_key() -> None:
+    """Whoever copies an example with a literal key accepts a publicly
+    known signing key: Flask session cookies can be forged.
+    """
+    root = EXAMPLES.parent.parent
+    files = [
+        root / "README.rst",
+        *EXAMPLES.parent.glob("*.rst"),
+        *EXAMPLES.rglob("*.py"),
+        *(root / "example").glob("*.py"),
+    ]
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if LITERAL_SECRET.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert found == []
 
 
 def load(name: str) -> dict[str, t.Any]:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import typing as t
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -422,6 +423,55 @@ def test_plan_form_never_redirects_off_site(demo: Flask) -> None:
     log_in(client)
     response = post(client, "/plan", plan="pro", next="//evil.example/")
     assert response.headers["Location"] == "/"
+
+
+#: ``next`` values a browser resolves to another site: tabs and newlines are
+#: dropped anywhere, spaces and controls at the ends, backslashes read as
+#: slashes.
+OFF_SITE = [
+    "//evil.example/",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    "\t//evil.example",
+    " //evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    "/\x00/evil.example",
+]
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_login_never_redirects_off_site(demo: Flask, target: str) -> None:
+    client = demo.test_client()
+    response = client.post(
+        "/login?" + urllib.parse.urlencode({"next": target}),
+        data={"csrf": token(client), "email": DEMO_EMAIL, "password": DEMO_PASSWORD},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_plan_form_never_redirects_off_site_as_a_browser_reads_it(
+    demo: Flask, target: str
+) -> None:
+    client = demo.test_client()
+    log_in(client)
+    response = post(client, "/plan", plan="pro", next=target)
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", ["/pro", "/sessions?page=2", "/a%09b"])
+def test_login_follows_a_path_on_this_site(demo: Flask, target: str) -> None:
+    client = demo.test_client()
+    response = client.post(
+        "/login?" + urllib.parse.urlencode({"next": target}),
+        data={"csrf": token(client), "email": DEMO_EMAIL, "password": DEMO_PASSWORD},
+    )
+    assert response.headers["Location"] == target
 
 
 def test_forbidden_admin_area_is_a_403_in_the_layout(demo: Flask) -> None:

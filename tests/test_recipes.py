@@ -19,6 +19,7 @@ def app(cache: BaseCache, tmp_path: t.Any) -> Flask:
     app = recipes.create_app(
         {
             "TESTING": True,
+            "SECRET_KEY": "test secret key",
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'recipes.db'}",
             "POW_CACHE": cache,
         }

@@ -38,5 +38,7 @@ class AccountUsers:
 
 
 app = Flask(__name__)
-app.config["SECRET_KEY"] = "change me"
+# The secret key comes from the environment (FLASK_SECRET_KEY), never from
+# code that others can read.
+app.config.from_prefixed_env()
 auth = Pow(app, users=AccountUsers())

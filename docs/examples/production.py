@@ -16,9 +16,11 @@ if os.environ.get("USE_FILES"):
     app.config["POW_REDIS_URL"] = None
     app.config["POW_CACHE"] = FileSystemCache("/var/cache/myapp/pow", threshold=0)
 
-# One key for every worker; the old one stays valid while clients move on.
-app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY", "the new key")
-app.config["SECRET_KEY_FALLBACKS"] = ["the old key"]
+# One key for every worker, from the environment (a secret manager), never
+# from code: FLASK_SECRET_KEY, and while rotating it the old one as
+# FLASK_SECRET_KEY_FALLBACKS='["<old key>"]' (JSON), so that clients signed
+# with it move on.
+app.config.from_prefixed_env()
 
 # The cookie that carries the session.
 app.config.update(

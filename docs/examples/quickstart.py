@@ -10,7 +10,9 @@ from flask_pow import login_user
 from flask_pow import logout_user
 
 app = Flask(__name__)
-app.config["SECRET_KEY"] = "change me"
+# The secret key comes from the environment (FLASK_SECRET_KEY), never from
+# code that others can read.
+app.config.from_prefixed_env()
 app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
 db = SQLAlchemy(app)
 

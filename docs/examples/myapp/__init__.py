@@ -10,10 +10,11 @@ from .views import bp
 def create_app(config=None):
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY="change me",
         SQLALCHEMY_DATABASE_URI="sqlite://",
         POW_LOGIN_VIEW="main.login",
     )
+    # FLASK_SECRET_KEY from the environment, never from code.
+    app.config.from_prefixed_env()
     app.config.update(config or {})
     db.init_app(app)
     # The model is known here, once every module is imported.
