@@ -26,7 +26,6 @@ from weakref import WeakKeyDictionary
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from flask import current_app
-from flask import g
 from flask import has_app_context
 from flask import has_request_context
 
@@ -191,7 +190,7 @@ def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
         set_current_user(None)
     else:
         request_state.user_data = user_data
-        current = sa.inspect(g.get("current_user"), raiseerr=False)
+        current = sa.inspect(request_state.user, raiseerr=False)
 
         # A user attached to the session (reloaded) loads its new values
         # itself; the cached, detached one is replaced by the new values.

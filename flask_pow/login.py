@@ -9,7 +9,6 @@ import datetime as dt
 import logging
 import typing as t
 
-from flask import g
 from flask import has_request_context
 from flask import request
 
@@ -110,7 +109,7 @@ def logout_user() -> bool:
     """
     load_user()
     request_state = get_request_state()
-    was_in = g.current_user is not None
+    was_in = request_state.user is not None
     _end_current(request_state)
     request_state.login = None
     request_state.clear_cookie = True
@@ -121,7 +120,7 @@ def logout_user() -> bool:
 def _end_current(request_state: RequestState) -> None:
     if request_state.session_id is not None:
         request_state.ended.append(
-            (request_state.session_id, request_state.user_key, g.current_user)
+            (request_state.session_id, request_state.user_key, request_state.user)
         )
 
     forget_session(request_state)

@@ -13,7 +13,6 @@ import typing as t
 
 import sqlalchemy as sa
 from flask import current_app
-from flask import g
 from flask import has_request_context
 from flask import session
 
@@ -80,7 +79,7 @@ def persist(response: Response) -> Response:
         return response
 
     if request_state.user_key is not None:
-        _warn_if_changed_in_vain(g.get("current_user"))
+        _warn_if_changed_in_vain(request_state.user)
 
     try:
         written = _apply_committed(request_state)
@@ -228,7 +227,7 @@ def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
                     _regenerate_session()
 
                 signals.session_rotated.send(
-                    app, session_id=session_id, user=g.current_user
+                    app, session_id=session_id, user=request_state.user
                 )
 
         return

@@ -59,12 +59,8 @@ def load_user() -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     check_request(app, state)
 
-    # Another mechanism (an API token hook that ran first) already decided
-    # who this is; Pow keeps an assigned user too.
-    if "current_user" in g:
-        request_state.user = g.current_user
-        return
-
+    # Whatever another hook left in g.current_user is replaced, never
+    # trusted: a user from another mechanism comes through request_loader.
     set_current_user(None)
     signals.user_accessed.send(app)
 
@@ -80,8 +76,9 @@ def _load_from_request(state: PowState, app: Flask) -> None:
         user = loader(request._get_current_object())  # type: ignore[attr-defined]
 
         if user is not None:
-            set_current_user(resolve_user(user))
-            signals.user_loaded_from_request.send(app, user=g.current_user)
+            user = resolve_user(user)
+            set_current_user(user)
+            signals.user_loaded_from_request.send(app, user=user)
             return
 
 
@@ -132,7 +129,7 @@ def _load_from_session(state: PowState, request_state: RequestState) -> bool:
     if _wants_reload(state):
         reload_current_user()
 
-    return g.current_user is not None
+    return request_state.user is not None
 
 
 def _wants_reload(state: PowState) -> bool:
@@ -162,7 +159,7 @@ def reload_current_user() -> t.Any:
     """
     load_user()
     request_state = get_request_state()
-    user = g.current_user
+    user = request_state.user
 
     if request_state.reloaded or user is None or request_state.session_id is None:
         return user
@@ -200,7 +197,7 @@ def get_current_user() -> t.Any:
         return None
 
     load_user()
-    return g.get("current_user")
+    return get_request_state().user
 
 
 def _current_user_or_anonymous() -> t.Any:

@@ -90,10 +90,14 @@ def test_current_user_in_templates(env: Env, client: FlaskClient, user_id: int) 
     assert client.get("/tpl").get_data(as_text=True) == "Ada"
 
 
-def test_user_assigned_before_pow_is_kept(
+def test_none_assigned_by_an_earlier_hook_does_not_turn_authentication_off(
     env: Env, client: FlaskClient, user_id: int
 ) -> None:
-    """T3: a user already assigned (by a hook that ran first) is kept."""
+    """Pow's T3 keeps a user an earlier hook assigned; flask_pow does not
+    trust ``g.current_user``: an app that sets it to ``None`` first would
+    turn authentication off. Another mechanism's user comes through
+    ``request_loader``.
+    """
 
     @env.app.before_request
     def api_token() -> None:
@@ -103,7 +107,26 @@ def test_user_assigned_before_pow_is_kept(
         0, env.app.before_request_funcs[None].pop()
     )
     env.login(client, user_id)
-    assert env.me(client) == "anonymous"
+    assert env.me(client) == "ada@example.com free"
+
+
+def test_user_assigned_by_a_later_hook_does_not_pass_login_required(
+    env: Env, client: FlaskClient, user_id: int
+) -> None:
+    """A blueprint's API hook that puts its own object in
+    ``g.current_user`` does not log anyone in.
+    """
+
+    @env.app.before_request
+    def api_token() -> None:
+        g.current_user = env.db.session.get(env.User, user_id)
+
+    @env.app.get("/who")
+    def who() -> str:
+        return str(current_user.is_authenticated)
+
+    assert client.get("/private").status_code == 401
+    assert client.get("/who").text == "False"
 
 
 def test_session_id_and_metadata_are_readable(
