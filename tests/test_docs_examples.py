@@ -30,7 +30,8 @@ def secret_key_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 #: ``SECRET_KEY="..."``, ``["SECRET_KEY"] = "..."``, a fallback list of
 #: literals, or a literal default of ``environ.get``.
 LITERAL_SECRET = re.compile(
-    r"""SECRET_KEY(_FALLBACKS)?["']?\]?\s*=\s*(\[\s*)?["']"""
+    # A quoted value, unless it is a shell command or a <placeholder>.
+    r"""SECRET_KEY(_FALLBACKS)?["']?\]?\s*=\s*(\[\s*)?["'](?![$<\[])"""
     r"""|SECRET_KEY["'],\s*["']"""
 )
 
