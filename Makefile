@@ -30,7 +30,8 @@ test: system-deps lint typecheck docs pytest
 
 # The test suite starts its own redis-server processes on free loopback
 # ports, drives the example app in Debian's headless Chromium, and runs the
-# benchmark once in tiny sizes (PostgreSQL and wrk). Install them when
+# benchmark once in tiny sizes (PostgreSQL and wrk), and runs a worker whose
+# clock is off (faketime). Install them when
 # missing (CI runs as root on a fresh Debian machine).
 
 system-deps:
@@ -40,6 +41,7 @@ system-deps:
 	command -v memcached >/dev/null || missing="$$missing memcached"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v faketime >/dev/null || missing="$$missing faketime"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \

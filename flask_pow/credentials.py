@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections.abc as c
 import dataclasses
+import logging
 import time
 import typing as t
 
@@ -26,6 +27,8 @@ from .stores import StoreUnavailable
 from .users import UserAdapter
 from .users import check_user_key
 
+logger = logging.getLogger("flask_pow")
+
 
 @dataclasses.dataclass
 class Authenticated:
@@ -40,6 +43,10 @@ class Authenticated:
     #: rotated-away one inside the grace window.
     follow: str | None = None
 
+
+#: A record written this many seconds in this worker's future means the
+#: workers' clocks disagree: logged once.
+CLOCK_SKEW_WARNING = 2.0
 
 #: Sessions revoked per store operation by a revoke-all.
 REVOKE_BATCH = 500
@@ -86,9 +93,16 @@ class CredentialsCache:
         absolute_ttl: int | None,
     ) -> None:
         self.store = store
+        # A store that keeps its own clock (Redis: the server's) decides
+        # every deadline by it, whatever this worker's clock says.
+        store_clock = getattr(store, "clock", None)
+
+        if store_clock is not None:
+            self.clock = store_clock
         self.adapter = users
         self.policy = Policy(credentials_ttl, rotation_grace, absolute_ttl)
         self._corrupt = CorruptLog()
+        self._warned_skew = False
 
     # -- the request path ---------------------------------------------------
 
@@ -104,12 +118,32 @@ class CredentialsCache:
         if found is None:
             return None
 
-        match = self._match(found.record, token)
+        now = self.clock()
+        self._check_clock(found.record, now)
+        match = self.policy.match(found.record, token, now)
 
         if match is None or found.user_data is None:
             return None
 
         return Authenticated(found.record, found.user_data, match.follow)
+
+    def _check_clock(self, record: SessionRecord, now: float) -> None:
+        """Log, once, a record written in this worker's future: another
+        worker's clock is ahead, and every deadline it writes (expiry,
+        grace, absolute timeout) is off here by as much.
+        """
+        skew = record.inserted_at - now
+
+        if skew > CLOCK_SKEW_WARNING and not self._warned_skew:
+            self._warned_skew = True
+            logger.warning(
+                "A session record was written %.0f s in this worker's future:"
+                " the clocks of the processes sharing the credentials store"
+                " disagree, and session deadlines are off by as much. Keep"
+                " them in sync (NTP), or use Redis, whose server clock"
+                " flask_pow uses.",
+                skew,
+            )
 
     def _match(self, record: SessionRecord, token: str) -> Match | None:
         """:meth:`Policy.match <flask_pow.policy.Policy.match>` now."""

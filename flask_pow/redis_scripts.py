@@ -6,17 +6,19 @@ id's tag when the scripts are registered.
 
 from __future__ import annotations
 
-# GET a session and, in the same slot, its user: one round trip.
+# The server's TIME, then GET a session and, in the same slot, its user: one
+# round trip. Every deadline is kept in the server's clock.
 READ = """
+local t = redis.call('TIME')
 local s = redis.call('GET', KEYS[1])
-if not s then return {} end
+if not s then return {t[1], t[2]} end
 local ok, rec = pcall(cjson.decode, s)
 if not ok or type(rec) ~= 'table' or type(rec['user']) ~= 'string' then
-  return {s}
+  return {t[1], t[2], s}
 end
 local u = redis.call('GET', ARGV[1] .. rec['user'])
-if not u then return {s} end
-return {s, u}
+if not u then return {t[1], t[2], s} end
+return {t[1], t[2], s, u}
 """
 
 # Prune a user's index and return the latest expiry left (0 if none), with

@@ -28,6 +28,7 @@ No path uses ``KEYS``, ``SCAN`` or ``FLUSHDB``.
 from __future__ import annotations
 
 import collections.abc as c
+import time
 import typing as t
 
 from cachelib.redis_base import BaseRedisCache
@@ -82,6 +83,8 @@ class RedisSessionStore:
                 source.replace("TAG_END", str(TAG_LENGTH + 1))
             )
 
+        #: The server's clock minus this worker's, from the last read.
+        self._offset: float | None = None
         self._read = register(scripts.READ)
         self._write = register(scripts.WRITE)
         self._delete = register(scripts.DELETE)
@@ -161,6 +164,34 @@ class RedisSessionStore:
 
         return tag
 
+    # -- the clock ----------------------------------------------------------
+
+    #: This worker's clock. Tests may replace it (a worker whose clock is
+    #: off).
+    local_clock: t.Callable[[], float] = staticmethod(time.time)
+
+    def clock(self) -> float:
+        """The server's time, as this worker estimates it: its own clock
+        plus the offset measured by the last read (every read asks the
+        server for ``TIME`` in the same round trip). Every deadline of a
+        session (expiry, grace, absolute timeout) is written and compared in
+        this clock, so workers whose clocks disagree still agree on them.
+        """
+        if self._offset is None:
+            sent = self.local_clock()
+            seconds, micros = self._call(lambda: self.client.time())
+            self._note_time(seconds, micros, sent)
+
+        assert self._offset is not None
+        return self.local_clock() + self._offset
+
+    def _note_time(self, seconds: t.Any, micros: t.Any, sent: float) -> None:
+        # The server read its clock somewhere between sending and receiving:
+        # the midpoint is off by at most half a round trip.
+        received = self.local_clock()
+        server = int(seconds) + int(micros) / 1_000_000
+        self._offset = server - (sent + received) / 2
+
     # -- reading a session --------------------------------------------------
 
     def read_session(self, session_id: str) -> SessionRecord | None:
@@ -176,9 +207,12 @@ class RedisSessionStore:
 
         tag = self._tag_of(session_id)
         key = self._session_key(session_id)
+        sent = self.local_clock()
         values = self._call(
             lambda: self._read(keys=[key], args=[self._user_key(tag, "")])
         )
+        self._note_time(values[0], values[1], sent)
+        values = values[2:]
         record = self._parse_session(session_id, values[0] if values else None)
 
         if record is None:

@@ -39,6 +39,7 @@ def create_app() -> Flask:
         POW_REDIS_URL=os.environ["POW_TEST_REDIS_URL"],
         POW_NAMESPACE=os.environ.get("POW_TEST_NAMESPACE", "credentials"),
         POW_SESSION_TTL_RENEWAL=1,
+        POW_ROTATION_GRACE=int(os.environ.get("POW_TEST_ROTATION_GRACE", "30")),
     )
     db.init_app(app)
     Pow(app, db=db, user_model=User)

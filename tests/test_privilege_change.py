@@ -10,6 +10,7 @@ import typing as t
 
 import pytest
 from cachelib import SimpleCache
+from flask import session
 from flask.testing import FlaskClient
 from flask_session import Session
 
@@ -30,6 +31,12 @@ def add_privilege_routes(env: Env) -> None:
         user = current_user._get_current_object()
         user.plan = "pro"
         sync_user(current_user)
+        return "ok"
+
+    @env.app.post("/touch")
+    def touch() -> str:
+        # Something in the Flask session before a login: a cart.
+        session["cart"] = "1 book"
         return "ok"
 
     @env.app.post("/password")
@@ -170,3 +177,17 @@ def test_privilege_change_regenerates_the_server_side_session(
     assert before.value != after.value
     assert env.me(client) == "ada@example.com pro"
     assert env.me(stolen) == "anonymous"
+
+
+def test_login_regenerates_the_server_side_session(server_side: Env) -> None:
+    """T14: login renews the Flask-Session session id (fixation)."""
+    env = server_side
+    client = env.app.test_client()
+    user_id = env.add_user()
+    client.post("/touch")
+    before = client.get_cookie("session")
+    env.login(client, user_id)
+    after = client.get_cookie("session")
+    assert before is not None and after is not None
+    assert before.value != after.value
+    assert env.me(client) == "ada@example.com free"

@@ -119,9 +119,9 @@ def test_authenticated_request_is_one_command(
     counted.login(client, counted.add_user())
     counted.me(client)
     ran = commands(redis_server, lambda: [counted.me(client) for _ in range(20)])
-    # One EVALSHA from the client; inside it, on the server, the two reads
-    # (session record and user record).
-    assert ran == {"evalsha": 20, "get": 40}
+    # One EVALSHA from the client; inside it, on the server, the server's
+    # clock and the two reads (session record and user record).
+    assert ran == {"evalsha": 20, "time": 20, "get": 40}
 
 
 def test_rotation_writes_in_one_round_trip(counted: Env) -> None:
