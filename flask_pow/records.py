@@ -14,12 +14,19 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import math
+import re
 import secrets
 import typing as t
 
 #: Session ids and tokens are this many random bytes, base64url-encoded.
 SESSION_ID_BYTES = 16
 TOKEN_BYTES = 32
+
+#: What the fields of a stored record must look like.
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_SEALED = re.compile(r"[A-Za-z0-9_-]{43}")
+_USER_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
 
 
 def _b64(raw: bytes) -> str:
@@ -150,8 +157,36 @@ class SessionRecord:
             ("previous_until", (int, float)),
             ("rotated_to", (str, type(None))),
         ):
-            if not isinstance(getattr(record, name), kind):
+            value = getattr(record, name)
+
+            if not isinstance(value, kind) or isinstance(value, bool):
                 raise ValueError(f"bad {name}")
+
+        # The right types are not enough: every value reaches code that
+        # assumes its shape (compare_digest wants ASCII, unseal 32 bytes).
+        if _USER_KEY.fullmatch(record.user_key) is None:
+            raise ValueError("bad user_key")
+
+        if _DIGEST.fullmatch(record.token) is None:
+            raise ValueError("bad token")
+
+        if (record.previous is None) != (record.rotated_to is None):
+            raise ValueError("bad rotation")
+
+        if record.previous is not None and _DIGEST.fullmatch(record.previous) is None:
+            raise ValueError("bad previous")
+
+        if (
+            record.rotated_to is not None
+            and _SEALED.fullmatch(record.rotated_to) is None
+        ):
+            raise ValueError("bad rotated_to")
+
+        if not all(
+            math.isfinite(getattr(record, name))
+            for name in ("created_at", "inserted_at", "expires_at", "previous_until")
+        ):
+            raise ValueError("bad time")
 
         return record
 

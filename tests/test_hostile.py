@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import typing as t
 import uuid
 
@@ -143,4 +144,71 @@ def test_any_stored_record_is_never_a_500_or_another_login(
     # The planted value replaced the real record, and nothing generated
     # here can be a valid one (it would need the token's digest, or this
     # user's key): always anonymous, never this user, never another.
+    assert response.get_data(as_text=True) == "anonymous"
+
+
+def _not(pattern: str) -> t.Callable[[str], bool]:
+    return lambda text: re.fullmatch(pattern, text) is None
+
+
+#: Well-typed values in the wrong shape: what type checks let through.
+bad_digest = st.text(max_size=80).filter(_not(r"[0-9a-f]{64}"))
+bad_sealed = st.text(max_size=80).filter(_not(r"[A-Za-z0-9_-]{43}"))
+
+
+@pytest.mark.parametrize("backend", ["simple", "redis"], indirect=True)
+@hostile
+@given(
+    field=st.sampled_from(["token", "previous", "rotated_to", "user", "time"]),
+    digest_value=bad_digest,
+    sealed_value=bad_sealed,
+)
+def test_well_typed_record_with_wrong_contents_is_anonymous(
+    make_env: MakeEnv, field: str, digest_value: str, sealed_value: str
+) -> None:
+    """Right types, wrong contents: a non-ASCII digest reached
+    ``hmac.compare_digest`` (``TypeError``), a bad sealed token reached
+    ``unseal`` (``ValueError``); both were 500s.
+    """
+    env = make_env()
+    client = env.app.test_client()
+    user_id = env.add_user(f"{uuid.uuid4().hex}@example.com")
+    env.login(client, user_id)
+    value = pow_value(client)
+    assert value is not None
+    sid, token = value.split(".")[:2]
+    tag = f"{{{sid[:8]}}}" if len(sid) == 30 else ""
+    now = env.clock()
+    # The presented token is this record's previous one, inside the grace
+    # window: the path that unseals.
+    record: dict[str, t.Any] = {
+        "user": f"User:{user_id}",
+        "token": "0" * 64,
+        "created_at": now,
+        "inserted_at": now,
+        "expires_at": now + 600,
+        "metadata": {},
+        "previous": hashlib.sha256(token.encode()).hexdigest(),
+        "previous_until": now + 600,
+        "rotated_to": "A" * 43,
+    }
+
+    if field == "token":
+        record["token"] = digest_value
+        record.pop("previous")
+        record.pop("previous_until")
+        record.pop("rotated_to")
+    elif field == "previous":
+        record["previous"] = digest_value
+    elif field == "rotated_to":
+        record["rotated_to"] = sealed_value
+    elif field == "user":
+        record["user"] = "".join(chr(ord(c) % 32) for c in digest_value) or "\x00"
+    else:
+        record["expires_at"] = float("inf")
+
+    key = f"credentials:session:{tag}{sid[8:] if tag else sid}"
+    plant(env.pow.get_state(env.app).config.cache, key, serialization.dumps(record))
+    response = client.get("/me")
+    assert response.status_code == 200
     assert response.get_data(as_text=True) == "anonymous"
