@@ -184,6 +184,21 @@ def _text(key: str, value: object) -> str:
     return value
 
 
+def _namespace(value: object) -> str:
+    namespace = _text("POW_NAMESPACE", value)
+
+    # Redis Cluster hashes only what is between the first { and the next }:
+    # a brace here would move every key's hash tag, and the scripts, which
+    # touch one user's keys in one slot, would fail.
+    if "{" in namespace or "}" in namespace:
+        raise ValueError(
+            f"POW_NAMESPACE must not contain '{{' or '}}' (Redis Cluster hash"
+            f" tags), got {namespace!r}."
+        )
+
+    return namespace
+
+
 def _names(key: str, value: object, what: str = "names") -> tuple[str, ...]:
     # A bare string is iterable too, and would silently become one name per
     # character.
@@ -369,7 +384,7 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
 
     return PowConfig(
         cache=_cache(config["POW_CACHE"], config["POW_REDIS_URL"], instance_path),
-        namespace=_text("POW_NAMESPACE", config["POW_NAMESPACE"]),
+        namespace=_namespace(config["POW_NAMESPACE"]),
         session_key=_text("POW_SESSION_KEY", config["POW_SESSION_KEY"]),
         credentials_ttl=credentials_ttl,
         session_ttl_renewal=renewal,

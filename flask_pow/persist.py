@@ -69,9 +69,11 @@ def persist(response: Response) -> Response:
     login, a rotation, a new cookie value. Registered as an
     ``after_request`` function.
 
-    If the store fails, the response becomes the application's 503 (its
+    If the store fails on a write the client relies on (a login, a logout,
+    a revocation, a sync), the response becomes the application's 503 (its
     error handler for 503 or :exc:`~flask_pow.StoreUnavailable`, if it has
-    one) and the cookie is left as it was.
+    one) and the cookie is left as it was. A failed routine rotation keeps
+    the response and the client's current token.
     """
     request_state = find_request_state()
 
@@ -122,6 +124,21 @@ def finish_request(exc: BaseException | None = None) -> None:
         pass
     finally:
         end_request()
+
+
+_warned_rotation = False
+
+
+def _warn_rotation_failed() -> None:
+    global _warned_rotation
+
+    if not _warned_rotation:
+        _warned_rotation = True
+        logger.warning(
+            "A routine token rotation failed because the credentials store"
+            " did not answer; the response was sent with the client's"
+            " current token, which stays valid. Logged once per process."
+        )
 
 
 def _warn_if_changed_in_vain(user: t.Any) -> None:
@@ -206,13 +223,24 @@ def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
 
     if request_state.rotate or request_state.force_rotate:
         assert request_state.user_data is not None
-        rotated = credentials.rotate(
-            session_id,
-            token,
-            request_state.user_data,
-            wait=request_state.force_rotate,
-            record=request_state.record,
-        )
+
+        try:
+            rotated = credentials.rotate(
+                session_id,
+                token,
+                request_state.user_data,
+                wait=request_state.force_rotate,
+                record=request_state.record,
+            )
+        except StoreUnavailable:
+            if request_state.force_rotate:
+                raise
+
+            # A routine rotation is housekeeping: the view's response stands
+            # and the client keeps its token, which is still valid; the next
+            # request tries again.
+            _warn_rotation_failed()
+            rotated = None
 
         if rotated is not None:
             new_token, by_us = rotated

@@ -32,6 +32,56 @@ def error_types() -> tuple[type[Exception], ...]:
     return tuple(types)
 
 
+def response_error_types() -> tuple[type[Exception], ...]:
+    """The error a server that answered with an error reply raises."""
+    import redis
+
+    types: list[type[Exception]] = [redis.ResponseError]
+
+    try:
+        import valkey
+    except ImportError:
+        pass
+    else:
+        types.append(valkey.ResponseError)
+
+    return tuple(types)
+
+
+#: Error replies of a healthy server that refuses for now: out of memory
+#: under ``maxmemory`` with ``noeviction``, a replica after a failover, a
+#: primary cut off from its replicas or its disk, a server still loading,
+#: a script running too long. Each is a 503, not a 500.
+REFUSALS = frozenset(
+    {"OOM", "READONLY", "MASTERDOWN", "LOADING", "BUSY", "NOREPLICAS", "MISCONF"}
+)
+
+
+def _code(error: Exception) -> str:
+    # The client turns some replies into classes of their own and drops the
+    # code from the message (OutOfMemoryError, ReadOnlyError,
+    # MasterDownError); the others keep it as the message's first word.
+    name = type(error).__name__
+    return {
+        "OutOfMemoryError": "OOM",
+        "ReadOnlyError": "READONLY",
+        "MasterDownError": "MASTERDOWN",
+    }.get(name, str(error).split(" ", 1)[0])
+
+
+def is_refusal(error: Exception) -> bool:
+    """Whether an error reply is a refusal (:data:`REFUSALS`)."""
+    return _code(error) in REFUSALS
+
+
+def is_read_only(error: Exception) -> bool:
+    """Whether the server answered as a replica: the address now reaches
+    one (a failover moved the primary), so the connections must be made
+    again.
+    """
+    return _code(error) == "READONLY"
+
+
 def no_script_types() -> tuple[type[Exception], ...]:
     import redis
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # The server's TIME, then GET a session and, in the same slot, its user: one
 # round trip. Every deadline is kept in the server's clock.
-READ = """
+READ = """#!lua flags=no-writes
 local t = redis.call('TIME')
 local s = redis.call('GET', KEYS[1])
 if not s then return {t[1], t[2]} end
@@ -111,7 +111,7 @@ return 1
 )
 
 # The live sessions of one user: their records, from the index.
-SESSIONS = """
+SESSIONS = """#!lua flags=no-writes
 local now = tonumber(ARGV[2])
 local found = {}
 local all = redis.call('HGETALL', KEYS[1])

@@ -45,12 +45,24 @@ from .records import SessionRecord
 from .records import new_session_id
 from .redis_client import client_of
 from .redis_client import error_types
+from .redis_client import is_read_only
+from .redis_client import is_refusal
 from .redis_client import no_script_types
+from .redis_client import response_error_types
 from .stores import _unavailable
 
 #: Length of a user's hash tag, and of the prefix it gives session ids.
 TAG_LENGTH = 8
 _T = t.TypeVar("_T")
+
+
+#: The oldest server flask_pow works with (Valkey reports 7.2.4).
+MINIMUM_VERSION = (7, 0)
+
+
+def _version(info: t.Mapping[str, t.Any]) -> tuple[int, ...]:
+    text = str(info.get("redis_version", "0"))
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
 
 
 #: How long a user's tag lives when it is first chosen, before the write
@@ -72,7 +84,9 @@ class RedisSessionStore:
         prefix = prefix if isinstance(prefix, str) else prefix()
         self.prefix = f"{prefix or ''}{namespace}:"
         self.corrupt = CorruptLog()
+        self._version_checked = False
         self._errors = error_types()
+        self._responses = response_error_types()
         # A RedisCluster (redis-py or valkey) routes by slot; it has nodes.
         self._cluster = hasattr(self.client, "get_nodes")
         self._no_script = no_script_types()
@@ -95,10 +109,61 @@ class RedisSessionStore:
     # -- plumbing -----------------------------------------------------------
 
     def _call(self, operation: t.Callable[[], _T]) -> _T:
+        if not self._version_checked:
+            self._check_version()
+
         try:
             return operation()
         except self._errors as e:
             raise _unavailable(e) from e
+        except self._responses as e:
+            if not is_refusal(e):
+                raise
+
+            if is_read_only(e):
+                # A failover: the connections reach a replica now. Drop
+                # them, so that the next request connects again (to the new
+                # primary, behind the same address).
+                self._disconnect()
+
+            raise _unavailable(e) from e
+
+    def _check_version(self) -> None:
+        """Refuse a server older than :data:`MINIMUM_VERSION`, once, with
+        what to do: logins use ``SET ... NX GET`` and writes ``PEXPIRE ...
+        GT``, and the read scripts declare ``no-writes``, all Redis 7.0.
+        """
+        self._version_checked = True
+
+        try:
+            version = self._server_version()
+        except self._errors as e:
+            self._version_checked = False
+            raise _unavailable(e) from e
+
+        if version < MINIMUM_VERSION:
+            self._version_checked = False
+            raise RuntimeError(
+                f"flask_pow needs Redis {'.'.join(map(str, MINIMUM_VERSION))} or"
+                f" later (or Valkey); this server is"
+                f" {'.'.join(map(str, version))}. Upgrade it, or use another"
+                " POW_CACHE."
+            )
+
+    def _server_version(self) -> tuple[int, ...]:
+        info = self.client.info("server")
+
+        # A cluster client answers for every node: the oldest counts.
+        if info and all(isinstance(value, dict) for value in info.values()):
+            return min(_version(node) for node in info.values())
+
+        return _version(info)
+
+    def _disconnect(self) -> None:
+        pool = getattr(self.client, "connection_pool", None)
+
+        if pool is not None:
+            pool.disconnect()
 
     @staticmethod
     def _tag_of(session_id: str) -> str:

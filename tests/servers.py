@@ -210,3 +210,67 @@ class MemcachedServer:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=20)
+
+
+class TCPProxy:
+    """A loopback TCP forwarder whose target can be moved: the floating
+    address (a DNS name, a load balancer, a managed service's primary
+    endpoint) that a failover points at the new primary. Connections made
+    before a move stay with the old target, as real ones do.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        import threading
+
+        self.target_port = target_port
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self._listener.settimeout(0.2)
+        self.port = int(self._listener.getsockname()[1])
+        self._open: list[socket.socket] = []
+        self._running = True
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while self._running:
+            try:
+                downstream, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._open += [downstream, upstream]
+
+            for source, sink in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink), daemon=True
+                ).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._running = False
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+        for sock in self._open:
+            sock.close()

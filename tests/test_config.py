@@ -110,6 +110,13 @@ def test_durations_accept_seconds_and_timedelta() -> None:
             "POW_NAMESPACE must be a non-empty string, got ''.",
         ),
         (
+            "POW_NAMESPACE",
+            "app{1}",
+            ValueError,
+            "POW_NAMESPACE must not contain '{' or '}' (Redis Cluster hash tags),"
+            " got 'app{1}'.",
+        ),
+        (
             "POW_SESSION_KEY",
             "my key",
             ValueError,
