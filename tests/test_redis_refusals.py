@@ -17,6 +17,7 @@ from cachelib import RedisCache
 from flask.testing import FlaskClient
 
 from flask_pow import Pow
+from flask_pow.redis_store import RedisSessionStore
 
 from .conftest import Env
 from .conftest import add_routes
@@ -172,4 +173,5 @@ def test_the_real_server_passes_the_version_check(
 ) -> None:
     env = redis_env(tmp_path, redis_server.client())
     backend = env.pow.get_state(env.app).credentials.store
+    assert isinstance(backend, RedisSessionStore)
     assert backend._server_version() >= (7, 0)
