@@ -161,6 +161,37 @@ class CredentialsCache:
             self._corrupt("user", f"user:{user_key}")
             return None
 
+    def is_stale(self, user_data: dict[str, t.Any]) -> bool:
+        """Whether cached values were written for other columns than the
+        adapter caches now (adapters without ``is_stale`` never say so).
+
+        :meta private:
+        """
+        is_stale = getattr(self.adapter, "is_stale", None)
+        return bool(is_stale(user_data)) if is_stale is not None else False
+
+    def heal_user(
+        self, user_key: str, user: t.Any
+    ) -> tuple[t.Any, dict[str, t.Any]] | None:
+        """Load a user whose cached record is stale from the database (one
+        query), write the record again for every session of that user, and
+        return the user with its new values; ``None`` if the user is gone.
+
+        :meta private:
+        """
+        fresh = self.adapter.reload(user)
+
+        if fresh is None:
+            return None
+
+        user_data = self.adapter.dump(fresh)
+        self.store.write_user(user_key, user_data, self.clock())
+        logger.info(
+            "Rewrote a cached user whose record held other columns than the"
+            " model caches now (a deploy changed them)."
+        )
+        return fresh, user_data
+
     def is_past_absolute(self, record: SessionRecord) -> bool:
         """Whether a session is past the absolute timeout.
 

@@ -108,12 +108,23 @@ def _load_from_session(state: PowState, request_state: RequestState) -> bool:
     if user is None:
         return False
 
+    user_data = found.user_data
+
+    if credentials.is_stale(user_data):
+        healed = credentials.heal_user(found.record.user_key, user)
+
+        if healed is None:
+            credentials.end(session_id, found.record.user_key)
+            return False
+
+        user, user_data = healed
+
     record = found.record
     request_state.session_id = record.id
     request_state.record = record
     request_state.user_key = record.user_key
     request_state.token = found.follow or token
-    request_state.user_data = found.user_data
+    request_state.user_data = user_data
     request_state.resign = old_key or found.follow is not None
     renewal = state.config.session_ttl_renewal
 

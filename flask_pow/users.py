@@ -257,6 +257,7 @@ class SQLAlchemyUsers(t.Generic[U]):
             prop for prop in mapper.column_attrs if not _matches(prop.key, exclude)
         ]
         self._names = [prop.key for prop in self._columns]
+        self._name_set = frozenset(self._names)
         cached = set(self._names)
         self._not_cached = {
             prop.key: _NotCached(self._name, prop.key, "excluded")
@@ -381,6 +382,14 @@ class SQLAlchemyUsers(t.Generic[U]):
             state.callables = loaders
 
         return t.cast(U, instance)
+
+    def is_stale(self, data: dict[str, t.Any]) -> bool:
+        """Whether cached values were written for other columns than the
+        model caches now: a deploy added a column, or changed
+        ``POW_CACHE_EXCLUDE``. Such a record is rewritten from the database
+        on its next use.
+        """
+        return data.keys() != self._name_set
 
     def reload(self, user: U) -> U | None:
         return self.db.session.get(
