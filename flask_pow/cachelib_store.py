@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import collections.abc as c
 import hashlib
+import logging
+import threading
+import time
 import typing as t
 
 from .protocol import CorruptLog
@@ -37,8 +40,14 @@ from .stores import Lock
 from .stores import Store
 from .stores import StoreUnavailable
 
+logger = logging.getLogger("flask_pow")
+
 #: Number of ``users:<bucket>`` records.
 USER_BUCKETS = 64
+
+#: How often expired records are swept from a FileSystemCache, by one
+#: process (the first to log someone in after the interval), in seconds.
+CLEANUP_INTERVAL = 3600
 
 #: How long a rotation that finds the session locked waits for the holder,
 #: in seconds, so that it can follow the token the holder issues. A holder
@@ -65,6 +74,7 @@ class CachelibSessionStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.corrupt = CorruptLog()
+        self._next_sweep = 0.0
 
     # -- keys ---------------------------------------------------------------
 
@@ -139,18 +149,27 @@ class CachelibSessionStore:
         now: float,
         *,
         only_live: bool = False,
-    ) -> bool:
+        max_sessions: int | None = None,
+    ) -> tuple[bool, list[str]]:
         """Under the user's lock: rewrite the user record (unless
-        ``user_data`` is ``None``), and apply ``changes`` to the index.
+        ``user_data`` is ``None``), and apply ``changes`` to the index,
+        keeping at most ``max_sessions`` (the ones that expire last).
         Deletes the user's records when no session is left (unless
         ``only_live``: then nothing is written). Returns whether a session
-        is left.
+        is left, and the ids dropped over ``max_sessions``.
         """
         index_key = self._index_key(user_key)
         index = self._changed_map(index_key, changes, now)
+        over: list[str] = []
 
         if not index and only_live:
-            return False
+            return False, over
+
+        if max_sessions is not None and len(index) > max_sessions:
+            over = sorted(index, key=index.__getitem__)[: len(index) - max_sessions]
+
+            for session_id in over:
+                del index[session_id]
 
         if index:
             latest = max(index.values())
@@ -166,7 +185,7 @@ class CachelibSessionStore:
             self.store.delete_many(self._user_key(user_key), index_key)
 
         self._write_bucket(user_key, latest, now)
-        return latest is not None
+        return latest is not None, over
 
     def _write_bucket(self, user_key: str, latest: float | None, now: float) -> None:
         bucket_key = self._bucket_key(user_key)
@@ -183,9 +202,21 @@ class CachelibSessionStore:
             lock.release()
 
     def create(
-        self, record: SessionRecord, user_data: dict[str, t.Any], now: float
-    ) -> None:
-        self._write_session(record, user_data, now, keep_user=False)
+        self,
+        record: SessionRecord,
+        user_data: dict[str, t.Any],
+        now: float,
+        *,
+        max_sessions: int,
+    ) -> list[str]:
+        over = self._write_session(
+            record, user_data, now, keep_user=False, max_sessions=max_sessions
+        )
+        self._sweep_now_and_then()
+
+        # Unindexed already; their records go under their own locks, taken
+        # after the user's lock is let go (locks are taken session first).
+        return self._delete_records(over) if over else []
 
     def _write_session(
         self,
@@ -194,10 +225,12 @@ class CachelibSessionStore:
         now: float,
         *,
         keep_user: bool,
-    ) -> None:
+        max_sessions: int | None = None,
+    ) -> list[str]:
         """Under the user's lock: write the session, index it, and write the
         user's values (with ``keep_user``, only if the user record is gone:
-        a sync since the caller read it stays).
+        a sync since the caller read it stays). Returns the ids unindexed
+        over ``max_sessions``.
         """
         lock = self._locked("user", record.user_key)
 
@@ -208,12 +241,13 @@ class CachelibSessionStore:
                 _ttl(record.expires_at, now),
             )
             cached = self._read_user(record.user_key) if keep_user else None
-            self._write_user(
+            return self._write_user(
                 record.user_key,
                 user_data if cached is None else cached,
                 {record.id: record.expires_at},
                 now,
-            )
+                max_sessions=max_sessions,
+            )[1]
         finally:
             lock.release()
 
@@ -250,21 +284,7 @@ class CachelibSessionStore:
     def delete(
         self, user_key: str, session_ids: c.Sequence[str], now: float
     ) -> list[str]:
-        ended = []
-
-        # Each under its session's lock, so that a rotation in flight cannot
-        # write the record back.
-        for session_id in session_ids:
-            lock = self._locked("session", session_id)
-
-            try:
-                if self.read_session(session_id) is not None:
-                    ended.append(session_id)
-
-                self.store.delete_many(self._session_key(session_id))
-            finally:
-                lock.release()
-
+        ended = self._delete_records(session_ids)
         lock = self._locked("user", user_key)
 
         try:
@@ -279,15 +299,75 @@ class CachelibSessionStore:
 
         return ended
 
+    def _delete_records(self, session_ids: c.Iterable[str]) -> list[str]:
+        """Delete session records, each under its session's lock so that a
+        rotation in flight cannot write one back; returns the ids that were
+        there.
+        """
+        ended = []
+
+        for session_id in session_ids:
+            lock = self._locked("session", session_id)
+
+            try:
+                if self.read_session(session_id) is not None:
+                    ended.append(session_id)
+
+                self.store.delete_many(self._session_key(session_id))
+            finally:
+                lock.release()
+
+        return ended
+
     def write_user(
         self, user_key: str, user_data: dict[str, t.Any], now: float
     ) -> bool:
         lock = self._locked("user", user_key)
 
         try:
-            return self._write_user(user_key, user_data, {}, now, only_live=True)
+            return self._write_user(user_key, user_data, {}, now, only_live=True)[0]
         finally:
             lock.release()
+
+    # -- expired records ----------------------------------------------------
+
+    def cleanup(self, now: float) -> int:
+        """Delete the records that expired before ``now``, where the cache
+        keeps them (a FileSystemCache without a threshold; the others drop
+        them by themselves); return how many. ``flask pow cleanup`` runs it.
+        """
+        return self.store.remove_expired(now)
+
+    def _sweep_now_and_then(self) -> None:
+        """Sweep expired records in the background, at most once per
+        :data:`CLEANUP_INTERVAL` across every process sharing the cache (the
+        one whose ``add`` of the marker succeeds), so that no cron job is
+        needed.
+        """
+        if not self.store.sweeps or time.monotonic() < self._next_sweep:
+            return
+
+        self._next_sweep = time.monotonic() + CLEANUP_INTERVAL
+        marker = self.store.key("swept")
+
+        try:
+            due = self.store.cache.add(marker, 1, timeout=CLEANUP_INTERVAL)
+        except Exception:
+            return
+
+        if due:
+            threading.Thread(
+                target=self._sweep, name="flask_pow cleanup", daemon=True
+            ).start()
+
+    def _sweep(self) -> None:
+        try:
+            removed = self.cleanup(time.time())
+        except StoreUnavailable:
+            return
+
+        if removed:
+            logger.info("Removed %d expired records from the store.", removed)
 
     # -- listing ------------------------------------------------------------
 

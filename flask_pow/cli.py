@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import typing as t
 
 import click
@@ -356,6 +357,18 @@ def revoke_command(session_ids: tuple[str, ...], user: str | None, yes: bool) ->
     if missing:
         ids = "id" if len(missing) == 1 else "ids"
         _fail(f"No active session with {ids} {', '.join(map(repr, missing))}.", 1)
+
+
+@pow_cli.command("cleanup")
+def cleanup_command() -> None:
+    """Delete expired session records the store keeps on disk. Needed only
+    for a FileSystemCache, and run by flask_pow itself once an hour; Redis
+    and Memcached expire records by themselves.
+    """
+    # A file's expiry is in this host's clock, whatever the sessions use.
+    removed = _state().credentials.store.cleanup(time.time())
+    noun = "record" if removed == 1 else "records"
+    click.echo(f"Removed {removed} expired {noun}.")
 
 
 @pow_cli.command("users")

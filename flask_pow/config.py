@@ -71,6 +71,10 @@ DEFAULT_CACHE_FOLDER = "flask_pow"
 DEFAULT_LOGIN_MESSAGE = "Please log in to access this page."
 DEFAULT_LOGIN_MESSAGE_CATEGORY = "message"
 
+#: Live sessions one user may have; a login past it ends the least recently
+#: used one.
+DEFAULT_MAX_SESSIONS = 100
+
 #: Every setting flask_pow reads.
 KNOWN_SETTINGS = frozenset(
     {
@@ -91,6 +95,7 @@ KNOWN_SETTINGS = frozenset(
         "POW_LOGIN_MESSAGE_CATEGORY",
         "POW_SYNC_ON_COMMIT",
         "POW_ACCEPT_LONG_IDLE",
+        "POW_MAX_SESSIONS",
     }
 )
 
@@ -127,6 +132,8 @@ class PowConfig:
     rotation_grace: int
     #: ``None`` means no absolute timeout.
     absolute_ttl: int | None
+    #: Live sessions per user; a login past it ends the least recently used.
+    max_sessions: int
     cache_exclude: tuple[str, ...]
     login_view: str | None
     #: Reload the user from the database on every request.
@@ -180,6 +187,16 @@ def _text(key: str, value: object) -> str:
 
     if any(ch.isspace() for ch in value):
         raise ValueError(f"{key} must not contain white space, got {value!r}.")
+
+    return value
+
+
+def _count(key: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{key} must be a whole number, got {value!r}.")
+
+    if value < 1:
+        raise ValueError(f"{key} must be at least 1, got {value!r}.")
 
     return value
 
@@ -311,6 +328,7 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
     config.setdefault("POW_LOGIN_MESSAGE_CATEGORY", DEFAULT_LOGIN_MESSAGE_CATEGORY)
     config.setdefault("POW_SYNC_ON_COMMIT", True)
     config.setdefault("POW_ACCEPT_LONG_IDLE", False)
+    config.setdefault("POW_MAX_SESSIONS", DEFAULT_MAX_SESSIONS)
     _warn_unknown(given)
 
     credentials_ttl = _seconds(
@@ -390,6 +408,7 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
         session_ttl_renewal=renewal,
         rotation_grace=grace,
         absolute_ttl=absolute,
+        max_sessions=_count("POW_MAX_SESSIONS", config["POW_MAX_SESSIONS"]),
         cache_exclude=_names(
             "POW_CACHE_EXCLUDE", config["POW_CACHE_EXCLUDE"], "column name patterns"
         ),

@@ -78,6 +78,9 @@ class CredentialsCache:
     :param credentials_ttl: idle timeout in seconds.
     :param rotation_grace: how long a rotated-away token still works.
     :param absolute_ttl: seconds after login when a session ends, or ``None``.
+    :param max_sessions: live sessions per user; a login past it ends the
+        least recently used ones (:data:`~flask_pow.session_revoked` is sent
+        for each).
     """
 
     #: The clock, seconds since the epoch. Tests may replace it.
@@ -91,6 +94,7 @@ class CredentialsCache:
         credentials_ttl: int,
         rotation_grace: int,
         absolute_ttl: int | None,
+        max_sessions: int = 100,
     ) -> None:
         self.store = store
         # A store that keeps its own clock (Redis: the server's) decides
@@ -101,6 +105,7 @@ class CredentialsCache:
             self.clock = store_clock
         self.adapter = users
         self.policy = Policy(credentials_ttl, rotation_grace, absolute_ttl)
+        self.max_sessions = max_sessions
         self._corrupt = CorruptLog()
         self._warned_skew = False
 
@@ -219,7 +224,13 @@ class CredentialsCache:
         now = self.clock()
         session_id = self.store.new_session_id(user_key, now)
         record, token = self.policy.new_session(session_id, user_key, metadata, now)
-        self.store.create(record, user_data, now)
+        evicted = self.store.create(
+            record, user_data, now, max_sessions=self.max_sessions
+        )
+
+        for ended_id in evicted:
+            _send(signals.session_revoked, session_id=ended_id, user_key=user_key)
+
         return record.info(), token
 
     def rotate(

@@ -186,6 +186,7 @@ class Pow:
             credentials_ttl=config.credentials_ttl,
             rotation_grace=config.rotation_grace,
             absolute_ttl=config.absolute_ttl,
+            max_sessions=config.max_sessions,
         )
         self._states[app] = PowState(
             config=config,

@@ -71,9 +71,18 @@ class SessionStore(t.Protocol):
         """The session record alone."""
 
     def create(
-        self, record: SessionRecord, user_data: dict[str, t.Any], now: float
-    ) -> None:
-        """Write a new session, index it, and write the user's values."""
+        self,
+        record: SessionRecord,
+        user_data: dict[str, t.Any],
+        now: float,
+        *,
+        max_sessions: int,
+    ) -> list[str]:
+        """Write a new session, index it, and write the user's values. If
+        the user then has more than ``max_sessions`` live sessions, end the
+        ones that expire first (the least recently used) and return their
+        ids. Costs the same however many sessions the user has, on Redis.
+        """
 
     def swap(
         self,
@@ -116,6 +125,11 @@ class SessionStore(t.Protocol):
 
     def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
         """``(user key, cached values)`` of every user with a live session."""
+
+    def cleanup(self, now: float) -> int:
+        """Delete records that expired before ``now`` where the backend
+        keeps them; return how many (0 where it expires keys by itself).
+        """
 
 
 # -- shared by the implementations ------------------------------------------

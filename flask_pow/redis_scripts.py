@@ -21,21 +21,15 @@ if not u then return {t[1], t[2], s} end
 return {t[1], t[2], s, u}
 """
 
-# Prune a user's index and return the latest expiry left (0 if none), with
-# the index's TTL set to it. Shared by the scripts below.
+# Prune a user's index (a sorted set: session id scored by expiry) and
+# return the latest expiry left (0 if none): the cost depends on what is
+# pruned, not on how many sessions the user has. Shared by the scripts below.
 PRUNE = """
 local function prune(index, now)
-  local latest = 0
-  local all = redis.call('HGETALL', index)
-  for i = 1, #all, 2 do
-    local exp = tonumber(all[i + 1])
-    if not exp or exp <= now then
-      redis.call('HDEL', index, all[i])
-    elseif exp > latest then
-      latest = exp
-    end
-  end
-  return latest
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  if top[2] then return tonumber(top[2]) end
+  return 0
 end
 local function ttl_ms(latest, now)
   return math.ceil((latest - now) * 1000) + 1000
@@ -46,7 +40,9 @@ end
 # (ARGV[6] empty: the user record is ARGV[5]) or a rotation (ARGV[6] holds
 # the token digest the session must still have, a compare-and-set against a
 # concurrent rotation; the user record is kept as it is now, and ARGV[5]
-# written only if it is missing).
+# written only if it is missing). Past ARGV[8] live sessions (0: no cap),
+# the ones that expire first are ended (ARGV[9] is the session key prefix); their ids
+# follow 'ok' and the latest expiry in the reply.
 WRITE = (
     PRUNE
     + """
@@ -59,20 +55,32 @@ if ARGV[6] ~= '' then
   if rec['token'] ~= ARGV[6] then return {'changed', s} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[7], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[7])
 local latest = prune(KEYS[2], now)
+local reply = {'ok', tostring(latest)}
+local cap = tonumber(ARGV[8])
+local over = redis.call('ZCARD', KEYS[2]) - cap
+if cap > 0 and over > 0 then
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
+    if sid ~= ARGV[7] then
+      redis.call('DEL', ARGV[9] .. string.sub(sid, TAG_END))
+      redis.call('ZREM', KEYS[2], sid)
+      table.insert(reply, sid)
+    end
+  end
+end
 local ttl = ttl_ms(latest, now)
 redis.call('PEXPIRE', KEYS[2], ttl)
 if ARGV[6] == '' or redis.call('PEXPIRE', KEYS[3], ttl) == 0 then
   redis.call('SET', KEYS[3], ARGV[5], 'PX', ttl)
 end
-return {'ok', tostring(latest)}
+return reply
 """
 )
 
 # Delete sessions of one user (KEYS[1] index, KEYS[2] user record); ARGV[1]
 # is the session key prefix, ARGV[2] now, ARGV[3...] the session ids. Index
-# fields are full session ids; a session key is the prefix and the id
+# members are full session ids; a session key is the prefix and the id
 # without its tag. Returns the ids that were there.
 DELETE = (
     PRUNE
@@ -84,7 +92,7 @@ for i = 3, #ARGV do
   if redis.call('DEL', ARGV[1] .. string.sub(sid, TAG_END)) == 1 then
     table.insert(ended, sid)
   end
-  redis.call('HDEL', KEYS[1], sid)
+  redis.call('ZREM', KEYS[1], sid)
 end
 local latest = prune(KEYS[1], now)
 if latest == 0 then
@@ -112,17 +120,13 @@ return 1
 
 # The live sessions of one user: their records, from the index.
 SESSIONS = """#!lua flags=no-writes
-local now = tonumber(ARGV[2])
 local found = {}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  local exp = tonumber(all[i + 1])
-  if exp and exp > now then
-    local s = redis.call('GET', ARGV[1] .. string.sub(all[i], TAG_END))
-    if s then
-      table.insert(found, all[i])
-      table.insert(found, s)
-    end
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '+inf')
+for _, sid in ipairs(live) do
+  local s = redis.call('GET', ARGV[1] .. string.sub(sid, TAG_END))
+  if s then
+    table.insert(found, sid)
+    table.insert(found, s)
   end
 end
 return found

@@ -16,7 +16,8 @@ Keys, after the cache's own prefix and ``POW_NAMESPACE``:
 ``user:{tag}<user key>``
     the user's cached columns (JSON), TTL of their latest session.
 ``sessions:{tag}<user key>``
-    a hash: session id -> expiry time; pruned by every write.
+    a sorted set: session ids scored by expiry; every write prunes the
+    expired ones, at a cost that does not grow with the user's sessions.
 ``tag:<user key>``
     the user's tag, outliving each of their sessions.
 ``users``
@@ -332,6 +333,7 @@ class RedisSessionStore:
         now: float,
         user_data: dict[str, t.Any],
         expected: str,
+        max_sessions: int = 0,
     ) -> list[t.Any]:
         """The write script, the users set and the tag's TTL, pipelined: one
         round trip on a single server. A cluster client cannot pipeline
@@ -352,6 +354,8 @@ class RedisSessionStore:
             serialization.dumps(user_value(record.user_key, user_data)),
             expected,
             record.id,
+            max_sessions,
+            self._session_prefix(tag),
         ]
         # Relative: the clock may not be the server's.
         tag_ttl_ms = int((record.expires_at - now) * 1000) + 60_000
@@ -399,9 +403,15 @@ class RedisSessionStore:
             return run()
 
     def create(
-        self, record: SessionRecord, user_data: dict[str, t.Any], now: float
-    ) -> None:
-        self._run_write(record, now, user_data, "")
+        self,
+        record: SessionRecord,
+        user_data: dict[str, t.Any],
+        now: float,
+        *,
+        max_sessions: int,
+    ) -> list[str]:
+        result = self._run_write(record, now, user_data, "", max_sessions)
+        return [session_id.decode() for session_id in result[2:]]
 
     def swap(
         self,
@@ -469,6 +479,10 @@ class RedisSessionStore:
             )
         )
 
+    def cleanup(self, now: float) -> int:
+        # Every key has a TTL: Redis deletes them itself.
+        return 0
+
     # -- listing ------------------------------------------------------------
 
     def session_ids(self, user_key: str) -> list[str]:
@@ -480,7 +494,7 @@ class RedisSessionStore:
         index_key = self._index_key(tag, user_key)
         return [
             session_id.decode()
-            for session_id in self._call(lambda: self.client.hkeys(index_key))
+            for session_id in self._call(lambda: self.client.zrange(index_key, 0, -1))
         ]
 
     def sessions(self, user_key: str, now: float) -> list[SessionRecord]:

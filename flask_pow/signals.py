@@ -29,9 +29,9 @@ session_rotated = _signals.signal("session-rotated")
 #: Sent after a session is revoked through the credentials cache:
 #: :meth:`~flask_pow.CredentialsCache.delete`,
 #: :meth:`~flask_pow.CredentialsCache.delete_user_sessions`,
-#: :func:`~flask_pow.logout_other_sessions`, or the commit of a deleted user
-#: row (``POW_SYNC_ON_COMMIT``). Arguments: ``session_id`` and ``user_key``.
-#: Sent once per session.
+#: :func:`~flask_pow.logout_other_sessions`, the commit of a deleted user
+#: row (``POW_SYNC_ON_COMMIT``), or a login past ``POW_MAX_SESSIONS``.
+#: Arguments: ``session_id`` and ``user_key``. Sent once per session.
 session_revoked = _signals.signal("session-revoked")
 
 #: Sent after :func:`~flask_pow.sync_user`,

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import secrets
+import struct
 import time
 import typing as t
 import warnings
@@ -178,7 +179,14 @@ class Store:
         self._encode = isinstance(cache, MemcachedCache)
         self.prefix = f"{namespace}:"
         self._lock_dir: str | None = None
+        #: The directory of a FileSystemCache.
         self._directory: str | None = None
+        #: Whether expired files must be swept (cachelib sweeps only past a
+        #: threshold, and then keeps a count of its own that a sweep here
+        #: would put off).
+        self.sweeps = isinstance(cache, FileSystemCache) and not getattr(
+            cache, "_threshold", 0
+        )
 
         if isinstance(cache, FileSystemCache):
             self._directory = filesystem_path(cache)
@@ -274,6 +282,15 @@ class Store:
         except Exception as e:
             raise _unavailable(e) from e
 
+    def remove_expired(self, now: float) -> int:
+        """Delete expired entries, where the cache does not do it itself
+        (a FileSystemCache without a threshold); return how many.
+        """
+        if not self.sweeps or self._directory is None:
+            return 0
+
+        return remove_expired_files(self._directory, now)
+
     def lock(self, kind: str, name: str) -> Lock:
         """A short lock on ``name`` among the locks of one ``kind``. Callers
         that hold several take them in one order (session, user, bucket).
@@ -299,6 +316,48 @@ def filesystem_path(cache: FileSystemCache) -> str:
         )
 
     return os.path.abspath(path)
+
+
+def remove_expired_files(directory: str, now: float) -> int:
+    """Delete the entries of a FileSystemCache directory that expired
+    before ``now``; return how many. cachelib deletes expired files only
+    when it prunes past a threshold, so with ``threshold=0`` (what flask_pow
+    asks for) every idled-out session would stay on disk for good.
+
+    Reads the one thing cachelib's file format puts first in every entry,
+    its expiry as a 4-byte Unix time (0 for none); cachelib's own
+    management files (``__wz_cache*``) are left alone.
+    """
+    removed = 0
+
+    try:
+        entries = list(os.scandir(directory))
+    except OSError as e:
+        raise _unavailable(e) from e
+
+    for entry in entries:
+        if entry.name.startswith("__wz_cache") or not entry.is_file():
+            continue
+
+        try:
+            with open(entry.path, "rb") as f:
+                header = f.read(4)
+
+            if len(header) != 4:
+                continue
+
+            (expires,) = struct.unpack("I", header)
+
+            if expires != 0 and expires <= now:
+                os.remove(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            # Rewritten or removed by another process meanwhile.
+            continue
+        except OSError as e:
+            raise _unavailable(e) from e
+
+    return removed
 
 
 def _decode(value: t.Any) -> t.Any:

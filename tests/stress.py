@@ -345,7 +345,7 @@ def check_store(
 
             tag_text = t.cast(bytes, tag).decode().strip('"')
             index = f"{namespace}:sessions:{{{tag_text}}}User:{n}"
-            listed += min(1, client.hlen(index))
+            listed += min(1, client.zcard(index))
 
         report.sessions_listed = listed
         report.sessions_lost = clients - listed

@@ -67,7 +67,7 @@ def login(
 ) -> tuple[SessionRecord, str]:
     session_id = store.new_session_id(user_key, now)
     record, token = POLICY.new_session(session_id, user_key, {"ip": "::1"}, now)
-    store.create(record, {"name": user_key}, now)
+    assert store.create(record, {"name": user_key}, now, max_sessions=100) == []
     return record, token
 
 
@@ -212,6 +212,20 @@ def test_users_lists_each_user_with_a_live_session(store: SessionStore) -> None:
     ]
 
 
+def test_a_login_past_max_sessions_ends_the_least_recently_used(
+    store: SessionStore,
+) -> None:
+    first, _ = login(store, now=NOW)
+    second, _ = login(store, now=NOW + 10)
+    third, _ = login(store, now=NOW + 20)
+    session_id = store.new_session_id("User:1", NOW + 30)
+    newest, _ = POLICY.new_session(session_id, "User:1", {}, NOW + 30)
+    ended = store.create(newest, {"name": "User:1"}, NOW + 30, max_sessions=2)
+    assert sorted(ended) == sorted([first.id, second.id])
+    assert store.read(first.id) is None and store.read(second.id) is None
+    assert sorted(store.session_ids("User:1")) == sorted([third.id, newest.id])
+
+
 def test_expired_sessions_are_not_listed(store: SessionStore) -> None:
     login(store, "User:1")
     later = NOW + POLICY.credentials_ttl + 1
@@ -332,7 +346,7 @@ OPERATIONS: dict[str, t.Callable[[SessionStore, SessionRecord], object]] = {
     "new_session_id": lambda s, r: s.new_session_id("User:1", NOW),
     "read": lambda s, r: s.read(r.id),
     "read_session": lambda s, r: s.read_session(r.id),
-    "create": lambda s, r: s.create(r, {}, NOW),
+    "create": lambda s, r: s.create(r, {}, NOW, max_sessions=100),
     "swap": lambda s, r: s.swap(r, r.token, NOW, user_data={}, wait=True),
     "delete": lambda s, r: s.delete("User:1", [r.id], NOW),
     "session_ids": lambda s, r: s.session_ids("User:1"),
