@@ -340,22 +340,15 @@ class CachelibSessionStore:
 
     def _sweep_now_and_then(self) -> None:
         """Sweep expired records in the background, at most once per
-        :data:`CLEANUP_INTERVAL` across every process sharing the cache (the
-        one whose ``add`` of the marker succeeds), so that no cron job is
-        needed.
+        :data:`CLEANUP_INTERVAL` across the processes sharing the cache's
+        directory, so that no cron job is needed.
         """
         if not self.store.sweeps or time.monotonic() < self._next_sweep:
             return
 
         self._next_sweep = time.monotonic() + CLEANUP_INTERVAL
-        marker = self.store.key("swept")
 
-        try:
-            due = self.store.cache.add(marker, 1, timeout=CLEANUP_INTERVAL)
-        except Exception:
-            return
-
-        if due:
+        if self.store.sweep_due(CLEANUP_INTERVAL):
             threading.Thread(
                 target=self._sweep, name="flask_pow cleanup", daemon=True
             ).start()

@@ -291,6 +291,34 @@ class Store:
 
         return remove_expired_files(self._directory, now)
 
+    def sweep_due(self, interval: float) -> bool:
+        """Whether a sweep of expired entries is due: the last one, by any
+        process on this host, was over ``interval`` seconds ago. Kept as
+        the modification time of a file beside the locks, not as a cache
+        key: the store holds only session records. Two processes may both
+        find it due at once; a sweep twice over does no harm.
+        """
+        if not self.sweeps or self._lock_dir is None:
+            return False
+
+        marker = os.path.join(self._lock_dir, "swept")
+
+        try:
+            if time.time() - os.stat(marker).st_mtime < interval:
+                return False
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+
+        try:
+            with open(marker, "a"):
+                os.utime(marker)
+        except OSError:
+            return False
+
+        return True
+
     def lock(self, kind: str, name: str) -> Lock:
         """A short lock on ``name`` among the locks of one ``kind``. Callers
         that hold several take them in one order (session, user, bucket).

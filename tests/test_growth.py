@@ -78,9 +78,7 @@ def test_cleanup_removes_the_records_of_idled_out_sessions(
         later = time.time() + 30 * 60 + 5
         assert credentials.store.cleanup(later) >= 50
 
-    # Only the marker of the last automatic sweep is left, until its hour
-    # is over.
-    assert len(files(path)) == 1
+    assert files(path) == []
 
 
 def test_cleanup_keeps_live_sessions(file_env: tuple[Env, str]) -> None:
