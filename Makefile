@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test system-deps lint typecheck docs pytest bench stress clean
+.PHONY: demo test system-deps lint typecheck docs pytest pytest-min bench stress clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ $(VENV)/.installed-demo: $(BIN)/activate setup.cfg pyproject.toml
 demo: $(VENV)/.installed-demo
 	$(BIN)/python -m example.app --port $(PORT)
 
-test: system-deps lint typecheck docs pytest
+test: system-deps lint typecheck docs pytest pytest-min
 
 # The test suite starts its own redis-server processes on free loopback
 # ports, drives the example app in Debian's headless Chromium, and runs the
@@ -66,6 +66,22 @@ docs: $(VENV)/.installed
 pytest: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# The suite once more, against the oldest versions setup.cfg allows
+# (tests/requirements-min.txt), in a virtual environment of its own. The
+# browser and benchmark tests exercise the example and the benchmarks, not
+# the dependencies: they run once, above.
+MIN_VENV ?= .venv-min
+
+$(MIN_VENV)/.installed: setup.cfg pyproject.toml tests/requirements-min.txt
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install --quiet -c tests/requirements-min.txt -e '.[tests]'
+	touch $@
+
+pytest-min: system-deps $(MIN_VENV)/.installed
+	$(MIN_VENV)/bin/python -m pytest -p no:cacheprovider \
+	  --ignore=tests/test_browser.py --ignore=tests/test_benchmarks.py
+
 bench: system-deps $(VENV)/.installed
 	$(BIN)/python -m benchmarks.run
 
@@ -75,4 +91,4 @@ stress: system-deps $(VENV)/.installed
 	$(BIN)/python -m tests.stress --clients 100 --seconds 120 --workers 4
 
 clean:
-	rm -rf $(VENV) build docs/_build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(MIN_VENV) build docs/_build *.egg-info .mypy_cache .ruff_cache .pytest_cache
