@@ -54,7 +54,7 @@ class Users:
 
 def credentials(cache: BaseCache, namespace: str) -> CredentialsCache:
     store: SessionStore = (
-        RedisSessionStore(cache, namespace)
+        RedisSessionStore(cache, namespace, lambda: ["bench"])
         if isinstance(cache, RedisCache)
         else CachelibSessionStore(Store(cache, namespace))
     )

@@ -30,6 +30,7 @@ import typing as t
 from .protocol import CorruptLog
 from .protocol import Found
 from .protocol import Swapped
+from .protocol import UnvouchedLog
 from .protocol import parse_map
 from .protocol import parse_session
 from .protocol import parse_user
@@ -74,6 +75,7 @@ class CachelibSessionStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.corrupt = CorruptLog()
+        self.unvouched = UnvouchedLog()
         self._next_sweep = 0.0
 
     # -- keys ---------------------------------------------------------------
@@ -118,7 +120,17 @@ class CachelibSessionStore:
         if record is None:
             return None
 
-        return Found(record, self._read_user(record.user_key))
+        # The user and their index in one call: the index must still list
+        # the session (a lost index fails closed).
+        user_key = self._user_key(record.user_key)
+        index_key = self._index_key(record.user_key)
+        user, index = self.store.get_many(user_key, index_key)
+
+        if session_id not in parse_map(index, index_key, self.corrupt):
+            self.unvouched(session_id)
+            return None
+
+        return Found(record, parse_user(record.user_key, user, user_key, self.corrupt))
 
     def new_session_id(self, user_key: str, now: float) -> str:
         return new_session_id()

@@ -176,7 +176,12 @@ class Pow:
         if isinstance(config.cache, BaseRedisCache):
             from .redis_store import RedisSessionStore
 
-            backend = RedisSessionStore(config.cache, config.namespace)
+            def secrets() -> list[str | bytes]:
+                # Read at each use: the key may be set after init_app.
+                keys = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
+                return [key for key in keys if key]
+
+            backend = RedisSessionStore(config.cache, config.namespace, secrets)
         else:
             backend = CachelibSessionStore(store)
 

@@ -64,7 +64,10 @@ class SessionStore(t.Protocol):
 
     def read(self, session_id: str) -> Found | None:
         """The session with its user's cached values; ``None`` if there is
-        no such session. One round trip where the backend allows.
+        no such session, or if its user's index does not list it (the
+        store lost keys: refused, so that revocation, which works through
+        the index, never misses a live session). One round trip where the
+        backend allows.
         """
 
     def read_session(self, session_id: str) -> SessionRecord | None:
@@ -161,6 +164,28 @@ class CorruptLog:
             kind,
             name,
         )
+
+
+class UnvouchedLog:
+    """Logs, once per process, that a session was refused because its
+    user's index no longer holds it: the store lost keys (eviction, a
+    flush, a failover). Refusing is what keeps revocation from failing
+    open: a session that "log out everywhere" cannot find must not work.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, session_id: str) -> None:
+        self.count += 1
+
+        if self.count == 1:
+            logger.warning(
+                "Refused a session that its user's index no longer lists: the"
+                " credentials store lost keys (eviction under maxmemory, a"
+                " flush, a failover). Its holder must log in again. Logged"
+                " once per process."
+            )
 
 
 def parse_session(

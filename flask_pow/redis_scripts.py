@@ -6,8 +6,11 @@ id's tag when the scripts are registered.
 
 from __future__ import annotations
 
-# The server's TIME, then GET a session and, in the same slot, its user: one
-# round trip. Every deadline is kept in the server's clock.
+# The server's TIME, then GET a session and, in the same slot, its user and
+# whether its user's index still holds it (ARGV[1] and ARGV[2] are the user
+# and index key prefixes, ARGV[3] the session id): one round trip. Every
+# deadline is kept in the server's clock; a session its index does not vouch
+# for is refused, so that a lost index fails closed.
 READ = """#!lua flags=no-writes
 local t = redis.call('TIME')
 local s = redis.call('GET', KEYS[1])
@@ -16,9 +19,10 @@ local ok, rec = pcall(cjson.decode, s)
 if not ok or type(rec) ~= 'table' or type(rec['user']) ~= 'string' then
   return {t[1], t[2], s}
 end
+local vouched = 0
+if redis.call('ZSCORE', ARGV[2] .. rec['user'], ARGV[3]) then vouched = 1 end
 local u = redis.call('GET', ARGV[1] .. rec['user'])
-if not u then return {t[1], t[2], s} end
-return {t[1], t[2], s, u}
+return {t[1], t[2], s, u or false, vouched}
 """
 
 # Prune a user's index (a sorted set: session id scored by expiry) and

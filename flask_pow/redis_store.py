@@ -3,11 +3,12 @@ round trip for an authenticated request, atomic scripts for every
 multi-key write, and keys laid out for Redis Cluster.
 
 Every key of one user carries the same hash tag, ``{<tag>}``, so that the
-records one operation touches live in one cluster slot. The tag is 8 random
-characters chosen at the user's first login and kept under
-``tag:<user key>``; it is also the first 8 characters of each session id, so
-a request addresses its session and its user in one slot from the cookie
-alone, without the cookie revealing who the user is.
+records one operation touches live in one cluster slot. The tag is 8
+characters of an HMAC of the user key under the application's secret key:
+never stored, so revocation finds a user's sessions from the user key alone
+whatever the store lost, and meaningless to whoever reads a cookie. It is
+also the first 8 characters of each session id, so a request addresses its
+session, its user and their index in one slot from the cookie alone.
 
 Keys, after the cache's own prefix and ``POW_NAMESPACE``:
 
@@ -17,18 +18,20 @@ Keys, after the cache's own prefix and ``POW_NAMESPACE``:
     the user's cached columns (JSON), TTL of their latest session.
 ``sessions:{tag}<user key>``
     a sorted set: session ids scored by expiry; every write prunes the
-    expired ones, at a cost that does not grow with the user's sessions.
-``tag:<user key>``
-    the user's tag, outliving each of their sessions.
+    expired ones, at a cost that does not grow with the user's sessions. A
+    session is honoured only while it is in it: a lost index fails closed.
 ``users``
-    a sorted set: ``<tag><user key>`` scored by latest expiry.
+    a sorted set: ``[tag, user key]`` (JSON) scored by latest expiry.
 
 No path uses ``KEYS``, ``SCAN`` or ``FLUSHDB``.
 """
 
 from __future__ import annotations
 
+import base64
 import collections.abc as c
+import functools
+import hmac
 import time
 import typing as t
 
@@ -39,6 +42,7 @@ from . import serialization
 from .protocol import CorruptLog
 from .protocol import Found
 from .protocol import Swapped
+from .protocol import UnvouchedLog
 from .protocol import parse_session
 from .protocol import parse_user
 from .protocol import user_value
@@ -66,9 +70,29 @@ def _version(info: t.Mapping[str, t.Any]) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
 
 
-#: How long a user's tag lives when it is first chosen, before the write
-#: that follows extends it to the user's latest session, in milliseconds.
-TAG_FIRST_TTL_MS = 600_000
+def user_tags(user_key: str, secrets: c.Iterable[str | bytes]) -> list[str]:
+    """A user's hash tags: derived from the user key and the application's
+    secret key (and each of its fallbacks, whose sessions may still be
+    live), never stored. Revocation finds a user's sessions from the user
+    key alone, so no lost key can hide them; and the tag, the start of
+    every session id in a cookie, does not tell who the user is.
+    """
+    tags = []
+
+    for secret in secrets:
+        key = secret if isinstance(secret, bytes) else str(secret).encode()
+        mac = hmac.new(key, b"flask_pow.tag:" + user_key.encode(), "sha256")
+        tag = base64.urlsafe_b64encode(mac.digest()).decode()[:TAG_LENGTH]
+
+        if tag not in tags:
+            tags.append(tag)
+
+    if not tags:
+        raise RuntimeError(
+            "The Redis store derives each user's hash tag from SECRET_KEY: set it."
+        )
+
+    return tags
 
 
 class RedisSessionStore:
@@ -78,13 +102,20 @@ class RedisSessionStore:
     ``POW_REDIS_URL`` is set.
     """
 
-    def __init__(self, cache: BaseRedisCache, namespace: str) -> None:
+    def __init__(
+        self,
+        cache: BaseRedisCache,
+        namespace: str,
+        secrets: t.Callable[[], c.Sequence[str | bytes]],
+    ) -> None:
         self.client: t.Any = client_of(cache)
+        self._secrets = secrets
         # cachelib's public key_prefix: a string, or a function giving one.
         prefix = cache.key_prefix
         prefix = prefix if isinstance(prefix, str) else prefix()
         self.prefix = f"{prefix or ''}{namespace}:"
         self.corrupt = CorruptLog()
+        self.unvouched = UnvouchedLog()
         self._version_checked = False
         self._errors = error_types()
         self._responses = response_error_types()
@@ -184,9 +215,6 @@ class RedisSessionStore:
     def _index_key(self, tag: str, user_key: str) -> str:
         return f"{self.prefix}sessions:{{{tag}}}{user_key}"
 
-    def _tag_key(self, user_key: str) -> str:
-        return f"{self.prefix}tag:{user_key}"
-
     @property
     def _users_key(self) -> str:
         return f"{self.prefix}users"
@@ -214,21 +242,8 @@ class RedisSessionStore:
         # An id of another length has no tag: no such session, and no key.
         return len(session_id) == TAG_LENGTH + 22
 
-    def _tag(self, user_key: str) -> str | None:
-        key = self._tag_key(user_key)
-        return self._read_tag(key, self._call(lambda: self.client.get(key)))
-
-    def _read_tag(self, key: str, value: bytes | None) -> str | None:
-        tag = self._decode("tag", key, value)
-
-        if tag is None:
-            return None
-
-        if not isinstance(tag, str) or len(tag) != TAG_LENGTH:
-            self.corrupt("tag", key)
-            return None
-
-        return tag
+    def _tags(self, user_key: str) -> list[str]:
+        return user_tags(user_key, self._secrets())
 
     # -- the clock ----------------------------------------------------------
 
@@ -274,14 +289,17 @@ class RedisSessionStore:
         tag = self._tag_of(session_id)
         key = self._session_key(session_id)
         sent = self.local_clock()
-        values = self._call(
-            lambda: self._read(keys=[key], args=[self._user_key(tag, "")])
-        )
+        args = [self._user_key(tag, ""), self._index_key(tag, ""), session_id]
+        values = self._call(lambda: self._read(keys=[key], args=args))
         self._note_time(values[0], values[1], sent)
         values = values[2:]
         record = self._parse_session(session_id, values[0] if values else None)
 
         if record is None:
+            return None
+
+        if len(values) > 2 and not int(values[2]):
+            self.unvouched(session_id)
             return None
 
         user_key = self._user_key(tag, record.user_key)
@@ -296,36 +314,7 @@ class RedisSessionStore:
     # -- writes -------------------------------------------------------------
 
     def new_session_id(self, user_key: str, now: float) -> str:
-        # The user's tag, chosen at their first login (SET NX GET: whoever
-        # comes first wins, and everyone reads the winner's tag).
-        candidate = new_session_id()[:TAG_LENGTH]
-        key = self._tag_key(user_key)
-        existing = self._call(
-            lambda: self.client.set(
-                key,
-                serialization.dumps(candidate),
-                nx=True,
-                get=True,
-                px=TAG_FIRST_TTL_MS,
-            )
-        )
-
-        if existing is None:
-            return candidate + new_session_id()
-
-        tag = self._read_tag(key, existing)
-
-        if tag is None:
-            # A corrupt tag record: replace it. Sessions filed under it are
-            # lost to listings, not to their holders.
-            self._call(
-                lambda: self.client.set(
-                    key, serialization.dumps(candidate), px=TAG_FIRST_TTL_MS
-                )
-            )
-            tag = candidate
-
-        return tag + new_session_id()
+        return self._tags(user_key)[0] + new_session_id()
 
     def _run_write(
         self,
@@ -335,10 +324,9 @@ class RedisSessionStore:
         expected: str,
         max_sessions: int = 0,
     ) -> list[t.Any]:
-        """The write script, the users set and the tag's TTL, pipelined: one
-        round trip on a single server. A cluster client cannot pipeline
-        scripts, and those three keys live in different slots anyway: there
-        they are three calls.
+        """The write script and the users set, pipelined: one round trip on
+        a single server. A cluster client cannot pipeline scripts, and the
+        two live in different slots anyway: there they are two calls.
         """
         tag = self._tag_of(record.id)
         keys = [
@@ -357,8 +345,6 @@ class RedisSessionStore:
             max_sessions,
             self._session_prefix(tag),
         ]
-        # Relative: the clock may not be the server's.
-        tag_ttl_ms = int((record.expires_at - now) * 1000) + 60_000
         users_args = [
             serialization.dumps([tag, record.user_key]),
             repr(record.expires_at),
@@ -370,11 +356,6 @@ class RedisSessionStore:
 
             if result[0] == b"ok":
                 self._call(lambda: self._users(keys=[self._users_key], args=users_args))
-                self._call(
-                    lambda: self.client.pexpire(
-                        self._tag_key(record.user_key), tag_ttl_ms, gt=True
-                    )
-                )
 
             return t.cast(list[t.Any], result)
 
@@ -382,8 +363,6 @@ class RedisSessionStore:
             pipe = self.client.pipeline(transaction=False)
             pipe.evalsha(self._write.sha, len(keys), *keys, *args)
             pipe.evalsha(self._users.sha, 1, self._users_key, *users_args)
-            # The tag outlives every session of its user.
-            pipe.pexpire(self._tag_key(record.user_key), tag_ttl_ms, gt=True)
             return t.cast(list[t.Any], pipe.execute()[0])
 
         return self._call(lambda: self._with_scripts(run))
@@ -461,23 +440,17 @@ class RedisSessionStore:
     def write_user(
         self, user_key: str, user_data: dict[str, t.Any], now: float
     ) -> bool:
-        tag = self._tag(user_key)
-
-        if tag is None:
-            return False
-
         value = serialization.dumps(user_value(user_key, user_data))
-        return bool(
-            self._call(
-                lambda: self._update_user(
-                    keys=[
-                        self._index_key(tag, user_key),
-                        self._user_key(tag, user_key),
-                    ],
-                    args=[value, repr(now)],
-                )
+        updated = False
+
+        for tag in self._tags(user_key):
+            keys = [self._index_key(tag, user_key), self._user_key(tag, user_key)]
+            args = [value, repr(now)]
+            updated |= bool(
+                self._call(functools.partial(self._update_user, keys=keys, args=args))
             )
-        )
+
+        return updated
 
     def cleanup(self, now: float) -> int:
         # Every key has a TTL: Redis deletes them itself.
@@ -486,34 +459,33 @@ class RedisSessionStore:
     # -- listing ------------------------------------------------------------
 
     def session_ids(self, user_key: str) -> list[str]:
-        tag = self._tag(user_key)
+        found = []
 
-        if tag is None:
-            return []
+        for tag in self._tags(user_key):
+            index_key = self._index_key(tag, user_key)
+            found += [
+                session_id.decode()
+                for session_id in self._call(
+                    functools.partial(self.client.zrange, index_key, 0, -1)
+                )
+            ]
 
-        index_key = self._index_key(tag, user_key)
-        return [
-            session_id.decode()
-            for session_id in self._call(lambda: self.client.zrange(index_key, 0, -1))
-        ]
+        return found
 
     def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
-        tag = self._tag(user_key)
+        records = []
 
-        if tag is None:
-            return []
+        for tag in self._tags(user_key):
+            keys = [self._index_key(tag, user_key)]
+            args = [self._session_prefix(tag), repr(now)]
+            found = self._call(functools.partial(self._sessions, keys=keys, args=args))
+            records += [
+                record
+                for raw_id, value in zip(found[::2], found[1::2], strict=True)
+                if (record := self._parse_session(raw_id.decode(), value)) is not None
+            ]
 
-        found = self._call(
-            lambda: self._sessions(
-                keys=[self._index_key(tag, user_key)],
-                args=[self._session_prefix(tag), repr(now)],
-            )
-        )
-        return [
-            record
-            for raw_id, value in zip(found[::2], found[1::2], strict=True)
-            if (record := self._parse_session(raw_id.decode(), value)) is not None
-        ]
+        return records
 
     def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
         members = self._call(

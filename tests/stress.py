@@ -28,6 +28,8 @@ import time
 import typing as t
 import uuid
 
+from flask_pow.redis_store import user_tags
+
 from .servers import RedisServer
 from .servers import free_port
 from .servers import require
@@ -338,13 +340,9 @@ def check_store(
         listed = 0
 
         for n in range(1, clients + 1):
-            tag = client.get(f"{namespace}:tag:User:{n}")
-
-            if tag is None:
-                continue
-
-            tag_text = t.cast(bytes, tag).decode().strip('"')
-            index = f"{namespace}:sessions:{{{tag_text}}}User:{n}"
+            # The tag is derived from the user key and the app's secret key.
+            [tag] = user_tags(f"User:{n}", ["stress"])
+            index = f"{namespace}:sessions:{{{tag}}}User:{n}"
             listed += min(1, client.zcard(index))
 
         report.sessions_listed = listed
