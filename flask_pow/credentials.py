@@ -38,7 +38,8 @@ class Authenticated:
     """
 
     record: SessionRecord
-    user_data: dict[str, t.Any]
+    #: The user's cached values; ``None`` if the store lost the user record.
+    user_data: dict[str, t.Any] | None
     #: The token the client should hold from now on, if it presented a
     #: rotated-away one inside the grace window.
     follow: str | None = None
@@ -114,7 +115,7 @@ class CredentialsCache:
     def authenticate(self, session_id: str, token: str) -> Authenticated | None:
         """Look up the session a client presents. ``None`` unless the token
         is the session's current one, or its previous one inside the grace
-        window, and the session and its cached user are both there.
+        window, and its user's index still lists the session.
 
         :meta private:
         """
@@ -127,7 +128,7 @@ class CredentialsCache:
         self._check_clock(found.record, now)
         match = self.policy.match(found.record, token, now)
 
-        if match is None or found.user_data is None:
+        if match is None:
             return None
 
         return Authenticated(found.record, found.user_data, match.follow)
@@ -194,6 +195,37 @@ class CredentialsCache:
         logger.info(
             "Rewrote a cached user whose record held other columns than the"
             " model caches now (a deploy changed them)."
+        )
+        return fresh, user_data
+
+    @property
+    def reloads_by_key(self) -> bool:
+        """Whether the adapter can load a user from a user key
+        (``reload_key``), which healing a lost user record needs.
+
+        :meta private:
+        """
+        return hasattr(self.adapter, "reload_key")
+
+    def heal_missing_user(self, user_key: str) -> tuple[t.Any, dict[str, t.Any]] | None:
+        """Load the user of a valid session whose cached user record the
+        store lost (eviction, a flush) from the database (one query), and
+        write the record back for every session of that user. ``None`` if
+        the adapter cannot load a user by key, or the user is gone.
+
+        :meta private:
+        """
+        reload_key = getattr(self.adapter, "reload_key", None)
+        fresh = reload_key(user_key) if reload_key is not None else None
+
+        if fresh is None:
+            return None
+
+        user_data = self.adapter.dump(fresh)
+        self.store.write_user(user_key, user_data, self.clock())
+        logger.info(
+            "Loaded a user whose cached record the store had lost from the"
+            " database, and cached it again."
         )
         return fresh, user_data
 

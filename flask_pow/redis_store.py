@@ -32,6 +32,7 @@ import base64
 import collections.abc as c
 import functools
 import hmac
+import logging
 import time
 import typing as t
 
@@ -55,6 +56,8 @@ from .redis_client import is_refusal
 from .redis_client import no_script_types
 from .redis_client import response_error_types
 from .stores import _unavailable
+
+logger = logging.getLogger("flask_pow")
 
 #: Length of a user's hash tag, and of the prefix it gives session ids.
 TAG_LENGTH = 8
@@ -173,6 +176,8 @@ class RedisSessionStore:
             self._version_checked = False
             raise _unavailable(e) from e
 
+        self._check_eviction()
+
         if version < MINIMUM_VERSION:
             self._version_checked = False
             raise RuntimeError(
@@ -180,6 +185,39 @@ class RedisSessionStore:
                 f" later (or Valkey); this server is"
                 f" {'.'.join(map(str, version))}. Upgrade it, or use another"
                 " POW_CACHE."
+            )
+
+    def _check_eviction(self) -> None:
+        """Warn, once, when the server may evict flask_pow's keys: every
+        key has a TTL, so even the ``volatile-*`` policies take them. A lost
+        key logs its user out (sessions fail closed), and under memory
+        pressure that is many users at once. Managed services that refuse
+        ``CONFIG GET`` are not asked again.
+        """
+        try:
+            found = self.client.config_get("maxmemory-policy")
+        except (*self._errors, *self._responses):
+            return
+
+        policies = {
+            str(value)
+            for value in (
+                found.values()
+                if not any(isinstance(v, dict) for v in found.values())
+                else (p for node in found.values() for p in node.values())
+            )
+        }
+
+        evicting = sorted(policies - {"noeviction"})
+
+        if evicting:
+            logger.warning(
+                "Redis may evict flask_pow's keys (maxmemory-policy %s): under"
+                " memory pressure users would be logged out. Set"
+                " maxmemory-policy noeviction on the server that holds"
+                " sessions (a full server then answers 503 to logins, and"
+                " logged-in users stay logged in).",
+                ", ".join(evicting),
             )
 
     def _server_version(self) -> tuple[int, ...]:

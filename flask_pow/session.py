@@ -103,12 +103,27 @@ def _load_from_session(state: PowState, request_state: RequestState) -> bool:
         credentials.end(session_id, found.record.user_key)
         return False
 
-    user = credentials.load_user(found.record.user_key, found.user_data)
+    user_data = found.user_data
+
+    if user_data is None:
+        # The store lost the user record of a valid session: the user is
+        # loaded from the database once and cached again.
+        healed = credentials.heal_missing_user(found.record.user_key)
+
+        if healed is None:
+            # The user is gone from the database (as a reload finds): the
+            # session ends. An adapter that cannot load by key leaves it.
+            if credentials.reloads_by_key:
+                credentials.end(session_id, found.record.user_key)
+
+            return False
+
+        user, user_data = healed
+    else:
+        user = credentials.load_user(found.record.user_key, user_data)
 
     if user is None:
         return False
-
-    user_data = found.user_data
 
     if credentials.is_stale(user_data):
         healed = credentials.heal_user(found.record.user_key, user)

@@ -391,6 +391,40 @@ class SQLAlchemyUsers(t.Generic[U]):
         """
         return data.keys() != self._name_set
 
+    def reload_key(self, user_key: str) -> U | None:
+        """The user with this key, from the database (one query); ``None``
+        if there is none, or the key is not one of this model's.
+        """
+        kind, _, identity = user_key.partition(":")
+
+        if kind != self._name or not identity:
+            return None
+
+        if len(self._pk) == 1:
+            texts = {self._pk[0]: identity}
+        else:
+            texts = dict(part.partition("=")[::2] for part in identity.split(","))
+
+        try:
+            ident = {
+                name: self._python_value(name, urllib.parse.unquote(texts[name]))
+                for name in self._pk
+            }
+        except (KeyError, ValueError, TypeError):
+            return None
+
+        return self.db.session.get(self.model, ident)
+
+    def _python_value(self, name: str, text: str) -> t.Any:
+        column = self._mapper.get_property(name).columns[0]
+
+        try:
+            python_type = column.type.python_type
+        except NotImplementedError:
+            return text
+
+        return text if python_type is str else python_type(text)
+
     def reload(self, user: U) -> U | None:
         return self.db.session.get(
             self.model, self._ident(user), populate_existing=True
