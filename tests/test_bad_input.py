@@ -170,18 +170,22 @@ def test_corrupt_record_is_logged_once(
     assert key.rsplit(":", 1)[1] not in warnings[0].getMessage()
 
 
-def test_corrupt_user_record_is_anonymous(
+def test_corrupt_user_record_is_read_as_lost_and_heals(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
+    """A user record that does not decode is a lost one: the valid session's
+    user is loaded from the database again (still yourself, never a 500).
+    """
     plant(cache, user_key(env), b'{"key": "User:1", "data": {"id": "x"')
-    assert env.me(logged_in) == "anonymous"
+    assert env.me(logged_in) == "ada@example.com free"
 
 
-def test_user_record_of_another_user_is_anonymous(
+def test_user_record_of_another_user_is_never_used(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
+    env.add_user("bob@example.com")
     plant(cache, user_key(env), b'{"key": "User:2", "data": {"id": 2}}')
-    assert env.me(logged_in) == "anonymous"
+    assert env.me(logged_in) == "ada@example.com free"
 
 
 class Exploit:
