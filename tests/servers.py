@@ -121,11 +121,11 @@ class RedisServer:
 
 
 class RedisClusterServers:
-    """A Redis Cluster of three masters on loopback ports, made with
-    ``redis-cli --cluster create``.
+    """A Redis Cluster of three masters (each with ``replicas`` replicas) on
+    loopback ports, made with ``redis-cli --cluster create``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, replicas: int = 0, node_timeout_ms: int = 5000) -> None:
         self.nodes = [
             RedisServer(
                 "--cluster-enabled",
@@ -133,9 +133,12 @@ class RedisClusterServers:
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
-                "5000",
+                str(node_timeout_ms),
+                # Replicas sync at once, not after Redis's 5 s wait.
+                "--repl-diskless-sync-delay",
+                "0",
             )
-            for _ in range(3)
+            for _ in range(3 * (1 + replicas))
         ]
         subprocess.run(
             [
@@ -144,7 +147,7 @@ class RedisClusterServers:
                 "create",
                 *(f"127.0.0.1:{node.port}" for node in self.nodes),
                 "--cluster-replicas",
-                "0",
+                str(replicas),
                 "--cluster-yes",
             ],
             check=True,
@@ -161,6 +164,21 @@ class RedisClusterServers:
                 while client.cluster("info").get("cluster_state") != "ok":
                     if time.monotonic() > deadline:
                         raise RuntimeError("the Redis cluster did not become ready")
+
+                    time.sleep(0.1)
+            finally:
+                client.close()
+
+        # A replica can take over its master only once it has synced.
+        for node in self.nodes:
+            client = node.client()
+
+            try:
+                while (info := client.info("replication"))["role"] == "slave" and (
+                    info.get("master_link_status") != "up"
+                ):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the Redis replicas did not sync")
 
                     time.sleep(0.1)
             finally:
