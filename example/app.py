@@ -68,6 +68,10 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
         POW_LOGIN_VIEW="account.login",
         # Short, so that rotation can be seen on the devices page.
         POW_SESSION_TTL_RENEWAL=60,
+        # Changing the password needs a password given in the last 10
+        # minutes (EXAMPLE_FRESHNESS seconds to try it sooner).
+        POW_FRESHNESS=int(os.environ.get("EXAMPLE_FRESHNESS", "600")),
+        POW_REFRESH_VIEW="account.reauthenticate",
         POW_REDIS_URL=os.environ.get("POW_REDIS_URL") or None,
     )
     app.config.update(config or {})

@@ -1,5 +1,5 @@
-"""The example's pages: account (register, log in, log out, plan), the pro
-page, the devices page, and an admin area.
+"""The example's pages: account (register, log in, log out, plan, change
+the password), the pro page, the devices page, and an admin area.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
+from flask_pow import confirm_login
 from flask_pow import current_session
 from flask_pow import database_user
+from flask_pow import fresh_login_required
 from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_other_sessions
@@ -196,6 +198,52 @@ def revoke_device(session_id: str) -> Response:
     auth.credentials.delete(session_id)
     flash("That device is logged out.")
     return redirect(url_for("account.devices"))
+
+
+@account.route("/password", methods=["GET", "POST"])
+@fresh_login_required
+def change_password() -> str | Response:
+    """Only with a fresh login (``POW_FRESHNESS``): a cookie left on a
+    shared computer is not enough to take the account over. Afterwards this
+    device is the only one logged in, with a new token.
+    """
+    if request.method == "POST":
+        password = request.form.get("password", "")
+
+        if len(password) < 8:
+            flash("Choose a password of 8 characters or more.")
+        else:
+            row = database_user()
+            row.password_hash = generate_password_hash(password)
+            db.session.commit()
+            count = logout_other_sessions()
+            flash(
+                f"Password changed. {count} other device{'s' * (count != 1)}"
+                " logged out."
+            )
+            return redirect(url_for("account.index"))
+
+    return render_template("password.html")
+
+
+@account.route("/reauthenticate", methods=["GET", "POST"])
+@login_required
+def reauthenticate() -> str | Response:
+    """The refresh view (``POW_REFRESH_VIEW``): the password again, for a
+    session that is no longer fresh.
+    """
+    if request.method == "POST":
+        row = database_user()
+
+        if row is not None and check_password_hash(
+            row.password_hash, request.form.get("password", "")
+        ):
+            confirm_login()
+            return redirect(_safe_next(request.args) or url_for("account.index"))
+
+        flash("Wrong password.")
+
+    return render_template("reauthenticate.html")
 
 
 @account.post("/devices/others")

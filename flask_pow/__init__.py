@@ -4,7 +4,9 @@ from .config import PowConfig as PowConfig
 from .config import UnknownSettingWarning as UnknownSettingWarning
 from .credentials import CredentialsCache as CredentialsCache
 from .extension import Pow as Pow
+from .login import confirm_login as confirm_login
 from .login import database_user as database_user
+from .login import login_fresh as login_fresh
 from .login import login_user as login_user
 from .login import logout_other_sessions as logout_other_sessions
 from .login import logout_user as logout_user
@@ -21,6 +23,8 @@ from .signals import user_accessed as user_accessed
 from .signals import user_loaded_from_request as user_loaded_from_request
 from .signals import user_logged_in as user_logged_in
 from .signals import user_logged_out as user_logged_out
+from .signals import user_login_confirmed as user_login_confirmed
+from .signals import user_needs_refresh as user_needs_refresh
 from .signals import user_reloaded_gone as user_reloaded_gone
 from .signals import user_synced as user_synced
 from .signals import user_unauthorized as user_unauthorized
@@ -29,5 +33,6 @@ from .users import NotCachedError as NotCachedError
 from .users import SQLAlchemyUsers as SQLAlchemyUsers
 from .users import UserAdapter as UserAdapter
 from .users import identity_key as identity_key
+from .views import fresh_login_required as fresh_login_required
 from .views import login_required as login_required
 from .views import reload_user as reload_user

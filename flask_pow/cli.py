@@ -153,6 +153,8 @@ def _as_json(info: SessionInfo, label: str) -> dict[str, t.Any]:
         "created_at": info.created_at.isoformat(),
         "inserted_at": info.inserted_at.isoformat(),
         "expires_at": info.expires_at.isoformat(),
+        "fresh_at": None if info.fresh_at is None else info.fresh_at.isoformat(),
+        "fresh": info.fresh,
         "metadata": info.metadata,
     }
 
@@ -302,6 +304,13 @@ def show_command(session_id: str, as_json: bool) -> None:
         (
             "Expires",
             f"{_when(info.expires_at)} (in {_duration(info.expires_at - now)})",
+        ),
+        (
+            "Password",
+            "never in this session"
+            if info.fresh_at is None
+            else f"{_when(info.fresh_at)} ({_ago(info.fresh_at, now)})"
+            + ("" if info.fresh else ", no longer fresh"),
         ),
     ]
     lines += [(str(key), str(value)) for key, value in info.metadata.items()]

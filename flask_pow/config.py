@@ -70,6 +70,8 @@ DEFAULT_CACHE_FOLDER = "flask_pow"
 #: Flashed on the redirect to the login view, as Flask-Login does.
 DEFAULT_LOGIN_MESSAGE = "Please log in to access this page."
 DEFAULT_LOGIN_MESSAGE_CATEGORY = "message"
+#: Flashed on the redirect to the refresh view, as Flask-Login does.
+DEFAULT_NEEDS_REFRESH_MESSAGE = "Please reauthenticate to access this page."
 
 #: Live sessions one user may have; a login past it ends the least recently
 #: used one.
@@ -96,6 +98,10 @@ KNOWN_SETTINGS = frozenset(
         "POW_SYNC_ON_COMMIT",
         "POW_ACCEPT_LONG_IDLE",
         "POW_MAX_SESSIONS",
+        "POW_FRESHNESS",
+        "POW_REFRESH_VIEW",
+        "POW_NEEDS_REFRESH_MESSAGE",
+        "POW_NEEDS_REFRESH_MESSAGE_CATEGORY",
     }
 )
 
@@ -148,6 +154,11 @@ class PowConfig:
     #: Flashed on the redirect to the login view; ``None`` flashes nothing.
     login_message: t.Any = DEFAULT_LOGIN_MESSAGE
     login_message_category: str = DEFAULT_LOGIN_MESSAGE_CATEGORY
+    #: Seconds a proof of identity keeps a session fresh; ``None``: always.
+    freshness: int | None = None
+    refresh_view: str | None = None
+    needs_refresh_message: t.Any = DEFAULT_NEEDS_REFRESH_MESSAGE
+    needs_refresh_message_category: str = DEFAULT_LOGIN_MESSAGE_CATEGORY
     #: Update a user's cached record when an ORM commit changes the row.
     sync_on_commit: bool = True
 
@@ -187,6 +198,17 @@ def _text(key: str, value: object) -> str:
 
     if any(ch.isspace() for ch in value):
         raise ValueError(f"{key} must not contain white space, got {value!r}.")
+
+    return value
+
+
+def _message(key: str, value: object) -> t.Any:
+    # A lazy translation (Flask-Babel's lazy_gettext) is not a str, and is
+    # turned into one when it is flashed.
+    if isinstance(value, (bytes, int, float, list, tuple, dict, set)):
+        raise TypeError(
+            f"{key} must be a string, or None to flash nothing, got {value!r}."
+        )
 
     return value
 
@@ -329,6 +351,12 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
     config.setdefault("POW_SYNC_ON_COMMIT", True)
     config.setdefault("POW_ACCEPT_LONG_IDLE", False)
     config.setdefault("POW_MAX_SESSIONS", DEFAULT_MAX_SESSIONS)
+    config.setdefault("POW_FRESHNESS", None)
+    config.setdefault("POW_REFRESH_VIEW", None)
+    config.setdefault("POW_NEEDS_REFRESH_MESSAGE", DEFAULT_NEEDS_REFRESH_MESSAGE)
+    config.setdefault(
+        "POW_NEEDS_REFRESH_MESSAGE_CATEGORY", DEFAULT_LOGIN_MESSAGE_CATEGORY
+    )
     _warn_unknown(given)
 
     credentials_ttl = _seconds(
@@ -374,15 +402,14 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
         if not isinstance(config[key], bool):
             raise TypeError(f"{key} must be True or False, got {config[key]!r}.")
 
-    login_message = config["POW_LOGIN_MESSAGE"]
+    login_message = _message("POW_LOGIN_MESSAGE", config["POW_LOGIN_MESSAGE"])
+    refresh_message = _message(
+        "POW_NEEDS_REFRESH_MESSAGE", config["POW_NEEDS_REFRESH_MESSAGE"]
+    )
+    refresh_view = config["POW_REFRESH_VIEW"]
 
-    # A lazy translation (Flask-Babel's lazy_gettext) is not a str, and is
-    # turned into one when it is flashed.
-    if isinstance(login_message, (bytes, int, float, list, tuple, dict, set)):
-        raise TypeError(
-            f"POW_LOGIN_MESSAGE must be a string, or None to flash nothing, got"
-            f" {login_message!r}."
-        )
+    if refresh_view is not None:
+        refresh_view = _text("POW_REFRESH_VIEW", refresh_view)
 
     if login_view is not None:
         login_view = _text("POW_LOGIN_VIEW", login_view)
@@ -423,6 +450,15 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             "POW_LOGIN_MESSAGE_CATEGORY", config["POW_LOGIN_MESSAGE_CATEGORY"]
         ),
         sync_on_commit=config["POW_SYNC_ON_COMMIT"],
+        freshness=_seconds(
+            "POW_FRESHNESS", config["POW_FRESHNESS"], allow_none=True, minimum=1
+        ),
+        refresh_view=refresh_view,
+        needs_refresh_message=refresh_message or None,
+        needs_refresh_message_category=_text(
+            "POW_NEEDS_REFRESH_MESSAGE_CATEGORY",
+            config["POW_NEEDS_REFRESH_MESSAGE_CATEGORY"],
+        ),
     )
 
 

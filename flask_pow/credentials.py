@@ -82,6 +82,8 @@ class CredentialsCache:
     :param max_sessions: live sessions per user; a login past it ends the
         least recently used ones (:data:`~flask_pow.session_revoked` is sent
         for each).
+    :param freshness: seconds a proof of identity keeps a session fresh, or
+        ``None`` for its whole life.
     """
 
     #: The clock, seconds since the epoch. Tests may replace it.
@@ -96,6 +98,7 @@ class CredentialsCache:
         rotation_grace: int,
         absolute_ttl: int | None,
         max_sessions: int = 100,
+        freshness: int | None = None,
     ) -> None:
         self.store = store
         # A store that keeps its own clock (Redis: the server's) decides
@@ -105,7 +108,7 @@ class CredentialsCache:
         if store_clock is not None:
             self.clock = store_clock
         self.adapter = users
-        self.policy = Policy(credentials_ttl, rotation_grace, absolute_ttl)
+        self.policy = Policy(credentials_ttl, rotation_grace, absolute_ttl, freshness)
         self.max_sessions = max_sessions
         self._corrupt = CorruptLog()
         self._warned_skew = False
@@ -238,8 +241,19 @@ class CredentialsCache:
 
     # -- writes -------------------------------------------------------------
 
+    def info_of(self, record: SessionRecord) -> SessionInfo:
+        """What a record says of its session now, freshness included.
+
+        :meta private:
+        """
+        return record.info(fresh=self.policy.is_fresh(record, self.clock()))
+
     def put(
-        self, user: t.Any, metadata: dict[str, t.Any] | None = None
+        self,
+        user: t.Any,
+        metadata: dict[str, t.Any] | None = None,
+        *,
+        fresh: bool = True,
     ) -> tuple[SessionInfo, str]:
         """Store a new session for ``user`` and return it with its token.
         This is what :func:`~flask_pow.login_user` does once the view has
@@ -248,6 +262,8 @@ class CredentialsCache:
 
         :param user: the user logging in.
         :param metadata: the session's metadata (JSON-serializable).
+        :param fresh: whether the user proved who they are for this login
+            (:func:`~flask_pow.login_user`'s ``fresh``).
         :return: the session and the token the client must hold. The token
             is shown here only: the store keeps its digest.
         """
@@ -255,7 +271,9 @@ class CredentialsCache:
         user_data = self.adapter.dump(user)
         now = self.clock()
         session_id = self.store.new_session_id(user_key, now)
-        record, token = self.policy.new_session(session_id, user_key, metadata, now)
+        record, token = self.policy.new_session(
+            session_id, user_key, metadata, now, fresh=fresh
+        )
         evicted = self.store.create(
             record, user_data, now, max_sessions=self.max_sessions
         )
@@ -263,7 +281,7 @@ class CredentialsCache:
         for ended_id in evicted:
             _send(signals.session_revoked, session_id=ended_id, user_key=user_key)
 
-        return record.info(), token
+        return self.info_of(record), token
 
     def rotate(
         self,
@@ -273,6 +291,7 @@ class CredentialsCache:
         *,
         wait: bool = False,
         record: SessionRecord | None = None,
+        confirm: bool = False,
     ) -> tuple[str, bool] | None:
         """Issue a new token for a session, keeping its id, creation time and
         metadata. The old token keeps working for the grace window.
@@ -293,6 +312,9 @@ class CredentialsCache:
         :param user_data: the user's data, written if the user record is gone.
         :param record: the session's record as the caller read it, if it
             did; saves a read.
+        :param confirm: the user proved who they are again
+            (:func:`~flask_pow.confirm_login`): the session is fresh from
+            now. Takes ``wait``.
         :return: the token the client should hold now and whether this call
             rotated it, or ``None`` if the client keeps its own.
         """
@@ -306,7 +328,7 @@ class CredentialsCache:
                 return None
 
             if found.follow is not None:
-                if not wait:
+                if not (wait or confirm):
                     return found.follow, False
 
                 # A privilege change rotates on from where the session went.
@@ -314,9 +336,11 @@ class CredentialsCache:
                 continue
 
             now = self.clock()
-            candidate, fresh = self.policy.advance(record, token, now, hard=wait)
+            candidate, fresh = self.policy.advance(
+                record, token, now, hard=wait or confirm, confirm=confirm
+            )
             swapped = self.store.swap(
-                candidate, record.token, now, user_data=user_data, wait=wait
+                candidate, record.token, now, user_data=user_data, wait=wait or confirm
             )
 
             if swapped.ok:
@@ -330,7 +354,7 @@ class CredentialsCache:
 
             record = swapped.current
 
-        if wait:
+        if wait or confirm:
             raise StoreUnavailable("The session kept changing during a rotation.")
 
         return None
@@ -425,7 +449,7 @@ class CredentialsCache:
         if record is None or record.expires_at <= self.clock():
             return None
 
-        return record.info()
+        return self.info_of(record)
 
     def sessions(self, user: t.Any) -> list[SessionInfo]:
         """The live sessions of a user, oldest login first. Reads the user's
@@ -442,7 +466,7 @@ class CredentialsCache:
             if record.expires_at > now and record.user_key == user_key
         ]
         records.sort(key=lambda record: (record.created_at, record.id))
-        return [record.info() for record in records]
+        return [self.info_of(record) for record in records]
 
     def users(self) -> list[t.Any]:
         """The users with a live session, loaded from the cache (no query),

@@ -106,6 +106,14 @@ class Pow:
     login_message: t.Any = UNSET
     #: When set, wins over ``POW_LOGIN_MESSAGE_CATEGORY``.
     login_message_category: str | None = None
+    #: Flask-Login's ``login_manager.refresh_view``: wins over
+    #: ``POW_REFRESH_VIEW``.
+    refresh_view: str | None = None
+    #: When set (``None`` too: flash nothing), wins over
+    #: ``POW_NEEDS_REFRESH_MESSAGE``.
+    needs_refresh_message: t.Any = UNSET
+    #: When set, wins over ``POW_NEEDS_REFRESH_MESSAGE_CATEGORY``.
+    needs_refresh_message_category: str | None = None
 
     def __init__(
         self,
@@ -124,6 +132,7 @@ class Pow:
         self._user_loader: c.Callable[[str], t.Any] | None = None
         self.blueprint_login_views = {}
         self.unauthorized_callback: UnauthorizedCallback | None = None
+        self.needs_refresh_callback: UnauthorizedCallback | None = None
 
         if app is not None:
             self.init_app(app)
@@ -192,6 +201,7 @@ class Pow:
             rotation_grace=config.rotation_grace,
             absolute_ttl=config.absolute_ttl,
             max_sessions=config.max_sessions,
+            freshness=config.freshness,
         )
         self._states[app] = PowState(
             config=config,
@@ -313,6 +323,33 @@ class Pow:
         from .views import unauthorized
 
         return unauthorized()
+
+    def needs_refresh_handler(
+        self, callback: UnauthorizedCallback
+    ) -> UnauthorizedCallback:
+        """Register what :func:`~flask_pow.fresh_login_required` answers to a
+        logged-in request whose session is not fresh, instead of the 401 or
+        the redirect to ``POW_REFRESH_VIEW``, as Flask-Login's
+        ``needs_refresh_handler``. The function takes no arguments and
+        returns a response.
+        """
+        self.needs_refresh_callback = callback
+        return callback
+
+    def needs_refresh(self) -> ResponseReturnValue:
+        """What a logged-in request whose session is not fresh gets where a
+        fresh one is required, as Flask-Login's
+        ``login_manager.needs_refresh()``: sends
+        :data:`~flask_pow.user_needs_refresh`, then calls the
+        :meth:`needs_refresh_handler` if there is one. Otherwise a request
+        that asks for JSON gets a JSON 401 (``reauthentication_required``);
+        else a redirect to ``POW_REFRESH_VIEW``, with
+        ``POW_NEEDS_REFRESH_MESSAGE`` flashed and the requested path in
+        ``next``; with no refresh view, a 401.
+        """
+        from .views import needs_refresh
+
+        return needs_refresh()
 
     def session_metadata(self, callback: MetadataCallback) -> MetadataCallback:
         """Register a function that adds keys to a session's metadata at

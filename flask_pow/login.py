@@ -5,14 +5,17 @@ changes ``g.current_user`` at once and records what to write, which
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import typing as t
 
+from flask import current_app
 from flask import has_request_context
 from flask import request
 
 from . import serialization
+from . import signals
 from .request_state import RequestState
 from .request_state import forget_session
 from .request_state import get_pow_state
@@ -54,7 +57,9 @@ def login_user(
         logged once per application when it is asked for.
     :param duration: how long a remember-me login lasts; see ``remember``.
     :param force: log the user in even if ``user.is_active`` is false.
-    :param fresh: Flask-Login's fresh login; every login is fresh for now.
+    :param fresh: whether the user proved who they are for this login (a
+        password); :func:`~flask_pow.fresh_login_required` lets only fresh
+        sessions through (``POW_FRESHNESS``).
     :param metadata: extra metadata for the session, merged over the IP,
         user agent and the application's
         :meth:`~flask_pow.Pow.session_metadata` callbacks. Must be
@@ -96,7 +101,7 @@ def login_user(
 
     request_state = get_request_state()
     _end_current(request_state)
-    request_state.login = (user, values)
+    request_state.login = (user, values, fresh)
     set_current_user(user)
     return True
 
@@ -210,3 +215,46 @@ def logout_other_sessions() -> int:
     request_state.force_rotate = True
     others = get_pow_state().credentials.sessions_by_key(request_state.user_key)
     return sum(1 for info in others if info.id != request_state.session_id)
+
+
+def login_fresh() -> bool:
+    """Whether the current session is fresh: the user proved who they are
+    in it (a login with a password, or :func:`confirm_login`) within
+    :data:`~flask_pow.config.POW_FRESHNESS`. ``False`` when nobody is logged
+    in, and for a user a :meth:`~flask_pow.Pow.request_loader` authenticated.
+    """
+    load_user()
+    info = get_request_state().session
+    return info is not None and info.fresh
+
+
+def confirm_login() -> None:
+    """Mark the current session fresh again, after the application checked
+    the user's password (a "confirm your password" form), as Flask-Login's
+    ``confirm_login``. This is a privilege change: the token rotates once
+    the view has returned, with no grace window for the old one. Sends
+    :data:`~flask_pow.user_login_confirmed`.
+
+    :raise RuntimeError: if the request has no session (nobody logged in,
+        or a user from a request loader).
+    """
+    load_user()
+    request_state = get_request_state()
+    info = request_state.session
+
+    if info is None:
+        raise RuntimeError(
+            "confirm_login() needs a logged-in session: nobody is logged in"
+            " with flask_pow in this request."
+        )
+
+    state = get_pow_state()
+    now = state.credentials.clock()
+    request_state.confirm = True
+    request_state.force_rotate = True
+    request_state.info = dataclasses.replace(
+        info, fresh=True, fresh_at=dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    )
+    signals.user_login_confirmed.send(
+        current_app._get_current_object()  # type: ignore[attr-defined]
+    )

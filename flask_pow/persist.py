@@ -199,8 +199,8 @@ def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
             credentials.update_user_data(user_key, user_data)
 
     if request_state.login is not None:
-        user, metadata = request_state.login
-        info, issued = credentials.put(user, metadata)
+        user, metadata, fresh = request_state.login
+        info, issued = credentials.put(user, metadata, fresh=fresh)
         _write_cookie(state, info.id, issued)
         _regenerate_session()
         request_state.session_id = info.id
@@ -231,6 +231,7 @@ def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
                 request_state.user_data,
                 wait=request_state.force_rotate,
                 record=request_state.record,
+                confirm=request_state.confirm,
             )
         except StoreUnavailable:
             if request_state.force_rotate:

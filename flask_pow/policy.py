@@ -51,6 +51,18 @@ class Policy:
     credentials_ttl: int
     rotation_grace: int
     absolute_ttl: int | None = None
+    #: How long a proof of identity keeps a session fresh, in seconds;
+    #: ``None``: for the session's whole life.
+    freshness: int | None = None
+
+    def is_fresh(self, record: SessionRecord, now: float) -> bool:
+        """Whether the user proved who they are in this session recently
+        enough (:data:`~flask_pow.config.POW_FRESHNESS`).
+        """
+        if record.fresh_at is None:
+            return False
+
+        return self.freshness is None or now < record.fresh_at + self.freshness
 
     def expiry(self, now: float, created_at: float) -> float:
         """When a session written at ``now`` expires: after the idle
@@ -94,14 +106,21 @@ class Policy:
         return None
 
     def advance(
-        self, record: SessionRecord, token: str, now: float, *, hard: bool = False
+        self,
+        record: SessionRecord,
+        token: str,
+        now: float,
+        *,
+        hard: bool = False,
+        confirm: bool = False,
     ) -> tuple[SessionRecord, str]:
         """Rotate a session: the record as it is after the rotation (a copy;
         ``record`` is left as it was) and the fresh token. ``token`` is the
         current token, which seals the fresh one for the grace window.
 
         A ``hard`` rotation (a privilege change) keeps no grace window: every
-        earlier token of the session is dead at once.
+        earlier token of the session is dead at once. ``confirm`` (the user
+        proved who they are again) makes the session fresh from ``now``.
         """
         fresh = new_token()
         advanced = dataclasses.replace(record)
@@ -116,6 +135,10 @@ class Policy:
 
         advanced.token = digest(fresh)
         advanced.inserted_at = now
+
+        if confirm:
+            advanced.fresh_at = now
+
         advanced.expires_at = self.expiry(now, record.created_at)
         return advanced, fresh
 
@@ -125,8 +148,12 @@ class Policy:
         user_key: str,
         metadata: t.Mapping[str, t.Any] | None,
         now: float,
+        *,
+        fresh: bool = True,
     ) -> tuple[SessionRecord, str]:
-        """The record of a new login, and its token."""
+        """The record of a new login, and its token; ``fresh`` if the user
+        proved who they are for it.
+        """
         token = new_token()
         record = SessionRecord(
             id=session_id,
@@ -136,5 +163,6 @@ class Policy:
             inserted_at=now,
             expires_at=self.expiry(now, now),
             metadata=dict(metadata or {}),
+            fresh_at=now if fresh else None,
         )
         return record, token

@@ -101,6 +101,13 @@ class SessionInfo:
     expires_at: dt.datetime
     #: ``ip`` and ``user_agent`` at login, plus the application's own keys.
     metadata: dict[str, t.Any]
+    #: When the user last proved who they are in this session (a login with
+    #: a password, or :func:`~flask_pow.confirm_login`); ``None`` if never
+    #: (a login with ``fresh=False``).
+    fresh_at: dt.datetime | None = None
+    #: Whether the session is fresh now: proved within ``POW_FRESHNESS``
+    #: (for its whole life when that is ``None``).
+    fresh: bool = False
 
 
 @dataclasses.dataclass
@@ -120,6 +127,8 @@ class SessionRecord:
     previous: str | None = None
     previous_until: float = 0.0
     rotated_to: str | None = None
+    #: When the user last proved who they are; ``None`` if never.
+    fresh_at: float | None = None
 
     @classmethod
     def parse(cls, session_id: str, value: t.Any) -> SessionRecord:
@@ -142,6 +151,8 @@ class SessionRecord:
                 previous=value.get("previous"),
                 previous_until=value.get("previous_until", 0.0),
                 rotated_to=value.get("rotated_to"),
+                # A record from before freshness was kept: its login was.
+                fresh_at=value.get("fresh_at", value["created_at"]),
             )
         except (KeyError, TypeError):
             raise ValueError("missing fields") from None
@@ -156,6 +167,7 @@ class SessionRecord:
             ("previous", (str, type(None))),
             ("previous_until", (int, float)),
             ("rotated_to", (str, type(None))),
+            ("fresh_at", (int, float, type(None))),
         ):
             value = getattr(record, name)
 
@@ -185,7 +197,7 @@ class SessionRecord:
         if not all(
             math.isfinite(getattr(record, name))
             for name in ("created_at", "inserted_at", "expires_at", "previous_until")
-        ):
+        ) or (record.fresh_at is not None and not math.isfinite(record.fresh_at)):
             raise ValueError("bad time")
 
         return record
@@ -198,6 +210,7 @@ class SessionRecord:
             "inserted_at": self.inserted_at,
             "expires_at": self.expires_at,
             "metadata": self.metadata,
+            "fresh_at": self.fresh_at,
         }
 
         if self.previous is not None:
@@ -207,7 +220,7 @@ class SessionRecord:
 
         return value
 
-    def info(self) -> SessionInfo:
+    def info(self, *, fresh: bool = False) -> SessionInfo:
         return SessionInfo(
             id=self.id,
             user_key=self.user_key,
@@ -215,4 +228,6 @@ class SessionRecord:
             inserted_at=_utc(self.inserted_at),
             expires_at=_utc(self.expires_at),
             metadata=dict(self.metadata),
+            fresh_at=None if self.fresh_at is None else _utc(self.fresh_at),
+            fresh=fresh,
         )

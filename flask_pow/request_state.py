@@ -81,8 +81,11 @@ class RequestState:
     revoke_others: bool = False
     #: Sessions to end after the view returns: id, user key, user.
     ended: list[tuple[str, str | None, t.Any]] = dataclasses.field(default_factory=list)
-    #: A login to store after the view returns: the user and metadata.
-    login: tuple[t.Any, dict[str, t.Any]] | None = None
+    #: A login to store after the view returns: the user, metadata, and
+    #: whether it is fresh.
+    login: tuple[t.Any, dict[str, t.Any], bool] | None = None
+    #: The user proved who they are again: the rotation makes it fresh.
+    confirm: bool = False
     #: Drop the session key from the cookie (a logout).
     clear_cookie: bool = False
     #: An unhandled exception happened: write nothing.
@@ -91,7 +94,7 @@ class RequestState:
     @property
     def session(self) -> SessionInfo | None:
         if self.info is None and self.record is not None:
-            self.info = self.record.info()
+            self.info = get_pow_state().credentials.info_of(self.record)
 
         return self.info
 

@@ -58,3 +58,12 @@ user_accessed = _signals.signal("user-accessed")
 #: Sent when a :meth:`~flask_pow.Pow.request_loader` authenticated the
 #: request (Flask-Login's signal of the same name). Argument: ``user``.
 user_loaded_from_request = _signals.signal("user-loaded-from-request")
+
+#: Sent when :func:`~flask_pow.fresh_login_required` found the session not
+#: fresh, before the response is chosen (Flask-Login's signal of the same
+#: name). No arguments.
+user_needs_refresh = _signals.signal("user-needs-refresh")
+
+#: Sent when :func:`~flask_pow.confirm_login` made the session fresh again
+#: (Flask-Login's signal of the same name). No arguments.
+user_login_confirmed = _signals.signal("user-login-confirmed")

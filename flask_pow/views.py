@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 
 from . import signals
 from .config import PowConfig
+from .login import login_fresh
 from .request_state import get_pow_state
 from .session import get_current_user
 from .session import reload_current_user
@@ -119,6 +120,77 @@ def login_required(view: F) -> F:
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
         if request.method not in EXEMPT_METHODS and get_current_user() is None:
             return unauthorized()
+
+        return current_app.ensure_sync(view)(*args, **kwargs)
+
+    return t.cast(F, wrapper)
+
+
+def needs_refresh() -> ResponseReturnValue:
+    """The response to a logged-in request whose session is not fresh where
+    a fresh one is required. See :meth:`Pow.needs_refresh
+    <flask_pow.Pow.needs_refresh>`.
+
+    :meta private:
+    """
+    state = get_pow_state()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signals.user_needs_refresh.send(app)
+    pow_: Pow = app.extensions["pow"]
+    callback = pow_.needs_refresh_callback
+
+    if callback is not None:
+        return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
+
+    config = state.config
+    message = pow_.needs_refresh_message
+
+    if message is UNSET:
+        message = config.needs_refresh_message
+
+    if _wants_json():
+        text = str(message) if message else "Please reauthenticate."
+        response = jsonify(error="reauthentication_required", message=text)
+        response.status_code = 401
+        return response
+
+    refresh_view = pow_.refresh_view or config.refresh_view
+
+    if refresh_view is None:
+        abort(401)
+
+    if message:
+        category = (
+            pow_.needs_refresh_message_category or config.needs_refresh_message_category
+        )
+        flash(str(message), category)
+
+    return redirect(url_for(refresh_view, next=_next_url()))
+
+
+def fresh_login_required(view: F) -> F:
+    """Let only users whose session is fresh through to the view: they
+    proved who they are (a login with a password, or
+    :func:`~flask_pow.confirm_login`) within
+    :data:`~flask_pow.config.POW_FRESHNESS`. For the views where an old
+    stolen cookie must not be enough: changing the password or the email,
+    payment details.
+
+    An anonymous request gets what :func:`login_required` answers; a
+    logged-in but not fresh one what :meth:`Pow.needs_refresh
+    <flask_pow.Pow.needs_refresh>` answers: the ``needs_refresh_handler``'s
+    response, a JSON 401 to a request that asks for JSON, a redirect to
+    ``POW_REFRESH_VIEW`` with the requested path in ``next``, or a 401.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        if request.method not in EXEMPT_METHODS:
+            if get_current_user() is None:
+                return unauthorized()
+
+            if not login_fresh():
+                return needs_refresh()
 
         return current_app.ensure_sync(view)(*args, **kwargs)
 

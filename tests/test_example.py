@@ -645,3 +645,39 @@ def test_unknown_user_agent_is_an_unknown_browser(demo: Flask) -> None:
 def test_device_names(user_agent: str | None, name: str, model: str) -> None:
     device = describe_device(user_agent)
     assert (device.name, device.model) == (name, model)
+
+
+# Changing the password: a fresh login, then one credential left
+
+
+def test_password_change_logs_out_every_other_device(demo: Flask) -> None:
+    phone, laptop = demo.test_client(), demo.test_client()
+    log_in(phone)
+    log_in(laptop)
+    assert laptop.get("/password").status_code == 200
+    response = laptop.post(
+        "/password", data={"csrf": token(laptop, "/password"), "password": "n3w-secret"}
+    )
+    assert response.headers["Location"] == "/"
+    assert "Password changed. 1 other device logged out." in page(laptop)
+    assert "This device was logged out." in page(phone)
+    stranger = demo.test_client()
+    post(stranger, "/login", email=DEMO_EMAIL, password="n3w-secret")
+    assert "Log out" in page(stranger)
+
+
+def test_stale_login_is_asked_for_the_password_again(demo: Flask) -> None:
+    client = demo.test_client()
+    log_in(client)
+    credentials = demo.extensions["pow"].get_state(demo).credentials
+    credentials.clock = lambda: time.time() + 601
+    response = client.get("/password")
+    assert response.headers["Location"] == "/reauthenticate?next=/password"
+    form = {"csrf": token(client, "/reauthenticate"), "password": "wrong"}
+    wrong = client.post("/reauthenticate?next=/password", data=form)
+    assert wrong.status_code == 200
+    assert "Wrong password." in wrong.get_data(as_text=True)
+    form["password"] = DEMO_PASSWORD
+    right = client.post("/reauthenticate?next=/password", data=form)
+    assert right.headers["Location"] == "/password"
+    assert client.get("/password").status_code == 200
