@@ -13,6 +13,7 @@ import contextlib
 import os
 import pathlib
 import threading
+import time
 import typing as t
 import uuid
 
@@ -301,3 +302,43 @@ def test_store_down_page_on_a_phone(
         # Nobody was logged out.
         phone.goto(f"{live_url}/")
         assert phone.inner_text("#who") == "Demo"
+
+
+@pytest.mark.slow
+def test_password_change_asks_for_the_password_then_logs_out_others(
+    browser: Browser,
+) -> None:
+    app = demo_app(POW_CACHE=SimpleCache(threshold=100_000), POW_FRESHNESS=2)
+
+    with serve(app) as site:
+        laptop = browser.new_context(user_agent=LINUX_CHROME).new_page()
+        log_in(laptop, site)
+        phone = browser.new_context(viewport=PHONE, user_agent=IPHONE_SAFARI).new_page()
+        log_in(phone, site)
+        # The login is no longer fresh (POW_FRESHNESS is two seconds here).
+        time.sleep(2.5)
+        phone.goto(f"{site}/devices")
+        phone.click("#change-password")
+        phone.wait_for_url(f"{site}/reauthenticate?next=/password")
+        assert phone.inner_text(".flash") == (
+            "Please reauthenticate to access this page."
+        )
+        assert fits_the_screen(phone)
+        shot(phone, "10-phone-confirm-password")
+
+        phone.fill("input[name=password]", DEMO_PASSWORD)
+        phone.click("form.stack button")
+        phone.wait_for_url(f"{site}/password")
+        shot(phone, "11-phone-change-password")
+
+        phone.fill("input[name=password]", "n3w-secret-pw")
+        phone.click("form.stack button")
+        phone.wait_for_url(f"{site}/")
+        assert phone.inner_text(".flash") == (
+            "Password changed. 1 other device logged out."
+        )
+        assert phone.inner_text("#who") == "Demo"
+        shot(phone, "12-phone-password-changed")
+
+        laptop.goto(f"{site}/")
+        assert laptop.inner_text(".flash") == "This device was logged out."
