@@ -83,7 +83,7 @@ def login() -> str | Response:
         ):
             flash("Wrong email or password.")
         else:
-            login_user(user)
+            login_user(user, remember=request.form.get("remember") == "yes")
             return redirect(_safe_next(request.args) or url_for("account.index"))
 
     return render_template("login.html")

@@ -155,6 +155,9 @@ def _as_json(info: SessionInfo, label: str) -> dict[str, t.Any]:
         "expires_at": info.expires_at.isoformat(),
         "fresh_at": None if info.fresh_at is None else info.fresh_at.isoformat(),
         "fresh": info.fresh,
+        "remembered_until": None
+        if info.remembered_until is None
+        else info.remembered_until.isoformat(),
         "metadata": info.metadata,
     }
 
@@ -289,6 +292,16 @@ def show_command(session_id: str, as_json: bool) -> None:
     if info is None:
         _fail(f"No active session with id {session_id!r}.", 1)
 
+    # The listing knows whether the device is remembered.
+    info = next(
+        (
+            listed
+            for listed in state.credentials.sessions_by_key(info.user_key)
+            if listed.id == info.id
+        ),
+        info,
+    )
+
     label = _label(state, state.credentials.users_by_key().get(info.user_key))
 
     if as_json:
@@ -311,6 +324,12 @@ def show_command(session_id: str, as_json: bool) -> None:
             if info.fresh_at is None
             else f"{_when(info.fresh_at)} ({_ago(info.fresh_at, now)})"
             + ("" if info.fresh else ", no longer fresh"),
+        ),
+        (
+            "Remembered",
+            "no"
+            if info.remembered_until is None
+            else f"until {_when(info.remembered_until)}",
         ),
     ]
     lines += [(str(key), str(value)) for key, value in info.metadata.items()]

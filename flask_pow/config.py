@@ -77,6 +77,18 @@ DEFAULT_NEEDS_REFRESH_MESSAGE = "Please reauthenticate to access this page."
 #: used one.
 DEFAULT_MAX_SESSIONS = 100
 
+#: How long a remember-me login lasts, from the login with the password.
+DEFAULT_REMEMBER_TTL = dt.timedelta(days=30)
+
+#: Remember cookie flags that, unset, follow Flask's ``SESSION_COOKIE_*``.
+REMEMBER_COOKIE_FLAGS = (
+    "POW_REMEMBER_COOKIE_SECURE",
+    "POW_REMEMBER_COOKIE_HTTPONLY",
+    "POW_REMEMBER_COOKIE_SAMESITE",
+    "POW_REMEMBER_COOKIE_DOMAIN",
+    "POW_REMEMBER_COOKIE_PATH",
+)
+
 #: Every setting flask_pow reads.
 KNOWN_SETTINGS = frozenset(
     {
@@ -102,6 +114,9 @@ KNOWN_SETTINGS = frozenset(
         "POW_REFRESH_VIEW",
         "POW_NEEDS_REFRESH_MESSAGE",
         "POW_NEEDS_REFRESH_MESSAGE_CATEGORY",
+        "POW_REMEMBER_COOKIE_NAME",
+        "POW_REMEMBER_TTL",
+        *REMEMBER_COOKIE_FLAGS,
     }
 )
 
@@ -159,6 +174,12 @@ class PowConfig:
     refresh_view: str | None = None
     needs_refresh_message: t.Any = DEFAULT_NEEDS_REFRESH_MESSAGE
     needs_refresh_message_category: str = DEFAULT_LOGIN_MESSAGE_CATEGORY
+    remember_cookie_name: str = "remember_token"
+    #: Seconds a remember-me credential lasts from its login.
+    remember_ttl: int = int(DEFAULT_REMEMBER_TTL.total_seconds())
+    #: ``POW_REMEMBER_COOKIE_*`` flags that were set, by lower-case name
+    #: (``secure``, ``httponly``, ...); the others follow the session's.
+    remember_cookie: t.Mapping[str, t.Any] = dataclasses.field(default_factory=dict)
     #: Update a user's cached record when an ORM commit changes the row.
     sync_on_commit: bool = True
 
@@ -352,6 +373,11 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
     config.setdefault("POW_ACCEPT_LONG_IDLE", False)
     config.setdefault("POW_MAX_SESSIONS", DEFAULT_MAX_SESSIONS)
     config.setdefault("POW_FRESHNESS", None)
+    config.setdefault("POW_REMEMBER_COOKIE_NAME", "remember_token")
+    config.setdefault("POW_REMEMBER_TTL", DEFAULT_REMEMBER_TTL)
+
+    for key in REMEMBER_COOKIE_FLAGS:
+        config.setdefault(key, None)
     config.setdefault("POW_REFRESH_VIEW", None)
     config.setdefault("POW_NEEDS_REFRESH_MESSAGE", DEFAULT_NEEDS_REFRESH_MESSAGE)
     config.setdefault(
@@ -454,6 +480,23 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             "POW_FRESHNESS", config["POW_FRESHNESS"], allow_none=True, minimum=1
         ),
         refresh_view=refresh_view,
+        remember_cookie_name=_text(
+            "POW_REMEMBER_COOKIE_NAME", config["POW_REMEMBER_COOKIE_NAME"]
+        ),
+        remember_ttl=t.cast(
+            int,
+            _seconds(
+                "POW_REMEMBER_TTL",
+                config["POW_REMEMBER_TTL"],
+                allow_none=False,
+                minimum=60,
+            ),
+        ),
+        remember_cookie={
+            key.removeprefix("POW_REMEMBER_COOKIE_").lower(): config[key]
+            for key in REMEMBER_COOKIE_FLAGS
+            if config.get(key) is not None
+        },
         needs_refresh_message=refresh_message or None,
         needs_refresh_message_category=_text(
             "POW_NEEDS_REFRESH_MESSAGE_CATEGORY",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import collections.abc as c
 import dataclasses
+import datetime as dt
+import hmac
 import logging
 import time
 import typing as t
@@ -15,6 +17,8 @@ import typing as t
 from blinker import NamedSignal
 from flask import current_app
 from flask import has_app_context
+from flask import has_request_context
+from flask import request
 
 from . import signals
 from .policy import Match
@@ -23,11 +27,31 @@ from .protocol import CorruptLog
 from .protocol import SessionStore
 from .records import SessionInfo
 from .records import SessionRecord
+from .records import digest
+from .records import seal
+from .records import unseal
 from .stores import StoreUnavailable
 from .users import UserAdapter
 from .users import check_user_key
 
 logger = logging.getLogger("flask_pow")
+
+
+@dataclasses.dataclass
+class Restored:
+    """A session a remember-me credential restored (or that a parallel
+    request restored from it moments ago).
+
+    :meta private:
+    """
+
+    session_id: str
+    session_token: str
+    remember_token: str
+    #: This call created the session (rather than following another's).
+    created: bool
+    #: When the credential ends (its login plus ``POW_REMEMBER_TTL``).
+    expires_at: float
 
 
 @dataclasses.dataclass
@@ -60,6 +84,14 @@ ROTATE_ATTEMPTS = 3
 def _batches(items: list[str], size: int = REVOKE_BATCH) -> c.Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+
+
+def _request_ip() -> str | None:
+    return request.remote_addr if has_request_context() else None
 
 
 def _send(signal: NamedSignal, **kwargs: t.Any) -> None:
@@ -99,6 +131,7 @@ class CredentialsCache:
         absolute_ttl: int | None,
         max_sessions: int = 100,
         freshness: int | None = None,
+        remember_ttl: int = 30 * 24 * 3600,
     ) -> None:
         self.store = store
         # A store that keeps its own clock (Redis: the server's) decides
@@ -110,6 +143,9 @@ class CredentialsCache:
         self.adapter = users
         self.policy = Policy(credentials_ttl, rotation_grace, absolute_ttl, freshness)
         self.max_sessions = max_sessions
+        # A remember credential lives remember_ttl from its login, however
+        # often it is used: its idle and absolute timeouts are the same.
+        self.remember_policy = Policy(remember_ttl, rotation_grace, remember_ttl)
         self._corrupt = CorruptLog()
         self._warned_skew = False
 
@@ -283,6 +319,131 @@ class CredentialsCache:
 
         return self.info_of(record), token
 
+    def remember(
+        self, info: SessionInfo, session_token: str, user_data: dict[str, t.Any]
+    ) -> tuple[str, str]:
+        """Issue a remember-me credential for the device of a session just
+        made at a login: a series id and a single-use token (the store keeps
+        its digest). It lives ``remember_ttl`` from now, however often it is
+        used.
+
+        :meta private:
+        """
+        now = self.clock()
+        series = self.store.new_session_id(info.user_key, now)
+        record, token = self.remember_policy.new_session(
+            series, info.user_key, info.metadata, now, fresh=False
+        )
+        record.kind = "remember"
+        record.linked = info.id
+        self.store.create(record, user_data, now, max_sessions=self.max_sessions)
+        return series, token
+
+    def restore(
+        self, series: str, token: str, metadata: dict[str, t.Any]
+    ) -> Restored | None:
+        """Use a remember-me credential: a new session (not fresh) for its
+        user and device, and a new token for the credential (the one used
+        keeps working for the grace window, and moves a parallel request to
+        the same new session and token). ``None`` if the credential is not
+        valid. A token used again after its grace window means two parties
+        hold the credential: every session and credential of the user ends,
+        and :data:`~flask_pow.remember_token_reused` is sent.
+
+        :meta private:
+        """
+        found = self.store.read(series)
+
+        if found is None or found.record.kind != "remember":
+            return None
+
+        record = found.record
+        now = self.clock()
+        match = self.remember_policy.match(record, token, now)
+
+        if match is None:
+            if record.previous is not None and hmac.compare_digest(
+                digest(token), record.previous
+            ):
+                self._stolen(record)
+
+            return None
+
+        if match.follow is not None:
+            return self._followed(record, token)
+
+        if found.user_data is None:
+            return None
+
+        session_id = self.store.new_session_id(record.user_key, now)
+        session, session_token = self.policy.new_session(
+            session_id, record.user_key, record.metadata, now, fresh=False
+        )
+        self.store.create(session, found.user_data, now, max_sessions=self.max_sessions)
+        advanced, fresh_token = self.remember_policy.advance(record, token, now)
+        advanced.linked = session_id
+        advanced.linked_sealed = seal(session_token, token)
+        swapped = self.store.swap(
+            advanced, record.token, now, user_data=found.user_data, wait=True
+        )
+
+        if swapped.ok:
+            # The device's session before: its cookie is gone (that is why
+            # the credential was used), so it ends, and the device is listed
+            # once.
+            if record.linked is not None:
+                self.store.delete(record.user_key, [record.linked], now)
+
+            return Restored(
+                session_id,
+                session_token,
+                fresh_token,
+                created=True,
+                expires_at=advanced.expires_at,
+            )
+
+        # A parallel request used the credential first: this session goes,
+        # and the client follows that request's.
+        self.store.delete(record.user_key, [session_id], now)
+
+        if swapped.current is None:
+            return None
+
+        return self._followed(swapped.current, token)
+
+    def _followed(self, record: SessionRecord, token: str) -> Restored | None:
+        """The session and token a parallel restore issued, unsealed with the
+        token this request holds.
+        """
+        if record.rotated_to is None or record.linked is None:
+            return None
+
+        if record.linked_sealed is None:
+            return None
+
+        return Restored(
+            record.linked,
+            unseal(record.linked_sealed, token),
+            unseal(record.rotated_to, token),
+            created=False,
+            expires_at=record.expires_at,
+        )
+
+    def _stolen(self, record: SessionRecord) -> None:
+        ended = self.delete_sessions_by_key(record.user_key)
+        logger.warning(
+            "A remember-me token was used again after it was replaced: two"
+            " parties hold the credential. Every session of the user was"
+            " ended (%d).",
+            ended,
+        )
+        _send(
+            signals.remember_token_reused,
+            user_key=record.user_key,
+            series=record.id,
+            ip=_request_ip(),
+        )
+
     def rotate(
         self,
         session_id: str,
@@ -359,10 +520,18 @@ class CredentialsCache:
 
         return None
 
-    def end(self, session_id: str, user_key: str | None = None) -> str | None:
+    def end(
+        self,
+        session_id: str,
+        user_key: str | None = None,
+        *,
+        remembered: c.Collection[str] | None = None,
+    ) -> str | None:
         """End a session without sending :data:`~flask_pow.session_revoked`
-        (a logout, or a timeout). ``user_key``, if the caller knows it,
-        saves a read.
+        (a logout, or a timeout), with the remember-me credentials of its
+        device: ``remembered`` names them when the caller knows (a request
+        with the device's cookie), else they are looked up. ``user_key``, if
+        the caller knows it, saves a read.
 
         :return: the user key of the session, or ``None`` if there was none.
         :meta private:
@@ -375,8 +544,21 @@ class CredentialsCache:
 
             user_key = record.user_key
 
-        ended = self.store.delete(user_key, [session_id], self.clock())
-        return user_key if ended else None
+        if remembered is None:
+            remembered = self._remembering(user_key, {session_id})
+
+        ended = self.store.delete(user_key, [session_id, *remembered], self.clock())
+        return user_key if session_id in ended else None
+
+    def _remembering(self, user_key: str, session_ids: c.Collection[str]) -> list[str]:
+        """The remember credentials of a user linked to these sessions: a
+        device's credential ends with its session.
+        """
+        return [
+            record.id
+            for record in self.store.sessions(user_key, self.clock())
+            if record.kind == "remember" and record.linked in session_ids
+        ]
 
     def delete(self, session_id: str) -> bool:
         """Revoke a session: its token stops working at once. Sends
@@ -405,13 +587,24 @@ class CredentialsCache:
 
     def delete_sessions_by_key(self, user_key: str, *, keep: str | None = None) -> int:
         """:meth:`delete_user_sessions` for a user key."""
-        ids = [sid for sid in self.store.session_ids(user_key) if sid != keep]
+        remembering = {
+            record.id: record.linked
+            for record in self.store.sessions(user_key, self.clock())
+            if record.kind == "remember"
+        }
+        # The caller's session stays, with its device's remember credential.
+        kept = {keep, *(rid for rid, sid in remembering.items() if sid == keep)}
+        ids = [sid for sid in self.store.session_ids(user_key) if sid not in kept]
         ended = 0
 
         # In batches, so that a user with thousands of sessions does not
         # hold the store for long, and a failure part way keeps what is done.
         for batch in _batches(ids):
-            deleted = self.store.delete(user_key, batch, self.clock())
+            deleted = [
+                sid
+                for sid in self.store.delete(user_key, batch, self.clock())
+                if sid not in remembering
+            ]
             ended += len(deleted)
 
             for session_id in deleted:
@@ -446,7 +639,11 @@ class CredentialsCache:
         """The session with this id, or ``None`` if it has ended."""
         record = self.store.read_session(session_id)
 
-        if record is None or record.expires_at <= self.clock():
+        if (
+            record is None
+            or record.kind != "session"
+            or record.expires_at <= self.clock()
+        ):
             return None
 
         return self.info_of(record)
@@ -460,13 +657,29 @@ class CredentialsCache:
     def sessions_by_key(self, user_key: str) -> list[SessionInfo]:
         """:meth:`sessions` for a user key."""
         now = self.clock()
-        records = [
+        found = [
             record
             for record in self.store.sessions(user_key, now)
             if record.expires_at > now and record.user_key == user_key
         ]
-        records.sort(key=lambda record: (record.created_at, record.id))
-        return [self.info_of(record) for record in records]
+        remembered = {
+            record.linked: record.expires_at
+            for record in found
+            if record.kind == "remember" and record.linked is not None
+        }
+        records = sorted(
+            (record for record in found if record.kind == "session"),
+            key=lambda record: (record.created_at, record.id),
+        )
+        return [
+            dataclasses.replace(
+                self.info_of(record),
+                remembered_until=_utc(remembered[record.id])
+                if record.id in remembered
+                else None,
+            )
+            for record in records
+        ]
 
     def users(self) -> list[t.Any]:
         """The users with a live session, loaded from the cache (no query),

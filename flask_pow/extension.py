@@ -26,6 +26,7 @@ from .config import load_config
 from .credentials import CredentialsCache
 from .mixins import AnonymousUser
 from .protocol import SessionStore
+from .signing import REMEMBER_SALT
 from .signing import TokenSigner
 from .stores import Store
 from .users import SQLAlchemyUsers
@@ -54,8 +55,10 @@ class PowState:
     metadata_callbacks: list[MetadataCallback]
     request_loaders: list[RequestLoader]
     signer: TokenSigner = dataclasses.field(default_factory=TokenSigner)
-    #: ``login_user(remember=True)`` was asked for and warned about.
-    warned_remember: bool = False
+    #: Signs the remember-me cookie, with a salt of its own.
+    remember_signer: TokenSigner = dataclasses.field(
+        default_factory=lambda: TokenSigner(REMEMBER_SALT)
+    )
     #: The checks that need the built application have passed.
     checked: bool = False
     #: The store lives in this process's memory only.
@@ -202,6 +205,7 @@ class Pow:
             absolute_ttl=config.absolute_ttl,
             max_sessions=config.max_sessions,
             freshness=config.freshness,
+            remember_ttl=config.remember_ttl,
         )
         self._states[app] = PowState(
             config=config,

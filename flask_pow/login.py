@@ -51,11 +51,13 @@ def login_user(
 
     :param user: the user, as the user adapter takes it (the
         :data:`current_user` proxy too).
-    :param remember: Flask-Login's remember-me. Accepted, so that code
-        written for Flask-Login runs; not implemented yet: the session lives
-        while it is used, as ``POW_CREDENTIALS_TTL`` says. A warning is
-        logged once per application when it is asked for.
-    :param duration: how long a remember-me login lasts; see ``remember``.
+    :param remember: also issue a remember-me credential for this device,
+        in its own cookie (``POW_REMEMBER_COOKIE_NAME``): when the session
+        has ended, the next request logs the user in again (not fresh),
+        until ``POW_REMEMBER_TTL`` after this login. See
+        :doc:`fresh-logins`.
+    :param duration: accepted for Flask-Login's sake; the lifetime is
+        ``POW_REMEMBER_TTL``, the same for every login of the application.
     :param force: log the user in even if ``user.is_active`` is false.
     :param fresh: whether the user proved who they are for this login (a
         password); :func:`~flask_pow.fresh_login_required` lets only fresh
@@ -76,14 +78,6 @@ def login_user(
     load_user()
     state = get_pow_state()
 
-    if (remember or duration is not None) and not state.warned_remember:
-        state.warned_remember = True
-        logger.warning(
-            "login_user(remember=True) was called, but flask_pow has no"
-            " remember-me yet: the session lasts while it is used"
-            " (POW_CREDENTIALS_TTL)."
-        )
-
     # Fail here, in the view, rather than after it: no secret key, a user
     # with no identity, or metadata that cannot be stored.
     state.signer.check()
@@ -101,7 +95,7 @@ def login_user(
 
     request_state = get_request_state()
     _end_current(request_state)
-    request_state.login = (user, values, fresh)
+    request_state.login = (user, values, fresh, bool(remember))
     set_current_user(user)
     return True
 
@@ -118,6 +112,8 @@ def logout_user() -> bool:
     _end_current(request_state)
     request_state.login = None
     request_state.clear_cookie = True
+    request_state.clear_remember = True
+    request_state.remember_cookie = None
     set_current_user(None)
     return was_in
 

@@ -14,6 +14,7 @@ import typing as t
 import sqlalchemy as sa
 from flask import current_app
 from flask import has_request_context
+from flask import request
 from flask import session
 
 from . import signals
@@ -23,6 +24,7 @@ from .request_state import find_request_state
 from .request_state import get_pow_state
 from .request_state import get_request_state
 from .request_state import is_dispatch_context
+from .request_state import remembered_here
 from .stores import StoreUnavailable
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -93,7 +95,46 @@ def persist(response: Response) -> Response:
         # the one shown.
         return current_app.make_response(current_app.handle_http_exception(e))
 
+    _remember_cookie(response, request_state)
     return response
+
+
+def _remember_cookie(response: Response, request_state: RequestState) -> None:
+    """Set or drop the remember-me cookie: HttpOnly, and ``Secure``,
+    ``SameSite``, domain and path as Flask's session cookie unless
+    ``POW_REMEMBER_COOKIE_*`` says otherwise. Its max-age runs to the end
+    of the credential: using it does not extend it.
+    """
+    state = get_pow_state()
+    config = state.config
+    app = current_app
+    flags = config.remember_cookie
+    options: dict[str, t.Any] = {
+        "secure": flags.get("secure", app.config["SESSION_COOKIE_SECURE"]),
+        "httponly": flags.get("httponly", True),
+        "samesite": flags.get("samesite", app.config["SESSION_COOKIE_SAMESITE"]),
+        "domain": flags.get("domain", app.config["SESSION_COOKIE_DOMAIN"] or None),
+        "path": flags.get(
+            "path",
+            app.config["SESSION_COOKIE_PATH"] or app.config["APPLICATION_ROOT"] or "/",
+        ),
+    }
+    name = config.remember_cookie_name
+
+    if request_state.remember_cookie is not None:
+        series, token = request_state.remember_cookie
+        max_age = max(0, int(request_state.remember_until - state.credentials.clock()))
+        value = state.remember_signer.sign(series, token)
+        response.set_cookie(name, value, max_age=max_age, **options)
+    elif request_state.clear_remember and name in request.cookies:
+        response.delete_cookie(
+            name,
+            path=options["path"],
+            domain=options["domain"],
+            secure=options["secure"],
+            httponly=options["httponly"],
+            samesite=options["samesite"],
+        )
 
 
 def finish_request(exc: BaseException | None = None) -> None:
@@ -190,7 +231,7 @@ def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     for ended_id, ended_user_key, user in request_state.ended:
-        credentials.end(ended_id, ended_user_key)
+        credentials.end(ended_id, ended_user_key, remembered=remembered_here())
         signals.user_logged_out.send(app, user=user, session_id=ended_id)
 
     for user_key, user_data in request_state.syncs:
@@ -199,9 +240,23 @@ def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
             credentials.update_user_data(user_key, user_data)
 
     if request_state.login is not None:
-        user, metadata, fresh = request_state.login
+        user, metadata, fresh, remember = request_state.login
         info, issued = credentials.put(user, metadata, fresh=fresh)
         _write_cookie(state, info.id, issued)
+
+        if remember:
+            series, remember_token = credentials.remember(
+                info, issued, state.users.dump(user)
+            )
+            request_state.remember_cookie = (series, remember_token)
+            request_state.remember_until = (
+                credentials.clock() + state.config.remember_ttl
+            )
+        elif request.cookies.get(state.config.remember_cookie_name) is not None:
+            # The device's old credential ended with the session it belonged
+            # to, or belongs to someone else: not kept for this login.
+            request_state.clear_remember = True
+
         _regenerate_session()
         request_state.session_id = info.id
         request_state.info = info

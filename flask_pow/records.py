@@ -26,6 +26,7 @@ TOKEN_BYTES = 32
 #: What the fields of a stored record must look like.
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _SEALED = re.compile(r"[A-Za-z0-9_-]{43}")
+_ID = re.compile(r"[A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30}")
 _USER_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
 
 
@@ -108,6 +109,9 @@ class SessionInfo:
     #: Whether the session is fresh now: proved within ``POW_FRESHNESS``
     #: (for its whole life when that is ``None``).
     fresh: bool = False
+    #: Until when this device is remembered (a remember-me credential was
+    #: issued with or restored this session), or ``None``.
+    remembered_until: dt.datetime | None = None
 
 
 @dataclasses.dataclass
@@ -129,6 +133,15 @@ class SessionRecord:
     rotated_to: str | None = None
     #: When the user last proved who they are; ``None`` if never.
     fresh_at: float | None = None
+    #: ``"session"``, or ``"remember"`` for a remember-me credential, kept
+    #: like a session (same keys, same index) so that every revocation path
+    #: ends it too.
+    kind: str = "session"
+    #: A remember credential's device: the session it last restored (or
+    #: was issued with), and that session's token sealed under the
+    #: credential's previous token, for parallel restores to follow.
+    linked: str | None = None
+    linked_sealed: str | None = None
 
     @classmethod
     def parse(cls, session_id: str, value: t.Any) -> SessionRecord:
@@ -153,6 +166,9 @@ class SessionRecord:
                 rotated_to=value.get("rotated_to"),
                 # A record from before freshness was kept: its login was.
                 fresh_at=value.get("fresh_at", value["created_at"]),
+                kind=value.get("kind", "session"),
+                linked=value.get("linked"),
+                linked_sealed=value.get("linked_sealed"),
             )
         except (KeyError, TypeError):
             raise ValueError("missing fields") from None
@@ -168,6 +184,9 @@ class SessionRecord:
             ("previous_until", (int, float)),
             ("rotated_to", (str, type(None))),
             ("fresh_at", (int, float, type(None))),
+            ("kind", str),
+            ("linked", (str, type(None))),
+            ("linked_sealed", (str, type(None))),
         ):
             value = getattr(record, name)
 
@@ -194,6 +213,18 @@ class SessionRecord:
         ):
             raise ValueError("bad rotated_to")
 
+        if record.kind not in ("session", "remember"):
+            raise ValueError("bad kind")
+
+        if record.linked is not None and _ID.fullmatch(record.linked) is None:
+            raise ValueError("bad linked")
+
+        if (
+            record.linked_sealed is not None
+            and _SEALED.fullmatch(record.linked_sealed) is None
+        ):
+            raise ValueError("bad linked_sealed")
+
         if not all(
             math.isfinite(getattr(record, name))
             for name in ("created_at", "inserted_at", "expires_at", "previous_until")
@@ -212,6 +243,11 @@ class SessionRecord:
             "metadata": self.metadata,
             "fresh_at": self.fresh_at,
         }
+
+        if self.kind != "session":
+            value["kind"] = self.kind
+            value["linked"] = self.linked
+            value["linked_sealed"] = self.linked_sealed
 
         if self.previous is not None:
             value["previous"] = self.previous

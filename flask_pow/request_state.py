@@ -81,11 +81,17 @@ class RequestState:
     revoke_others: bool = False
     #: Sessions to end after the view returns: id, user key, user.
     ended: list[tuple[str, str | None, t.Any]] = dataclasses.field(default_factory=list)
-    #: A login to store after the view returns: the user, metadata, and
-    #: whether it is fresh.
-    login: tuple[t.Any, dict[str, t.Any], bool] | None = None
+    #: A login to store after the view returns: the user, metadata, whether
+    #: it is fresh, and whether to remember the device.
+    login: tuple[t.Any, dict[str, t.Any], bool, bool] | None = None
     #: The user proved who they are again: the rotation makes it fresh.
     confirm: bool = False
+    #: A remember-me cookie to set after the view: series id and token,
+    #: and when the credential ends.
+    remember_cookie: tuple[str, str] | None = None
+    remember_until: float = 0.0
+    #: Drop the remember-me cookie (a logout, a dead credential).
+    clear_remember: bool = False
     #: Drop the session key from the cookie (a logout).
     clear_cookie: bool = False
     #: An unhandled exception happened: write nothing.
@@ -132,6 +138,19 @@ def get_request_state() -> RequestState:
         setattr(request._get_current_object(), STATE_ATTRIBUTE, state)  # type: ignore[attr-defined]
 
     return state
+
+
+def remembered_here() -> list[str]:
+    """The remember-me credential this request's cookie names (signature
+    checked), as a list for :meth:`CredentialsCache.end
+    <flask_pow.CredentialsCache.end>`: a device's credential ends with its
+    session, with no lookup.
+    """
+    state = get_pow_state()
+    cookie = state.remember_signer.read(
+        request.cookies.get(state.config.remember_cookie_name)
+    )
+    return [] if cookie is None else [cookie[0]]
 
 
 def set_current_user(user: t.Any) -> None:

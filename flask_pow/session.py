@@ -24,6 +24,7 @@ from .request_state import RequestState
 from .request_state import forget_session
 from .request_state import get_pow_state
 from .request_state import get_request_state
+from .request_state import remembered_here
 from .request_state import set_current_user
 from .users import resolve_user
 
@@ -64,8 +65,51 @@ def load_user() -> None:
     set_current_user(None)
     signals.user_accessed.send(app)
 
-    if not _load_from_session(state, request_state) and state.request_loaders:
+    if (
+        not _load_from_session(state, request_state)
+        and not _load_from_remember(state, request_state, app)
+        and state.request_loaders
+    ):
         _load_from_request(state, app)
+
+
+def _load_from_remember(
+    state: PowState, request_state: RequestState, app: Flask
+) -> bool:
+    """With no live session, log the user in again from a remember-me
+    cookie: a new session (not fresh), and a new remember token. A cookie
+    that is not ours, or tampered with, is ignored and left alone.
+
+    :return: whether a user was loaded.
+    """
+    value = request.cookies.get(state.config.remember_cookie_name)
+
+    if value is None:
+        return False
+
+    cookie = state.remember_signer.read(value)
+
+    if cookie is None:
+        return False
+
+    series, token, _ = cookie
+    restored = state.credentials.restore(series, token, {})
+
+    if restored is None:
+        # Ours, and no longer valid (logged out, revoked, expired): drop it.
+        request_state.clear_remember = True
+        return False
+
+    request_state.remember_cookie = (series, restored.remember_token)
+    request_state.remember_until = restored.expires_at
+
+    if not _load_session(
+        state, request_state, restored.session_id, restored.session_token, True
+    ):
+        return False
+
+    signals.user_loaded_from_remember.send(app, user=request_state.user)
+    return True
 
 
 def _load_from_request(state: PowState, app: Flask) -> None:
@@ -93,6 +137,20 @@ def _load_from_session(state: PowState, request_state: RequestState) -> bool:
         return False
 
     session_id, token, old_key = cookie
+    return _load_session(state, request_state, session_id, token, old_key)
+
+
+def _load_session(
+    state: PowState,
+    request_state: RequestState,
+    session_id: str,
+    token: str,
+    resign: bool,
+) -> bool:
+    """Load the user of a session, given its id and token; ``resign``:
+    write the cookie value again after the view, even if nothing changed.
+    """
+    old_key = resign
     credentials = state.credentials
     found = credentials.authenticate(session_id, token)
 
@@ -100,7 +158,7 @@ def _load_from_session(state: PowState, request_state: RequestState) -> bool:
         return False
 
     if credentials.is_past_absolute(found.record):
-        credentials.end(session_id, found.record.user_key)
+        credentials.end(session_id, found.record.user_key, remembered=remembered_here())
         return False
 
     user_data = found.user_data
@@ -114,7 +172,9 @@ def _load_from_session(state: PowState, request_state: RequestState) -> bool:
             # The user is gone from the database (as a reload finds): the
             # session ends. An adapter that cannot load by key leaves it.
             if credentials.reloads_by_key:
-                credentials.end(session_id, found.record.user_key)
+                credentials.end(
+                    session_id, found.record.user_key, remembered=remembered_here()
+                )
 
             return False
 
@@ -129,7 +189,9 @@ def _load_from_session(state: PowState, request_state: RequestState) -> bool:
         healed = credentials.heal_user(found.record.user_key, user)
 
         if healed is None:
-            credentials.end(session_id, found.record.user_key)
+            credentials.end(
+                session_id, found.record.user_key, remembered=remembered_here()
+            )
             return False
 
         user, user_data = healed
@@ -202,7 +264,7 @@ def reload_current_user() -> t.Any:
     user_key = request_state.user_key
     # Now, not after the view: the user is gone whatever the view does (Pow
     # deletes at once too).
-    state.credentials.end(session_id, user_key)
+    state.credentials.end(session_id, user_key, remembered=remembered_here())
     forget_session(request_state)
     set_current_user(None)
     signals.user_reloaded_gone.send(

@@ -67,3 +67,14 @@ user_needs_refresh = _signals.signal("user-needs-refresh")
 #: Sent when :func:`~flask_pow.confirm_login` made the session fresh again
 #: (Flask-Login's signal of the same name). No arguments.
 user_login_confirmed = _signals.signal("user-login-confirmed")
+
+#: Sent when a remember-me cookie logged a user in again (a new session,
+#: not fresh). Flask-Login's ``user_loaded_from_cookie``. Argument:
+#: ``user``.
+user_loaded_from_remember = _signals.signal("user-loaded-from-remember")
+
+#: Sent when a remember-me token was presented again after it was replaced
+#: and its grace window was over: two parties hold the credential, and
+#: every session and remember credential of the user was ended. Arguments:
+#: ``user_key``, ``series`` (the credential's id) and ``ip``.
+remember_token_reused = _signals.signal("remember-token-reused")

@@ -20,6 +20,9 @@ from itsdangerous import Signer
 
 #: The salt of the signature; distinct from the Flask session's.
 SIGNER_SALT = "flask_pow.session"
+#: The salt of the remember-me cookie's signature: a session value is never
+#: a valid remember value, nor the other way round.
+REMEMBER_SALT = "flask_pow.remember"
 #: A longer value in the session key is not ours and is not verified.
 MAX_VALUE_LENGTH = 256
 
@@ -46,11 +49,11 @@ class _Signer(Signer):
         return derived
 
 
-def _make(keys: list[t.Any]) -> Signer:
+def _make(keys: list[t.Any], salt: str) -> Signer:
     # itsdangerous signs with the last key and verifies with all.
     return _Signer(
         keys,
-        salt=SIGNER_SALT,
+        salt=salt,
         key_derivation="hmac",
         digest_method=hashlib.sha256,
     )
@@ -62,7 +65,8 @@ class TokenSigner:
     application may set its key after setup.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, salt: str = SIGNER_SALT) -> None:
+        self.salt = salt
         self._cache: dict[tuple[t.Any, ...], tuple[Signer, Signer | None]] = {}
 
     def _signers(self) -> tuple[Signer, Signer | None]:
@@ -84,8 +88,8 @@ class TokenSigner:
 
         if signers is None:
             signers = (
-                _make([secret]),
-                _make([*fallbacks, secret]) if fallbacks else None,
+                _make([secret], self.salt),
+                _make([*fallbacks, secret], self.salt) if fallbacks else None,
             )
             self._cache.clear()
             self._cache[cache_key] = signers

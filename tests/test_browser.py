@@ -342,3 +342,40 @@ def test_password_change_asks_for_the_password_then_logs_out_others(
 
         laptop.goto(f"{site}/")
         assert laptop.inner_text(".flash") == "This device was logged out."
+
+
+@pytest.mark.slow
+def test_remember_me_logs_back_in_after_the_session_cookie_is_gone(
+    site: str, browser: Browser
+) -> None:
+    context = browser.new_context(viewport=PHONE, user_agent=IPHONE_SAFARI)
+    page = context.new_page()
+    page.goto(f"{site}/login")
+    page.fill("input[name=email]", DEMO_EMAIL)
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.check("input[name=remember]")
+    assert fits_the_screen(page)
+    shot(page, "13-phone-login-remember-me")
+    page.click("form.stack button")
+    page.wait_for_selector("#plan")
+
+    # The browser was closed: the session cookie is gone, the remember
+    # cookie (persistent) is not.
+    cookies = context.cookies()
+    assert {cookie["name"] for cookie in cookies} >= {"session", "remember_token"}
+    context.clear_cookies()
+    context.add_cookies([c for c in cookies if c["name"] == "remember_token"])  # type: ignore[misc]
+
+    page.goto(f"{site}/devices")
+    assert page.inner_text("#who") == "Demo"
+    assert page.locator("tr.device.this .badge.remembered").count() == 1
+    assert page.locator("tr.device").count() == 1
+    assert fits_the_screen(page)
+    shot(page, "14-phone-remembered-device")
+
+    # Logged in by the remember cookie, not by a password: not fresh.
+    page.click("#change-password")
+    page.wait_for_url(f"{site}/reauthenticate?next=/password")
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("form.stack button")
+    page.wait_for_url(f"{site}/password")

@@ -8,7 +8,6 @@ contract suite).
 from __future__ import annotations
 
 import collections.abc as c
-import logging
 import typing as t
 
 import pytest
@@ -252,21 +251,19 @@ def test_login_user_takes_flask_logins_positional_arguments(site: Site) -> None:
     assert text(client, "/private") == "private ada@example.com"
 
 
-def test_remember_me_is_warned_about_once(
-    site: Site, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_remember_me_sets_a_remember_cookie(site: Site) -> None:
+    """Flask-Login's ``login_user(user, remember=True)``: a second cookie
+    that logs the user in again once the session has ended.
+    """
+
     @site.app.post("/remember")
     def remember() -> str:
         return str(login_user(site.db.session.get(site.Member, 1), remember=True))
 
-    with caplog.at_level(logging.WARNING):
-        site.app.test_client().post("/remember")
-        site.app.test_client().post("/remember")
-
-    assert [r.getMessage() for r in caplog.records].count(
-        "login_user(remember=True) was called, but flask_pow has no remember-me"
-        " yet: the session lasts while it is used (POW_CREDENTIALS_TTL)."
-    ) == 1
+    client = site.app.test_client()
+    assert client.post("/remember").text == "True"
+    cookie = client.get_cookie("remember_token")
+    assert cookie is not None and cookie.http_only
 
 
 # -- login_required and unauthorized ----------------------------------------

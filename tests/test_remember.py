@@ -1,0 +1,320 @@
+"""Remember me: ``login_user(user, remember=True)`` issues a remember-me
+credential in its own cookie; once the session has ended it logs the user
+in again (not fresh), rotating its single-use token; parallel requests end
+on one session; a token used again after its grace window ends everything
+of the user. On every backend.
+"""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+
+import pytest
+from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flask_pow import login_fresh
+from flask_pow import login_user
+from flask_pow import remember_token_reused
+from flask_pow import user_loaded_from_remember
+
+from .conftest import Env
+from .conftest import MakeEnv
+from .test_hostile import hostile
+from .test_session import pow_value
+
+TTL = 30 * 60
+GRACE = 30
+REMEMBER_TTL = 30 * 24 * 3600
+
+
+def add_remember_routes(env: Env) -> None:
+    @env.app.post("/login-remember/<int:user_id>")
+    def login_remember(user_id: int) -> str:
+        login_user(env.db.session.get(env.User, user_id), remember=True)
+        return "ok"
+
+    @env.app.get("/fresh")
+    def fresh() -> str:
+        return str(login_fresh())
+
+
+@pytest.fixture
+def renv(env: Env) -> Env:
+    add_remember_routes(env)
+    return env
+
+
+def remembered(env: Env, user_id: int) -> FlaskClient:
+    client = env.app.test_client()
+    assert client.post(f"/login-remember/{user_id}").status_code == 200
+    return client
+
+
+def remember_value(client: FlaskClient) -> str | None:
+    cookie = client.get_cookie("remember_token")
+    return None if cookie is None else cookie.value
+
+
+def drop_session(client: FlaskClient) -> None:
+    """What a browser does when the session cookie ends (closed, or idle)."""
+    client.delete_cookie("session")
+
+
+def test_remember_login_sets_an_httponly_cookie_for_the_remember_ttl(
+    renv: Env, user_id: int
+) -> None:
+    client = renv.app.test_client()
+    response = client.post(f"/login-remember/{user_id}")
+    header = next(
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith("remember_token=")
+    )
+    assert "HttpOnly" in header
+    assert f"Max-Age={REMEMBER_TTL}" in header
+
+
+def test_remembered_device_is_logged_in_again_not_fresh(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+    before = remember_value(client)
+    drop_session(client)
+    loaded: list[t.Any] = []
+
+    with user_loaded_from_remember.connected_to(
+        lambda app, user: loaded.append(user), renv.app
+    ):
+        assert renv.me(client) == "ada@example.com free"
+
+    assert len(loaded) == 1
+    assert client.get("/fresh").text == "False"
+    # The token was used: the client holds a new one, same series.
+    after = remember_value(client)
+    assert after is not None and after != before
+    assert after.split(".")[0] == t.cast(str, before).split(".")[0]
+    assert pow_value(client) is not None
+
+
+def test_remembered_device_is_one_device_in_the_listing(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+    renv.clock.advance(TTL + 1)  # the session idles out
+    assert renv.me(client) == "ada@example.com free"
+
+    with renv.app.app_context():
+        [info] = renv.pow.credentials.sessions_by_key(f"User:{user_id}")
+
+    assert info.remembered_until is not None
+    assert not info.fresh
+
+
+def test_session_idled_out_is_restored(renv: Env, user_id: int) -> None:
+    client = remembered(renv, user_id)
+    renv.clock.advance(TTL + 1)
+    assert renv.me(client) == "ada@example.com free"
+
+
+def test_remember_credential_ends_at_its_ttl_however_used(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+
+    for _ in range(3):
+        renv.clock.advance(REMEMBER_TTL // 3 - 10)
+        drop_session(client)
+        assert renv.me(client) == "ada@example.com free"
+
+    renv.clock.advance(60)
+    drop_session(client)
+    assert renv.me(client) == "anonymous"
+
+
+def test_logout_ends_the_remember_credential_and_clears_the_cookie(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+    value = remember_value(client)
+    client.post("/logout")
+    assert remember_value(client) is None
+    # A copy of the cookie from before is dead on the server.
+    client.set_cookie("remember_token", t.cast(str, value))
+    assert renv.me(client) == "anonymous"
+
+
+def test_revoking_the_device_ends_its_remember_credential(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+
+    with renv.app.app_context():
+        credentials = renv.pow.credentials
+        [info] = credentials.sessions_by_key(f"User:{user_id}")
+        assert credentials.delete(info.id)
+
+    assert renv.me(client) == "anonymous"
+
+
+def test_logout_everywhere_ends_remember_credentials(renv: Env, user_id: int) -> None:
+    client = remembered(renv, user_id)
+
+    with renv.app.app_context():
+        assert renv.pow.credentials.delete_sessions_by_key(f"User:{user_id}") == 1
+
+    assert renv.me(client) == "anonymous"
+
+
+def test_logout_other_sessions_keeps_this_devices_credential(
+    renv: Env, user_id: int
+) -> None:
+    from flask_pow import logout_other_sessions
+
+    @renv.app.post("/others")
+    def others() -> str:
+        return str(logout_other_sessions())
+
+    here, there = remembered(renv, user_id), remembered(renv, user_id)
+    assert here.post("/others").text == "1"
+    drop_session(here)
+    drop_session(there)
+    assert renv.me(here) == "ada@example.com free"
+    assert renv.me(there) == "anonymous"
+
+
+def test_parallel_requests_end_on_one_session_and_one_token(
+    renv: Env, user_id: int
+) -> None:
+    """Several tabs open at once after the session ended (Pow's #739): all
+    are logged in, and end on the same session and remember token.
+    """
+    client = remembered(renv, user_id)
+    drop_session(client)
+    value = t.cast(str, remember_value(client))
+    results: list[tuple[str, str | None, str | None]] = []
+    start = threading.Barrier(8)
+
+    def tab() -> None:
+        own = renv.app.test_client()
+        own.set_cookie("remember_token", value)
+        start.wait()
+        answer = renv.me(own)
+        session_value = pow_value(own)
+        results.append(
+            (answer, session_value and session_value.split(".")[0], remember_value(own))
+        )
+
+    threads = [threading.Thread(target=tab) for _ in range(8)]
+
+    for thread in threads:
+        thread.start()
+
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert [answer for answer, _, _ in results] == ["ada@example.com free"] * 8
+    assert len({session_id for _, session_id, _ in results}) == 1
+    assert len({token for _, _, token in results}) == 1
+
+    with renv.app.app_context():
+        assert len(renv.pow.credentials.sessions_by_key(f"User:{user_id}")) == 1
+
+
+def test_a_used_token_inside_the_grace_window_follows(renv: Env, user_id: int) -> None:
+    client = remembered(renv, user_id)
+    value = t.cast(str, remember_value(client))
+    drop_session(client)
+    assert renv.me(client) == "ada@example.com free"
+    late = renv.app.test_client()
+    late.set_cookie("remember_token", value)
+    renv.clock.advance(GRACE - 1)
+    assert renv.me(late) == "ada@example.com free"
+    assert remember_value(late) == remember_value(client)
+
+
+def test_a_used_token_after_the_grace_window_ends_everything(
+    renv: Env, user_id: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two parties hold the credential: the thief's copy and the owner's
+    both stop working, and so does every other session of the user.
+    """
+    client = remembered(renv, user_id)
+    other_device = renv.app.test_client()
+    renv.login(other_device, user_id)
+    stolen = t.cast(str, remember_value(client))
+    drop_session(client)
+    assert renv.me(client) == "ada@example.com free"
+    renv.clock.advance(GRACE + 1)
+    thief = renv.app.test_client()
+    thief.set_cookie("remember_token", stolen)
+    reused: list[dict[str, t.Any]] = []
+
+    with remember_token_reused.connected_to(
+        lambda app, **kwargs: reused.append(kwargs), renv.app
+    ):
+        assert renv.me(thief) == "anonymous"
+
+    assert reused == [
+        {
+            "user_key": f"User:{user_id}",
+            "series": stolen.split(".")[0],
+            "ip": "127.0.0.1",
+        }
+    ]
+    assert renv.me(client) == "anonymous"
+    assert renv.me(other_device) == "anonymous"
+    assert any("used again after it was replaced" in r.message for r in caplog.records)
+
+
+def test_login_without_remember_drops_an_old_remember_cookie(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+    renv.login(client, user_id)
+    assert remember_value(client) is None
+
+
+@hostile
+@given(value=st.text(max_size=300))
+def test_any_remember_cookie_is_anonymous_and_left_alone(renv: Env, value: str) -> None:
+    client = renv.app.test_client()
+    printable = "".join(ch for ch in value if 0x20 < ord(ch) < 0x7F and ch not in ";,")
+    client.set_cookie("remember_token", printable)
+    response = client.get("/me")
+    assert (response.status_code, response.text) == (200, "anonymous")
+    assert "remember_token=" not in " ".join(response.headers.getlist("Set-Cookie"))
+
+
+def test_remember_cookie_flags_follow_the_session_cookie_unless_set(
+    make_env: MakeEnv, user_id: int
+) -> None:
+    env = make_env(
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        POW_REMEMBER_COOKIE_SAMESITE="Strict",
+        POW_REMEMBER_COOKIE_NAME="keep_me",
+    )
+    add_remember_routes(env)
+    response = env.app.test_client().post(f"/login-remember/{user_id}")
+    header = next(
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith("keep_me=")
+    )
+    assert "Secure" in header
+    assert "SameSite=Strict" in header
+
+
+def test_remember_credential_is_not_a_session(renv: Env, user_id: int) -> None:
+    """Listings, ``get`` and the count of a revoke-all show sessions only."""
+    remembered(renv, user_id)
+
+    with renv.app.app_context():
+        credentials = renv.pow.credentials
+        infos = credentials.sessions_by_key(f"User:{user_id}")
+        assert len(infos) == 1
+        assert all(credentials.get(info.id) is not None for info in infos)
+        assert [user.email for user in credentials.users()] == ["ada@example.com"]
