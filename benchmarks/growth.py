@@ -19,7 +19,6 @@ import os
 import statistics
 import tempfile
 import time
-import typing as t
 
 from cachelib import BaseCache
 from cachelib import FileSystemCache
@@ -30,26 +29,8 @@ from flask_pow.credentials import CredentialsCache
 from flask_pow.protocol import SessionStore
 from flask_pow.redis_store import RedisSessionStore
 from flask_pow.stores import Store
+from tests.dict_users import DictUsers
 from tests.servers import RedisServer
-
-
-class Users:
-    """Users as dicts with an id: no database in the way."""
-
-    def key(self, user: dict[str, t.Any]) -> str:
-        return f"User:{user['id']}"
-
-    def dump(self, user: dict[str, t.Any]) -> dict[str, t.Any]:
-        return dict(user)
-
-    def load(self, data: dict[str, t.Any]) -> dict[str, t.Any]:
-        return dict(data)
-
-    def reload(self, user: dict[str, t.Any]) -> dict[str, t.Any] | None:
-        return user
-
-    def label(self, user: dict[str, t.Any]) -> str | None:
-        return None
 
 
 def credentials(cache: BaseCache, namespace: str) -> CredentialsCache:
@@ -60,7 +41,7 @@ def credentials(cache: BaseCache, namespace: str) -> CredentialsCache:
     )
     return CredentialsCache(
         store,
-        Users(),
+        DictUsers(),
         credentials_ttl=1800,
         rotation_grace=30,
         absolute_ttl=None,

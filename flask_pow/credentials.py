@@ -224,17 +224,25 @@ class CredentialsCache:
 
         :meta private:
         """
-        fresh = self.adapter.reload(user)
+        return self._recache(
+            user_key,
+            self.adapter.reload(user),
+            "Rewrote a cached user whose record held other columns than the"
+            " model caches now (a deploy changed them).",
+        )
 
+    def _recache(
+        self, user_key: str, fresh: t.Any | None, why: str
+    ) -> tuple[t.Any, dict[str, t.Any]] | None:
+        """Write a user just loaded from the database back to the cache for
+        every session of theirs, and log why; ``None`` if there was none.
+        """
         if fresh is None:
             return None
 
         user_data = self.adapter.dump(fresh)
         self.store.write_user(user_key, user_data, self.clock())
-        logger.info(
-            "Rewrote a cached user whose record held other columns than the"
-            " model caches now (a deploy changed them)."
-        )
+        logger.info(why)
         return fresh, user_data
 
     @property
@@ -255,18 +263,12 @@ class CredentialsCache:
         :meta private:
         """
         reload_key = getattr(self.adapter, "reload_key", None)
-        fresh = reload_key(user_key) if reload_key is not None else None
-
-        if fresh is None:
-            return None
-
-        user_data = self.adapter.dump(fresh)
-        self.store.write_user(user_key, user_data, self.clock())
-        logger.info(
+        return self._recache(
+            user_key,
+            reload_key(user_key) if reload_key is not None else None,
             "Loaded a user whose cached record the store had lost from the"
-            " database, and cached it again."
+            " database, and cached it again.",
         )
-        return fresh, user_data
 
     def is_past_absolute(self, record: SessionRecord) -> bool:
         """Whether a session is past the absolute timeout.

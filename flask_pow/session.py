@@ -150,7 +150,6 @@ def _load_session(
     """Load the user of a session, given its id and token; ``resign``:
     write the cookie value again after the view, even if nothing changed.
     """
-    old_key = resign
     credentials = state.credentials
     found = credentials.authenticate(session_id, token)
 
@@ -202,7 +201,7 @@ def _load_session(
     request_state.user_key = record.user_key
     request_state.token = found.follow or token
     request_state.user_data = user_data
-    request_state.resign = old_key or found.follow is not None
+    request_state.resign = resign or found.follow is not None
     renewal = state.config.session_ttl_renewal
 
     if (

@@ -6,6 +6,7 @@ import collections.abc as c
 import functools
 import typing as t
 
+from blinker import NamedSignal
 from flask import abort
 from flask import current_app
 from flask import flash
@@ -73,37 +74,51 @@ def unauthorized() -> ResponseReturnValue:
 
     :meta private:
     """
-    state = get_pow_state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    signals.user_unauthorized.send(app)
     pow_: Pow = app.extensions["pow"]
-    callback = pow_.unauthorized_callback
+    config = get_pow_state().config
+    return _refuse(
+        signals.user_unauthorized,
+        pow_.unauthorized_callback,
+        config.login_message if pow_.login_message is UNSET else pow_.login_message,
+        pow_.login_message_category or config.login_message_category,
+        ("unauthorized", "Login required."),
+        _login_view(config, pow_),
+    )
+
+
+def _refuse(
+    signal: NamedSignal,
+    callback: c.Callable[[], ResponseReturnValue] | None,
+    message: t.Any,
+    category: str,
+    json_error: tuple[str, str],
+    view: str | None,
+) -> ResponseReturnValue:
+    """What a request turned away gets, in order: the application's
+    handler, a JSON 401 to a request that asks for JSON, a redirect to
+    ``view`` with ``message`` flashed and the requested path in ``next``,
+    or a 401. ``signal`` is sent first.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signal.send(app)
 
     if callback is not None:
         return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
 
-    config = state.config
-    message = pow_.login_message
-
-    if message is UNSET:
-        message = config.login_message
-
     if _wants_json():
-        text = str(message) if message else "Login required."
-        response = jsonify(error="unauthorized", message=text)
+        error, fallback = json_error
+        response = jsonify(error=error, message=str(message) if message else fallback)
         response.status_code = 401
         return response
 
-    login_view = _login_view(config, pow_)
-
-    if login_view is None:
+    if view is None:
         abort(401)
 
     if message:
-        category = pow_.login_message_category or config.login_message_category
         flash(str(message), category)
 
-    return redirect(url_for(login_view, next=_next_url()))
+    return redirect(url_for(view, next=_next_url()))
 
 
 def login_required(view: F) -> F:
@@ -133,39 +148,18 @@ def needs_refresh() -> ResponseReturnValue:
 
     :meta private:
     """
-    state = get_pow_state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    signals.user_needs_refresh.send(app)
     pow_: Pow = app.extensions["pow"]
-    callback = pow_.needs_refresh_callback
-
-    if callback is not None:
-        return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
-
-    config = state.config
+    config = get_pow_state().config
     message = pow_.needs_refresh_message
-
-    if message is UNSET:
-        message = config.needs_refresh_message
-
-    if _wants_json():
-        text = str(message) if message else "Please reauthenticate."
-        response = jsonify(error="reauthentication_required", message=text)
-        response.status_code = 401
-        return response
-
-    refresh_view = pow_.refresh_view or config.refresh_view
-
-    if refresh_view is None:
-        abort(401)
-
-    if message:
-        category = (
-            pow_.needs_refresh_message_category or config.needs_refresh_message_category
-        )
-        flash(str(message), category)
-
-    return redirect(url_for(refresh_view, next=_next_url()))
+    return _refuse(
+        signals.user_needs_refresh,
+        pow_.needs_refresh_callback,
+        config.needs_refresh_message if message is UNSET else message,
+        pow_.needs_refresh_message_category or config.needs_refresh_message_category,
+        ("reauthentication_required", "Please reauthenticate."),
+        pow_.refresh_view or config.refresh_view,
+    )
 
 
 def fresh_login_required(view: F) -> F:

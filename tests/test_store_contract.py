@@ -25,6 +25,7 @@ from flask_pow.records import SessionRecord
 from flask_pow.redis_store import RedisSessionStore
 from flask_pow.stores import Store
 
+from .dict_users import DictUsers
 from .servers import free_port
 
 NOW = 1_800_000_000.0
@@ -41,25 +42,6 @@ def build(cache: BaseCache) -> SessionStore:
 @pytest.fixture
 def store(cache: BaseCache) -> SessionStore:
     return build(cache)
-
-
-class Users:
-    """The smallest user adapter: users are dicts with an ``id``."""
-
-    def key(self, user: dict[str, t.Any]) -> str:
-        return f"User:{user['id']}"
-
-    def dump(self, user: dict[str, t.Any]) -> dict[str, t.Any]:
-        return dict(user)
-
-    def load(self, data: dict[str, t.Any]) -> dict[str, t.Any]:
-        return dict(data)
-
-    def reload(self, user: dict[str, t.Any]) -> dict[str, t.Any] | None:
-        return user
-
-    def label(self, user: dict[str, t.Any]) -> str | None:
-        return None
 
 
 def login(
@@ -239,7 +221,7 @@ def test_expired_sessions_are_not_listed(store: SessionStore) -> None:
 @pytest.fixture
 def credentials(store: SessionStore) -> CredentialsCache:
     cache = CredentialsCache(
-        store, Users(), credentials_ttl=1800, rotation_grace=30, absolute_ttl=None
+        store, DictUsers(), credentials_ttl=1800, rotation_grace=30, absolute_ttl=None
     )
     cache.clock = lambda: NOW
     return cache

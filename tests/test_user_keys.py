@@ -17,7 +17,7 @@ from flask_pow import Pow
 from flask_pow import identity_key
 from flask_pow import login_user
 
-from .test_store_contract import Users
+from .dict_users import DictUsers
 
 
 def composite_app(cache: BaseCache, tmp_path: t.Any) -> tuple[Flask, SQLAlchemy, t.Any]:
@@ -99,7 +99,7 @@ def test_login_with_a_key_that_has_no_kind_is_refused(
     kinds one key: refused at login, with what a key must look like.
     """
 
-    class BareKeys(Users):
+    class BareKeys(DictUsers):
         def key(self, user: dict[str, t.Any]) -> str:
             return t.cast(str, key)
 
