@@ -206,8 +206,8 @@ def over_http(
     wrk = shutil.which("wrk")
 
     for setup in setups:
-        if setup == "pow-memory":
-            # The in-process cache lives in one worker: a session made on one
+        if setup in ("pow-memory", "handmade-cache"):
+            # An in-process cache lives in one worker: a session made on one
             # is unknown to the other. Not a setup for several workers.
             continue
 

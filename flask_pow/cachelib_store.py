@@ -114,7 +114,7 @@ class CachelibSessionStore:
     def _read_map(self, key: str) -> dict[str, float]:
         return parse_map(self.store.get(key), key, self.corrupt)
 
-    def read(self, session_id: str) -> Found | None:
+    def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
         record = self.read_session(session_id)
 
         if record is None:

@@ -17,6 +17,7 @@ import typing as t
 import warnings
 
 from cachelib import BaseCache
+from cachelib.redis_base import BaseRedisCache
 
 #: The key prefix inside the cache.
 DEFAULT_NAMESPACE = "credentials"
@@ -117,8 +118,19 @@ KNOWN_SETTINGS = frozenset(
         "POW_REMEMBER_COOKIE_NAME",
         "POW_REMEMBER_TTL",
         *REMEMBER_COOKIE_FLAGS,
+        "POW_REDIS_LOCAL_CACHE",
+        "POW_REDIS_LOCAL_CACHE_TTL",
+        "POW_REDIS_LOCAL_CACHE_MAX_ENTRIES",
+        "POW_REDIS_LOCAL_CACHE_MAX_BYTES",
     }
 )
+
+#: Seconds a worker serves a session from its Redis local cache at most.
+DEFAULT_LOCAL_CACHE_TTL = 10
+#: Sessions a worker's Redis local cache holds at most.
+DEFAULT_LOCAL_CACHE_MAX_ENTRIES = 10_000
+#: Bytes of records a worker's Redis local cache holds at most.
+DEFAULT_LOCAL_CACHE_MAX_BYTES = 32 * 1024 * 1024
 
 #: Above this idle timeout a warning is given once (OWASP idle timeout).
 OWASP_IDLE_TIMEOUT = dt.timedelta(minutes=30)
@@ -182,6 +194,12 @@ class PowConfig:
     remember_cookie: t.Mapping[str, t.Any] = dataclasses.field(default_factory=dict)
     #: Update a user's cached record when an ORM commit changes the row.
     sync_on_commit: bool = True
+    #: Serve repeat requests from a worker's copy kept true by Redis's
+    #: invalidations (Redis stores only).
+    redis_local_cache: bool = False
+    redis_local_cache_ttl: int = DEFAULT_LOCAL_CACHE_TTL
+    redis_local_cache_max_entries: int = DEFAULT_LOCAL_CACHE_MAX_ENTRIES
+    redis_local_cache_max_bytes: int = DEFAULT_LOCAL_CACHE_MAX_BYTES
 
 
 def _seconds(key: str, value: object, *, allow_none: bool, minimum: int) -> int | None:
@@ -375,6 +393,12 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
     config.setdefault("POW_FRESHNESS", None)
     config.setdefault("POW_REMEMBER_COOKIE_NAME", "remember_token")
     config.setdefault("POW_REMEMBER_TTL", DEFAULT_REMEMBER_TTL)
+    config.setdefault("POW_REDIS_LOCAL_CACHE", False)
+    config.setdefault("POW_REDIS_LOCAL_CACHE_TTL", DEFAULT_LOCAL_CACHE_TTL)
+    config.setdefault(
+        "POW_REDIS_LOCAL_CACHE_MAX_ENTRIES", DEFAULT_LOCAL_CACHE_MAX_ENTRIES
+    )
+    config.setdefault("POW_REDIS_LOCAL_CACHE_MAX_BYTES", DEFAULT_LOCAL_CACHE_MAX_BYTES)
 
     for key in REMEMBER_COOKIE_FLAGS:
         config.setdefault(key, None)
@@ -424,7 +448,12 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
     login_view = config["POW_LOGIN_VIEW"]
     reload = config["POW_RELOAD"]
 
-    for key in ("POW_RELOAD", "POW_SYNC_ON_COMMIT", "POW_ACCEPT_LONG_IDLE"):
+    for key in (
+        "POW_RELOAD",
+        "POW_SYNC_ON_COMMIT",
+        "POW_ACCEPT_LONG_IDLE",
+        "POW_REDIS_LOCAL_CACHE",
+    ):
         if not isinstance(config[key], bool):
             raise TypeError(f"{key} must be True or False, got {config[key]!r}.")
 
@@ -453,8 +482,14 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             stacklevel=3,
         )
 
+    cache = _cache(config["POW_CACHE"], config["POW_REDIS_URL"], instance_path)
+    local_cache = config["POW_REDIS_LOCAL_CACHE"]
+
+    if local_cache:
+        _check_local_cache(cache)
+
     return PowConfig(
-        cache=_cache(config["POW_CACHE"], config["POW_REDIS_URL"], instance_path),
+        cache=cache,
         namespace=_namespace(config["POW_NAMESPACE"]),
         session_key=_text("POW_SESSION_KEY", config["POW_SESSION_KEY"]),
         credentials_ttl=credentials_ttl,
@@ -497,12 +532,49 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             for key in REMEMBER_COOKIE_FLAGS
             if config.get(key) is not None
         },
+        redis_local_cache=local_cache,
+        redis_local_cache_ttl=t.cast(
+            int,
+            _seconds(
+                "POW_REDIS_LOCAL_CACHE_TTL",
+                config["POW_REDIS_LOCAL_CACHE_TTL"],
+                allow_none=False,
+                minimum=1,
+            ),
+        ),
+        redis_local_cache_max_entries=_count(
+            "POW_REDIS_LOCAL_CACHE_MAX_ENTRIES",
+            config["POW_REDIS_LOCAL_CACHE_MAX_ENTRIES"],
+        ),
+        redis_local_cache_max_bytes=_count(
+            "POW_REDIS_LOCAL_CACHE_MAX_BYTES", config["POW_REDIS_LOCAL_CACHE_MAX_BYTES"]
+        ),
         needs_refresh_message=refresh_message or None,
         needs_refresh_message_category=_text(
             "POW_NEEDS_REFRESH_MESSAGE_CATEGORY",
             config["POW_NEEDS_REFRESH_MESSAGE_CATEGORY"],
         ),
     )
+
+
+def _check_local_cache(cache: BaseCache) -> None:
+    """``POW_REDIS_LOCAL_CACHE`` needs one Redis server (or Valkey) that
+    tracks keys for its clients.
+    """
+    if not isinstance(cache, BaseRedisCache):
+        raise ValueError(
+            "POW_REDIS_LOCAL_CACHE needs a Redis store (POW_CACHE a RedisCache or"
+            f" ValkeyCache, or POW_REDIS_URL); POW_CACHE is a {type(cache).__name__}."
+        )
+
+    from .redis_client import client_of
+
+    if hasattr(client_of(cache), "get_nodes"):
+        raise ValueError(
+            "POW_REDIS_LOCAL_CACHE is not available on Redis Cluster yet: each"
+            " node sends its own invalidations, and a failover moves them."
+            " Leave it off; requests then read from the cluster."
+        )
 
 
 def _warn_unknown(given: list[str]) -> None:

@@ -167,6 +167,16 @@ class CredentialsCache:
         self._check_clock(found.record, now)
         match = self.policy.match(found.record, token, now)
 
+        if match is None and found.local:
+            # The local copy may predate a rotation whose invalidation is
+            # still on its way: the store has the last word on a refusal.
+            found = self.store.read(session_id, fresh=True)
+
+            if found is None:
+                return None
+
+            match = self.policy.match(found.record, token, now)
+
         if match is None:
             return None
 
@@ -354,7 +364,8 @@ class CredentialsCache:
 
         :meta private:
         """
-        found = self.store.read(series)
+        # From the store itself: theft detection must see the latest token.
+        found = self.store.read(series, fresh=True)
 
         if found is None or found.record.kind != "remember":
             return None

@@ -194,6 +194,13 @@ class Pow:
                 return [key for key in keys if key]
 
             backend = RedisSessionStore(config.cache, config.namespace, secrets)
+
+            if config.redis_local_cache:
+                backend.keep_local_copies(
+                    ttl=config.redis_local_cache_ttl,
+                    max_entries=config.redis_local_cache_max_entries,
+                    max_bytes=config.redis_local_cache_max_bytes,
+                )
         else:
             backend = CachelibSessionStore(store)
 

@@ -37,6 +37,9 @@ class Found:
     record: SessionRecord
     #: The user's cached values, or ``None`` if the user record is missing.
     user_data: dict[str, t.Any] | None
+    #: Read from the worker's local copy, not the store: a token that does
+    #: not match it is checked against the store before it is refused.
+    local: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +65,13 @@ class SessionStore(t.Protocol):
         routing prefix in it).
         """
 
-    def read(self, session_id: str) -> Found | None:
+    def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
         """The session with its user's cached values; ``None`` if there is
         no such session, or if its user's index does not list it (the
         store lost keys: refused, so that revocation, which works through
         the index, never misses a live session). One round trip where the
-        backend allows.
+        backend allows, none where it keeps a local copy that the server
+        invalidates (:attr:`Found.local`); ``fresh`` skips that copy.
         """
 
     def read_session(self, session_id: str) -> SessionRecord | None:

@@ -55,6 +55,7 @@ from .redis_client import is_read_only
 from .redis_client import is_refusal
 from .redis_client import no_script_types
 from .redis_client import response_error_types
+from .redis_local import LocalCache
 from .stores import _unavailable
 
 logger = logging.getLogger("flask_pow")
@@ -320,10 +321,19 @@ class RedisSessionStore:
         key = self._session_key(session_id)
         return self._parse_session(session_id, self._call(lambda: self.client.get(key)))
 
-    def read(self, session_id: str) -> Found | None:
+    def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
         if not self._is_id(session_id):
             return None
 
+        local = self.local
+
+        if local is not None and not fresh:
+            held = local.get(session_id)
+
+            if held is not None:
+                return self._found(session_id, held[0], held[1], local=True)
+
+        epoch = local.begin() if local is not None else 0
         tag = self._tag_of(session_id)
         key = self._session_key(session_id)
         sent = self.local_clock()
@@ -331,23 +341,81 @@ class RedisSessionStore:
         values = self._call(lambda: self._read(keys=[key], args=args))
         self._note_time(values[0], values[1], sent)
         values = values[2:]
-        record = self._parse_session(session_id, values[0] if values else None)
+
+        if not values:
+            return None
+
+        if len(values) > 2 and not int(values[2]):
+            if self._parse_session(session_id, values[0]) is not None:
+                self.unvouched(session_id)
+
+            return None
+
+        user_value = values[1] if len(values) > 1 else None
+        found = self._found(session_id, values[0], user_value)
+
+        if local is not None and found is not None and found.user_data is not None:
+            user_key = found.record.user_key
+            keys = [key, self._user_key(tag, user_key), self._index_key(tag, user_key)]
+            local.put(session_id, (values[0], user_value), keys, epoch)
+
+        return found
+
+    def _found(
+        self,
+        session_id: str,
+        session: bytes | None,
+        user: bytes | None,
+        *,
+        local: bool = False,
+    ) -> Found | None:
+        record = self._parse_session(session_id, session)
 
         if record is None:
             return None
 
-        if len(values) > 2 and not int(values[2]):
-            self.unvouched(session_id)
-            return None
-
-        user_key = self._user_key(tag, record.user_key)
+        user_key = self._user_key(self._tag_of(session_id), record.user_key)
         user_data = parse_user(
             record.user_key,
-            self._decode("user", user_key, values[1] if len(values) > 1 else None),
+            self._decode("user", user_key, user),
             user_key,
             self.corrupt,
         )
-        return Found(record, user_data)
+        return Found(record, user_data, local=local)
+
+    # -- the local cache ----------------------------------------------------
+
+    #: The worker's invalidated copy of the sessions it read, or ``None``
+    #: (``POW_REDIS_LOCAL_CACHE``).
+    local: LocalCache | None = None
+
+    def keep_local_copies(
+        self, *, ttl: float, max_entries: int, max_bytes: int
+    ) -> None:
+        """Serve repeat reads from a :class:`~flask_pow.redis_local.LocalCache`
+        that the server keeps true (``POW_REDIS_LOCAL_CACHE``).
+        """
+        self.local = LocalCache(
+            self.client,
+            self.prefix,
+            ttl=ttl,
+            max_entries=max_entries,
+            max_bytes=max_bytes,
+        )
+
+    def _forget(self, user_key: str, *session_ids: str) -> None:
+        """After a write: drop this worker's copies of what it touched at
+        once (the server's message about it is on its way).
+        """
+        if self.local is None:
+            return
+
+        keys = [self._session_key(s) for s in session_ids if self._is_id(s)]
+
+        for tag in self._tags(user_key):
+            keys += [self._user_key(tag, user_key), self._index_key(tag, user_key)]
+
+        self.local.forget(keys)
 
     # -- writes -------------------------------------------------------------
 
@@ -366,6 +434,19 @@ class RedisSessionStore:
         a single server. A cluster client cannot pipeline scripts, and the
         two live in different slots anyway: there they are two calls.
         """
+        try:
+            return self._write_record(record, now, user_data, expected, max_sessions)
+        finally:
+            self._forget(record.user_key, record.id)
+
+    def _write_record(
+        self,
+        record: SessionRecord,
+        now: float,
+        user_data: dict[str, t.Any],
+        expected: str,
+        max_sessions: int,
+    ) -> list[t.Any]:
         tag = self._tag_of(record.id)
         keys = [
             self._session_key(record.id),
@@ -472,7 +553,12 @@ class RedisSessionStore:
     ) -> list[str]:
         keys = [self._index_key(tag, user_key), self._user_key(tag, user_key)]
         args = [self._session_prefix(tag), repr(now), *ids]
-        ended = self._call(lambda: self._delete(keys=keys, args=args))
+
+        try:
+            ended = self._call(lambda: self._delete(keys=keys, args=args))
+        finally:
+            self._forget(user_key, *ids)
+
         return [session_id.decode() for session_id in ended]
 
     def write_user(
@@ -481,12 +567,17 @@ class RedisSessionStore:
         value = serialization.dumps(user_value(user_key, user_data))
         updated = False
 
-        for tag in self._tags(user_key):
-            keys = [self._index_key(tag, user_key), self._user_key(tag, user_key)]
-            args = [value, repr(now)]
-            updated |= bool(
-                self._call(functools.partial(self._update_user, keys=keys, args=args))
-            )
+        try:
+            for tag in self._tags(user_key):
+                keys = [self._index_key(tag, user_key), self._user_key(tag, user_key)]
+                args = [value, repr(now)]
+                updated |= bool(
+                    self._call(
+                        functools.partial(self._update_user, keys=keys, args=args)
+                    )
+                )
+        finally:
+            self._forget(user_key)
 
         return updated
 

@@ -34,7 +34,17 @@ from .servers import RedisServer
 
 #: The contract suite: every test that takes the ``cache`` fixture (through
 #: ``env``, ``app`` or ``client``) runs once per backend (Pow's T19).
-BACKENDS = ["simple", "filesystem", "memcached", "redis", "redis-cluster", "valkey"]
+#: ``redis-local`` is Redis with ``POW_REDIS_LOCAL_CACHE`` on (for the apps
+#: ``make_env`` builds).
+BACKENDS = [
+    "simple",
+    "filesystem",
+    "memcached",
+    "redis",
+    "redis-local",
+    "redis-cluster",
+    "valkey",
+]
 
 
 class Clock:
@@ -278,8 +288,11 @@ def add_routes(env: Env) -> None:
 
 
 @pytest.fixture
-def make_env(cache: BaseCache, tmp_path: t.Any) -> c.Callable[..., Env]:
+def make_env(cache: BaseCache, tmp_path: t.Any, backend: str) -> c.Callable[..., Env]:
     def make(**config: t.Any) -> Env:
+        if backend == "redis-local":
+            config.setdefault("POW_REDIS_LOCAL_CACHE", True)
+
         app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'app.db'}", **config)
         env = Env(app, db, User, Pow(app, db=db, user_model=User))
         add_routes(env)
