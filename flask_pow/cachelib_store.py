@@ -27,6 +27,7 @@ import threading
 import time
 import typing as t
 
+from .parsed import ParsedRecords
 from .protocol import CorruptLog
 from .protocol import Found
 from .protocol import Swapped
@@ -76,6 +77,7 @@ class CachelibSessionStore:
         self.store = store
         self.corrupt = CorruptLog()
         self.unvouched = UnvouchedLog()
+        self.parsed = ParsedRecords(self.corrupt, report_undecodable=False)
         self._next_sweep = 0.0
 
     # -- keys ---------------------------------------------------------------
@@ -105,7 +107,8 @@ class CachelibSessionStore:
 
     def read_session(self, session_id: str) -> SessionRecord | None:
         key = self._session_key(session_id)
-        return parse_session(session_id, self.store.get(key), key, self.corrupt)
+        raw = self.store.get_many_raw(key)[0]
+        return self.parsed.session(session_id, raw, key)
 
     def _read_user(self, user_key: str) -> dict[str, t.Any] | None:
         key = self._user_key(user_key)
@@ -124,13 +127,13 @@ class CachelibSessionStore:
         # the session (a lost index fails closed).
         user_key = self._user_key(record.user_key)
         index_key = self._index_key(record.user_key)
-        user, index = self.store.get_many(user_key, index_key)
+        user, index = self.store.get_many_raw(user_key, index_key)
 
-        if session_id not in parse_map(index, index_key, self.corrupt):
+        if not self.parsed.lists(index, index_key, session_id):
             self.unvouched(session_id)
             return None
 
-        return Found(record, parse_user(record.user_key, user, user_key, self.corrupt))
+        return Found(record, self.parsed.user(record.user_key, user, user_key))
 
     def new_session_id(self, user_key: str, now: float) -> str:
         return new_session_id()

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import typing as t
 
-import sqlalchemy as sa
 from flask import current_app
 from flask import has_request_context
 from flask import request
 from flask import session
+from sqlalchemy.orm.attributes import instance_state
 
 from . import signals
 from .request_state import RequestState
@@ -105,6 +105,9 @@ def _remember_cookie(response: Response, request_state: RequestState) -> None:
     ``POW_REMEMBER_COOKIE_*`` says otherwise. Its max-age runs to the end
     of the credential: using it does not extend it.
     """
+    if request_state.remember_cookie is None and not request_state.clear_remember:
+        return
+
     state = get_pow_state()
     config = state.config
     app = current_app
@@ -187,9 +190,12 @@ def _warn_if_changed_in_vain(user: t.Any) -> None:
     database session, so the change was saved nowhere (code written for
     Flask-Login does ``current_user.last_seen = now``, then commits).
     """
-    state = sa.inspect(user, raiseerr=False)
+    try:
+        state = instance_state(user)
+    except AttributeError:
+        return  # not a mapped instance: a user of another adapter
 
-    if state is None or not state.detached or not state.modified:
+    if not state.modified or not state.detached:
         return
 
     changed = ", ".join(a.key for a in state.attrs if a.history.has_changes())

@@ -40,11 +40,11 @@ from cachelib.redis_base import BaseRedisCache
 
 from . import redis_scripts as scripts
 from . import serialization
+from .parsed import ParsedRecords
 from .protocol import CorruptLog
 from .protocol import Found
 from .protocol import Swapped
 from .protocol import UnvouchedLog
-from .protocol import parse_session
 from .protocol import parse_user
 from .protocol import user_value
 from .records import SessionRecord
@@ -119,6 +119,7 @@ class RedisSessionStore:
         prefix = prefix if isinstance(prefix, str) else prefix()
         self.prefix = f"{prefix or ''}{namespace}:"
         self.corrupt = CorruptLog()
+        self.parsed = ParsedRecords(self.corrupt, report_undecodable=True)
         self.unvouched = UnvouchedLog()
         self._version_checked = False
         self._errors = error_types()
@@ -271,10 +272,7 @@ class RedisSessionStore:
     def _parse_session(
         self, session_id: str, value: bytes | None
     ) -> SessionRecord | None:
-        key = self._session_key(session_id)
-        return parse_session(
-            session_id, self._decode("session", key, value), key, self.corrupt
-        )
+        return self.parsed.session(session_id, value, self._session_key(session_id))
 
     @staticmethod
     def _is_id(session_id: str) -> bool:
@@ -375,12 +373,7 @@ class RedisSessionStore:
             return None
 
         user_key = self._user_key(self._tag_of(session_id), record.user_key)
-        user_data = parse_user(
-            record.user_key,
-            self._decode("user", user_key, user),
-            user_key,
-            self.corrupt,
-        )
+        user_data = self.parsed.user(record.user_key, user, user_key)
         return Found(record, user_data, local=local)
 
     # -- the local cache ----------------------------------------------------

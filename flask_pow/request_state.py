@@ -153,10 +153,12 @@ def remembered_here() -> list[str]:
     return [] if cookie is None else [cookie[0]]
 
 
-def set_current_user(user: t.Any) -> None:
-    """Make ``user`` (or ``None``) the user of the current request."""
+def set_current_user(user: t.Any, request_state: RequestState | None = None) -> None:
+    """Make ``user`` (or ``None``) the user of the current request (whose
+    state may be given, when the caller has it at hand).
+    """
     g.current_user = user
-    get_request_state().user = user
+    (request_state or get_request_state()).user = user
 
 
 def begin_request(sender: Flask, **kwargs: t.Any) -> None:

@@ -62,7 +62,7 @@ def load_user() -> None:
 
     # Whatever another hook left in g.current_user is replaced, never
     # trusted: a user from another mechanism comes through request_loader.
-    set_current_user(None)
+    set_current_user(None, request_state)
     signals.user_accessed.send(app)
 
     if (
@@ -211,7 +211,7 @@ def _load_session(
     ):
         request_state.rotate = True
 
-    set_current_user(user)
+    set_current_user(user, request_state)
 
     if _wants_reload(state):
         reload_current_user()

@@ -25,6 +25,8 @@ SIGNER_SALT = "flask_pow.session"
 REMEMBER_SALT = "flask_pow.remember"
 #: A longer value in the session key is not ours and is not verified.
 MAX_VALUE_LENGTH = 256
+#: Verified values remembered at most (per process), before starting over.
+MAX_VERIFIED = 4096
 
 # A session id is 22 characters, or 30 on Redis (a user's hash tag first).
 _PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30})\.([A-Za-z0-9_-]{43})\Z")
@@ -68,6 +70,10 @@ class TokenSigner:
     def __init__(self, salt: str = SIGNER_SALT) -> None:
         self.salt = salt
         self._cache: dict[tuple[t.Any, ...], tuple[Signer, Signer | None]] = {}
+        #: Values already verified under the current keys: an HMAC of the
+        #: same bytes under the same keys gives the same answer, and a
+        #: logged-in client sends the same value on every request.
+        self._verified: dict[str, tuple[str, str, bool]] = {}
 
     def _signers(self) -> tuple[Signer, Signer | None]:
         """Signers for the current key, and for the current and fallback
@@ -93,6 +99,7 @@ class TokenSigner:
             )
             self._cache.clear()
             self._cache[cache_key] = signers
+            self._verified = {}
 
         return signers
 
@@ -114,6 +121,11 @@ class TokenSigner:
             return None
 
         current, with_fallbacks = self._signers()
+        verified = self._verified.get(value)
+
+        if verified is not None:
+            return verified
+
         old_key = False
 
         try:
@@ -134,4 +146,10 @@ class TokenSigner:
         if match is None:
             return None
 
-        return match[1], match[2], old_key
+        verified = match[1], match[2], old_key
+
+        if len(self._verified) >= MAX_VERIFIED:
+            self._verified = {}
+
+        self._verified[value] = verified
+        return verified

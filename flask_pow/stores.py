@@ -25,12 +25,10 @@ import warnings
 
 from cachelib import BaseCache
 from cachelib import FileSystemCache
-from cachelib import MemcachedCache
 from cachelib import SimpleCache
 from werkzeug.exceptions import ServiceUnavailable
 
 from . import serialization
-from .serialization import JSONSerializer
 
 logger = logging.getLogger("flask_pow")
 
@@ -156,9 +154,10 @@ class FileLock:
 class Store:
     """A cachelib cache seen through flask_pow's namespace.
 
-    flask_pow's records are written and read with :class:`JSONSerializer`,
-    so nothing is pickled, whoever built the cache; the application's cache
-    object is not changed, and its own values keep its serializer.
+    flask_pow's records are written as tagged JSON
+    (:mod:`~flask_pow.serialization`), so nothing is pickled, whoever built
+    the cache; the application's cache object is not changed, and its own
+    values keep its serializer.
 
     :param cache: the cachelib cache.
     :param namespace: the prefix of every key flask_pow writes.
@@ -170,13 +169,14 @@ class Store:
         # application's own values keep the serializer it chose. cachelib
         # reads ``serializer`` from the instance for every get and set.
         own = copy.copy(cache)
-        own.serializer = JSONSerializer()  # type: ignore[attr-defined]
+        own.serializer = StoredBytes()  # type: ignore[attr-defined]
         self.cache = own
-        # cachelib's MemcachedCache hands values to the memcached client,
-        # which pickles anything that is not text or bytes: flask_pow
-        # encodes its records to JSON bytes itself there, and reads back
-        # only bytes it can decode.
-        self._encode = isinstance(cache, MemcachedCache)
+        # flask_pow encodes its records to tagged JSON itself and hands the
+        # cache bytes, which every cachelib cache and client stores as they
+        # are (cachelib's MemcachedCache, which has no serializer, included:
+        # its clients pickle anything that is not text or bytes). Reads
+        # get the bytes back, so that unchanged records need not be decoded
+        # again (:mod:`flask_pow.parsed`); only bytes that decode are read.
         self.prefix = f"{namespace}:"
         self._lock_dir: str | None = None
         #: The directory of a FileSystemCache.
@@ -220,15 +220,23 @@ class Store:
 
         :raise StoreUnavailable: if the cache cannot be reached.
         """
+        return [_decode(value) for value in self.get_many_raw(*keys)]
+
+    def get_many_raw(self, *keys: str) -> list[bytes | None]:
+        """Read several keys as the bytes stored; anything else (a value a
+        client unpickled, a missing key) is ``None``.
+
+        :raise StoreUnavailable: if the cache cannot be reached.
+        """
         try:
-            values = self.cache.get_many(*keys)
+            values = [
+                value if isinstance(value, bytes) else None
+                for value in self.cache.get_many(*keys)
+            ]
         except StoreUnavailable:
             raise
         except Exception as e:
             raise _unavailable(e) from e
-
-        if self._encode:
-            values = [_decode(value) for value in values]
 
         # FileSystemCache reads a file it cannot open as a miss (and logs
         # it): a miss is checked against the directory, so that a volume
@@ -254,8 +262,7 @@ class Store:
         """
         ttl = max(1, ttl)
 
-        if self._encode:
-            value = serialization.dumps(value)
+        value = serialization.dumps(value)
 
         try:
             ok = self.cache.set(key, value, timeout=ttl)
@@ -386,6 +393,35 @@ def remove_expired_files(directory: str, now: float) -> int:
             raise _unavailable(e) from e
 
     return removed
+
+
+class StoredBytes:
+    """The serializer of flask_pow's copy of a cachelib cache: the JSON
+    bytes flask_pow encodes are stored as they are, and read back as bytes;
+    nothing is pickled or unpickled, whatever the store holds.
+    """
+
+    def dumps(self, value: bytes | str) -> bytes:
+        """Bytes as they are; text (a lock's owner) as UTF-8."""
+        if isinstance(value, str):
+            return value.encode("utf-8")
+
+        if not isinstance(value, bytes):
+            raise TypeError(f"flask_pow stores bytes, not {type(value).__name__}")
+
+        return value
+
+    def loads(self, value: t.Any) -> t.Any:
+        """What the cache holds, as it is."""
+        return value
+
+    def dump(self, value: bytes | str, f: t.IO[bytes]) -> None:
+        """Into a file (:class:`cachelib.FileSystemCache`)."""
+        f.write(self.dumps(value))
+
+    def load(self, f: t.IO[bytes]) -> bytes:
+        """From a file (:class:`cachelib.FileSystemCache`)."""
+        return f.read()
 
 
 def _decode(value: t.Any) -> t.Any:
