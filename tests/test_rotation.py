@@ -344,6 +344,8 @@ def test_fallback_key_token_works_and_is_resigned(
 
 
 def test_rotated_out_key_token_is_anonymous(env: Env, logged_in: FlaskClient) -> None:
+    # Verified (and remembered as verified) under the old key first.
+    assert env.me(logged_in) == "ada@example.com free"
     old_value = pow_value(logged_in)
     env.app.secret_key = "new secret key"
     set_value(logged_in, old_value)

@@ -24,9 +24,11 @@ SETTINGS = {
 }
 
 
-def test_json_column_shaped_like_tags_round_trips(
-    cache: BaseCache, tmp_path: t.Any
-) -> None:
+def build(cache: BaseCache, tmp_path: t.Any) -> Flask:
+    """An app whose user has a JSON column, logged in as user 1 at
+    ``POST /login``; ``GET /settings`` shows it, ``POST /mutate`` changes it
+    in place without saving.
+    """
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY="test secret key",
@@ -57,8 +59,33 @@ def test_json_column_shaped_like_tags_round_trips(
         value = g.current_user.settings
         return jsonify(type=type(value).__name__, value=value)
 
-    client = app.test_client()
+    @app.post("/mutate")
+    def mutate() -> str:
+        g.current_user.settings["theme"] = "changed in place"
+        g.current_user.settings["nested"][0]["\x00set"].append(3)
+        return "ok"
+
+    return app
+
+
+def test_json_column_shaped_like_tags_round_trips(
+    cache: BaseCache, tmp_path: t.Any
+) -> None:
+    client = build(cache, tmp_path).test_client()
     client.post("/login")
     answer = client.get("/settings")
     assert answer.status_code == 200
     assert answer.json == {"type": "dict", "value": SETTINGS}
+
+
+def test_value_changed_in_place_by_a_view_is_not_seen_by_the_next_request(
+    cache: BaseCache, tmp_path: t.Any
+) -> None:
+    """Records are parsed once per stored bytes: each request still gets
+    values of its own.
+    """
+    client = build(cache, tmp_path).test_client()
+    client.post("/login")
+    assert client.post("/mutate").status_code == 200
+
+    assert client.get("/settings").json == {"type": "dict", "value": SETTINGS}
