@@ -6,6 +6,9 @@ Every setup serves ``GET /me`` (the current user's email and plan) and
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
+import json
 import os
 import typing as t
 
@@ -74,7 +77,13 @@ def create_users(database: str, count: int = 1) -> None:
         db.engine.dispose()
 
 
-def build(setup: str, database: str, redis_url: str | None) -> tuple[Flask, SQLAlchemy]:
+def build(
+    setup: str,
+    database: str,
+    redis_url: str | None,
+    *,
+    local_max_entries: int | None = None,
+) -> tuple[Flask, SQLAlchemy]:
     """The application in one setup, and its Flask-SQLAlchemy extension."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY="bench", SQLALCHEMY_DATABASE_URI=database)
@@ -115,6 +124,9 @@ def build(setup: str, database: str, redis_url: str | None) -> tuple[Flask, SQLA
             assert redis_url is not None
             app.config["POW_CACHE"] = RedisCache(host=redis.Redis.from_url(redis_url))
             app.config["POW_REDIS_LOCAL_CACHE"] = setup == "pow-redis-local"
+
+            if local_max_entries is not None:
+                app.config["POW_REDIS_LOCAL_CACHE_MAX_ENTRIES"] = local_max_entries
 
         Pow(app, db=db, user_model=User)
 
@@ -216,10 +228,37 @@ def _handmade(app: Flask, db: SQLAlchemy, User: t.Any) -> Flask:
 
 
 def create_app() -> Flask:
-    """For gunicorn: the setup and its stores from the environment."""
+    """For gunicorn: the setup and its stores from the environment. With
+    ``BENCH_STATS_DIR``, a worker with the Redis local cache writes its
+    counters there when it exits (``benchmarks/local_cache.py``).
+    """
+    entries = os.environ.get("BENCH_LOCAL_MAX_ENTRIES")
     app, _ = build(
         os.environ["BENCH_SETUP"],
         os.environ["BENCH_DATABASE"],
         os.environ.get("BENCH_REDIS_URL"),
+        local_max_entries=int(entries) if entries else None,
     )
+    stats_dir = os.environ.get("BENCH_STATS_DIR")
+
+    if stats_dir:
+        atexit.register(_write_stats, app, stats_dir)
+
     return app
+
+
+def _write_stats(app: Flask, stats_dir: str) -> None:
+    local = app.extensions["pow"].get_state(app).credentials.store.local
+
+    if local is None or local.stats.hits + local.stats.misses == 0:
+        return  # the master process, or a worker that served nothing
+
+    with open("/proc/self/status") as f:
+        # "VmRSS:   70152 kB"
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+    stats = {**dataclasses.asdict(local.stats), "entries": len(local)}
+    stats.update(bytes=local.size, rss=rss * 1024)
+
+    with open(os.path.join(stats_dir, f"{os.getpid()}.json"), "w") as f:
+        json.dump(stats, f)

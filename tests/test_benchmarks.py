@@ -42,3 +42,10 @@ def test_side_by_side_benchmark_runs() -> None:
 
     assert "sessions(user), 20 sessions" in report
     assert "B per session" in report
+    assert "with local cache" in report
+    # Every answer of the local cache run was the user whose cookie it was.
+    local = report.split("The Redis local cache under many sessions:")[1]
+    assert [line.split()[-1] for line in local.splitlines() if "%" in line] == [
+        "0",
+        "0",
+    ]
