@@ -193,6 +193,14 @@ def _close(app: t.Any, db: t.Any) -> None:
     with app.app_context():
         db.engine.dispose()
 
+    pow_ = app.extensions.get("pow")
+    local = (
+        getattr(pow_.get_state(app).credentials.store, "local", None) if pow_ else None
+    )
+
+    if local is not None:
+        local.close()
+
     cache = app.config.get("POW_CACHE")
 
     for client in (

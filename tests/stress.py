@@ -233,8 +233,11 @@ def run(
     seconds: float = 120.0,
     workers: int = 4,
     faults: bool = True,
+    local_cache: bool = False,
 ) -> Report:
-    """Run the load, inject the faults, and check the store afterwards."""
+    """Run the load, inject the faults, and check the store afterwards;
+    ``local_cache``: with ``POW_REDIS_LOCAL_CACHE`` on in the workers.
+    """
     require("redis-server")
     report = Report(clients=clients, seconds=seconds, workers=workers)
     lock = threading.Lock()
@@ -248,6 +251,7 @@ def run(
         "POW_TEST_REDIS_URL": f"redis://127.0.0.1:{server.port}/0",
         "POW_TEST_DATABASE": database,
         "POW_TEST_NAMESPACE": namespace,
+        "POW_TEST_LOCAL_CACHE": "1" if local_cache else "",
     }
     gunicorn = Gunicorn(workers, env, os.path.join(tmp, "gunicorn.log"))
 
@@ -361,8 +365,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--local-cache", action="store_true")
     args = parser.parse_args()
-    report = run(args.clients, args.seconds, args.workers, not args.no_faults)
+    report = run(
+        args.clients,
+        args.seconds,
+        args.workers,
+        not args.no_faults,
+        local_cache=args.local_cache,
+    )
 
     for line in report.lines():
         print(line)

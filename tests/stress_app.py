@@ -1,7 +1,7 @@
 """The application the load and fault runs serve with gunicorn:
 ``gunicorn 'tests.stress_app:create_app()'``, configured by environment
 variables (``POW_TEST_REDIS_URL``, ``POW_TEST_DATABASE``,
-``POW_TEST_NAMESPACE``). Tokens are rotated every second.
+``POW_TEST_NAMESPACE``, ``POW_TEST_LOCAL_CACHE``). Tokens are rotated every second.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def create_app() -> Flask:
         POW_NAMESPACE=os.environ.get("POW_TEST_NAMESPACE", "credentials"),
         POW_SESSION_TTL_RENEWAL=1,
         POW_ROTATION_GRACE=int(os.environ.get("POW_TEST_ROTATION_GRACE", "30")),
+        POW_REDIS_LOCAL_CACHE=bool(os.environ.get("POW_TEST_LOCAL_CACHE")),
     )
     db.init_app(app)
     Pow(app, db=db, user_model=User)

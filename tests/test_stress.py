@@ -21,3 +21,20 @@ def test_load_with_faults_loses_nothing() -> None:
     assert (report.errors, report.logouts, report.cross_user) == (0, 0, 0)
     assert report.unexplained == 0
     assert (report.sessions_lost, report.keys_without_ttl) == (0, 0)
+
+
+@pytest.mark.slow
+def test_load_with_faults_and_the_local_cache_loses_nothing() -> None:
+    """The same with ``POW_REDIS_LOCAL_CACHE`` on: Redis restarts under the
+    workers' copies, which must empty and fill again.
+    """
+    report = stress.run(
+        clients=20, seconds=15, workers=4, faults=True, local_cache=True
+    )
+    print("\n".join(report.lines()))
+    assert len(report.faults) == 3
+    assert report.ok > 500
+    assert report.unavailable > 0
+    assert (report.errors, report.logouts, report.cross_user) == (0, 0, 0)
+    assert report.unexplained == 0
+    assert (report.sessions_lost, report.keys_without_ttl) == (0, 0)
