@@ -2,7 +2,8 @@
 
 ``make demo`` runs it on http://127.0.0.1:5000 with SQLite (``make demo
 PORT=5001`` picks another port). ``POW_REDIS_URL=redis://localhost:6379/0
-make demo`` runs it on Redis. Several workers can serve it::
+make demo`` runs it on Redis, with the local cache. Several workers can
+serve it::
 
     gunicorn -w 4 -b 127.0.0.1:5000 'example.app:create_app()'
 
@@ -73,6 +74,9 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
         POW_FRESHNESS=int(os.environ.get("EXAMPLE_FRESHNESS", "600")),
         POW_REFRESH_VIEW="account.reauthenticate",
         POW_REDIS_URL=os.environ.get("POW_REDIS_URL") or None,
+        # On Redis, each worker answers repeat requests from its own copy,
+        # which Redis invalidates: no round trip (docs/redis.rst).
+        POW_REDIS_LOCAL_CACHE=bool(os.environ.get("POW_REDIS_URL")),
     )
     app.config.update(config or {})
 
