@@ -445,3 +445,47 @@ def test_revocation_in_one_process_is_refused_by_the_next_request_in_another(
     assert stale == []
     # The copy was in play: most second reads came from it.
     assert stats["hits"] >= CYCLES * 0.9
+
+
+def test_forked_child_opens_its_own_channel(local: LocalCache) -> None:
+    """A pre-forking server forks after the parent may have connected: the
+    child never reads the parent's socket, and tracks on a connection of
+    its own.
+    """
+    trusted(local)
+    parent_conn = local._conn
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+
+        try:
+            deadline = time.monotonic() + 5
+
+            while time.monotonic() < deadline:
+                bypassed = local.stats.bypassed
+                local.get("nothing")
+
+                if local.stats.bypassed == bypassed:
+                    break
+
+                time.sleep(0.01)
+
+            own = local._conn is not None and local._conn is not parent_conn
+            os.write(write_end, b"own" if own and local._pid == os.getpid() else b"no")
+            code = 0
+        finally:
+            os._exit(code)
+
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read_end, 16)
+    os.close(read_end)
+
+    assert status == 0
+    assert answer == b"own"
+    # The parent's channel is untouched and still trusted.
+    assert local._conn is parent_conn
+    local.put("s", (b"1",), ["k"], local.begin())
+    assert local.get("s") == (b"1",)
