@@ -558,22 +558,13 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
 
 
 def _check_local_cache(cache: BaseCache) -> None:
-    """``POW_REDIS_LOCAL_CACHE`` needs one Redis server (or Valkey) that
-    tracks keys for its clients.
+    """``POW_REDIS_LOCAL_CACHE`` needs a Redis (or Valkey) store, whose
+    servers track keys for their clients.
     """
     if not isinstance(cache, BaseRedisCache):
         raise ValueError(
             "POW_REDIS_LOCAL_CACHE needs a Redis store (POW_CACHE a RedisCache or"
             f" ValkeyCache, or POW_REDIS_URL); POW_CACHE is a {type(cache).__name__}."
-        )
-
-    from .redis_client import client_of
-
-    if hasattr(client_of(cache), "get_nodes"):
-        raise ValueError(
-            "POW_REDIS_LOCAL_CACHE is not available on Redis Cluster yet: each"
-            " node sends its own invalidations, and a failover moves them."
-            " Leave it off; requests then read from the cluster."
         )
 
 

@@ -2,7 +2,8 @@
 true by the server: server-assisted client-side caching (``CLIENT
 TRACKING``).
 
-One connection per worker asks the server to track every key under
+One connection per worker (per primary, on a cluster: each node sends the
+invalidations of its own slots) asks the server to track every key under
 flask_pow's prefix (``BCAST``) and to send it an invalidation whenever one
 of them changes or expires (``REDIRECT`` to itself, subscribed to
 ``__redis__:invalidate``: RESP2, so Redis 6 and later, Valkey, and the
@@ -18,9 +19,12 @@ The copy is used only while the channel is known to deliver:
   and the copy is trusted only while the last answer came back within
   :data:`HEARTBEAT_LIMIT`: the answer proves, by TCP's ordering, that every
   invalidation sent before it has been read;
-- any error, end of stream or late answer closes the connection and empties
-  the copy; a new connection is tried at most every :data:`RECONNECT`
-  seconds, and the copy fills again only once it is tracked and answered;
+- any error, end of stream or late answer closes the connections and
+  empties the copy; new ones are tried at most every :data:`RECONNECT`
+  seconds, and the copy fills again only once they are tracked and
+  answered; on a cluster, so does any change of the primaries the client
+  knows (a failover, a node added), and a read served by a primary with no
+  channel is not kept;
 - an entry also expires ``ttl`` seconds after it was read, whatever arrives;
 - a fork (a pre-forking server) leaves the parent's connection to the parent.
 
@@ -104,7 +108,10 @@ class LocalCache:
         max_entries: int,
         max_bytes: int,
     ) -> None:
-        self._pool = client.connection_pool
+        self._client = client
+        #: A cluster client: one channel per primary, each tracking the
+        #: keys of its own slots.
+        self._cluster = hasattr(client, "get_primaries")
         self.prefix = prefix
         self.ttl = ttl
         self.max_entries = max_entries
@@ -116,15 +123,13 @@ class LocalCache:
         self._by_key: dict[str, set[str]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
-        self._conn: t.Any = None
-        self._poller: t.Any = None
+        #: The tracking channels, empty while there are none; the names of
+        #: the servers they reach; the process that opened them.
+        self._channels: list[_Channel] = []
+        self._names: frozenset[str] = frozenset()
         self._pid = 0
         self._next_connect = 0.0
-        #: When the ping whose answer came last was sent (everything the
-        #: server sent before it has been applied).
-        self._confirmed_at = -HEARTBEAT_LIMIT
-        #: When the unanswered ping went out, or ``None``.
-        self._ping_sent_at: float | None = None
+        self._next_topology = 0.0
         self._warned = False
 
     # -- lookups ------------------------------------------------------------
@@ -172,9 +177,17 @@ class LocalCache:
         a change that landed after the server answered.
         """
         size = ENTRY_OVERHEAD + sum(len(v) for v in values if v) + sum(map(len, keys))
+        # On a cluster, only what a tracked primary serves: a slot that
+        # moved to a primary this worker does not track yet is not kept.
+        node = self._node_of(keys[0]) if self._cluster and keys else ""
 
         with self._lock:
-            if epoch != self.epoch or size > self.max_bytes or self._conn is None:
+            if (
+                epoch != self.epoch
+                or size > self.max_bytes
+                or not self._channels
+                or node not in self._names
+            ):
                 return
 
             self._drop(session_id)
@@ -241,22 +254,22 @@ class LocalCache:
         self._by_key.clear()
         self._bytes = 0
 
-    # -- the tracking connection --------------------------------------------
+    # -- the tracking channels -----------------------------------------------
 
     def _check(self) -> bool:
-        """Apply what the server sent, keep the heartbeat going, and say
-        whether the copy can be trusted now. Never blocks on a healthy
-        connection; (re)connects at most every :data:`RECONNECT` seconds.
+        """Apply what the servers sent, keep the heartbeats going, and say
+        whether the copy can be trusted now. Never blocks on healthy
+        channels; (re)connects at most every :data:`RECONNECT` seconds.
         """
         now = self.clock()
 
-        if self._conn is not None and self._pid != os.getpid():
-            # Forked: the connection is the parent's. Let go of it
-            # without a word on it (redis-py does not shut down a socket
-            # another process opened).
+        if self._channels and self._pid != os.getpid():
+            # Forked: the channels are the parent's. Let go of them without
+            # a word on them (redis-py does not shut down a socket another
+            # process opened).
             self._lose(None)
 
-        if self._conn is None:
+        if not self._channels:
             if now < self._next_connect:
                 return False
 
@@ -266,101 +279,90 @@ class LocalCache:
                 return False
 
         try:
-            if self._poller.poll(0):
-                self._receive()
+            trusted = True
 
-            if self._ping_sent_at is None:
-                if now - self._confirmed_at >= HEARTBEAT:
-                    self._conn.send_command("PING")
-                    self._ping_sent_at = now
-            elif now - self._ping_sent_at > HEARTBEAT_LIMIT:
-                raise TimeoutError("no answer to the heartbeat")
+            for channel in self._channels:
+                trusted = channel.check(now, self._apply) and trusted
+
+            if self._cluster and now >= self._next_topology:
+                self._next_topology = now + HEARTBEAT
+
+                if frozenset(self._pools()) != self._names:
+                    raise ConnectionError("the cluster's primaries changed")
         except Exception as e:  # noqa: BLE001 - any failure: stop trusting.
             self._lose(e)
             return False
 
-        return now - self._confirmed_at < HEARTBEAT_LIMIT
+        return trusted
 
-    def _receive(self) -> None:
-        conn = self._conn
+    def _apply(self, message: t.Any) -> None:
+        """One message from a tracking channel."""
+        if (
+            isinstance(message, list)
+            and len(message) == 3
+            and message[0] == b"message"
+            and message[1] == CHANNEL
+        ):
+            self.stats.invalidations += 1
 
-        while conn.can_read(timeout=0):
-            message = conn.read_response()
+            if message[2] is None:
+                # FLUSHALL / FLUSHDB: everything is gone.
+                self._flush()
+            else:
+                self._invalidate(key.decode("utf-8", "replace") for key in message[2])
 
-            if not isinstance(message, list) or not message:
-                continue
+    def _pools(self) -> dict[str, t.Any]:
+        """The connection pool of each server to track, by name: the server,
+        or every primary the cluster client knows.
+        """
+        if not self._cluster:
+            return {"": self._client.connection_pool}
 
-            kind = message[0]
+        return {
+            node.name: node.redis_connection.connection_pool
+            for node in self._client.get_primaries()
+            if node.redis_connection is not None
+        }
 
-            if kind == b"message" and len(message) == 3 and message[1] == CHANNEL:
-                self.stats.invalidations += 1
-
-                if message[2] is None:
-                    # FLUSHALL / FLUSHDB: everything is gone.
-                    self._flush()
-                else:
-                    self._invalidate(
-                        key.decode("utf-8", "replace") for key in message[2]
-                    )
-            elif kind == b"pong" and self._ping_sent_at is not None:
-                self._confirmed_at = self._ping_sent_at
-                self._ping_sent_at = None
+    def _node_of(self, key: str) -> str:
+        try:
+            return str(self._client.get_node_from_key(key).name)
+        except Exception:  # noqa: BLE001 - no slot map now: keep nothing.
+            return "?"
 
     def _connect(self) -> bool:
-        # The pool's address, TLS and credentials; RESP2 (redis-py's
-        # maintenance notifications need RESP3, and are the pool's
-        # business), and no retries: a failure here only means "later".
-        kwargs = {
-            key: value
-            for key, value in self._pool.connection_kwargs.items()
-            if not key.startswith(("maint_notifications", "orig_"))
-        }
-        kwargs.update(protocol=2, retry=None)
-        conn = self._pool.connection_class(**kwargs)
+        channels: list[_Channel] = []
 
         try:
-            conn.connect()
-            conn.send_command("CLIENT", "ID")
-            client_id = conn.read_response()
-            conn.send_command(
-                "CLIENT", "TRACKING", "ON", "REDIRECT", client_id,
-                "BCAST", "PREFIX", self.prefix,
-            )  # fmt: skip
+            pools = self._pools()
 
-            if conn.read_response() not in (b"OK", "OK"):
-                raise ConnectionError("CLIENT TRACKING was refused")
+            if not pools:
+                raise ConnectionError("no server to track")
 
-            conn.send_command("SUBSCRIBE", CHANNEL)
-            conn.read_response()
-            # The first heartbeat: trusted once it is answered.
-            conn.send_command("PING")
+            for name, pool in pools.items():
+                channels.append(_Channel.open(name, pool, self.prefix, self.clock()))
         except Exception as e:  # noqa: BLE001 - any failure: try later.
-            conn.disconnect()
+            for channel in channels:
+                channel.close()
+
             self._warn(e)
             return False
 
-        self._conn = conn
+        self._channels = channels
+        self._names = frozenset(pools)
         self._pid = os.getpid()
-        self._poller = select.poll()
-        self._poller.register(conn._sock.fileno(), select.POLLIN)
-        self._ping_sent_at = self.clock()
-        self._confirmed_at = -HEARTBEAT_LIMIT
-        # Whatever was held was not tracked by this connection.
+        self._next_topology = self.clock() + HEARTBEAT
+        # Whatever was held was not tracked by these channels.
         self._flush()
         self._warned = False
         return True
 
     def _lose(self, error: Exception | None) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.disconnect()
-            except Exception:  # noqa: BLE001, S110 - closing a broken socket.
-                pass
+        for channel in self._channels:
+            channel.close()
 
-        self._conn = None
-        self._poller = None
-        self._ping_sent_at = None
-        self._confirmed_at = -HEARTBEAT_LIMIT
+        self._channels = []
+        self._names = frozenset()
         self._flush()
         self.stats.flushes += 1
 
@@ -375,3 +377,98 @@ class LocalCache:
                 " every request reads from Redis until it is back.",
                 type(error).__name__,
             )
+
+
+class _Channel:
+    """One tracking connection, to the server or to one primary of a
+    cluster, and its heartbeat.
+    """
+
+    def __init__(self, name: str, conn: t.Any, now: float) -> None:
+        self.name = name
+        self.conn = conn
+        self.poller = select.poll()
+        self.poller.register(conn._sock.fileno(), select.POLLIN)
+        #: When the unanswered ping went out (the first one goes out on
+        #: connecting), or ``None``.
+        self.ping_sent_at: float | None = now
+        #: When the ping whose answer came last was sent: everything the
+        #: server sent before it has been applied.
+        self.confirmed_at = -HEARTBEAT_LIMIT
+
+    @classmethod
+    def open(cls, name: str, pool: t.Any, prefix: str, now: float) -> _Channel:
+        """Connect with ``pool``'s settings and ask for invalidations of every
+        key under ``prefix``.
+
+        :raise Exception: whatever the client raises; the caller retries later.
+        """
+        # The pool's address, TLS and credentials; RESP2 (redis-py's
+        # maintenance notifications need RESP3, and are the pool's
+        # business), and no retries: a failure here only means "later".
+        kwargs = {
+            key: value
+            for key, value in pool.connection_kwargs.items()
+            if not key.startswith(("maint_notifications", "orig_"))
+        }
+        kwargs.update(protocol=2, retry=None)
+        conn = pool.connection_class(**kwargs)
+
+        try:
+            conn.connect()
+            conn.send_command("CLIENT", "ID")
+            client_id = conn.read_response()
+            conn.send_command(
+                "CLIENT", "TRACKING", "ON", "REDIRECT", client_id,
+                "BCAST", "PREFIX", prefix,
+            )  # fmt: skip
+
+            if conn.read_response() not in (b"OK", "OK"):
+                raise ConnectionError("CLIENT TRACKING was refused")
+
+            conn.send_command("SUBSCRIBE", CHANNEL)
+            conn.read_response()
+            # The first heartbeat: trusted once it is answered.
+            conn.send_command("PING")
+        except BaseException:
+            conn.disconnect()
+            raise
+
+        return cls(name, conn, now)
+
+    def check(self, now: float, apply: c.Callable[[t.Any], None]) -> bool:
+        """Apply what arrived, send a heartbeat when one is due, and say
+        whether the last one was answered recently enough.
+
+        :raise Exception: on any failure of the connection, or a heartbeat
+            left unanswered too long.
+        """
+        if self.poller.poll(0):
+            while self.conn.can_read(timeout=0):
+                message = self.conn.read_response()
+
+                if (
+                    isinstance(message, list)
+                    and message
+                    and message[0] == b"pong"
+                    and self.ping_sent_at is not None
+                ):
+                    self.confirmed_at = self.ping_sent_at
+                    self.ping_sent_at = None
+                else:
+                    apply(message)
+
+        if self.ping_sent_at is None:
+            if now - self.confirmed_at >= HEARTBEAT:
+                self.conn.send_command("PING")
+                self.ping_sent_at = now
+        elif now - self.ping_sent_at > HEARTBEAT_LIMIT:
+            raise TimeoutError("no answer to the heartbeat")
+
+        return now - self.confirmed_at < HEARTBEAT_LIMIT
+
+    def close(self) -> None:
+        try:
+            self.conn.disconnect()
+        except Exception:  # noqa: BLE001, S110 - closing a broken socket.
+            pass

@@ -34,8 +34,8 @@ from .servers import RedisServer
 
 #: The contract suite: every test that takes the ``cache`` fixture (through
 #: ``env``, ``app`` or ``client``) runs once per backend (Pow's T19).
-#: ``redis-local`` is Redis with ``POW_REDIS_LOCAL_CACHE`` on (for the apps
-#: ``make_env`` builds).
+#: ``redis-local`` and ``redis-local-cluster`` are Redis and Redis Cluster
+#: with ``POW_REDIS_LOCAL_CACHE`` on (for the apps ``make_env`` builds).
 BACKENDS = [
     "simple",
     "filesystem",
@@ -43,6 +43,7 @@ BACKENDS = [
     "redis",
     "redis-local",
     "redis-cluster",
+    "redis-local-cluster",
     "valkey",
 ]
 
@@ -203,7 +204,7 @@ def cache(backend: str, tmp_path: t.Any, request: pytest.FixtureRequest) -> Base
         request.addfinalizer(client.close)
         return MemcachedCache(servers=client, key_prefix=prefix)
 
-    if backend == "redis-cluster":
+    if backend in ("redis-cluster", "redis-local-cluster"):
         cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
         return RedisCache(host=cluster.client(), key_prefix=prefix)
 
@@ -290,7 +291,7 @@ def add_routes(env: Env) -> None:
 @pytest.fixture
 def make_env(cache: BaseCache, tmp_path: t.Any, backend: str) -> c.Callable[..., Env]:
     def make(**config: t.Any) -> Env:
-        if backend == "redis-local":
+        if backend.startswith("redis-local"):
             config.setdefault("POW_REDIS_LOCAL_CACHE", True)
 
         app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'app.db'}", **config)

@@ -1,6 +1,7 @@
 """A test application on Redis with ``POW_REDIS_LOCAL_CACHE`` on, served in
 its own process: ``python -m tests.redis_local_server CLIENT REDIS_PORT
-PREFIX DATABASE PORT_FILE``, CLIENT being ``redis`` or ``valkey``. It writes
+PREFIX DATABASE PORT_FILE``, CLIENT being ``redis``, ``valkey`` or
+``cluster`` (REDIS_PORT is then one node's). It writes
 the port it listens on to PORT_FILE, and serves until it is terminated.
 ``GET /local-stats`` answers the local cache's counters as JSON.
 """
@@ -24,7 +25,15 @@ from .conftest import make_app
 
 
 def redis_cache(kind: str, port: int, prefix: str) -> BaseRedisCache:
-    """cachelib's cache for ``kind`` (``redis`` or ``valkey``) on loopback."""
+    """cachelib's cache for ``kind`` (``redis``, ``valkey``, or ``cluster``:
+    a Redis Cluster one of whose nodes listens on ``port``) on loopback.
+    """
+    if kind == "cluster":
+        import redis
+
+        cluster = redis.RedisCluster(host="127.0.0.1", port=port, socket_timeout=2)
+        return RedisCache(host=cluster, key_prefix=prefix)
+
     if kind == "valkey":
         import valkey
         from cachelib import ValkeyCache

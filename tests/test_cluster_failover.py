@@ -89,12 +89,19 @@ def retrying(operation: t.Callable[[], t.Any], timeout: float = 30) -> t.Any:
             time.sleep(0.1)
 
 
+@pytest.mark.parametrize("local_cache", [False, True], ids=["", "local-cache"])
 def test_a_master_killed_under_load_never_mixes_users_or_leaves_a_session(
-    cluster: RedisClusterServers, tmp_path: t.Any
+    cluster: RedisClusterServers, tmp_path: t.Any, local_cache: bool
 ) -> None:
+    """With ``local_cache``, the workers keep copies (POW_REDIS_LOCAL_CACHE):
+    the killed master's channel is lost, every copy is emptied, and after
+    the failover a second worker's copy still sees the revocations.
+    """
     client = redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
-    cache = RedisCache(host=client, key_prefix=f"failover-{uuid.uuid4().hex[:6]}:")
-    app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'failover.db'}")
+    prefix = f"failover-{uuid.uuid4().hex[:6]}:"
+    cache = RedisCache(host=client, key_prefix=prefix)
+    database = f"sqlite:///{tmp_path / 'failover.db'}"
+    app, db, User = make_app(cache, database, POW_REDIS_LOCAL_CACHE=local_cache)
     env = Env(app, db, User, Pow(app, db=db, user_model=User))
     held: list[tuple[str, str, str]] = []
     crossed: list[str] = []
@@ -141,6 +148,26 @@ def test_a_master_killed_under_load_never_mixes_users_or_leaves_a_session(
     worker.join(timeout=LOAD_SECONDS + 60)
     wait_until_healthy(cluster)
 
+    # Another worker, with a copy of its own (when local_cache), which
+    # reads every session twice after the failover: the second from its
+    # copy where it can.
+    reader_client = redis.RedisCluster(host="127.0.0.1", port=masters(cluster)[0])
+    reader_app, reader_db, ReaderUser = make_app(
+        RedisCache(host=reader_client, key_prefix=prefix),
+        database,
+        POW_REDIS_LOCAL_CACHE=local_cache,
+    )
+    reader = Env(reader_app, reader_db, ReaderUser, Pow(reader_app, db=reader_db,
+                 user_model=ReaderUser)).pow  # fmt: skip
+
+    with reader_app.app_context():
+        reading = reader.credentials
+
+        for _ in range(2):
+            for _, session_id, token in held:
+                retrying(functools.partial(reading.authenticate, session_id, token))
+                time.sleep(0.002)  # the channels' heartbeats get answered
+
     with app.app_context():
         for n in range(1, USERS + 1):
             retrying(functools.partial(credentials.delete_sessions_by_key, f"User:{n}"))
@@ -150,6 +177,22 @@ def test_a_master_killed_under_load_never_mixes_users_or_leaves_a_session(
             for _, session_id, token in held
             if retrying(functools.partial(credentials.authenticate, session_id, token))
         ]
+
+    with reader_app.app_context():
+        survivors += [
+            session_id
+            for _, session_id, token in held
+            if retrying(functools.partial(reading.authenticate, session_id, token))
+        ]
+
+        if local_cache:
+            local = reading.store.local  # type: ignore[attr-defined]
+            print(f"reader's copy: {local.stats}")
+            assert local.stats.hits > 0
+
+    if local_cache:
+        with app.app_context():
+            assert credentials.store.local.stats.flushes >= 1  # type: ignore[attr-defined]
 
     # The figures, for docs/reliability.rst (shown with pytest -s).
     print(f"failover under load: {answered}, crossed {len(crossed)},"

@@ -87,40 +87,69 @@ def prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}:"
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return t.cast(str, request.param)
+
+
 @pytest.fixture
-def env(redis_server: RedisServer, prefix: str, tmp_path: t.Any) -> Env:
-    env = local_env(RedisCache(host=redis_server.client(), key_prefix=prefix), tmp_path)
+def port(kind: str, request: pytest.FixtureRequest) -> int:
+    """The port of the suite's server, or of a node of its cluster."""
+    if kind == "cluster":
+        return t.cast(int, request.getfixturevalue("redis_cluster").nodes[0].port)
+
+    return t.cast(int, request.getfixturevalue("redis_server").port)
+
+
+@pytest.fixture
+def env(kind: str, port: int, prefix: str, tmp_path: t.Any) -> Env:
+    env = local_env(redis_cache(kind, port, prefix), tmp_path)
     env.add_user()
     return env
 
 
 @pytest.fixture
-def other(redis_server: RedisServer, prefix: str, tmp_path: t.Any, env: Env) -> Env:
+def other(kind: str, port: int, prefix: str, tmp_path: t.Any, env: Env) -> Env:
     """A second worker on the same store and database, with its own
     connections and its own copy.
     """
-    return local_env(
-        RedisCache(host=redis_server.client(), key_prefix=prefix), tmp_path, "other"
+    return local_env(redis_cache(kind, port, prefix), tmp_path, "other")
+
+
+def commands_processed(kind: str, request: pytest.FixtureRequest) -> int:
+    """Commands the server (every node of the cluster) has run."""
+    servers = (
+        request.getfixturevalue("redis_cluster").nodes
+        if kind == "cluster"
+        else [request.getfixturevalue("redis_server")]
     )
+    total = 0
+
+    for server in servers:
+        admin = server.client()
+        total += int(admin.info("stats")["total_commands_processed"])
+        admin.close()
+
+    return total
 
 
 # -- serving from the copy ------------------------------------------------------
 
 
 def test_repeat_request_sends_no_command_to_redis(
-    env: Env, redis_server: RedisServer
+    env: Env, kind: str, request: pytest.FixtureRequest
 ) -> None:
     client = env.app.test_client()
     warm(env, client)
-    admin = redis_server.client()
-    before = int(admin.info("stats")["total_commands_processed"])
+    before = commands_processed(kind, request)
 
     for _ in range(20):
         assert env.me(client) == "ada@example.com free"
 
-    # INFO itself is one; a heartbeat PING may fall in the window.
-    assert int(admin.info("stats")["total_commands_processed"]) - before <= 2
-    admin.close()
+    # INFO itself is one per server; a heartbeat PING per channel may fall
+    # in the window.
+    servers = 6 if kind == "cluster" else 1
+    assert commands_processed(kind, request) - before <= 2 * servers
 
 
 def test_logout_in_another_worker_is_seen_by_the_next_request(
@@ -181,15 +210,20 @@ def test_rotation_elsewhere_is_followed_when_the_copy_is_older(
     assert found is not None
 
 
-def test_flushall_empties_the_copy(env: Env, redis_server: RedisServer) -> None:
+def test_keys_deleted_by_hand_empty_the_copy(env: Env) -> None:
     client = env.app.test_client()
     warm(env, client)
-    admin = redis_server.client()
+
     # Only this test's keys: FLUSHALL would reach the other tests' too, so
     # the server's flush message is checked on a server of its own below.
-    for key in admin.scan_iter(f"{local_of(env).prefix}*"):
+    with env.app.app_context():
+        admin = env.pow.credentials.store.client  # type: ignore[attr-defined]
+
+    pattern = f"{local_of(env).prefix}*"
+    on_every_node = {"target_nodes": "all"} if hasattr(admin, "get_nodes") else {}
+
+    for key in list(admin.scan_iter(pattern, **on_every_node)):
         admin.delete(key)
-    admin.close()
 
     assert env.me(client) == "anonymous"
 
@@ -348,13 +382,6 @@ def test_local_cache_needs_a_redis_store(tmp_path: t.Any) -> None:
         local_env(SimpleCache(), tmp_path)
 
 
-def test_local_cache_is_refused_on_a_cluster(
-    redis_cluster: t.Any, tmp_path: t.Any
-) -> None:
-    with pytest.raises(ValueError, match="Redis Cluster"):
-        local_env(RedisCache(host=redis_cluster.client()), tmp_path)
-
-
 def test_local_cache_setting_must_be_a_bool(
     redis_server: RedisServer, tmp_path: t.Any
 ) -> None:
@@ -371,10 +398,9 @@ def test_local_cache_setting_must_be_a_bool(
 # -- two real processes ---------------------------------------------------------------
 
 
-@pytest.fixture(params=["redis", "valkey"])
+@pytest.fixture(params=["redis", "valkey", "cluster"])
 def served(
     request: pytest.FixtureRequest,
-    redis_server: RedisServer,
     prefix: str,
     tmp_path: t.Any,
 ) -> c.Iterator[tuple[tuple[str, int], Env]]:
@@ -382,9 +408,14 @@ def served(
     this process on the same store and database (the revoker).
     """
     kind = request.param
+    port = (
+        request.getfixturevalue("redis_cluster").nodes[0].port
+        if kind == "cluster"
+        else request.getfixturevalue("redis_server").port
+    )
     database = tmp_path / "app.db"
     revoker_app, db, User = make_app(
-        redis_cache(kind, redis_server.port, prefix), f"sqlite:///{database}"
+        redis_cache(kind, port, prefix), f"sqlite:///{database}"
     )
     revoker = Env(revoker_app, db, User, Pow(revoker_app, db=db, user_model=User))
     revoker.add_user()
@@ -395,7 +426,7 @@ def served(
     port_file = str(tmp_path / "port")
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.redis_local_server", kind,
-         str(redis_server.port), prefix, str(database), port_file],
+         str(port), prefix, str(database), port_file],
         cwd=os.path.dirname(os.path.dirname(__file__)),
     )  # fmt: skip
 
@@ -453,7 +484,7 @@ def test_forked_child_opens_its_own_channel(local: LocalCache) -> None:
     its own.
     """
     trusted(local)
-    parent_conn = local._conn
+    parent_conn = local._channels[0].conn
     read_end, write_end = os.pipe()
     pid = os.fork()
 
@@ -472,7 +503,7 @@ def test_forked_child_opens_its_own_channel(local: LocalCache) -> None:
 
                 time.sleep(0.01)
 
-            own = local._conn is not None and local._conn is not parent_conn
+            own = bool(local._channels) and local._channels[0].conn is not parent_conn
             os.write(write_end, b"own" if own and local._pid == os.getpid() else b"no")
             code = 0
         finally:
@@ -486,6 +517,6 @@ def test_forked_child_opens_its_own_channel(local: LocalCache) -> None:
     assert status == 0
     assert answer == b"own"
     # The parent's channel is untouched and still trusted.
-    assert local._conn is parent_conn
+    assert local._channels[0].conn is parent_conn
     local.put("s", (b"1",), ["k"], local.begin())
     assert local.get("s") == (b"1",)
