@@ -14,6 +14,7 @@ shared value is never handed out.
 
 from __future__ import annotations
 
+import collections
 import copy
 import threading
 import typing as t
@@ -25,10 +26,11 @@ from .protocol import parse_session
 from .protocol import parse_user
 from .records import SessionRecord
 
-#: Records kept at most; the memo starts over when it is full.
-MAX_ENTRIES = 4096
+#: Stored bytes kept at most (the parsed values cost a few times more);
+#: the least recently used go first.
+MAX_BYTES = 2 * 1024 * 1024
 #: Longer values are parsed every time (a user record with big columns).
-MAX_VALUE_BYTES = 8192
+MAX_VALUE_BYTES = 4096
 
 
 def thaw(value: t.Any) -> t.Any:
@@ -62,7 +64,10 @@ class ParsedRecords:
     def __init__(self, corrupt: CorruptLog, *, report_undecodable: bool) -> None:
         self.corrupt = corrupt
         self.report_undecodable = report_undecodable
-        self._memo: dict[tuple[str, str, bytes], t.Any] = {}
+        self._memo: collections.OrderedDict[tuple[str, str, bytes], t.Any] = (
+            collections.OrderedDict()
+        )
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def _decode(self, kind: str, key: str, value: bytes) -> t.Any:
@@ -74,15 +79,31 @@ class ParsedRecords:
 
             return None
 
+    def _recall(self, key: tuple[str, str, bytes]) -> t.Any:
+        with self._lock:
+            value = self._memo.get(key)
+
+            if value is not None:
+                self._memo.move_to_end(key)
+
+            return value
+
     def _remember(self, key: tuple[str, str, bytes], value: t.Any) -> None:
-        if len(key[2]) > MAX_VALUE_BYTES:
+        size = len(key[2]) + len(key[1])
+
+        if size > MAX_VALUE_BYTES:
             return
 
         with self._lock:
-            if len(self._memo) >= MAX_ENTRIES:
-                self._memo.clear()
+            if key in self._memo:
+                return
 
             self._memo[key] = value
+            self._bytes += size
+
+            while self._bytes > MAX_BYTES:
+                old, _ = self._memo.popitem(last=False)
+                self._bytes -= len(old[2]) + len(old[1])
 
     def session(
         self, session_id: str, raw: bytes | None, key: str
@@ -94,7 +115,7 @@ class ParsedRecords:
             return None
 
         memo_key = ("session", session_id, raw)
-        record = self._memo.get(memo_key)
+        record = self._recall(memo_key)
 
         if record is None:
             value = self._decode("session", key, raw)
@@ -119,7 +140,7 @@ class ParsedRecords:
             return None
 
         memo_key = ("user", user_key, raw)
-        data = self._memo.get(memo_key)
+        data = self._recall(memo_key)
 
         if data is None:
             data = parse_user(
@@ -141,7 +162,7 @@ class ParsedRecords:
             return False
 
         memo_key = ("map", "", raw)
-        names = self._memo.get(memo_key)
+        names = self._recall(memo_key)
 
         if names is None:
             value = self._decode("index", key, raw)

@@ -129,6 +129,8 @@ class LocalCache:
         self._names: frozenset[str] = frozenset()
         self._pid = 0
         self._next_connect = 0.0
+        #: The process opening channels now (outside the lock), or 0.
+        self._connecting = 0
         self._next_topology = 0.0
         self._warned = False
 
@@ -140,24 +142,29 @@ class LocalCache:
         first.
         """
         with self._lock:
-            trusted = self._check()
-
-            if not trusted:
+            if not self._check():
                 self.stats.bypassed += 1
+                connect = self._claim_connect()
+            else:
+                entry = self._entries.get(session_id)
+
+                if entry is not None:
+                    if entry.deadline > self.clock():
+                        self._entries.move_to_end(session_id)
+                        self.stats.hits += 1
+                        return entry.values
+
+                    self._drop(session_id)
+
+                self.stats.misses += 1
                 return None
 
-            entry = self._entries.get(session_id)
+        if connect:
+            # Outside the lock: the other threads bypass the copy meanwhile
+            # instead of waiting on a server that may not answer.
+            self._connect()
 
-            if entry is not None:
-                if entry.deadline > self.clock():
-                    self._entries.move_to_end(session_id)
-                    self.stats.hits += 1
-                    return entry.values
-
-                self._drop(session_id)
-
-            self.stats.misses += 1
-            return None
+        return None
 
     def begin(self) -> int:
         """The epoch to give :meth:`put`, taken before reading from the
@@ -270,13 +277,7 @@ class LocalCache:
             self._lose(None)
 
         if not self._channels:
-            if now < self._next_connect:
-                return False
-
-            self._next_connect = now + RECONNECT
-
-            if not self._connect():
-                return False
+            return False
 
         try:
             trusted = True
@@ -330,8 +331,27 @@ class LocalCache:
         except Exception:  # noqa: BLE001 - no slot map now: keep nothing.
             return "?"
 
-    def _connect(self) -> bool:
+    def _claim_connect(self) -> bool:
+        """Under the lock: whether this thread is the one to open the
+        channels now (none open, none being opened by this process, and the
+        last attempt :data:`RECONNECT` seconds ago or more).
+        """
+        if (
+            self._channels
+            or self._connecting == os.getpid()
+            or self.clock() < self._next_connect
+        ):
+            return False
+
+        self._connecting = os.getpid()
+        return True
+
+    def _connect(self) -> None:
+        """Open a channel to every server to track (outside the lock), and
+        put them in place; on any failure, try again later.
+        """
         channels: list[_Channel] = []
+        error: Exception | None = None
 
         try:
             pools = self._pools()
@@ -342,20 +362,28 @@ class LocalCache:
             for name, pool in pools.items():
                 channels.append(_Channel.open(name, pool, self.prefix, self.clock()))
         except Exception as e:  # noqa: BLE001 - any failure: try later.
-            for channel in channels:
-                channel.close()
+            error = e
 
-            self._warn(e)
-            return False
+        with self._lock:
+            self._connecting = 0
+            self._next_connect = self.clock() + RECONNECT
 
-        self._channels = channels
-        self._names = frozenset(pools)
-        self._pid = os.getpid()
-        self._next_topology = self.clock() + HEARTBEAT
-        # Whatever was held was not tracked by these channels.
-        self._flush()
-        self._warned = False
-        return True
+            if error is not None or self._channels:
+                for channel in channels:
+                    channel.close()
+
+                if error is not None:
+                    self._warn(error)
+
+                return
+
+            self._channels = channels
+            self._names = frozenset(pools)
+            self._pid = os.getpid()
+            self._next_topology = self.clock() + HEARTBEAT
+            # Whatever was held was not tracked by these channels.
+            self._flush()
+            self._warned = False
 
     def _lose(self, error: Exception | None) -> None:
         for channel in self._channels:
@@ -411,7 +439,20 @@ class _Channel:
             for key, value in pool.connection_kwargs.items()
             if not key.startswith(("maint_notifications", "orig_"))
         }
-        kwargs.update(protocol=2, retry=None)
+        # Short timeouts whatever the pool's (which may wait forever), and
+        # no health check of redis-py's: its PING would meet a subscribed
+        # connection's answer. The heartbeat here does that job.
+        kwargs.update(
+            protocol=2, retry=None, health_check_interval=0,
+            socket_timeout=HEARTBEAT_LIMIT,
+        )  # fmt: skip
+
+        if "socket_connect_timeout" in kwargs:
+            given = kwargs["socket_connect_timeout"]
+            kwargs["socket_connect_timeout"] = min(
+                given or HEARTBEAT_LIMIT, HEARTBEAT_LIMIT
+            )
+
         conn = pool.connection_class(**kwargs)
 
         try:
@@ -430,11 +471,10 @@ class _Channel:
             conn.read_response()
             # The first heartbeat: trusted once it is answered.
             conn.send_command("PING")
+            return cls(name, conn, now)
         except BaseException:
             conn.disconnect()
             raise
-
-        return cls(name, conn, now)
 
     def check(self, now: float, apply: c.Callable[[t.Any], None]) -> bool:
         """Apply what arrived, send a heartbeat when one is due, and say

@@ -160,8 +160,12 @@ class RedisSessionStore:
             if is_read_only(e):
                 # A failover: the connections reach a replica now. Drop
                 # them, so that the next request connects again (to the new
-                # primary, behind the same address).
+                # primary, behind the same address), and so do the local
+                # copy's channels.
                 self._disconnect()
+
+                if self.local is not None:
+                    self.local.close()
 
             raise _unavailable(e) from e
 

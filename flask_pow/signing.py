@@ -61,6 +61,15 @@ def _make(keys: list[t.Any], salt: str) -> Signer:
     )
 
 
+class _KeySet(t.NamedTuple):
+    current: Signer
+    with_fallbacks: Signer | None
+    #: Values already verified under these keys: an HMAC of the same bytes
+    #: under the same keys gives the same answer, and a logged-in client
+    #: sends the same value on every request.
+    verified: dict[str, tuple[str, str, bool]]
+
+
 class TokenSigner:
     """Signs and verifies the value flask_pow keeps in the Flask session,
     with the current application's keys, read at each use since an
@@ -69,15 +78,12 @@ class TokenSigner:
 
     def __init__(self, salt: str = SIGNER_SALT) -> None:
         self.salt = salt
-        self._cache: dict[tuple[t.Any, ...], tuple[Signer, Signer | None]] = {}
-        #: Values already verified under the current keys: an HMAC of the
-        #: same bytes under the same keys gives the same answer, and a
-        #: logged-in client sends the same value on every request.
-        self._verified: dict[str, tuple[str, str, bool]] = {}
+        self._cache: dict[tuple[t.Any, ...], _KeySet] = {}
 
-    def _signers(self) -> tuple[Signer, Signer | None]:
+    def _signers(self) -> _KeySet:
         """Signers for the current key, and for the current and fallback
-        keys (``None`` if there are no fallbacks). Built once per set of keys.
+        keys (``None`` if there are no fallbacks), with the values verified
+        under them. Built once per set of keys.
         """
         app = current_app
         secret = app.secret_key
@@ -93,13 +99,13 @@ class TokenSigner:
         signers = self._cache.get(cache_key)
 
         if signers is None:
-            signers = (
+            signers = _KeySet(
                 _make([secret], self.salt),
                 _make([*fallbacks, secret], self.salt) if fallbacks else None,
+                {},
             )
             self._cache.clear()
             self._cache[cache_key] = signers
-            self._verified = {}
 
         return signers
 
@@ -109,8 +115,7 @@ class TokenSigner:
 
     def sign(self, session_id: str, token: str) -> str:
         """The value to keep in the Flask session."""
-        current, _ = self._signers()
-        return current.sign(f"{session_id}.{token}").decode("ascii")
+        return self._signers().current.sign(f"{session_id}.{token}").decode("ascii")
 
     def read(self, value: object) -> tuple[str, str, bool] | None:
         """The session id and token of a value from the Flask session, and
@@ -120,8 +125,9 @@ class TokenSigner:
         if not isinstance(value, str) or len(value) > MAX_VALUE_LENGTH:
             return None
 
-        current, with_fallbacks = self._signers()
-        verified = self._verified.get(value)
+        keys = self._signers()
+        current, with_fallbacks = keys.current, keys.with_fallbacks
+        verified = keys.verified.get(value)
 
         if verified is not None:
             return verified
@@ -148,8 +154,10 @@ class TokenSigner:
 
         verified = match[1], match[2], old_key
 
-        if len(self._verified) >= MAX_VERIFIED:
-            self._verified = {}
+        # Kept with the keys it was verified under: a value verified under
+        # keys that were replaced meanwhile never reaches the new set.
+        if len(keys.verified) >= MAX_VERIFIED:
+            keys.verified.clear()
 
-        self._verified[value] = verified
+        keys.verified[value] = verified
         return verified

@@ -181,12 +181,18 @@ class Store:
         self._lock_dir: str | None = None
         #: The directory of a FileSystemCache.
         self._directory: str | None = None
-        #: Whether expired files must be swept (cachelib sweeps only past a
-        #: threshold, and then keeps a count of its own that a sweep here
-        #: would put off).
-        self.sweeps = isinstance(cache, FileSystemCache) and not getattr(
-            cache, "_threshold", 0
-        )
+        #: Whether expired files must be swept: flask_pow's copy of a
+        #: FileSystemCache never prunes (below).
+        self.sweeps = isinstance(cache, FileSystemCache)
+
+        if isinstance(cache, FileSystemCache):
+            # A FileSystemCache with a threshold keeps a count of its files
+            # in a file of its own, written with the serializer of whichever
+            # object writes: the application's would not read flask_pow's,
+            # nor the other way round. flask_pow's copy leaves the count (and
+            # the pruning it drives) to the application's object, and sweeps
+            # its own expired records (:meth:`remove_expired`).
+            own._threshold = 0  # type: ignore[attr-defined]
 
         if isinstance(cache, FileSystemCache):
             self._directory = filesystem_path(cache)

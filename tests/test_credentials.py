@@ -211,6 +211,27 @@ def test_small_threshold_warns(tmp_path: t.Any) -> None:
         make_pow_app(tmp_path, SimpleCache())
 
 
+def test_file_cache_with_a_threshold_logs_in_and_keeps_its_count(
+    tmp_path: t.Any,
+) -> None:
+    """cachelib keeps a FileSystemCache's file count in a file, written with
+    the serializer of whoever writes: flask_pow's copy leaves it alone, so
+    logins work and the application's own cache object still reads it.
+    """
+    from .conftest import add_routes
+
+    cache = FileSystemCache(str(tmp_path / "counted"), threshold=20_000)
+    env = make_pow_app(tmp_path, cache)
+    add_routes(env)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+
+    assert env.me(client) == "ada@example.com free"
+    assert cache.set("the app's own", {"value": 1})
+    assert cache.get("the app's own") == {"value": 1}
+    assert isinstance(cache._file_count, int)
+
+
 def make_pow_app(tmp_path: t.Any, cache: BaseCache) -> Env:
     app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'other.db'}")
     return Env(app, db, User, Pow(app, db=db, user_model=User))

@@ -18,6 +18,7 @@ import typing as t
 import uuid
 
 import pytest
+import redis
 from cachelib import RedisCache
 from cachelib import SimpleCache
 from flask.testing import FlaskClient
@@ -520,3 +521,56 @@ def test_forked_child_opens_its_own_channel(local: LocalCache) -> None:
     assert local._channels[0].conn is parent_conn
     local.put("s", (b"1",), ["k"], local.begin())
     assert local.get("s") == (b"1",)
+
+
+def test_a_server_that_never_answers_holds_up_one_thread_not_all() -> None:
+    """The channel is opened outside the lock, with short timeouts: while
+    one request waits on a server that accepted and went silent, the
+    others bypass the copy at once.
+    """
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = time.monotonic() + 10
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+
+        while time.monotonic() < stop:
+            try:
+                held.append(listener.accept()[0])  # and never answer
+            except OSError:
+                continue
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    client = redis.Redis(host="127.0.0.1", port=listener.getsockname()[1])
+    local = LocalCache(client, "silent:", ttl=1, max_entries=10, max_bytes=10_000)
+    took: list[float] = []
+
+    def lookup() -> None:
+        started = time.monotonic()
+        assert local.get("s") is None
+        took.append(time.monotonic() - started)
+
+    try:
+        threads = [threading.Thread(target=lookup) for _ in range(5)]
+
+        for thread in threads:
+            thread.start()
+
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        stop = 0.0
+        local.close()
+        listener.close()
+
+        for conn in held:
+            conn.close()
+
+    assert len(took) == 5
+    assert max(took) <= HEARTBEAT_LIMIT + 1.0
+    assert sorted(took)[-2] < 0.5

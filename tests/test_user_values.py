@@ -89,3 +89,21 @@ def test_value_changed_in_place_by_a_view_is_not_seen_by_the_next_request(
     assert client.post("/mutate").status_code == 200
 
     assert client.get("/settings").json == {"type": "dict", "value": SETTINGS}
+
+
+def test_parsed_records_stay_within_their_byte_bound() -> None:
+    from flask_pow import parsed
+    from flask_pow.protocol import CorruptLog
+    from flask_pow.serialization import dumps
+
+    records = parsed.ParsedRecords(CorruptLog(), report_undecodable=True)
+
+    for n in range(5000):
+        raw = dumps({"key": f"User:{n}", "data": {"id": n, "name": "x" * 900}})
+        assert records.user(f"User:{n}", raw, f"user:{n}") == {
+            "id": n,
+            "name": "x" * 900,
+        }
+
+    assert records._bytes <= parsed.MAX_BYTES
+    assert len(records._memo) < 5000
