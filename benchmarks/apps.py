@@ -35,6 +35,14 @@ SETUPS = {
 }
 
 
+def current_user_me() -> str:
+    """``GET /me`` where the user is ``g.current_user`` (flask_pow, and the
+    hand-made cache).
+    """
+    user = g.current_user
+    return "anonymous" if user is None else f"{user.email} {user.plan}"
+
+
 def _models() -> tuple[SQLAlchemy, t.Any]:
     class Base(sa_orm.DeclarativeBase):
         pass
@@ -130,10 +138,7 @@ def build(
 
         Pow(app, db=db, user_model=User)
 
-        @app.get("/me")
-        def pow_me() -> str:
-            user = g.current_user
-            return "anonymous" if user is None else f"{user.email} {user.plan}"
+        app.get("/me")(current_user_me)
 
     else:
         import flask_login
@@ -208,10 +213,7 @@ def _handmade(app: Flask, db: SQLAlchemy, User: t.Any) -> Flask:
         if data is not None:
             g.current_user = User(**json.loads(data))
 
-    @app.get("/me")
-    def handmade_me() -> str:
-        user = g.current_user
-        return "anonymous" if user is None else f"{user.email} {user.plan}"
+    app.get("/me")(current_user_me)
 
     @app.post("/login")
     def handmade_login() -> str:

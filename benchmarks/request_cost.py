@@ -32,13 +32,14 @@ from cachelib import FileSystemCache
 from cachelib import RedisCache
 from cachelib import SimpleCache
 from flask import Flask
-from flask import g
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.test import EnvironBuilder
 
 from flask_pow import Pow
 from flask_pow import login_user
 from tests.servers import RedisServer
+
+from .apps import current_user_me
 
 
 class Base(sa_orm.DeclarativeBase):
@@ -60,10 +61,7 @@ def build(cache: BaseCache, database: str) -> tuple[Flask, SQLAlchemy]:
     db.init_app(app)
     Pow(app, db=db, user_model=User)
 
-    @app.get("/me")
-    def me() -> str:
-        user = g.current_user
-        return "anonymous" if user is None else f"{user.email} {user.plan}"
+    app.get("/me")(current_user_me)
 
     @app.get("/cart")
     def cart() -> str:
