@@ -83,6 +83,22 @@ def warm(env: Env, client: FlaskClient) -> None:
         time.sleep(0.01)
 
 
+def arrived(local: LocalCache, invalidations: int) -> None:
+    """Wait until an invalidation past ``invalidations`` has been applied.
+    Redis writes a change's invalidation in the same pass of its event loop
+    as the changing command's reply, yet may write the reply first: a
+    lookup within those microseconds still finds the copy. These tests
+    check what the message does; the cross-process test below measures the
+    race as requests meet it.
+    """
+    deadline = time.monotonic() + 5
+
+    while local.stats.invalidations <= invalidations:
+        assert time.monotonic() < deadline, "no invalidation arrived"
+        local.get("nothing")  # applies what arrived
+        time.sleep(0.001)
+
+
 @pytest.fixture
 def prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}:"
@@ -160,8 +176,10 @@ def test_logout_in_another_worker_is_seen_by_the_next_request(
     warm(env, client)
     other_client = other.app.test_client()
     other_client.set_cookie("session", client.get_cookie("session").value)  # type: ignore[union-attr]
+    before = local_of(env).stats.invalidations
 
     assert other_client.post("/logout").get_data(as_text=True) == "was in"
+    arrived(local_of(env), before)
     assert env.me(client) == "anonymous"
 
 
@@ -170,6 +188,7 @@ def test_user_change_in_another_worker_is_seen_by_the_next_request(
 ) -> None:
     client = env.app.test_client()
     warm(env, client)
+    before = local_of(env).stats.invalidations
 
     with other.app.app_context():
         user = other.db.session.get(other.User, 1)
@@ -177,6 +196,7 @@ def test_user_change_in_another_worker_is_seen_by_the_next_request(
         user.plan = "pro"
         other.db.session.commit()  # POW_SYNC_ON_COMMIT rewrites the record
 
+    arrived(local_of(env), before)
     assert env.me(client) == "ada@example.com pro"
 
 
@@ -223,9 +243,12 @@ def test_keys_deleted_by_hand_empty_the_copy(env: Env) -> None:
     pattern = f"{local_of(env).prefix}*"
     on_every_node = {"target_nodes": "all"} if hasattr(admin, "get_nodes") else {}
 
+    before = local_of(env).stats.invalidations
+
     for key in list(admin.scan_iter(pattern, **on_every_node)):
         admin.delete(key)
 
+    arrived(local_of(env), before)
     assert env.me(client) == "anonymous"
 
 
@@ -247,8 +270,10 @@ def own_env(own_server: RedisServer, prefix: str, tmp_path: t.Any) -> Env:
 def test_flush_message_empties_the_copy(own_env: Env, own_server: RedisServer) -> None:
     client = own_env.app.test_client()
     warm(own_env, client)
+    before = local_of(own_env).stats.invalidations
     own_server.client().flushall()
 
+    arrived(local_of(own_env), before)
     assert own_env.me(client) == "anonymous"
 
 
