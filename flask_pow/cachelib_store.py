@@ -33,8 +33,6 @@ from .protocol import Found
 from .protocol import Swapped
 from .protocol import UnvouchedLog
 from .protocol import parse_map
-from .protocol import parse_session
-from .protocol import parse_user
 from .protocol import user_value
 from .records import SessionRecord
 from .records import new_session_id
@@ -112,7 +110,7 @@ class CachelibSessionStore:
 
     def _read_user(self, user_key: str) -> dict[str, t.Any] | None:
         key = self._user_key(user_key)
-        return parse_user(user_key, self.store.get(key), key, self.corrupt)
+        return self.parsed.user(user_key, self.store.get_many_raw(key)[0], key)
 
     def _read_map(self, key: str) -> dict[str, float]:
         return parse_map(self.store.get(key), key, self.corrupt)
@@ -393,9 +391,9 @@ class CachelibSessionStore:
         return [
             record
             for sid, key, value in zip(
-                ids, keys, self.store.get_many(*keys), strict=True
+                ids, keys, self.store.get_many_raw(*keys), strict=True
             )
-            if (record := parse_session(sid, value, key, self.corrupt)) is not None
+            if (record := self.parsed.session(sid, value, key)) is not None
         ]
 
     def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
@@ -416,7 +414,7 @@ class CachelibSessionStore:
         return [
             (user_key, data)
             for user_key, key, value in zip(
-                user_keys, keys, self.store.get_many(*keys), strict=True
+                user_keys, keys, self.store.get_many_raw(*keys), strict=True
             )
-            if (data := parse_user(user_key, value, key, self.corrupt)) is not None
+            if (data := self.parsed.user(user_key, value, key)) is not None
         ]

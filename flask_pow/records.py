@@ -204,26 +204,19 @@ class SessionRecord:
         if (record.previous is None) != (record.rotated_to is None):
             raise ValueError("bad rotation")
 
-        if record.previous is not None and _DIGEST.fullmatch(record.previous) is None:
-            raise ValueError("bad previous")
-
-        if (
-            record.rotated_to is not None
-            and _SEALED.fullmatch(record.rotated_to) is None
-        ):
-            raise ValueError("bad rotated_to")
-
         if record.kind not in ("session", "remember"):
             raise ValueError("bad kind")
 
-        if record.linked is not None and _ID.fullmatch(record.linked) is None:
-            raise ValueError("bad linked")
-
-        if (
-            record.linked_sealed is not None
-            and _SEALED.fullmatch(record.linked_sealed) is None
+        for name, shape in (
+            ("previous", _DIGEST),
+            ("rotated_to", _SEALED),
+            ("linked", _ID),
+            ("linked_sealed", _SEALED),
         ):
-            raise ValueError("bad linked_sealed")
+            value = getattr(record, name)
+
+            if value is not None and shape.fullmatch(value) is None:
+                raise ValueError(f"bad {name}")
 
         if not all(
             math.isfinite(getattr(record, name))

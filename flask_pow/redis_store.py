@@ -45,7 +45,6 @@ from .protocol import CorruptLog
 from .protocol import Found
 from .protocol import Swapped
 from .protocol import UnvouchedLog
-from .protocol import parse_user
 from .protocol import user_value
 from .records import SessionRecord
 from .records import new_session_id
@@ -647,10 +646,7 @@ class RedisSessionStore:
         found = []
 
         for (user_key, tag), value in zip(pairs, self._call(read), strict=True):
-            key = self._user_key(tag, user_key)
-            data = parse_user(
-                user_key, self._decode("user", key, value), key, self.corrupt
-            )
+            data = self.parsed.user(user_key, value, self._user_key(tag, user_key))
 
             if data is not None:
                 found.append((user_key, data))

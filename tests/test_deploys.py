@@ -10,6 +10,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from cachelib import BaseCache
 from flask import Flask
+from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
@@ -73,6 +74,22 @@ def build(
     return app, db, User, statements
 
 
+def logged_in_on_the_old_release(
+    cache: BaseCache, database: str, motto: str
+) -> FlaskClient:
+    """The old release (no ``nickname``) with one user, logged in."""
+    old, db, User, _ = build(cache, database, nickname=False)
+
+    with old.app_context():
+        db.create_all()
+        db.session.add(User(id=1, email="ada@example.com", motto=motto))
+        db.session.commit()
+
+    client = old.test_client()
+    client.post("/login")
+    return client
+
+
 def test_deploy_that_adds_a_column_heals_cached_sessions(
     cache: BaseCache, tmp_path: t.Any
 ) -> None:
@@ -81,23 +98,18 @@ def test_deploy_that_adds_a_column_heals_cached_sessions(
     logged in again.
     """
     database = f"sqlite:///{tmp_path / 'deploy.db'}"
-    old, db, User, _ = build(cache, database, nickname=False)
-
-    with old.app_context():
-        db.create_all()
-        db.session.add(User(id=1, email="ada@example.com", motto="hi"))
-        db.session.commit()
-
-    client = old.test_client()
-    client.post("/login")
+    client = logged_in_on_the_old_release(cache, database, "hi")
     assert client.get("/me").text == "ada@example.com -"
 
     # The migration, then the new release on the same store.
-    with old.app_context():
-        with db.engine.begin() as connection:
-            connection.execute(
-                sa.text("ALTER TABLE user ADD COLUMN nickname VARCHAR DEFAULT 'ace'")
-            )
+    engine = sa.create_engine(database)
+
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("ALTER TABLE user ADD COLUMN nickname VARCHAR DEFAULT 'ace'")
+        )
+
+    engine.dispose()
 
     new, _, _, statements = build(cache, database, nickname=True)
     browser = new.test_client()
@@ -114,15 +126,7 @@ def test_deploy_that_excludes_a_column_drops_it_from_the_store(
     cache: BaseCache, tmp_path: t.Any
 ) -> None:
     database = f"sqlite:///{tmp_path / 'deploy.db'}"
-    old, db, User, _ = build(cache, database, nickname=False)
-
-    with old.app_context():
-        db.create_all()
-        db.session.add(User(id=1, email="ada@example.com", motto="s3cret-motto"))
-        db.session.commit()
-
-    client = old.test_client()
-    client.post("/login")
+    client = logged_in_on_the_old_release(cache, database, "s3cret-motto")
     assert any(
         b"s3cret-motto" in value for item in items(cache) for value in item.values
     )
