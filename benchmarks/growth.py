@@ -37,7 +37,7 @@ def credentials(cache: BaseCache, namespace: str) -> CredentialsCache:
     store: SessionStore = (
         RedisSessionStore(cache, namespace, lambda: ["bench"])
         if isinstance(cache, RedisCache)
-        else CachelibSessionStore(Store(cache, namespace))
+        else CachelibSessionStore(Store(cache, namespace), lambda: ["bench"])
     )
     return CredentialsCache(
         store,

@@ -18,9 +18,11 @@ from .serialization import JSONSerializer as JSONSerializer
 from .session import current_session as current_session
 from .session import current_user as current_user
 from .signals import remember_token_reused as remember_token_reused
+from .signals import session_ended as session_ended
 from .signals import session_revoked as session_revoked
 from .signals import session_rotated as session_rotated
 from .signals import user_accessed as user_accessed
+from .signals import user_loaded_from_cookie as user_loaded_from_cookie
 from .signals import user_loaded_from_remember as user_loaded_from_remember
 from .signals import user_loaded_from_request as user_loaded_from_request
 from .signals import user_logged_in as user_logged_in

@@ -8,14 +8,22 @@ bucket. Records, under the namespace:
 
 ``session:<session id>``
     One login on one device (:class:`~flask_pow.records.SessionRecord`).
-``user:<user key>``
+``user:<tag>:<user key>``
     The user's cached values, shared by all of their sessions; TTL of their
     latest session.
-``sessions:<user key>``
+``sessions:<tag>:<user key>``
     The index: session id -> expiry time, pruned of expired ids on write.
 ``users:<bucket>``
-    User key -> expiry of their latest session, in 64 buckets by hash, so
-    that listing users reads 64 keys rather than scanning.
+    ``<tag>:<user key>`` -> expiry of that user's latest session, in 64
+    buckets by hash, so that listing users reads 64 keys rather than
+    scanning.
+
+The tag is derived from the user key and the application's secret key
+(:func:`~flask_pow.protocol.user_tags`), and starts every session id: two
+applications with different secret keys that share one cache directory or
+one memcached never read, list or end each other's records, and a session
+issued before ``SECRET_KEY`` was rotated (the old key in
+``SECRET_KEY_FALLBACKS``) keeps its records where they are.
 """
 
 from __future__ import annotations
@@ -28,11 +36,14 @@ import time
 import typing as t
 
 from .parsed import ParsedRecords
+from .protocol import TAG_LENGTH
 from .protocol import CorruptLog
 from .protocol import Found
 from .protocol import Swapped
 from .protocol import UnvouchedLog
+from .protocol import least_recently_used
 from .protocol import parse_map
+from .protocol import user_tags
 from .protocol import user_value
 from .records import SessionRecord
 from .records import new_session_id
@@ -71,8 +82,11 @@ class CachelibSessionStore:
     namespace).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, secrets: c.Callable[[], c.Sequence[str | bytes]]
+    ) -> None:
         self.store = store
+        self._secrets = secrets
         self.corrupt = CorruptLog()
         self.unvouched = UnvouchedLog()
         self.parsed = ParsedRecords(self.corrupt, report_undecodable=False)
@@ -83,15 +97,37 @@ class CachelibSessionStore:
     def _session_key(self, session_id: str) -> str:
         return self.store.key("session", session_id)
 
-    def _user_key(self, user_key: str) -> str:
-        return self.store.key("user", user_key)
+    # A user's records are addressed by a tag and the user key, "owner"
+    # below: ``<tag>:<user key>``.
 
-    def _index_key(self, user_key: str) -> str:
-        return self.store.key("sessions", user_key)
+    def _user_key(self, owner: str) -> str:
+        return self.store.key("user", owner)
+
+    def _index_key(self, owner: str) -> str:
+        return self.store.key("sessions", owner)
 
     def _bucket_key(self, user_key: str) -> str:
         bucket = int(hashlib.sha256(user_key.encode()).hexdigest()[:4], 16)
         return self.store.key("users", f"{bucket % USER_BUCKETS:02d}")
+
+    def _tags(self, user_key: str) -> list[str]:
+        return user_tags(user_key, self._secrets())
+
+    def _owners(self, user_key: str) -> list[str]:
+        """Where a user's records may be: one place per secret key."""
+        return [f"{tag}:{user_key}" for tag in self._tags(user_key)]
+
+    @staticmethod
+    def _owner_of(session_id: str, user_key: str) -> str:
+        return f"{session_id[:TAG_LENGTH]}:{user_key}"
+
+    def _is_ours(self, record: SessionRecord) -> bool:
+        """Whether a session record is this application's: its id starts
+        with a tag of its user under one of our secret keys. Another
+        application's record (or one from before records were tagged)
+        reads as missing.
+        """
+        return record.id[:TAG_LENGTH] in self._tags(record.user_key)
 
     def _locked(self, kind: str, name: str) -> Lock:
         lock = self.store.lock(kind, name)
@@ -104,27 +140,37 @@ class CachelibSessionStore:
     # -- reading records ----------------------------------------------------
 
     def read_session(self, session_id: str) -> SessionRecord | None:
+        record = self._read_session(session_id)
+        return record if record is not None and self._is_ours(record) else None
+
+    def _read_session(self, session_id: str) -> SessionRecord | None:
+        if not _is_id(session_id):
+            return None
+
         key = self._session_key(session_id)
         raw = self.store.get_many_raw(key)[0]
         return self.parsed.session(session_id, raw, key)
 
-    def _read_user(self, user_key: str) -> dict[str, t.Any] | None:
-        key = self._user_key(user_key)
+    def _read_user(self, owner: str, user_key: str) -> dict[str, t.Any] | None:
+        key = self._user_key(owner)
         return self.parsed.user(user_key, self.store.get_many_raw(key)[0], key)
 
     def _read_map(self, key: str) -> dict[str, float]:
         return parse_map(self.store.get(key), key, self.corrupt)
 
     def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
-        record = self.read_session(session_id)
+        # The request path: the id comes from a cookie signed with our
+        # secret key, so the session is ours (no tag check).
+        record = self._read_session(session_id)
 
         if record is None:
             return None
 
         # The user and their index in one call: the index must still list
         # the session (a lost index fails closed).
-        user_key = self._user_key(record.user_key)
-        index_key = self._index_key(record.user_key)
+        owner = self._owner_of(session_id, record.user_key)
+        user_key = self._user_key(owner)
+        index_key = self._index_key(owner)
         user, index = self.store.get_many_raw(user_key, index_key)
 
         if not self.parsed.lists(index, index_key, session_id):
@@ -134,7 +180,7 @@ class CachelibSessionStore:
         return Found(record, self.parsed.user(record.user_key, user, user_key))
 
     def new_session_id(self, user_key: str, now: float) -> str:
-        return new_session_id()
+        return self._tags(user_key)[0] + new_session_id()
 
     # -- writes -------------------------------------------------------------
 
@@ -156,6 +202,7 @@ class CachelibSessionStore:
 
     def _write_user(
         self,
+        owner: str,
         user_key: str,
         user_data: dict[str, t.Any] | None,
         changes: c.Mapping[str, float | None],
@@ -163,15 +210,17 @@ class CachelibSessionStore:
         *,
         only_live: bool = False,
         max_sessions: int | None = None,
+        keep: c.Collection[str] = (),
     ) -> tuple[bool, list[str]]:
         """Under the user's lock: rewrite the user record (unless
         ``user_data`` is ``None``), and apply ``changes`` to the index,
-        keeping at most ``max_sessions`` (the ones that expire last).
-        Deletes the user's records when no session is left (unless
-        ``only_live``: then nothing is written). Returns whether a session
-        is left, and the ids dropped over ``max_sessions``.
+        keeping at most ``max_sessions`` (ending the least recently used,
+        never those in ``keep``). Deletes the user's records when no
+        session is left (unless ``only_live``: then nothing is written).
+        Returns whether a session is left, and the ids dropped over
+        ``max_sessions``.
         """
-        index_key = self._index_key(user_key)
+        index_key = self._index_key(owner)
         index = self._changed_map(index_key, changes, now)
         over: list[str] = []
 
@@ -179,7 +228,7 @@ class CachelibSessionStore:
             return False, over
 
         if max_sessions is not None and len(index) > max_sessions:
-            over = sorted(index, key=index.__getitem__)[: len(index) - max_sessions]
+            over = self._least_used(index, keep)[: len(index) - max_sessions]
 
             for session_id in over:
                 del index[session_id]
@@ -190,22 +239,35 @@ class CachelibSessionStore:
             items: dict[str, tuple[t.Any, int]] = {index_key: (index, ttl)}
 
             if user_data is not None:
-                items[self._user_key(user_key)] = (user_value(user_key, user_data), ttl)
+                items[self._user_key(owner)] = (user_value(user_key, user_data), ttl)
 
             self.store.set_many(items)
         else:
             latest = None
-            self.store.delete_many(self._user_key(user_key), index_key)
+            self.store.delete_many(self._user_key(owner), index_key)
 
-        self._write_bucket(user_key, latest, now)
+        self._write_bucket(owner, user_key, latest, now)
         return latest is not None, over
 
-    def _write_bucket(self, user_key: str, latest: float | None, now: float) -> None:
+    def _least_used(self, ids: c.Collection[str], keep: c.Collection[str]) -> list[str]:
+        """:func:`~flask_pow.protocol.least_recently_used` over the records
+        of ``ids``; read only when a login goes past the cap.
+        """
+        records = {
+            record.id: record
+            for record in map(self._read_session, ids)
+            if record is not None
+        }
+        return least_recently_used(ids, records, keep)
+
+    def _write_bucket(
+        self, owner: str, user_key: str, latest: float | None, now: float
+    ) -> None:
         bucket_key = self._bucket_key(user_key)
         lock = self._locked("bucket", bucket_key)
 
         try:
-            bucket = self._changed_map(bucket_key, {user_key: latest}, now)
+            bucket = self._changed_map(bucket_key, {owner: latest}, now)
 
             if bucket:
                 self.store.set(bucket_key, bucket, _ttl(max(bucket.values()), now))
@@ -221,9 +283,15 @@ class CachelibSessionStore:
         now: float,
         *,
         max_sessions: int,
+        keep: c.Collection[str] = (),
     ) -> list[str]:
         over = self._write_session(
-            record, user_data, now, keep_user=False, max_sessions=max_sessions
+            record,
+            user_data,
+            now,
+            keep_user=False,
+            max_sessions=max_sessions,
+            keep={record.id, *keep},
         )
         self._sweep_now_and_then()
 
@@ -239,13 +307,15 @@ class CachelibSessionStore:
         *,
         keep_user: bool,
         max_sessions: int | None = None,
+        keep: c.Collection[str] = (),
     ) -> list[str]:
         """Under the user's lock: write the session, index it, and write the
         user's values (with ``keep_user``, only if the user record is gone:
         a sync since the caller read it stays). Returns the ids unindexed
         over ``max_sessions``.
         """
-        lock = self._locked("user", record.user_key)
+        owner = self._owner_of(record.id, record.user_key)
+        lock = self._locked("user", owner)
 
         try:
             self.store.set(
@@ -253,13 +323,15 @@ class CachelibSessionStore:
                 record.dump(),
                 _ttl(record.expires_at, now),
             )
-            cached = self._read_user(record.user_key) if keep_user else None
+            cached = self._read_user(owner, record.user_key) if keep_user else None
             return self._write_user(
+                owner,
                 record.user_key,
                 user_data if cached is None else cached,
                 {record.id: record.expires_at},
                 now,
                 max_sessions=max_sessions,
+                keep=keep,
             )[1]
         finally:
             lock.release()
@@ -281,10 +353,10 @@ class CachelibSessionStore:
             if wait:
                 raise StoreUnavailable("Timed out waiting for a session lock.")
 
-            return Swapped(False, self.read_session(record.id), busy=True)
+            return Swapped(False, self._read_session(record.id), busy=True)
 
         try:
-            current = self.read_session(record.id)
+            current = self._read_session(record.id)
 
             if current is None or current.token != expected:
                 return Swapped(False, current)
@@ -297,18 +369,32 @@ class CachelibSessionStore:
     def delete(
         self, user_key: str, session_ids: c.Sequence[str], now: float
     ) -> list[str]:
-        ended = self._delete_records(session_ids)
-        lock = self._locked("user", user_key)
+        ours = [
+            sid
+            for sid in session_ids
+            if _is_id(sid) and sid[:TAG_LENGTH] in self._tags(user_key)
+        ]
+        ended = self._delete_records(ours)
+        owners: dict[str, list[str]] = {}
 
-        try:
-            self._write_user(
-                user_key,
-                self._read_user(user_key),
-                dict.fromkeys(session_ids),
-                now,
+        for session_id in ours:
+            owners.setdefault(self._owner_of(session_id, user_key), []).append(
+                session_id
             )
-        finally:
-            lock.release()
+
+        for owner, ids in owners.items():
+            lock = self._locked("user", owner)
+
+            try:
+                self._write_user(
+                    owner,
+                    user_key,
+                    self._read_user(owner, user_key),
+                    dict.fromkeys(ids),
+                    now,
+                )
+            finally:
+                lock.release()
 
         return ended
 
@@ -323,7 +409,7 @@ class CachelibSessionStore:
             lock = self._locked("session", session_id)
 
             try:
-                if self.read_session(session_id) is not None:
+                if self._read_session(session_id) is not None:
                     ended.append(session_id)
 
                 self.store.delete_many(self._session_key(session_id))
@@ -335,12 +421,19 @@ class CachelibSessionStore:
     def write_user(
         self, user_key: str, user_data: dict[str, t.Any], now: float
     ) -> bool:
-        lock = self._locked("user", user_key)
+        written = False
 
-        try:
-            return self._write_user(user_key, user_data, {}, now, only_live=True)[0]
-        finally:
-            lock.release()
+        for owner in self._owners(user_key):
+            lock = self._locked("user", owner)
+
+            try:
+                written |= self._write_user(
+                    owner, user_key, user_data, {}, now, only_live=True
+                )[0]
+            finally:
+                lock.release()
+
+        return written
 
     # -- expired records ----------------------------------------------------
 
@@ -378,11 +471,19 @@ class CachelibSessionStore:
     # -- listing ------------------------------------------------------------
 
     def session_ids(self, user_key: str) -> list[str]:
-        return list(self._read_map(self._index_key(user_key)))
+        return [
+            session_id
+            for owner in self._owners(user_key)
+            for session_id in self._read_map(self._index_key(owner))
+        ]
 
     def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
-        index = self._read_map(self._index_key(user_key))
-        ids = sorted(sid for sid, exp in index.items() if exp > now)
+        ids = sorted(
+            session_id
+            for owner in self._owners(user_key)
+            for session_id, exp in self._read_map(self._index_key(owner)).items()
+            if exp > now
+        )
 
         if not ids:
             return []
@@ -398,19 +499,24 @@ class CachelibSessionStore:
 
     def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
         bucket_keys = [self.store.key("users", f"{n:02d}") for n in range(USER_BUCKETS)]
-        user_keys = sorted(
-            user_key
-            for key, value in zip(
-                bucket_keys, self.store.get_many(*bucket_keys), strict=True
-            )
-            for user_key, exp in parse_map(value, key, self.corrupt).items()
-            if exp > now
-        )
+        # Owners are "<tag>:<user key>"; another application's (a tag not
+        # derived from our secret keys) are not listed.
+        owners: dict[str, str] = {}
 
-        if not user_keys:
+        for key, value in zip(
+            bucket_keys, self.store.get_many(*bucket_keys), strict=True
+        ):
+            for owner, exp in parse_map(value, key, self.corrupt).items():
+                tag, _, user_key = owner.partition(":")
+
+                if exp > now and user_key and tag in self._tags(user_key):
+                    owners.setdefault(user_key, owner)
+
+        if not owners:
             return []
 
-        keys = [self._user_key(user_key) for user_key in user_keys]
+        user_keys = sorted(owners)
+        keys = [self._user_key(owners[user_key]) for user_key in user_keys]
         return [
             (user_key, data)
             for user_key, key, value in zip(
@@ -418,3 +524,9 @@ class CachelibSessionStore:
             )
             if (data := self.parsed.user(user_key, value, key)) is not None
         ]
+
+
+def _is_id(session_id: str) -> bool:
+    # An id of another length has no tag: not ours (an id from before
+    # records were tagged included), and no key is read for it.
+    return len(session_id) == TAG_LENGTH + 22

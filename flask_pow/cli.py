@@ -158,6 +158,7 @@ def _as_json(info: SessionInfo, label: str) -> dict[str, t.Any]:
         "remembered_until": None
         if info.remembered_until is None
         else info.remembered_until.isoformat(),
+        "kind": info.kind,
         "metadata": info.metadata,
     }
 
@@ -310,7 +311,13 @@ def show_command(session_id: str, as_json: bool) -> None:
 
     now = _clock(state.credentials)
     lines = [
-        ("Session", info.id),
+        (
+            "Session",
+            info.id
+            if info.kind == "session"
+            else f"{info.id} (a remembered device: its session ended, and its"
+            " next request logs it in again)",
+        ),
         ("User", f"{info.user_key} {label}".rstrip()),
         ("Logged in", f"{_when(info.created_at)} ({_ago(info.created_at, now)})"),
         ("Rotated", f"{_when(info.inserted_at)} ({_ago(info.inserted_at, now)})"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections.abc as c
 import dataclasses
 import datetime as dt
-import hmac
 import logging
 import time
 import typing as t
@@ -27,7 +26,6 @@ from .protocol import CorruptLog
 from .protocol import SessionStore
 from .records import SessionInfo
 from .records import SessionRecord
-from .records import digest
 from .records import seal
 from .records import unseal
 from .stores import StoreUnavailable
@@ -315,41 +313,85 @@ class CredentialsCache:
         :return: the session and the token the client must hold. The token
             is shown here only: the store keeps its digest.
         """
+        record, token = self.new_login(user, metadata, fresh=fresh)
+        self.store_login(record, self.adapter.dump(user))
+        return self.info_of(record), token
+
+    def new_login(
+        self,
+        user: t.Any,
+        metadata: dict[str, t.Any] | None = None,
+        *,
+        fresh: bool = True,
+        remember: bool = False,
+    ) -> tuple[SessionRecord, str]:
+        """The record of a new login and its token, not stored yet
+        (:meth:`store_login`): a request knows its new session, id
+        included, from the moment it logs someone in.
+
+        :param remember: a remember-me credential will be issued with it
+            (:meth:`remember`): the record says until when.
+        :meta private:
+        """
         user_key = check_user_key(self.adapter.key(user))
-        user_data = self.adapter.dump(user)
         now = self.clock()
         session_id = self.store.new_session_id(user_key, now)
         record, token = self.policy.new_session(
             session_id, user_key, metadata, now, fresh=fresh
         )
-        evicted = self.store.create(
-            record, user_data, now, max_sessions=self.max_sessions
-        )
 
-        for ended_id in evicted:
-            _send(signals.session_revoked, session_id=ended_id, user_key=user_key)
+        if remember:
+            record.remembered_until = now + self.remember_policy.credentials_ttl
 
-        return self.info_of(record), token
+        return record, token
+
+    def store_login(self, record: SessionRecord, user_data: dict[str, t.Any]) -> None:
+        """Store a session made by :meth:`new_login`.
+
+        :meta private:
+        """
+        self._create(record, user_data, self.clock())
 
     def remember(
-        self, info: SessionInfo, session_token: str, user_data: dict[str, t.Any]
+        self, session: SessionRecord, user_data: dict[str, t.Any]
     ) -> tuple[str, str]:
         """Issue a remember-me credential for the device of a session just
         made at a login: a series id and a single-use token (the store keeps
-        its digest). It lives ``remember_ttl`` from now, however often it is
-        used.
+        its digest). It lives ``remember_ttl`` from the login, however often
+        it is used.
 
         :meta private:
         """
         now = self.clock()
-        series = self.store.new_session_id(info.user_key, now)
+        series = self.store.new_session_id(session.user_key, now)
         record, token = self.remember_policy.new_session(
-            series, info.user_key, info.metadata, now, fresh=False
+            series, session.user_key, session.metadata, session.created_at, fresh=False
         )
         record.kind = "remember"
-        record.linked = info.id
-        self.store.create(record, user_data, now, max_sessions=self.max_sessions)
+        record.linked = session.id
+        self._create(record, user_data, now, keep=(session.id,))
         return series, token
+
+    def _create(
+        self,
+        record: SessionRecord,
+        user_data: dict[str, t.Any],
+        now: float,
+        keep: c.Collection[str] = (),
+    ) -> None:
+        """Store a new session or remember credential; past
+        ``max_sessions`` the user's least recently used credentials end
+        (never this one, nor those in ``keep``), each with
+        :data:`~flask_pow.session_revoked`.
+        """
+        evicted = self.store.create(
+            record, user_data, now, max_sessions=self.max_sessions, keep=keep
+        )
+
+        for ended_id in evicted:
+            _send(
+                signals.session_revoked, session_id=ended_id, user_key=record.user_key
+            )
 
     def restore(
         self, series: str, token: str, metadata: dict[str, t.Any]
@@ -375,9 +417,12 @@ class CredentialsCache:
         match = self.remember_policy.match(record, token, now)
 
         if match is None:
-            if record.previous is not None and hmac.compare_digest(
-                digest(token), record.previous
-            ):
+            # The cookie's signature says flask_pow issued this token for
+            # this series, and the series lives on with another one: the
+            # token was replaced (however many replacements ago) and is
+            # used again, so two parties hold the credential (the
+            # series-and-token scheme of Spring Security's remember-me).
+            if now < record.expires_at:
                 self._stolen(record)
 
             return None
@@ -392,7 +437,8 @@ class CredentialsCache:
         session, session_token = self.policy.new_session(
             session_id, record.user_key, record.metadata, now, fresh=False
         )
-        self.store.create(session, found.user_data, now, max_sessions=self.max_sessions)
+        session.remembered_until = record.expires_at
+        self._create(session, found.user_data, now, keep=(series,))
         advanced, fresh_token = self.remember_policy.advance(record, token, now)
         advanced.linked = session_id
         advanced.linked_sealed = seal(session_token, token)
@@ -599,11 +645,18 @@ class CredentialsCache:
         return self.delete_sessions_by_key(self.adapter.key(user), keep=keep)
 
     def delete_sessions_by_key(self, user_key: str, *, keep: str | None = None) -> int:
-        """:meth:`delete_user_sessions` for a user key."""
+        """:meth:`delete_user_sessions` for a user key. Counts, and sends
+        the signal for, what :meth:`sessions` lists: the sessions, and the
+        remembered devices whose session had ended.
+        """
+        now = self.clock()
+        found = self.store.sessions(user_key, now)
+        live = {r.id for r in found if r.kind == "session" and r.expires_at > now}
+        # A device's credential is not counted beside its live session.
         remembering = {
             record.id: record.linked
-            for record in self.store.sessions(user_key, self.clock())
-            if record.kind == "remember"
+            for record in found
+            if record.kind == "remember" and record.linked in live
         }
         # The caller's session stays, with its device's remember credential.
         kept = {keep, *(rid for rid, sid in remembering.items() if sid == keep)}
@@ -649,21 +702,28 @@ class CredentialsCache:
     # -- reading ------------------------------------------------------------
 
     def get(self, session_id: str) -> SessionInfo | None:
-        """The session with this id, or ``None`` if it has ended."""
+        """The session with this id, or ``None`` if it has ended. The id of
+        a remembered device that :meth:`sessions` lists with ``kind``
+        ``"remember"`` gives it too.
+        """
         record = self.store.read_session(session_id)
 
-        if (
-            record is None
-            or record.kind != "session"
-            or record.expires_at <= self.clock()
-        ):
+        if record is None or record.expires_at <= self.clock():
             return None
+
+        if record.kind == "remember":
+            return dataclasses.replace(
+                record.info(), remembered_until=_utc(record.expires_at), kind="remember"
+            )
 
         return self.info_of(record)
 
     def sessions(self, user: t.Any) -> list[SessionInfo]:
-        """The live sessions of a user, oldest login first. Reads the user's
-        index and their session records, never the whole store.
+        """The live sessions of a user, oldest login first, and the devices
+        that a remember-me credential still logs in once their session
+        ended (:attr:`SessionInfo.kind <flask_pow.SessionInfo.kind>`
+        ``"remember"``). Reads the user's index and their session records,
+        never the whole store.
         """
         return self.sessions_by_key(self.adapter.key(user))
 
@@ -675,24 +735,34 @@ class CredentialsCache:
             for record in self.store.sessions(user_key, now)
             if record.expires_at > now and record.user_key == user_key
         ]
+        live = {record.id for record in found if record.kind == "session"}
         remembered = {
             record.linked: record.expires_at
             for record in found
-            if record.kind == "remember" and record.linked is not None
+            if record.kind == "remember" and record.linked in live
         }
-        records = sorted(
-            (record for record in found if record.kind == "session"),
-            key=lambda record: (record.created_at, record.id),
-        )
-        return [
+        infos = [
             dataclasses.replace(
                 self.info_of(record),
                 remembered_until=_utc(remembered[record.id])
                 if record.id in remembered
                 else None,
             )
-            for record in records
+            for record in found
+            if record.kind == "session"
         ]
+        # A device whose session ended but whose remember-me credential
+        # still logs it in is listed by the credential's id.
+        infos += [
+            dataclasses.replace(
+                record.info(),
+                remembered_until=_utc(record.expires_at),
+                kind="remember",
+            )
+            for record in found
+            if record.kind == "remember" and record.linked not in live
+        ]
+        return sorted(infos, key=lambda info: (info.created_at, info.id))
 
     def users(self) -> list[t.Any]:
         """The users with a live session, loaded from the cache (no query),

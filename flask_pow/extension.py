@@ -185,13 +185,13 @@ class Pow:
         store = Store(config.cache, config.namespace)
         backend: SessionStore
 
+        def secrets() -> list[str | bytes]:
+            # Read at each use: the key may be set after init_app.
+            keys = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
+            return [key for key in keys if key]
+
         if isinstance(config.cache, BaseRedisCache):
             from .redis_store import RedisSessionStore
-
-            def secrets() -> list[str | bytes]:
-                # Read at each use: the key may be set after init_app.
-                keys = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
-                return [key for key in keys if key]
 
             backend = RedisSessionStore(config.cache, config.namespace, secrets)
 
@@ -202,7 +202,7 @@ class Pow:
                     max_bytes=config.redis_local_cache_max_bytes,
                 )
         else:
-            backend = CachelibSessionStore(store)
+            backend = CachelibSessionStore(store, secrets)
 
         credentials = CredentialsCache(
             backend,

@@ -20,6 +20,7 @@ from .request_state import RequestState
 from .request_state import forget_session
 from .request_state import get_pow_state
 from .request_state import get_request_state
+from .request_state import remembered_here
 from .request_state import set_current_user
 from .session import get_current_user
 from .session import load_user
@@ -76,6 +77,8 @@ def login_user(
         return False
 
     load_user()
+    request_state = get_request_state()
+    _refuse_late(request_state, "login_user()", "the new session's cookie")
     state = get_pow_state()
 
     # Fail here, in the view, rather than after it: no secret key, a user
@@ -93,11 +96,29 @@ def login_user(
     values.update(metadata or {})
     serialization.dumps(values)
 
-    request_state = get_request_state()
+    record, token = state.credentials.new_login(
+        user, values, fresh=fresh, remember=bool(remember)
+    )
     _end_current(request_state)
-    request_state.login = (user, values, fresh, bool(remember))
+    request_state.login = (user, record, token, bool(remember))
+    # The rest of the request sees the session the next request will.
+    request_state.info = state.credentials.info_of(record)
     set_current_user(user)
     return True
+
+
+def _refuse_late(request_state: RequestState, call: str, needs: str) -> None:
+    """Raise if the request's writes were already applied: what ``call``
+    does needs ``needs``, which goes out with the response's headers.
+    """
+    if request_state.applied:
+        raise RuntimeError(
+            f"{call} was called after flask_pow applied this request's"
+            " changes (inside a streamed response's generator, or an"
+            " after_request function registered before flask_pow's): it"
+            f" needs {needs}, which can no longer be sent. Call it in the"
+            " view, before it returns its response."
+        )
 
 
 def logout_user() -> bool:
@@ -109,6 +130,13 @@ def logout_user() -> bool:
     load_user()
     request_state = get_request_state()
     was_in = request_state.user is not None
+
+    if request_state.applied:
+        # Too late for the cookie (a streamed response): the session ends
+        # now, server-side, so the cookie the client keeps opens nothing.
+        _end_now(request_state)
+        return was_in
+
     _end_current(request_state)
     request_state.login = None
     request_state.clear_cookie = True
@@ -116,6 +144,31 @@ def logout_user() -> bool:
     request_state.remember_cookie = None
     set_current_user(None)
     return was_in
+
+
+def _end_now(request_state: RequestState) -> None:
+    """:func:`logout_user` after the request's writes: end its session at
+    once, with its device's remember-me credential.
+    """
+    session_id, user_key, user = (
+        request_state.session_id,
+        request_state.user_key,
+        request_state.user,
+    )
+    forget_session(request_state)
+    request_state.login = None
+    set_current_user(None)
+
+    if session_id is not None:
+        get_pow_state().credentials.end(
+            session_id, user_key, remembered=remembered_here()
+        )
+        signals.send_logged_out(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            user,
+            session_id,
+            user_key,
+        )
 
 
 def _end_current(request_state: RequestState) -> None:
@@ -150,6 +203,17 @@ def sync_user(user: t.Any) -> None:
 
     load_user()
     request_state = get_request_state()
+
+    if request_state.applied:
+        # After the request's writes (a streamed response): written now;
+        # the token cannot rotate, its cookie having gone out.
+        state.credentials.update_user(user)
+
+        if state.users.key(user) == request_state.user_key:
+            set_current_user(user)
+
+        return
+
     key = state.users.key(user)
     request_state.syncs.append((key, state.users.dump(user)))
 
@@ -203,6 +267,7 @@ def logout_other_sessions() -> int:
     """
     load_user()
     request_state = get_request_state()
+    _refuse_late(request_state, "logout_other_sessions()", "the new token's cookie")
 
     if request_state.user_key is None:
         return 0
@@ -236,6 +301,7 @@ def confirm_login() -> None:
     """
     load_user()
     request_state = get_request_state()
+    _refuse_late(request_state, "confirm_login()", "the new token's cookie")
     info = request_state.session
 
     if info is None:

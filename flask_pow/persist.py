@@ -25,6 +25,7 @@ from .request_state import get_pow_state
 from .request_state import get_request_state
 from .request_state import is_dispatch_context
 from .request_state import remembered_here
+from .request_state import set_current_user
 from .stores import StoreUnavailable
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -82,6 +83,8 @@ def persist(response: Response) -> Response:
     if request_state is None:
         return response
 
+    request_state.applied = True
+
     if request_state.user_key is not None:
         _warn_if_changed_in_vain(request_state.user)
 
@@ -92,11 +95,31 @@ def persist(response: Response) -> Response:
             _apply(request_state, written)
     except StoreUnavailable as e:
         # Through the application's error handlers, so that its 503 page is
-        # the one shown.
+        # the one shown, and shows the user the store really has.
+        _back_to_stored(request_state)
         return current_app.make_response(current_app.handle_http_exception(e))
 
     _remember_cookie(response, request_state)
     return response
+
+
+def _back_to_stored(request_state: RequestState) -> None:
+    """After the store failed part way through the writes: make the
+    request's user the one the client's cookie now opens. A login that was
+    not stored did not log anyone in; a logout whose session did not end
+    did not log anyone out.
+    """
+    if request_state.login_stored:
+        return
+
+    session_id, record, user_key, user = request_state.origin
+
+    if session_id is not None and session_id in request_state.ended_now:
+        session_id = record = user_key = user = None
+
+    request_state.session_id, request_state.record = session_id, record
+    request_state.user_key, request_state.info = user_key, None
+    set_current_user(user, request_state)
 
 
 def _remember_cookie(response: Response, request_state: RequestState) -> None:
@@ -238,7 +261,8 @@ def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
 
     for ended_id, ended_user_key, user in request_state.ended:
         credentials.end(ended_id, ended_user_key, remembered=remembered_here())
-        signals.user_logged_out.send(app, user=user, session_id=ended_id)
+        request_state.ended_now.add(ended_id)
+        signals.send_logged_out(app, user, ended_id, ended_user_key)
 
     for user_key, user_data in request_state.syncs:
         # A sync_user after a commit that already wrote the same values.
@@ -246,27 +270,27 @@ def _apply(request_state: RequestState, written: dict[str, t.Any]) -> None:
             credentials.update_user_data(user_key, user_data)
 
     if request_state.login is not None:
-        user, metadata, fresh, remember = request_state.login
-        info, issued = credentials.put(user, metadata, fresh=fresh)
-        _write_cookie(state, info.id, issued)
+        user, record, issued, remember = request_state.login
+        user_data = state.users.dump(user)
+        credentials.store_login(record, user_data)
+        request_state.login_stored = True
+        _write_cookie(state, record.id, issued)
 
         if remember:
-            series, remember_token = credentials.remember(
-                info, issued, state.users.dump(user)
-            )
+            series, remember_token = credentials.remember(record, user_data)
             request_state.remember_cookie = (series, remember_token)
-            request_state.remember_until = (
-                credentials.clock() + state.config.remember_ttl
-            )
+            assert record.remembered_until is not None
+            request_state.remember_until = record.remembered_until
         elif request.cookies.get(state.config.remember_cookie_name) is not None:
             # The device's old credential ended with the session it belonged
             # to, or belongs to someone else: not kept for this login.
             request_state.clear_remember = True
 
         _regenerate_session()
-        request_state.session_id = info.id
-        request_state.info = info
-        signals.user_logged_in.send(app, user=user, session=info)
+        request_state.session_id = record.id
+        request_state.record = record
+        request_state.user_key = record.user_key
+        signals.user_logged_in.send(app, user=user)
         return
 
     if request_state.clear_cookie:

@@ -19,10 +19,13 @@ logged once (:class:`CorruptLog`).
 
 from __future__ import annotations
 
+import base64
 import collections.abc as c
 import dataclasses
 import hashlib
+import hmac
 import logging
+import math
 import typing as t
 
 from .records import SessionRecord
@@ -84,11 +87,12 @@ class SessionStore(t.Protocol):
         now: float,
         *,
         max_sessions: int,
+        keep: c.Collection[str] = (),
     ) -> list[str]:
         """Write a new session, index it, and write the user's values. If
-        the user then has more than ``max_sessions`` live sessions, end the
-        ones that expire first (the least recently used) and return their
-        ids. Costs the same however many sessions the user has, on Redis.
+        the user then has more than ``max_sessions`` live credentials,
+        end the least recently used ones (:func:`least_recently_used`),
+        never ``record`` nor the ids in ``keep``, and return their ids.
         """
 
     def swap(
@@ -140,6 +144,70 @@ class SessionStore(t.Protocol):
 
 
 # -- shared by the implementations ------------------------------------------
+
+#: Length of a user's tag, and of the prefix it gives session ids.
+TAG_LENGTH = 8
+
+
+def user_tags(user_key: str, secrets: c.Iterable[str | bytes]) -> list[str]:
+    """A user's tags: derived from the user key and the application's
+    secret key (and each of its fallbacks, whose sessions may still be
+    live), never stored. Every key of a user's records carries one, and
+    every session id starts with one, so that:
+
+    - two applications with different secret keys that share a store never
+      read, list or end each other's records;
+    - revocation finds a user's sessions from the user key alone, so no
+      lost key can hide them;
+    - on Redis Cluster, one user's records live in one slot (the tag is
+      the hash tag);
+    - the tag at the start of a session id does not tell who the user is.
+    """
+    tags = []
+
+    for secret in secrets:
+        key = secret if isinstance(secret, bytes) else str(secret).encode()
+        mac = hmac.new(key, b"flask_pow.tag:" + user_key.encode(), "sha256")
+        tag = base64.urlsafe_b64encode(mac.digest()).decode()[:TAG_LENGTH]
+
+        if tag not in tags:
+            tags.append(tag)
+
+    if not tags:
+        raise RuntimeError(
+            "flask_pow derives the keys of each user's records from SECRET_KEY: set it."
+        )
+
+    return tags
+
+
+def least_recently_used(
+    ids: c.Iterable[str],
+    records: c.Mapping[str, SessionRecord],
+    keep: c.Collection[str],
+) -> list[str]:
+    """The ids a cap on a user's credentials ends first: least recently
+    used first, none of ``keep``. A credential was last used when its
+    current token was issued (a login, a rotation, a restore); a
+    remember-me credential also counts as used when the session it last
+    restored was. An indexed id whose record is gone goes first.
+    """
+    issued = {sid: record.inserted_at for sid, record in records.items()}
+
+    def last_used(session_id: str) -> tuple[float, str]:
+        record = records.get(session_id)
+
+        if record is None:
+            return -math.inf, session_id
+
+        used = record.inserted_at
+
+        if record.kind == "remember" and record.linked in issued:
+            used = max(used, issued[record.linked])
+
+        return used, session_id
+
+    return sorted((sid for sid in ids if sid not in keep), key=last_used)
 
 
 class CorruptLog:

@@ -112,6 +112,12 @@ class SessionInfo:
     #: Until when this device is remembered (a remember-me credential was
     #: issued with or restored this session), or ``None``.
     remembered_until: dt.datetime | None = None
+    #: ``"session"``; or ``"remember"`` in a listing, for a device that
+    #: only its remember-me credential keeps: its session ended, and its
+    #: next request logs it in again (until :attr:`remembered_until`,
+    #: which is also its :attr:`expires_at`). End it by this id like any
+    #: other session.
+    kind: str = "session"
 
 
 @dataclasses.dataclass
@@ -142,6 +148,10 @@ class SessionRecord:
     #: credential's previous token, for parallel restores to follow.
     linked: str | None = None
     linked_sealed: str | None = None
+    #: A session's remember-me deadline: when the credential issued with
+    #: it (or that restored it) ends; ``None`` if the device is not
+    #: remembered.
+    remembered_until: float | None = None
 
     @classmethod
     def parse(cls, session_id: str, value: t.Any) -> SessionRecord:
@@ -169,6 +179,7 @@ class SessionRecord:
                 kind=value.get("kind", "session"),
                 linked=value.get("linked"),
                 linked_sealed=value.get("linked_sealed"),
+                remembered_until=value.get("remembered_until"),
             )
         except (KeyError, TypeError):
             raise ValueError("missing fields") from None
@@ -187,6 +198,7 @@ class SessionRecord:
             ("kind", str),
             ("linked", (str, type(None))),
             ("linked_sealed", (str, type(None))),
+            ("remembered_until", (int, float, type(None))),
         ):
             value = getattr(record, name)
 
@@ -221,7 +233,10 @@ class SessionRecord:
         if not all(
             math.isfinite(getattr(record, name))
             for name in ("created_at", "inserted_at", "expires_at", "previous_until")
-        ) or (record.fresh_at is not None and not math.isfinite(record.fresh_at)):
+        ) or any(
+            value is not None and not math.isfinite(value)
+            for value in (record.fresh_at, record.remembered_until)
+        ):
             raise ValueError("bad time")
 
         return record
@@ -242,6 +257,9 @@ class SessionRecord:
             value["linked"] = self.linked
             value["linked_sealed"] = self.linked_sealed
 
+        if self.remembered_until is not None:
+            value["remembered_until"] = self.remembered_until
+
         if self.previous is not None:
             value["previous"] = self.previous
             value["previous_until"] = self.previous_until
@@ -259,4 +277,7 @@ class SessionRecord:
             metadata=dict(self.metadata),
             fresh_at=None if self.fresh_at is None else _utc(self.fresh_at),
             fresh=fresh,
+            remembered_until=None
+            if self.remembered_until is None
+            else _utc(self.remembered_until),
         )

@@ -44,9 +44,12 @@ end
 # (ARGV[6] empty: the user record is ARGV[5]) or a rotation (ARGV[6] holds
 # the token digest the session must still have, a compare-and-set against a
 # concurrent rotation; the user record is kept as it is now, and ARGV[5]
-# written only if it is missing). Past ARGV[8] live sessions (0: no cap),
-# the ones that expire first are ended (ARGV[9] is the session key prefix); their ids
-# follow 'ok' and the latest expiry in the reply.
+# written only if it is missing). Past ARGV[8] live credentials (0: no cap),
+# the least recently used are ended (ARGV[9] is the session key prefix),
+# never the one written nor those in ARGV[10] (ids separated by spaces): as
+# flask_pow.protocol.least_recently_used orders them. Their ids follow 'ok'
+# and the latest expiry in the reply. Only a login past the cap reads the
+# user's records, at most the cap plus one.
 WRITE = (
     PRUNE
     + """
@@ -65,12 +68,37 @@ local reply = {'ok', tostring(latest)}
 local cap = tonumber(ARGV[8])
 local over = redis.call('ZCARD', KEYS[2]) - cap
 if cap > 0 and over > 0 then
-  for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
-    if sid ~= ARGV[7] then
-      redis.call('DEL', ARGV[9] .. string.sub(sid, TAG_END))
-      redis.call('ZREM', KEYS[2], sid)
-      table.insert(reply, sid)
+  local keep = {[ARGV[7]] = true}
+  for sid in string.gmatch(ARGV[10] or '', '%S+') do keep[sid] = true end
+  local issued, linked, ids = {}, {}, {}
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local s = redis.call('GET', ARGV[9] .. string.sub(sid, TAG_END))
+    local ok, rec = false, nil
+    if s then ok, rec = pcall(cjson.decode, s) end
+    if ok and type(rec) == 'table' and type(rec['inserted_at']) == 'number' then
+      issued[sid] = rec['inserted_at']
+      if rec['kind'] == 'remember' and type(rec['linked']) == 'string' then
+        linked[sid] = rec['linked']
+      end
     end
+    if not keep[sid] then table.insert(ids, sid) end
+  end
+  local used = {}
+  for _, sid in ipairs(ids) do
+    local u = issued[sid] or -math.huge
+    local l = linked[sid] and issued[linked[sid]]
+    if l and l > u then u = l end
+    used[sid] = u
+  end
+  table.sort(ids, function(a, b)
+    if used[a] ~= used[b] then return used[a] < used[b] end
+    return a < b
+  end)
+  for i = 1, math.min(over, #ids) do
+    local sid = ids[i]
+    redis.call('DEL', ARGV[9] .. string.sub(sid, TAG_END))
+    redis.call('ZREM', KEYS[2], sid)
+    table.insert(reply, sid)
   end
 end
 local ttl = ttl_ms(latest, now)

@@ -28,10 +28,8 @@ No path uses ``KEYS``, ``SCAN`` or ``FLUSHDB``.
 
 from __future__ import annotations
 
-import base64
 import collections.abc as c
 import functools
-import hmac
 import logging
 import time
 import typing as t
@@ -41,10 +39,12 @@ from cachelib.redis_base import BaseRedisCache
 from . import redis_scripts as scripts
 from . import serialization
 from .parsed import ParsedRecords
+from .protocol import TAG_LENGTH
 from .protocol import CorruptLog
 from .protocol import Found
 from .protocol import Swapped
 from .protocol import UnvouchedLog
+from .protocol import user_tags
 from .protocol import user_value
 from .records import SessionRecord
 from .records import new_session_id
@@ -59,8 +59,6 @@ from .stores import _unavailable
 
 logger = logging.getLogger("flask_pow")
 
-#: Length of a user's hash tag, and of the prefix it gives session ids.
-TAG_LENGTH = 8
 _T = t.TypeVar("_T")
 
 
@@ -71,31 +69,6 @@ MINIMUM_VERSION = (7, 0)
 def _version(info: t.Mapping[str, t.Any]) -> tuple[int, ...]:
     text = str(info.get("redis_version", "0"))
     return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
-
-
-def user_tags(user_key: str, secrets: c.Iterable[str | bytes]) -> list[str]:
-    """A user's hash tags: derived from the user key and the application's
-    secret key (and each of its fallbacks, whose sessions may still be
-    live), never stored. Revocation finds a user's sessions from the user
-    key alone, so no lost key can hide them; and the tag, the start of
-    every session id in a cookie, does not tell who the user is.
-    """
-    tags = []
-
-    for secret in secrets:
-        key = secret if isinstance(secret, bytes) else str(secret).encode()
-        mac = hmac.new(key, b"flask_pow.tag:" + user_key.encode(), "sha256")
-        tag = base64.urlsafe_b64encode(mac.digest()).decode()[:TAG_LENGTH]
-
-        if tag not in tags:
-            tags.append(tag)
-
-    if not tags:
-        raise RuntimeError(
-            "The Redis store derives each user's hash tag from SECRET_KEY: set it."
-        )
-
-    return tags
 
 
 class RedisSessionStore:
@@ -320,7 +293,18 @@ class RedisSessionStore:
             return None
 
         key = self._session_key(session_id)
-        return self._parse_session(session_id, self._call(lambda: self.client.get(key)))
+        record = self._parse_session(
+            session_id, self._call(lambda: self.client.get(key))
+        )
+
+        # Another application's session (other secret keys) is not ours to
+        # read, list or end.
+        if record is None or self._tag_of(session_id) not in self._tags(
+            record.user_key
+        ):
+            return None
+
+        return record
 
     def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
         if not self._is_id(session_id):
@@ -425,13 +409,16 @@ class RedisSessionStore:
         user_data: dict[str, t.Any],
         expected: str,
         max_sessions: int = 0,
+        keep: c.Collection[str] = (),
     ) -> list[t.Any]:
         """The write script and the users set, pipelined: one round trip on
         a single server. A cluster client cannot pipeline scripts, and the
         two live in different slots anyway: there they are two calls.
         """
         try:
-            return self._write_record(record, now, user_data, expected, max_sessions)
+            return self._write_record(
+                record, now, user_data, expected, max_sessions, keep
+            )
         finally:
             self._forget(record.user_key, record.id)
 
@@ -442,6 +429,7 @@ class RedisSessionStore:
         user_data: dict[str, t.Any],
         expected: str,
         max_sessions: int,
+        keep: c.Collection[str],
     ) -> list[t.Any]:
         tag = self._tag_of(record.id)
         keys = [
@@ -459,6 +447,7 @@ class RedisSessionStore:
             record.id,
             max_sessions,
             self._session_prefix(tag),
+            " ".join(keep),
         ]
         users_args = [
             serialization.dumps([tag, record.user_key]),
@@ -503,8 +492,9 @@ class RedisSessionStore:
         now: float,
         *,
         max_sessions: int,
+        keep: c.Collection[str] = (),
     ) -> list[str]:
-        result = self._run_write(record, now, user_data, "", max_sessions)
+        result = self._run_write(record, now, user_data, "", max_sessions, keep)
         return [session_id.decode() for session_id in result[2:]]
 
     def swap(
@@ -533,9 +523,10 @@ class RedisSessionStore:
         self, user_key: str, session_ids: c.Sequence[str], now: float
     ) -> list[str]:
         by_tag: dict[str, list[str]] = {}
+        tags = self._tags(user_key)
 
         for session_id in session_ids:
-            if self._is_id(session_id):
+            if self._is_id(session_id) and self._tag_of(session_id) in tags:
                 by_tag.setdefault(self._tag_of(session_id), []).append(session_id)
 
         return [
@@ -626,7 +617,10 @@ class RedisSessionStore:
                 and len(pair) == 2
                 and all(isinstance(part, str) for part in pair)
             ):
-                pairs.append((pair[1], pair[0]))
+                # Another application's users (other secret keys) share the
+                # set when they share the namespace: not listed.
+                if pair[0] in self._tags(pair[1]):
+                    pairs.append((pair[1], pair[0]))
             else:
                 self.corrupt("users", self._users_key)
 

@@ -81,9 +81,25 @@ class RequestState:
     revoke_others: bool = False
     #: Sessions to end after the view returns: id, user key, user.
     ended: list[tuple[str, str | None, t.Any]] = dataclasses.field(default_factory=list)
-    #: A login to store after the view returns: the user, metadata, whether
-    #: it is fresh, and whether to remember the device.
-    login: tuple[t.Any, dict[str, t.Any], bool, bool] | None = None
+    #: A login to store after the view returns: the user, the new
+    #: session's record (its id and times already known to the request)
+    #: and token, and whether to remember the device.
+    login: tuple[t.Any, SessionRecord, str, bool] | None = None
+    #: The session and user the request was authenticated with once
+    #: loaded: what the request's user is again if the writes fail.
+    origin: tuple[str | None, SessionRecord | None, str | None, t.Any] = (
+        None,
+        None,
+        None,
+        None,
+    )
+    #: Sessions the after-view writes ended, and whether they stored the
+    #: login: how far they got if the store failed part way.
+    ended_now: set[str] = dataclasses.field(default_factory=set)
+    login_stored: bool = False
+    #: The after-view writes have run: a call that changes sessions after
+    #: this (inside a streamed response) takes effect at once, or raises.
+    applied: bool = False
     #: The user proved who they are again: the rotation makes it fresh.
     confirm: bool = False
     #: A remember-me cookie to set after the view: series id and token,

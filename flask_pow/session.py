@@ -72,6 +72,13 @@ def load_user() -> None:
     ):
         _load_from_request(state, app)
 
+    request_state.origin = (
+        request_state.session_id,
+        request_state.record,
+        request_state.user_key,
+        request_state.user,
+    )
+
 
 def _load_from_remember(
     state: PowState, request_state: RequestState, app: Flask

@@ -8,19 +8,27 @@ No signal carries a token.
 
 from __future__ import annotations
 
+import typing as t
+
 from blinker import Namespace
 
 _signals = Namespace()
 
 #: Sent after a login's records are stored, when the response is being
-#: finished. Arguments: ``user``, the user, and ``session``, the new
-#: :class:`~flask_pow.SessionInfo`.
+#: finished. Argument: ``user``, the user, exactly as Flask-Login sends it,
+#: so that a handler written for Flask-Login (``def on_login(sender,
+#: user)``) works; the new session is :data:`~flask_pow.current_session`.
 user_logged_in = _signals.signal("logged-in")
 
 #: Sent after a session is ended by :func:`~flask_pow.logout_user`.
-#: Arguments: ``user``, the user who was logged in (or ``None`` if their
-#: cached record was gone), and ``session_id``.
+#: Argument: ``user``, the user who was logged in (or ``None`` if their
+#: cached record was gone), exactly as Flask-Login sends it; the ended
+#: session's id comes with :data:`session_ended`.
 user_logged_out = _signals.signal("logged-out")
+
+#: Sent after :func:`~flask_pow.logout_user` ended a session, beside
+#: :data:`user_logged_out`. Arguments: ``session_id`` and ``user_key``.
+session_ended = _signals.signal("session-ended")
 
 #: Sent after a session's token was rotated by this request. Arguments:
 #: ``session_id``, and ``user``, the current user.
@@ -73,8 +81,24 @@ user_login_confirmed = _signals.signal("user-login-confirmed")
 #: ``user``.
 user_loaded_from_remember = _signals.signal("user-loaded-from-remember")
 
+#: Flask-Login's name for :data:`user_loaded_from_remember`: the same
+#: signal.
+user_loaded_from_cookie = user_loaded_from_remember
+
 #: Sent when a remember-me token was presented again after it was replaced
 #: and its grace window was over: two parties hold the credential, and
 #: every session and remember credential of the user was ended. Arguments:
 #: ``user_key``, ``series`` (the credential's id) and ``ip``.
 remember_token_reused = _signals.signal("remember-token-reused")
+
+
+def send_logged_out(
+    app: t.Any, user: t.Any, session_id: str, user_key: str | None
+) -> None:
+    """Send :data:`user_logged_out` with Flask-Login's arguments, then
+    :data:`session_ended`.
+
+    :meta private:
+    """
+    user_logged_out.send(app, user=user)
+    session_ended.send(app, session_id=session_id, user_key=user_key)

@@ -135,3 +135,23 @@ def _memcached_items(cache: MemcachedCache) -> list[RawItem]:
             found.append(RawItem(key, [value], 0 if expires < 0 else expires))
 
     return found
+
+
+def session_record_key(cache: BaseCache, session_id: str) -> str:
+    """The key of a session record under the default namespace: on Redis
+    the id's tag is the hash tag.
+    """
+    if isinstance(cache, BaseRedisCache):
+        return f"credentials:session:{{{session_id[:8]}}}{session_id[8:]}"
+
+    return f"credentials:session:{session_id}"
+
+
+def user_record_key(cache: BaseCache, session_id: str, user_key: str) -> str:
+    """The key of the user record a session reads, under the default
+    namespace: the session id's tag and the user key.
+    """
+    if isinstance(cache, BaseRedisCache):
+        return f"credentials:user:{{{session_id[:8]}}}{user_key}"
+
+    return f"credentials:user:{session_id[:8]}:{user_key}"

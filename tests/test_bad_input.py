@@ -17,6 +17,8 @@ from itsdangerous import Signer
 
 from .conftest import Env
 from .raw import plant
+from .raw import session_record_key
+from .raw import user_record_key
 from .test_rotation import session_ids
 from .test_rotation import set_value
 from .test_session import pow_value
@@ -117,23 +119,15 @@ def test_garbage_session_cookie_is_anonymous(env: Env, client: FlaskClient) -> N
 
 
 def session_key(env: Env) -> str:
-    """The cache key of the only session (on Redis, with the user's tag)."""
+    """The cache key of the only session."""
     [sid] = session_ids(env)
-
-    if len(sid) == 30:
-        return f"credentials:session:{{{sid[:8]}}}{sid[8:]}"
-
-    return f"credentials:session:{sid}"
+    return session_record_key(env.pow.get_state(env.app).config.cache, sid)
 
 
 def user_key(env: Env) -> str:
     """The cache key of User 1's record."""
     [sid] = session_ids(env)
-
-    if len(sid) == 30:
-        return f"credentials:user:{{{sid[:8]}}}User:1"
-
-    return "credentials:user:User:1"
+    return user_record_key(env.pow.get_state(env.app).config.cache, sid, "User:1")
 
 
 @pytest.mark.parametrize(

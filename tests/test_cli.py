@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from flask_pow import Pow
 from flask_pow.users import SQLAlchemyUsers
 
+from . import raw
 from .conftest import Env
 from .conftest import add_routes
 from .conftest import make_app
@@ -362,13 +363,9 @@ def test_empty_user_matches_no_unlabelled_user(
 
 
 def user_record_key(env: Env, user_key: str) -> str:
-    """The cache key of a user's record (on Redis, with the user's tag)."""
-    sid = ids_of(env, user_key)[0]
-
-    if len(sid) == 30:
-        return f"credentials:user:{{{sid[:8]}}}{user_key}"
-
-    return f"credentials:user:{user_key}"
+    """The cache key of a user's record."""
+    cache = env.pow.get_state(env.app).config.cache
+    return raw.user_record_key(cache, ids_of(env, user_key)[0], user_key)
 
 
 @stores

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flask_pow import current_session
 from flask_pow import login_fresh
 from flask_pow import login_user
 from flask_pow import remember_token_reused
@@ -318,3 +319,185 @@ def test_remember_credential_is_not_a_session(renv: Env, user_id: int) -> None:
         assert len(infos) == 1
         assert all(credentials.get(info.id) is not None for info in infos)
         assert [user.email for user in credentials.users()] == ["ada@example.com"]
+
+
+# -- the cap on a user's credentials (POW_MAX_SESSIONS) ------------------------
+
+
+def capped(make_env: MakeEnv, cap: int) -> tuple[Env, int]:
+    env = make_env(POW_MAX_SESSIONS=cap)
+    add_remember_routes(env)
+    return env, env.add_user()
+
+
+def test_remember_logins_up_to_the_cap_never_lock_the_user_out(
+    make_env: MakeEnv,
+) -> None:
+    """Remember credentials outlive sessions: ordered by expiry, every new
+    login was the first to go once the cap was full of them.
+    """
+    env, user_id = capped(make_env, 4)
+
+    for _ in range(4):
+        remembered(env, user_id)
+        env.clock.advance(60)
+
+    plain = env.app.test_client()
+    env.login(plain, user_id)
+    assert env.me(plain) == "ada@example.com free"
+    again = remembered(env, user_id)
+    assert env.me(again) == "ada@example.com free"
+
+
+def test_the_cap_ends_the_least_recently_used_device(make_env: MakeEnv) -> None:
+    env, user_id = capped(make_env, 4)
+    idle = remembered(env, user_id)
+    env.clock.advance(60)
+    used = remembered(env, user_id)
+    env.clock.advance(60)
+    drop_session(used)
+    assert env.me(used) == "ada@example.com free"  # restored: used just now
+    env.clock.advance(60)
+
+    # Two logins past the cap: both of the idle device's credentials go.
+    for _ in range(2):
+        env.login(env.app.test_client(), user_id)
+        env.clock.advance(60)
+
+    assert env.me(used) == "ada@example.com free"
+    assert env.me(idle) == "anonymous"
+
+
+def test_a_cap_of_one_keeps_the_login_just_made(make_env: MakeEnv) -> None:
+    env, user_id = capped(make_env, 1)
+    first = remembered(env, user_id)
+    env.clock.advance(60)
+    second = remembered(env, user_id)
+    assert env.me(second) == "ada@example.com free"
+    assert env.me(first) == "anonymous"
+
+
+# -- theft: a replaced token used again ----------------------------------------
+
+
+def test_a_token_replaced_twice_and_used_again_ends_everything(
+    renv: Env, user_id: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The thief restores twice; the owner's token is then two replacements
+    old. Only the one before the current token was recognised: the owner
+    was logged out silently and the thief stayed in.
+    """
+    owner = remembered(renv, user_id)
+    thief = renv.app.test_client()
+    thief.set_cookie("remember_token", t.cast(str, remember_value(owner)))
+
+    for _ in range(2):
+        assert renv.me(thief) == "ada@example.com free"  # a restore
+        drop_session(thief)
+        renv.clock.advance(GRACE + 1)
+
+    reused: list[dict[str, t.Any]] = []
+
+    with remember_token_reused.connected_to(
+        lambda app, **kwargs: reused.append(kwargs), renv.app
+    ):
+        drop_session(owner)
+        assert renv.me(owner) == "anonymous"
+
+    assert [event["user_key"] for event in reused] == [f"User:{user_id}"]
+    assert renv.me(thief) == "anonymous"
+    assert any("used again after it was replaced" in r.message for r in caplog.records)
+
+
+def test_a_token_used_again_after_its_series_ended_is_no_theft(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+    stolen = t.cast(str, remember_value(client))
+    renv.clock.advance(REMEMBER_TTL + 1)
+    reused: list[object] = []
+    late = renv.app.test_client()
+    late.set_cookie("remember_token", stolen)
+
+    with remember_token_reused.connected_to(
+        lambda app, **kwargs: reused.append(kwargs), renv.app
+    ):
+        assert renv.me(late) == "anonymous"
+
+    assert reused == []
+
+
+# -- listing a remembered device whose session ended ---------------------------
+
+
+def test_remembered_device_whose_session_idled_out_is_listed(
+    renv: Env, user_id: int
+) -> None:
+    remembered(renv, user_id)
+    renv.clock.advance(TTL + 1)
+
+    with renv.app.app_context():
+        [info] = renv.pow.credentials.sessions_by_key(f"User:{user_id}")
+
+    assert info.kind == "remember"
+    assert info.remembered_until == info.expires_at
+    assert info.metadata["ip"] == "127.0.0.1"
+
+
+def test_remembered_device_is_ended_by_the_id_its_listing_shows(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+    renv.clock.advance(TTL + 1)
+
+    with renv.app.app_context():
+        credentials = renv.pow.credentials
+        [info] = credentials.sessions_by_key(f"User:{user_id}")
+        assert credentials.get(info.id) == info
+        assert credentials.delete(info.id)
+        assert credentials.sessions_by_key(f"User:{user_id}") == []
+
+    assert renv.me(client) == "anonymous"
+
+
+def test_logout_everywhere_counts_a_remembered_device_once(
+    renv: Env, user_id: int
+) -> None:
+    idle = remembered(renv, user_id)
+    renv.clock.advance(TTL + 1)
+    remembered(renv, user_id)  # a second device, with a live session
+
+    with renv.app.app_context():
+        credentials = renv.pow.credentials
+        assert len(credentials.sessions_by_key(f"User:{user_id}")) == 2
+        assert credentials.delete_sessions_by_key(f"User:{user_id}") == 2
+
+    assert renv.me(idle) == "anonymous"
+
+
+def test_current_session_knows_the_device_is_remembered(
+    renv: Env, user_id: int
+) -> None:
+    """In the login's request, and in every request after it, as the
+    listing says (only the listings said it).
+    """
+
+    @renv.app.get("/remembered-until")
+    def remembered_until() -> str:
+        return str(current_session.remembered_until if current_session else None)
+
+    @renv.app.post("/login-remember-and-tell/<int:user_id>")
+    def login_and_tell(user_id: int) -> str:
+        login_user(renv.db.session.get(renv.User, user_id), remember=True)
+        return remembered_until()
+
+    client = renv.app.test_client()
+    during = client.post(f"/login-remember-and-tell/{user_id}").text
+
+    with renv.app.app_context():
+        [info] = renv.pow.credentials.sessions_by_key(f"User:{user_id}")
+
+    assert during == str(info.remembered_until) != "None"
+    assert client.get("/remembered-until").text == during
+    drop_session(client)
+    assert client.get("/remembered-until").text == during  # restored

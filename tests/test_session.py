@@ -4,14 +4,18 @@ Every test runs against each backend (see ``conftest.BACKENDS``).
 
 from __future__ import annotations
 
+import typing as t
+
 import pytest
 from flask import g
 from flask.testing import FlaskClient
 
 from flask_pow import current_session
 from flask_pow import current_user
+from flask_pow import login_fresh
 from flask_pow import login_user
 from flask_pow import logout_user
+from flask_pow import session_ended
 from flask_pow import session_rotated
 from flask_pow import user_logged_in
 from flask_pow import user_logged_out
@@ -328,34 +332,56 @@ def test_custom_session_key_is_used(make_env: MakeEnv) -> None:
     assert env.me(client) == "ada@example.com free"
 
 
-def test_logged_in_signal_carries_user_and_session(
+def test_logged_in_signal_has_flask_logins_arguments(
     env: Env, client: FlaskClient, user_id: int
+) -> None:
+    """A handler written for Flask-Login, ``(sender, user)``, works; the
+    new session is ``current_session`` inside it.
+    """
+    seen: list[tuple[str, str | None]] = []
+
+    def on_login(sender: object, user: t.Any) -> None:
+        seen.append((user.email, current_session.id if current_session else None))
+
+    with user_logged_in.connected_to(on_login, env.app):
+        env.login(client, user_id)
+
+    with env.app.app_context():
+        [info] = env.pow.credentials.sessions(env.db.session.get(env.User, user_id))
+
+    assert seen == [("ada@example.com", info.id)]
+
+
+def test_logged_out_signal_has_flask_logins_arguments(
+    env: Env, logged_in: FlaskClient
+) -> None:
+    seen: list[str] = []
+
+    def on_logout(sender: object, user: t.Any) -> None:
+        seen.append(user.email)
+
+    with user_logged_out.connected_to(on_logout, env.app):
+        logged_in.post("/logout")
+
+    assert seen == ["ada@example.com"]
+
+
+def test_session_ended_signal_carries_session_id(
+    env: Env, logged_in: FlaskClient
 ) -> None:
     seen: list[tuple[str, str]] = []
 
-    def record(sender: object, user: object, session: object, **kw: object) -> None:
-        seen.append((user.email, session.id))  # type: ignore[attr-defined]
-
-    with user_logged_in.connected_to(record, env.app):
-        env.login(client, user_id)
-
-    assert [email for email, _ in seen] == ["ada@example.com"]
-
-
-def test_logged_out_signal_carries_session_id(env: Env, logged_in: FlaskClient) -> None:
-    seen: list[str] = []
-
-    def record(sender: object, user: object, session_id: str, **kw: object) -> None:
-        seen.append(session_id)
+    def record(sender: object, session_id: str, user_key: str) -> None:
+        seen.append((session_id, user_key))
 
     with env.app.app_context():
         user = env.db.session.get(env.User, 1)
         [info] = env.pow.credentials.sessions(user)
 
-    with user_logged_out.connected_to(record, env.app):
+    with session_ended.connected_to(record, env.app):
         logged_in.post("/logout")
 
-    assert seen == [info.id]
+    assert seen == [(info.id, "User:1")]
 
 
 def test_no_rotation_signal_on_fresh_token(env: Env, logged_in: FlaskClient) -> None:
@@ -375,3 +401,24 @@ def test_current_session_proxy_is_falsy_when_anonymous(
         return str(bool(current_session))
 
     assert client.get("/has-session").get_data(as_text=True) == "False"
+
+
+def test_the_login_request_sees_the_session_the_next_request_will(
+    env: Env, client: FlaskClient, user_id: int
+) -> None:
+    """``login_fresh()`` was false, and ``current_session`` ``None``, in
+    the request that logged the user in.
+    """
+
+    @env.app.post("/login-and-tell/<int:user_id>")
+    def login_and_tell(user_id: int) -> str:
+        login_user(env.db.session.get(env.User, user_id))
+        return f"{login_fresh()} {current_session.id if current_session else None}"
+
+    @env.app.get("/tell")
+    def tell() -> str:
+        return f"{login_fresh()} {current_session.id if current_session else None}"
+
+    during = client.post(f"/login-and-tell/{user_id}").text
+    assert during == client.get("/tell").text
+    assert during.startswith("True ") and not during.endswith("None")

@@ -36,7 +36,7 @@ def build(cache: BaseCache) -> SessionStore:
     if isinstance(cache, BaseRedisCache):
         return RedisSessionStore(cache, "pow", lambda: ["test secret key"])
 
-    return CachelibSessionStore(Store(cache, "pow"))
+    return CachelibSessionStore(Store(cache, "pow"), lambda: ["test secret key"])
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from cachelib import FileSystemCache
 from cachelib import SimpleCache
 
 from flask_pow import StoreUnavailable
+from flask_pow import current_user
 from flask_pow.stores import CacheLock
 
 from .conftest import Env
@@ -140,3 +141,36 @@ def test_cache_lock_failure_is_store_unavailable() -> None:
 def test_cache_lock_release_failure_does_not_escape() -> None:
     lock = CacheLock(FailingCache(), "lock:session:x")
     lock.release()
+
+
+def who_is_shown(env: Env) -> None:
+    """The application's 503 page names the request's user, as error pages
+    with a navigation bar do.
+    """
+
+    @env.app.errorhandler(503)
+    def store_down(error: Exception) -> tuple[str, int]:
+        who = current_user.email if current_user else "anonymous"
+        return f"down for {who}", 503
+
+
+def test_failed_login_renders_its_error_page_for_nobody(tmp_path: t.Any) -> None:
+    env, path = broken_env(tmp_path)
+    who_is_shown(env)
+    user_id = env.add_user()
+    break_directory(path)
+    response = env.app.test_client().post(f"/login/{user_id}")
+    assert (response.status_code, response.text) == (503, "down for anonymous")
+
+
+def test_failed_logout_renders_its_error_page_for_the_user_still_in(
+    tmp_path: t.Any,
+) -> None:
+    env, path = broken_env(tmp_path)
+    who_is_shown(env)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+    # Reads work; ending the session cannot take its lock.
+    break_directory(path + ".pow-locks")
+    response = client.post("/logout")
+    assert (response.status_code, response.text) == (503, "down for ada@example.com")
