@@ -27,12 +27,11 @@ def streamed(env: Env, path: str, call: t.Callable[[], object]) -> None:
     """A view at ``path`` whose streamed body makes ``call``."""
 
     def view() -> Response:
-        @stream_with_context
         def body() -> t.Iterator[str]:
             yield "first part, "
             yield str(call())
 
-        return Response(body())
+        return Response(stream_with_context(body()))
 
     env.app.add_url_rule(path, path, view, methods=["POST"])
 
@@ -58,7 +57,7 @@ def test_sync_in_a_streamed_response_is_written_at_once(make_env: MakeEnv) -> No
     env = make_env(POW_SYNC_ON_COMMIT=False)
 
     def upgrade() -> None:
-        user = env.db.session.get(env.User, 1)
+        user = env.db.session.get_one(env.User, 1)
         user.plan = "pro"
         env.db.session.commit()
         sync_user(user)
