@@ -57,7 +57,7 @@ def test_sync_in_a_streamed_response_is_written_at_once(make_env: MakeEnv) -> No
     env = make_env(POW_SYNC_ON_COMMIT=False)
 
     def upgrade() -> None:
-        user = env.db.session.get_one(env.User, 1)
+        user = t.cast(t.Any, env.db.session.get(env.User, 1))
         user.plan = "pro"
         env.db.session.commit()
         sync_user(user)
