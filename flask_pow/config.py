@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import difflib
 import os
+import sys
 import typing as t
 import warnings
 
@@ -134,6 +135,28 @@ DEFAULT_LOCAL_CACHE_MAX_BYTES = 32 * 1024 * 1024
 
 #: Above this idle timeout a warning is given once (OWASP idle timeout).
 OWASP_IDLE_TIMEOUT = dt.timedelta(minutes=30)
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning given by the function calling
+    this point at the first frame outside flask_pow: the application's
+    ``Pow(app)`` or ``init_app(app)`` line, however deep in flask_pow the
+    warning is given (a fixed number is right for only one of the two).
+
+    :meta private:
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+
+    while (
+        frame.f_back is not None
+        and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == package
+    ):
+        frame = frame.f_back
+        level += 1
+
+    return level
 
 
 class InsecureTTLWarning(UserWarning):
@@ -479,7 +502,7 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             " consider lowering it, or set POW_ACCEPT_LONG_IDLE = True if the"
             " choice is deliberate.",
             InsecureTTLWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
     cache = _cache(config["POW_CACHE"], config["POW_REDIS_URL"], instance_path)
@@ -581,7 +604,7 @@ def _warn_unknown(given: list[str]) -> None:
         warnings.warn(
             f"{key!r} is not a flask_pow setting, and is ignored.{hint}",
             UnknownSettingWarning,
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
 
 

@@ -273,3 +273,38 @@ def test_unknown_setting_without_a_close_key_warns() -> None:
 def test_every_default_is_a_known_setting() -> None:
     app = setup()
     assert {k for k in app.config if k.startswith("POW_")} == KNOWN_SETTINGS
+
+
+def set_up_by(path: str, **config: t.Any) -> None:
+    """Set flask_pow up on a new application, one of the two ways."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", **config)
+
+    if path == "Pow(app)":
+        Pow(app, db=SQLAlchemy(), user_model=Member)
+    else:
+        Pow().init_app(app, db=SQLAlchemy(), user_model=Member)
+
+
+@pytest.mark.parametrize("path", ["Pow(app)", "init_app(app)"])
+def test_unknown_setting_warning_points_at_the_callers_line(path: str) -> None:
+    with pytest.warns(UnknownSettingWarning) as record:
+        set_up_by(path, POW_ZZZ=1)
+
+    assert [w.filename for w in record] == [__file__]
+
+
+@pytest.mark.parametrize("path", ["Pow(app)", "init_app(app)"])
+def test_long_idle_warning_points_at_the_callers_line(path: str) -> None:
+    with pytest.warns(InsecureTTLWarning) as record:
+        set_up_by(path, POW_CREDENTIALS_TTL=3600)
+
+    assert [w.filename for w in record] == [__file__]
+
+
+@pytest.mark.parametrize("path", ["Pow(app)", "init_app(app)"])
+def test_small_threshold_warning_points_at_the_callers_line(path: str) -> None:
+    with pytest.warns(UserWarning, match="threshold=500") as record:
+        set_up_by(path, POW_CACHE=SimpleCache())
+
+    assert [w.filename for w in record] == [__file__]
