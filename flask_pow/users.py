@@ -226,7 +226,7 @@ def _refuse_cached_user(session: sa_orm.Session, state: t.Any) -> None:
             f"This {name} is flask_pow's cached current_user, built from the"
             " cache: it is not a database row, and cannot be put in a database"
             " session (db.session.add(), delete(), or a relationship that"
-            f" cascades to it, as in Post(author=current_user)). Use the row:"
+            " cascades to it, as in Post(author=current_user)). Use the row:"
             " flask_pow.database_user(), or @reload_user on the view."
         )
 
