@@ -1,5 +1,6 @@
 from .checks import SetupError as SetupError
 from .config import InsecureTTLWarning as InsecureTTLWarning
+from .config import LateSettingWarning as LateSettingWarning
 from .config import PowConfig as PowConfig
 from .config import UnknownSettingWarning as UnknownSettingWarning
 from .credentials import CredentialsCache as CredentialsCache

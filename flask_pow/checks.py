@@ -1,7 +1,8 @@
 """Setup mistakes that cannot be seen in :meth:`~flask_pow.Pow.init_app`,
 caught when requests come, with the fix in the message: no secret key, a
 login view that names no endpoint (both known once the application is
-built), and a store that lives in one process under a server that runs
+built), a ``POW_*`` key set after ``init_app`` read the configuration (a
+warning), and a store that lives in one process under a server that runs
 several.
 
 :meta private:
@@ -10,10 +11,14 @@ several.
 from __future__ import annotations
 
 import typing as t
+import warnings
 
 from cachelib import SimpleCache
 from flask import Flask
 from flask import request
+
+from .config import LateSettingWarning
+from .config import changed_settings
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .extension import Pow
@@ -37,6 +42,7 @@ def check_request(app: Flask, state: PowState) -> None:
     :raise SetupError: if the setup cannot serve this request.
     """
     if not state.checked:
+        warn_late_settings(app, state)
         check_app(app, state)
         state.checked = True
 
@@ -53,6 +59,36 @@ def check_request(app: Flask, state: PowState) -> None:
             " host), POW_CACHE = cachelib.FileSystemCache(...), or"
             " POW_REDIS_URL."
         )
+
+
+def warn_late_settings(app: Flask, state: PowState) -> None:
+    """Warn, once, if a ``POW_*`` key was set, changed or removed after
+    ``init_app`` read the configuration: flask_pow would otherwise ignore it
+    without a word (a test fixture's ``POW_CACHE`` set after a module-level
+    ``Pow(app)`` sent its sessions to the default store).
+    """
+    read, state.read_settings = state.read_settings, None
+
+    if read is None:
+        return
+
+    changed = changed_settings(read, app.config)
+
+    if not changed:
+        return
+
+    names = ", ".join(changed)
+    warnings.warn(
+        f"{names} changed in the application's config after flask_pow read"
+        " its settings in init_app, and flask_pow ignores the change: it goes"
+        " on with what init_app read. Set POW_* keys before Pow(app) or"
+        " init_app(app), or call init_app after setting them (an application"
+        " factory does both in order).",
+        LateSettingWarning,
+        # No application line to point at: the change happened somewhere
+        # between init_app and this first request.
+        stacklevel=1,
+    )
 
 
 def check_app(app: Flask, state: PowState) -> None:

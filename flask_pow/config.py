@@ -9,10 +9,12 @@ at setup, naming the key, the value and the fix, never at request time.
 from __future__ import annotations
 
 import collections.abc as c
+import copy
 import dataclasses
 import datetime as dt
 import difflib
 import os
+import sys
 import typing as t
 import warnings
 
@@ -136,6 +138,28 @@ DEFAULT_LOCAL_CACHE_MAX_BYTES = 32 * 1024 * 1024
 OWASP_IDLE_TIMEOUT = dt.timedelta(minutes=30)
 
 
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning given by the function calling
+    this point at the first frame outside flask_pow: the application's
+    ``Pow(app)`` or ``init_app(app)`` line, however deep in flask_pow the
+    warning is given (a fixed number is right for only one of the two).
+
+    :meta private:
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+
+    while (
+        frame.f_back is not None
+        and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == package
+    ):
+        frame = frame.f_back
+        level += 1
+
+    return level
+
+
 class InsecureTTLWarning(UserWarning):
     """The configured ``POW_CREDENTIALS_TTL`` is longer than the 30 minutes
     OWASP recommends as an idle timeout. ``POW_ACCEPT_LONG_IDLE = True``
@@ -146,6 +170,15 @@ class InsecureTTLWarning(UserWarning):
 class UnknownSettingWarning(UserWarning):
     """A ``POW_*`` key in the application's config that flask_pow does not
     read: most likely a typo, which would otherwise be silently ignored.
+    """
+
+
+class LateSettingWarning(UserWarning):
+    """A ``POW_*`` key was set, changed or removed in the application's
+    config after :meth:`~flask_pow.Pow.init_app` read it (a test fixture
+    that sets ``POW_CACHE`` after a module-level ``Pow(app)``). flask_pow
+    goes on with what ``init_app`` read; given once, at the application's
+    first request.
     """
 
 
@@ -479,7 +512,7 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             " consider lowering it, or set POW_ACCEPT_LONG_IDLE = True if the"
             " choice is deliberate.",
             InsecureTTLWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
     cache = _cache(config["POW_CACHE"], config["POW_REDIS_URL"], instance_path)
@@ -557,6 +590,62 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
     )
 
 
+#: The values compared by equality, against a copy taken at ``init_app``
+#: (so that a list changed in place is seen), when all they hold is of
+#: these types; any other object (a cache, a lazy translation) is compared
+#: by identity, since it is that object that flask_pow uses.
+_DATA_TYPES = (type(None), bool, int, float, str, bytes, dt.timedelta)
+
+
+def _is_data(value: object) -> bool:
+    if isinstance(value, _DATA_TYPES):
+        return True
+
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_is_data(item) for item in value)
+
+    if isinstance(value, dict):
+        return all(_is_data(k) and _is_data(v) for k, v in value.items())
+
+    return False
+
+
+def read_settings(config: c.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """What :meth:`~flask_pow.Pow.init_app` read: every ``POW_*`` key of
+    the application's config (the defaults set too), plain data copied and
+    other objects kept as they are, for :func:`changed_settings`.
+
+    :meta private:
+    """
+    return {
+        key: copy.deepcopy(value) if _is_data(value) else value
+        for key, value in config.items()
+        if key.startswith("POW_")
+    }
+
+
+def changed_settings(
+    read: c.Mapping[str, t.Any], config: c.Mapping[str, t.Any]
+) -> list[str]:
+    """The ``POW_*`` keys that were added, removed or changed in ``config``
+    since :func:`read_settings` returned ``read``: plain data compared by
+    equality, other objects by identity (a cache configured in place is
+    the same cache; an equal new one is not the object flask_pow uses).
+
+    :meta private:
+    """
+    keys = set(read).union(key for key in config if key.startswith("POW_"))
+    return sorted(
+        key
+        for key in keys
+        if key not in read or key not in config or not _same(read[key], config[key])
+    )
+
+
+def _same(read: object, now: object) -> bool:
+    return read is now or (_is_data(read) and _is_data(now) and read == now)
+
+
 def _check_local_cache(cache: BaseCache) -> None:
     """``POW_REDIS_LOCAL_CACHE`` needs a Redis (or Valkey) store, whose
     servers track keys for their clients.
@@ -581,7 +670,7 @@ def _warn_unknown(given: list[str]) -> None:
         warnings.warn(
             f"{key!r} is not a flask_pow setting, and is ignored.{hint}",
             UnknownSettingWarning,
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
 
 

@@ -23,6 +23,7 @@ from . import session as _session
 from .cachelib_store import CachelibSessionStore
 from .config import PowConfig
 from .config import load_config
+from .config import read_settings
 from .credentials import CredentialsCache
 from .mixins import AnonymousUser
 from .protocol import SessionStore
@@ -63,6 +64,9 @@ class PowState:
     checked: bool = False
     #: The store lives in this process's memory only.
     process_local: bool = False
+    #: The ``POW_*`` keys as ``init_app`` read them, compared with the
+    #: application's config at its first request, then dropped.
+    read_settings: dict[str, t.Any] | None = None
 
 
 class Pow:
@@ -224,6 +228,7 @@ class Pow:
         )
         state = self._states[app]
         state.process_local = checks.is_process_local(state)
+        state.read_settings = read_settings(app.config)
         app.extensions["pow"] = self
         request_started.connect(_request_state.begin_request, app, weak=False)
         app.before_request(_session.load_user)

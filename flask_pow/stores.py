@@ -29,6 +29,7 @@ from cachelib import SimpleCache
 from werkzeug.exceptions import ServiceUnavailable
 
 from . import serialization
+from .config import caller_stacklevel
 
 logger = logging.getLogger("flask_pow")
 
@@ -214,7 +215,7 @@ class Store:
                 " When it holds more items than that it evicts some, and live"
                 f" sessions with them. Build it with {fix} of at least"
                 f" {SMALL_THRESHOLD}.",
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
 
     def key(self, *parts: str) -> str:

@@ -12,8 +12,10 @@ import fnmatch
 import re
 import typing as t
 import urllib.parse
+import weakref
 
 import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
 import sqlalchemy.orm as sa_orm
 from sqlalchemy.orm.attributes import instance_dict
 from sqlalchemy.orm.attributes import instance_state
@@ -154,9 +156,10 @@ Loader = t.Callable[[sa_orm.InstanceState[t.Any], PassiveFlag], t.Any]
 class _NotCached:
     """The per-instance loader of an attribute a cached user does not hold.
     SQLAlchemy calls it instead of loading (a detached instance cannot), and
-    it raises an error that says what to do. If the instance has since been
-    attached to a session, it gets out of the way and the attribute loads as
-    usual.
+    it raises an error that says what to do. If the instance has been
+    attached to a session all the same (flask_pow refuses to attach one it
+    built, but not a copy made by other means), it gets out of the way and
+    the attribute loads as usual.
     """
 
     def __init__(self, model: str, key: str, kind: str) -> None:
@@ -201,6 +204,40 @@ class _NotCached:
         raise NotCachedError(self.message)
 
 
+#: The states of the users :meth:`SQLAlchemyUsers.load` built from the
+#: cache (weak: a state goes with its instance). A set of its own rather
+#: than ``state.info``, which would give every instance the application
+#: attaches a dict of its own, when the listener below reads it.
+_cached_states: weakref.WeakSet[sa_orm.InstanceState[t.Any]] = weakref.WeakSet()
+
+
+def _refuse_cached_user(session: sa_orm.Session, state: t.Any) -> None:
+    """A ``before_attach`` listener on every SQLAlchemy session: a cached
+    user never joins one. Attached, its cached values would be taken for the
+    row's; and SQLAlchemy accepts it or raises "another instance with key
+    ... is already present" depending on whether the session holds the row,
+    that is on what else the view happened to load.
+
+    :raise sqlalchemy.exc.InvalidRequestError: saying to use the row.
+    """
+    if state in _cached_states:
+        name = state.class_.__name__
+        raise sa_exc.InvalidRequestError(
+            f"This {name} is flask_pow's cached current_user, built from the"
+            " cache: it is not a database row, and cannot be put in a database"
+            " session (db.session.add(), delete(), or a relationship that"
+            " cascades to it, as in Post(author=current_user)). Use the row:"
+            " flask_pow.database_user(), or @reload_user on the view."
+        )
+
+
+def _listen_for_attaches() -> None:
+    """Listen to every SQLAlchemy session's attaches, once per process."""
+    if not sa.event.contains(sa_orm.Session, "before_attach", _refuse_cached_user):
+        # raw: the listener gets the instance's state, with no look-up.
+        sa.event.listen(sa_orm.Session, "before_attach", _refuse_cached_user, raw=True)
+
+
 def _matches(name: str, patterns: t.Iterable[str]) -> bool:
     lowered = name.lower()
     return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
@@ -216,8 +253,12 @@ class SQLAlchemyUsers(t.Generic[U]):
     :exc:`~sqlalchemy.orm.exc.DetachedInstanceError`) instead of running a
     query. Where a view needs them, read the row
     (:func:`~flask_pow.database_user`) or reload the user
-    (:func:`~flask_pow.reload_user`). Do not attach the cached user to the
-    database session: its cached values would win over the row's.
+    (:func:`~flask_pow.reload_user`). The cached user cannot be attached
+    to a database session (``db.session.add(current_user)``, or a
+    relationship that cascades to it): that raises
+    :exc:`~sqlalchemy.exc.InvalidRequestError`, naming
+    :func:`~flask_pow.database_user`, since its cached values would be taken
+    for the row's.
 
     :param db: the Flask-SQLAlchemy extension, used by :meth:`reload`.
     :param model: the user model.
@@ -280,6 +321,7 @@ class SQLAlchemyUsers(t.Generic[U]):
             (name for name in LABEL_COLUMNS if name in {p.key for p in self._columns}),
             None,
         )
+        _listen_for_attaches()
 
     @property
     def cached_columns(self) -> list[str]:
@@ -381,6 +423,7 @@ class SQLAlchemyUsers(t.Generic[U]):
             state.expired_attributes.difference_update(loaders)
             state.callables = loaders
 
+        _cached_states.add(instance_state(instance))
         return t.cast(U, instance)
 
     def is_stale(self, data: dict[str, t.Any]) -> bool:

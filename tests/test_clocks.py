@@ -2,6 +2,13 @@
 they are kept in the server's clock (``TIME``, read with every session).
 Tried with a real second process whose clock is an hour off (libfaketime),
 on one Redis.
+
+No outcome here depends on how fast the machine is. The server's clock is
+real (redis-server does not run under libfaketime), so the test's own
+worker writes with a clock the test moves by hand, and every deadline is
+far (minutes) from the server's time when the other worker reads it: a
+grace window that has not begun to run out, or one that ended a minute
+before the test started.
 """
 
 from __future__ import annotations
@@ -10,13 +17,13 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 import typing as t
 import uuid
 
 import pytest
 from flask import Flask
 
+from .conftest import Clock
 from .servers import RedisServer
 from .servers import require
 from .stress_app import create_app
@@ -24,7 +31,9 @@ from .stress_app import create_users
 from .test_session import pow_value
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-GRACE = 1
+#: Far longer than any stall between a rotation and another worker's read;
+#: shorter than the 30 minutes idle timeout, as it must be.
+GRACE = 600
 
 WORKER = """
 import sys
@@ -67,6 +76,24 @@ def app(settings: dict[str, str]) -> Flask:
     return create_app()
 
 
+@pytest.fixture
+def clock(app: Flask, redis_server: RedisServer) -> Clock:
+    """The clock the test's own worker (``app``) decides and writes every
+    deadline by, in place of the server's: set to the server's time when the
+    test starts, and moved only by hand.
+    """
+    client = redis_server.client()
+    seconds, micros = client.time()
+    client.close()
+    clock = Clock()
+    clock.now = seconds + micros / 1_000_000
+
+    with app.app_context():
+        app.extensions["pow"].credentials.clock = clock
+
+    return clock
+
+
 def other_worker(offset: str, value: str, settings: dict[str, str]) -> str:
     """What a worker process whose clock is ``offset`` off makes of the
     session and token of a flask_pow cookie value. (Asked of flask_pow
@@ -87,23 +114,41 @@ def other_worker(offset: str, value: str, settings: dict[str, str]) -> str:
     return result.stdout.strip()
 
 
-def test_worker_with_a_clock_behind_refuses_a_token_after_its_grace(
-    app: Flask, settings: dict[str, str]
-) -> None:
-    """Before, a worker an hour behind honoured a rotated-away token for the
-    grace window plus an hour.
+def log_in_and_rotate(app: Flask, clock: Clock) -> tuple[str, str]:
+    """Log in, then rotate the token once (the renewal is 1 s).
+
+    :return: the rotated-away token's cookie value, and the current one's.
     """
     client = app.test_client()
     client.post("/login/1")
     rotated_away = pow_value(client)
-    assert rotated_away is not None
-    assert other_worker("-1h", rotated_away, settings) == "User:1 current"
-    time.sleep(1.2)
+    clock.advance(2)
     assert client.get("/whoami").text == "1"  # rotates
     current = pow_value(client)
-    assert current is not None and current != rotated_away
+    assert rotated_away is not None and current is not None
+    assert current != rotated_away
+    return rotated_away, current
+
+
+def test_worker_with_a_clock_behind_follows_a_token_inside_its_grace(
+    app: Flask, clock: Clock, settings: dict[str, str]
+) -> None:
+    rotated_away, current = log_in_and_rotate(app, clock)
     assert other_worker("-1h", rotated_away, settings) == "User:1 follow"
-    time.sleep(GRACE + 0.5)
+    assert other_worker("-1h", current, settings) == "User:1 current"
+
+
+def test_worker_with_a_clock_behind_refuses_a_token_after_its_grace(
+    app: Flask, clock: Clock, settings: dict[str, str]
+) -> None:
+    """Before, a worker an hour behind honoured a rotated-away token for the
+    grace window plus an hour. Here the rotation happened a minute more
+    than the grace before the server's time (the test's worker logged in
+    and rotated with its clock set back), so its grace ended a minute ago
+    by the server's clock, and 59 minutes from now by the other worker's.
+    """
+    clock.advance(-(GRACE + 60))
+    rotated_away, current = log_in_and_rotate(app, clock)
     assert other_worker("-1h", rotated_away, settings) == "anonymous"
     assert other_worker("-1h", current, settings) == "User:1 current"
 

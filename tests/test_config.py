@@ -13,6 +13,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import InsecureTTLWarning
+from flask_pow import LateSettingWarning
 from flask_pow import Pow
 from flask_pow.config import KNOWN_SETTINGS
 from flask_pow.config import UnknownSettingWarning
@@ -273,3 +274,117 @@ def test_unknown_setting_without_a_close_key_warns() -> None:
 def test_every_default_is_a_known_setting() -> None:
     app = setup()
     assert {k for k in app.config if k.startswith("POW_")} == KNOWN_SETTINGS
+
+
+def set_up_by(path: str, **config: t.Any) -> None:
+    """Set flask_pow up on a new application, one of the two ways."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", **config)
+
+    if path == "Pow(app)":
+        Pow(app, db=SQLAlchemy(), user_model=Member)
+    else:
+        Pow().init_app(app, db=SQLAlchemy(), user_model=Member)
+
+
+@pytest.mark.parametrize("path", ["Pow(app)", "init_app(app)"])
+def test_unknown_setting_warning_points_at_the_callers_line(path: str) -> None:
+    with pytest.warns(UnknownSettingWarning) as record:
+        set_up_by(path, POW_ZZZ=1)
+
+    assert [w.filename for w in record] == [__file__]
+
+
+@pytest.mark.parametrize("path", ["Pow(app)", "init_app(app)"])
+def test_long_idle_warning_points_at_the_callers_line(path: str) -> None:
+    with pytest.warns(InsecureTTLWarning) as record:
+        set_up_by(path, POW_CREDENTIALS_TTL=3600)
+
+    assert [w.filename for w in record] == [__file__]
+
+
+@pytest.mark.parametrize("path", ["Pow(app)", "init_app(app)"])
+def test_small_threshold_warning_points_at_the_callers_line(path: str) -> None:
+    with pytest.warns(UserWarning, match="threshold=500") as record:
+        set_up_by(path, POW_CACHE=SimpleCache())
+
+    assert [w.filename for w in record] == [__file__]
+
+
+def late_warnings(app: Flask, requests: int = 1) -> list[str]:
+    """The late-setting warnings the application's first requests give."""
+    client = app.test_client()
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+
+        for _ in range(requests):
+            client.get("/")
+
+    return [str(w.message) for w in record if w.category is LateSettingWarning]
+
+
+def test_setting_changed_after_init_app_warns_at_the_first_request() -> None:
+    app = setup()
+    app.config["POW_CACHE"] = SimpleCache(threshold=100_000)
+
+    assert late_warnings(app) == [
+        "POW_CACHE changed in the application's config after flask_pow read its"
+        " settings in init_app, and flask_pow ignores the change: it goes on with"
+        " what init_app read. Set POW_* keys before Pow(app) or init_app(app), or"
+        " call init_app after setting them (an application factory does both in"
+        " order)."
+    ]
+
+
+def test_late_setting_warning_is_given_once() -> None:
+    app = setup()
+    app.config["POW_NAMESPACE"] = "other"
+
+    assert len(late_warnings(app, requests=3)) == 1
+
+
+def test_late_setting_warning_names_every_changed_key() -> None:
+    app = setup()
+    app.config["POW_RELOAD"] = True
+    app.config["POW_CREDENTIAL_TTL"] = 600  # added after init_app
+    del app.config["POW_LOGIN_VIEW"]
+
+    (message,) = late_warnings(app)
+    assert message.startswith("POW_CREDENTIAL_TTL, POW_LOGIN_VIEW, POW_RELOAD changed")
+
+
+def test_list_changed_in_place_after_init_app_warns() -> None:
+    app = setup(POW_RELOAD_BLUEPRINTS=["admin"])
+    app.config["POW_RELOAD_BLUEPRINTS"].append("api")
+
+    (message,) = late_warnings(app)
+    assert message.startswith("POW_RELOAD_BLUEPRINTS changed")
+
+
+def test_an_equal_new_cache_object_counts_as_a_change() -> None:
+    """Objects are compared by identity: flask_pow uses the one init_app
+    read, whatever the new one's ``==`` says.
+    """
+
+    class EqualCache(SimpleCache):
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, EqualCache)
+
+        __hash__ = SimpleCache.__hash__
+
+    app = setup(POW_CACHE=EqualCache(threshold=100_000))
+    app.config["POW_CACHE"] = EqualCache(threshold=100_000)
+
+    (message,) = late_warnings(app)
+    assert message.startswith("POW_CACHE changed")
+
+
+def test_settings_set_again_to_what_init_app_read_do_not_warn() -> None:
+    cache = SimpleCache(threshold=100_000)
+    app = setup(POW_CACHE=cache, POW_RELOAD_BLUEPRINTS=["admin"])
+    app.config.update(POW_CACHE=cache, POW_RELOAD_BLUEPRINTS=["admin"])
+    app.config["POW_CREDENTIALS_TTL"] = dt.timedelta(minutes=30)  # the default
+    cache.set("the application's own", 1)  # the same object, used
+
+    assert late_warnings(app) == []
