@@ -60,57 +60,80 @@ def _find_user(state: PowState, text: str) -> tuple[str, str]:
     """The user that ``--user`` names, as its key and its label (``""``
     when it has none).
 
-    ``text`` is tried as a user key (``User:42``), then as an id (``42``, if
-    the adapter has ``key_for_id``), then as the label the listings show
+    ``text`` is matched as a user key (``User:42``), as an id (``42``, if
+    the adapter has ``key_for_id``) and as the label the listings show
     (``ada@example.com``), against the users index: the users with a live
-    session. Exits with status 1 if nothing matches, or if several users
-    have that label.
+    session. ``key=``, ``id=`` or ``label=`` before it matches that field
+    alone. Exits with status 1 if nothing matches, or if the value matches
+    more than one user (a username ``2`` and the user whose id is 2): the
+    message lists each, with the ``key=`` form that names it exactly.
     """
     credentials = state.credentials
     users = credentials.users_by_key()
-    keys = [text]
-    tried = ["a user key"]
+    field, given, rest = text.partition("=")
+    fields: tuple[str, ...] = ("key", "id", "label")
+
+    if given and field in fields:
+        text, fields = rest, (field,)
+
+    # Every user the text names, and how.
+    found: dict[str, list[str]] = {}
+    tried = []
+
+    def match(key: str, how: str) -> None:
+        found.setdefault(key, []).append(how)
+
+    if "key" in fields:
+        tried.append("a user key")
+
+        # A user whose cached record cannot be read is missing from the
+        # users index, but their sessions can still be listed and ended.
+        if text in users or credentials.sessions_by_key(text):
+            match(text, "its user key")
+
     key_for_id = getattr(state.users, "key_for_id", None)
 
-    if key_for_id is not None:
+    if "id" in fields and key_for_id is not None:
         tried.append("an id")
 
         try:
-            keys.append(str(key_for_id(text)))
+            key = str(key_for_id(text))
         except ValueError:
             pass  # not an id this adapter understands: maybe a label
+        else:
+            if key in users or credentials.sessions_by_key(key):
+                match(key, f"its id {text!r}")
 
-    for key in keys:
-        if key in users:
-            return key, _label(state, users[key])
-
-    # A user whose cached record cannot be read is missing from the users
-    # index, but their sessions can still be listed and ended by key or id.
-    for key in keys:
-        if credentials.sessions_by_key(key):
-            return key, ""
-
-    # An empty --user would otherwise match every user without a label.
-    labelled = [
-        key for key, user in users.items() if text and _label(state, user) == text
-    ]
-
-    if len(labelled) > 1:
-        _fail(
-            f"{len(labelled)} users are labelled {text!r}: {', '.join(labelled)}."
-            " Give one of these user keys instead.",
-            1,
-        )
-
-    if not labelled:
+    if "label" in fields:
         tried.append("a label")
+
+        # An empty --user would otherwise match every user without a label.
+        for key, user in users.items():
+            if text and _label(state, user) == text:
+                match(key, f"its label {text!r}")
+
+    if len(found) > 1:
+        candidates = "; ".join(
+            f"{key} by {' and '.join(how)} (--user key={key})"
+            for key, how in sorted(found.items())
+        )
         _fail(
-            f"No user {text!r} has an active session (looked up as"
-            f" {', '.join(tried[:-1])} and {tried[-1]}).",
+            f"{text!r} names {len(found)} users: {candidates}. Name one"
+            " exactly by its user key.",
             1,
         )
 
-    return labelled[0], _label(state, users[labelled[0]])
+    if not found:
+        listed = (
+            ", ".join(tried[:-1]) + f" and {tried[-1]}" if len(tried) > 1 else tried[0]
+        )
+        _fail(
+            f"No user {text!r} has an active session (looked up as {listed}).",
+            1,
+        )
+
+    [key] = found
+    return key, _label(state, users.get(key))
 
 
 def _sessions(count: int) -> str:

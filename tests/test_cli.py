@@ -299,8 +299,9 @@ def test_label_of_several_users_is_refused(named_env: Env, args: list[str]) -> N
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr == (
-        "Error: 2 users are labelled 'Ada': User:1, User:3. Give one of these"
-        " user keys instead.\n"
+        "Error: 'Ada' names 2 users: User:1 by its label 'Ada' (--user"
+        " key=User:1); User:3 by its label 'Ada' (--user key=User:3). Name one"
+        " exactly by its user key.\n"
     )
     assert len(ids_of(named_env, "User:1")) == 1
 
@@ -522,3 +523,50 @@ def test_real_flask_command_lists_sessions(
     value = pow_value(client)
     assert value is not None and value.split(".")[1] not in done.stdout
     env.pow.get_state(app).config.cache._write_client.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def id_and_label_env(cache: BaseCache, tmp_path: t.Any) -> Env:
+    """User 1 is named "2"; user 2 is Bob: ``2`` is one's label and the
+    other's id.
+    """
+    app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'clash.db'}")
+    env = Env(app, db, User, Pow(app, users=StrictIds(SQLAlchemyUsers(db, User))))
+    add_routes(env)
+    env.login(app.test_client(), env.add_user("two@example.com", name="2"))
+    env.login(app.test_client(), env.add_user("bob@example.com", name="Bob"))
+    return env
+
+
+@stores
+@pytest.mark.parametrize(
+    "args",
+    [["sessions", "--user", "2"], ["sessions", "revoke", "--user", "2", "--yes"]],
+)
+def test_value_that_is_one_users_id_and_anothers_label_is_refused(
+    id_and_label_env: Env, args: list[str]
+) -> None:
+    result = run(id_and_label_env, *args)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: '2' names 2 users: User:1 by its label '2' (--user key=User:1);"
+        " User:2 by its id '2' (--user key=User:2). Name one exactly by its"
+        " user key.\n"
+    )
+    assert len(ids_of(id_and_label_env, "User:1")) == 1
+    assert len(ids_of(id_and_label_env, "User:2")) == 1
+
+
+@stores
+@pytest.mark.parametrize(
+    ("value", "ended"),
+    [("key=User:1", "User:1"), ("id=2", "User:2"), ("label=2", "User:1")],
+)
+def test_a_named_field_names_one_user_exactly(
+    id_and_label_env: Env, value: str, ended: str
+) -> None:
+    result = run(id_and_label_env, "sessions", "revoke", "--user", value, "--yes")
+    assert result.exit_code == 0
+    assert ids_of(id_and_label_env, ended) == []
+    other = "User:2" if ended == "User:1" else "User:1"
+    assert len(ids_of(id_and_label_env, other)) == 1

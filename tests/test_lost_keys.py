@@ -33,9 +33,12 @@ def drop(env: Env, kind: str, user_id: int) -> None:
     cache: BaseCache = env.pow.get_state(env.app).config.cache
     user_key = f"User:{user_id}"
 
-    if isinstance(cache, BaseRedisCache):
-        [tag] = user_tags(user_key, ["test secret key"])
-        user_key = f"{{{tag}}}{user_key}"
+    [tag] = user_tags(user_key, ["test secret key"])
+    user_key = (
+        f"{{{tag}}}{user_key}"
+        if isinstance(cache, BaseRedisCache)
+        else f"{tag}:{user_key}"
+    )
 
     assert cache.delete(f"credentials:{kind}:{user_key}")
 
