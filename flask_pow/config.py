@@ -122,6 +122,7 @@ KNOWN_SETTINGS = frozenset(
         *REMEMBER_COOKIE_FLAGS,
         "POW_REDIS_LOCAL_CACHE",
         "POW_REDIS_LOCAL_CACHE_TTL",
+        "POW_REDIS_LOCAL_CACHE_STALENESS",
         "POW_REDIS_LOCAL_CACHE_MAX_ENTRIES",
         "POW_REDIS_LOCAL_CACHE_MAX_BYTES",
     }
@@ -129,6 +130,10 @@ KNOWN_SETTINGS = frozenset(
 
 #: Seconds a worker serves a session from its Redis local cache at most.
 DEFAULT_LOCAL_CACHE_TTL = 10
+#: Seconds after the last answered heartbeat that a worker still answers
+#: from its Redis local cache, at most: the longest a revocation can go
+#: unseen by a worker whose path to Redis went silent.
+DEFAULT_LOCAL_CACHE_STALENESS = 0.25
 #: Sessions a worker's Redis local cache holds at most.
 DEFAULT_LOCAL_CACHE_MAX_ENTRIES = 10_000
 #: Bytes of records a worker's Redis local cache holds at most.
@@ -231,6 +236,7 @@ class PowConfig:
     #: invalidations (Redis stores only).
     redis_local_cache: bool = False
     redis_local_cache_ttl: int = DEFAULT_LOCAL_CACHE_TTL
+    redis_local_cache_staleness: float = DEFAULT_LOCAL_CACHE_STALENESS
     redis_local_cache_max_entries: int = DEFAULT_LOCAL_CACHE_MAX_ENTRIES
     redis_local_cache_max_bytes: int = DEFAULT_LOCAL_CACHE_MAX_BYTES
 
@@ -262,6 +268,32 @@ def _seconds(key: str, value: object, *, allow_none: bool, minimum: int) -> int 
         raise ValueError(f"{key} must be at least {minimum} seconds, got {value!r}.")
 
     return int(seconds)
+
+
+def _staleness(value: object, ttl: object) -> float:
+    """Validate ``POW_REDIS_LOCAL_CACHE_STALENESS``: seconds (fractions
+    too) above 0 and no longer than the local cache's TTL.
+    """
+    key = "POW_REDIS_LOCAL_CACHE_STALENESS"
+
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(
+            f"{key} must be a timedelta or a number of seconds, got {value!r}."
+        )
+
+    limit = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
+
+    if not seconds > 0 or (isinstance(limit, (int, float)) and seconds > limit):
+        raise ValueError(
+            f"{key} must be above 0 and at most POW_REDIS_LOCAL_CACHE_TTL"
+            f" ({ttl!r}), got {value!r}."
+        )
+
+    return seconds
 
 
 def _text(key: str, value: object) -> str:
@@ -428,6 +460,7 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
     config.setdefault("POW_REMEMBER_TTL", DEFAULT_REMEMBER_TTL)
     config.setdefault("POW_REDIS_LOCAL_CACHE", False)
     config.setdefault("POW_REDIS_LOCAL_CACHE_TTL", DEFAULT_LOCAL_CACHE_TTL)
+    config.setdefault("POW_REDIS_LOCAL_CACHE_STALENESS", DEFAULT_LOCAL_CACHE_STALENESS)
     config.setdefault(
         "POW_REDIS_LOCAL_CACHE_MAX_ENTRIES", DEFAULT_LOCAL_CACHE_MAX_ENTRIES
     )
@@ -574,6 +607,10 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
                 allow_none=False,
                 minimum=1,
             ),
+        ),
+        redis_local_cache_staleness=_staleness(
+            config["POW_REDIS_LOCAL_CACHE_STALENESS"],
+            config["POW_REDIS_LOCAL_CACHE_TTL"],
         ),
         redis_local_cache_max_entries=_count(
             "POW_REDIS_LOCAL_CACHE_MAX_ENTRIES",

@@ -202,6 +202,7 @@ class Pow:
             if config.redis_local_cache:
                 backend.keep_local_copies(
                     ttl=config.redis_local_cache_ttl,
+                    staleness=config.redis_local_cache_staleness,
                     max_entries=config.redis_local_cache_max_entries,
                     max_bytes=config.redis_local_cache_max_bytes,
                 )

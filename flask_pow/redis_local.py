@@ -15,10 +15,15 @@ The copy is used only while the channel is known to deliver:
 
 - the connection is checked (a non-blocking ``poll``) at every lookup, and
   what arrived is applied first;
-- a ``PING`` goes out every :data:`HEARTBEAT` seconds on that connection,
-  and the copy is trusted only while the last answer came back within
-  :data:`HEARTBEAT_LIMIT`: the answer proves, by TCP's ordering, that every
-  invalidation sent before it has been read;
+- a ``PING`` goes out on that connection every quarter of ``staleness``
+  (``POW_REDIS_LOCAL_CACHE_STALENESS``, 0.25 s by default) while requests
+  come, and the copy is trusted only while the last answered one was sent
+  less than ``staleness`` ago: the answer proves, by TCP's ordering, that
+  every invalidation sent before it has been read. So a worker whose path
+  to Redis goes silent (no error, no end of stream) answers from its copy
+  for at most ``staleness`` after the last moment it is known to have
+  heard everything; a ping left unanswered for :data:`HEARTBEAT_LIMIT`
+  closes the channel;
 - any error, end of stream or late answer closes the connections and
   empties the copy; new ones are tried at most every :data:`RECONNECT`
   seconds, and the copy fills again only once they are tracked and
@@ -47,9 +52,10 @@ import typing as t
 
 logger = logging.getLogger("flask_pow")
 
-#: Seconds between two heartbeats on the tracking connection.
+#: Seconds between two checks of a cluster's primaries.
 HEARTBEAT = 0.5
-#: The copy is trusted only if a heartbeat was answered this recently.
+#: A heartbeat left unanswered this long closes the channel (the copy has
+#: not been trusted for most of it: see ``staleness``).
 HEARTBEAT_LIMIT = 2.0
 #: Seconds between two attempts to connect the tracking connection again.
 RECONNECT = 1.0
@@ -107,8 +113,12 @@ class LocalCache:
         ttl: float,
         max_entries: int,
         max_bytes: int,
+        staleness: float = 0.25,
     ) -> None:
         self._client = client
+        #: How long after the send time of its last answered heartbeat a
+        #: channel's copy is still trusted.
+        self.staleness = staleness
         #: A cluster client: one channel per primary, each tracking the
         #: keys of its own slots.
         self._cluster = hasattr(client, "get_primaries")
@@ -283,7 +293,7 @@ class LocalCache:
             trusted = True
 
             for channel in self._channels:
-                trusted = channel.check(now, self._apply) and trusted
+                trusted = channel.check(now, self._apply, self.staleness) and trusted
 
             if self._cluster and now >= self._next_topology:
                 self._next_topology = now + HEARTBEAT
@@ -476,9 +486,12 @@ class _Channel:
             conn.disconnect()
             raise
 
-    def check(self, now: float, apply: c.Callable[[t.Any], None]) -> bool:
-        """Apply what arrived, send a heartbeat when one is due, and say
-        whether the last one was answered recently enough.
+    def check(
+        self, now: float, apply: c.Callable[[t.Any], None], staleness: float
+    ) -> bool:
+        """Apply what arrived, send a heartbeat when one is due (a quarter
+        of ``staleness`` after the last answered one was sent), and say
+        whether that one was sent less than ``staleness`` ago.
 
         :raise Exception: on any failure of the connection, or a heartbeat
             left unanswered too long.
@@ -499,13 +512,13 @@ class _Channel:
                     apply(message)
 
         if self.ping_sent_at is None:
-            if now - self.confirmed_at >= HEARTBEAT:
+            if now - self.confirmed_at >= staleness / 4:
                 self.conn.send_command("PING")
                 self.ping_sent_at = now
         elif now - self.ping_sent_at > HEARTBEAT_LIMIT:
             raise TimeoutError("no answer to the heartbeat")
 
-        return now - self.confirmed_at < HEARTBEAT_LIMIT
+        return now - self.confirmed_at < staleness
 
     def close(self) -> None:
         try:

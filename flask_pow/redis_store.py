@@ -370,7 +370,12 @@ class RedisSessionStore:
     local: LocalCache | None = None
 
     def keep_local_copies(
-        self, *, ttl: float, max_entries: int, max_bytes: int
+        self,
+        *,
+        ttl: float,
+        max_entries: int,
+        max_bytes: int,
+        staleness: float = 0.25,
     ) -> None:
         """Serve repeat reads from a :class:`~flask_pow.redis_local.LocalCache`
         that the server keeps true (``POW_REDIS_LOCAL_CACHE``).
@@ -381,6 +386,7 @@ class RedisSessionStore:
             ttl=ttl,
             max_entries=max_entries,
             max_bytes=max_bytes,
+            staleness=staleness,
         )
 
     def _forget(self, user_key: str, *session_ids: str) -> None:

@@ -32,6 +32,7 @@ from .conftest import add_routes
 from .conftest import make_app
 from .redis_local_server import redis_cache
 from .servers import RedisServer
+from .silent_proxy import SilentProxy
 from .test_concurrency import pow_token
 from .test_concurrency import request
 
@@ -291,8 +292,10 @@ def test_unanswered_heartbeat_stops_serving_from_the_copy(
     own_env: Env, own_server: RedisServer
 ) -> None:
     """A server that stops answering (a network cut without a reset) is
-    not trusted past the heartbeat limit: the request goes to Redis, and
-    fails as an outage (503) instead of answering from an unchecked copy.
+    not trusted past ``POW_REDIS_LOCAL_CACHE_STALENESS`` after the last
+    answered heartbeat: the request goes to Redis, and fails as an outage
+    (503) instead of answering from an unchecked copy; the channel closes
+    at the heartbeat limit.
     """
     client = own_env.app.test_client()
     warm(own_env, client)
@@ -301,17 +304,80 @@ def test_unanswered_heartbeat_stops_serving_from_the_copy(
     own_server.process.send_signal(signal.SIGSTOP)
 
     try:
-        # The next check sends a heartbeat that is never answered.
+        # Every answered heartbeat was sent before now.
         started = local.clock()
-        local.clock = lambda: started + 1.0
-        assert own_env.me(client) == "ada@example.com free"
-        local.clock = lambda: started + 1.0 + HEARTBEAT_LIMIT + 0.1
+        local.clock = lambda: started + local.staleness
+        assert client.get("/me").status_code == 503
+        local.clock = lambda: started + local.staleness + HEARTBEAT_LIMIT + 0.1
         response = client.get("/me")
     finally:
         own_server.process.send_signal(signal.SIGCONT)
 
     assert response.status_code == 503
     assert local.stats.flushes >= 1
+
+
+def test_a_silent_cut_serves_a_revoked_session_no_longer_than_the_bound(
+    own_server: RedisServer, prefix: str, tmp_path: t.Any
+) -> None:
+    """One worker's path to Redis goes silent (packets dropped, nothing
+    closed), and the session is revoked over another path: the worker
+    answers as the revoked user only to requests that began within
+    ``POW_REDIS_LOCAL_CACHE_STALENESS`` of the cut (with 2 s of trust it
+    answered some 90 requests, the last 1.8 s after the logout).
+    """
+    proxy = SilentProxy(own_server.port)
+
+    try:
+        cache = RedisCache(
+            host=redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=0.5),
+            key_prefix=prefix,
+        )
+        env = local_env(cache, tmp_path)
+        env.add_user()
+        client = env.app.test_client()
+        warm(env, client)
+        local = local_of(env)
+        session_id = session_id_of(env, client)
+        cut_at = local.clock()
+        proxy.cut()
+        # The logout, by another worker with a path of its own.
+        other = local_env(
+            RedisCache(host=own_server.client(), key_prefix=prefix),
+            tmp_path,
+            name="other",
+        )
+
+        with other.app.app_context():
+            assert other.pow.credentials.delete(session_id)
+
+        stale_starts = []
+
+        for _ in range(1_000_000):
+            began = local.clock()
+            response = client.get("/me")
+
+            if response.text != "ada@example.com free":
+                break
+
+            stale_starts.append(began)
+        else:
+            pytest.fail("the worker kept answering from its copy")
+    finally:
+        proxy.close()
+
+    assert response.status_code == 503
+    assert all(began < cut_at + local.staleness for began in stale_starts)
+
+
+def test_staleness_must_be_above_zero_and_within_the_ttl(
+    redis_server: RedisServer, prefix: str, tmp_path: t.Any
+) -> None:
+    cache = RedisCache(host=redis_server.client(), key_prefix=prefix)
+
+    for value in (0, -1, 11):
+        with pytest.raises(ValueError, match="POW_REDIS_LOCAL_CACHE_STALENESS"):
+            local_env(cache, tmp_path, POW_REDIS_LOCAL_CACHE_STALENESS=value)
 
 
 # -- the copy itself -------------------------------------------------------------
@@ -542,7 +608,10 @@ def test_forked_child_opens_its_own_channel(local: LocalCache) -> None:
 
     assert status == 0
     assert answer == b"own"
-    # The parent's channel is untouched and still trusted.
+    # The parent's channel is untouched, and trusted again once a heartbeat
+    # is answered (it idled past the staleness bound while the child ran).
+    assert local._channels[0].conn is parent_conn
+    trusted(local)
     assert local._channels[0].conn is parent_conn
     local.put("s", (b"1",), ["k"], local.begin())
     assert local.get("s") == (b"1",)
