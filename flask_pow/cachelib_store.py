@@ -36,13 +36,14 @@ import time
 import typing as t
 
 from .parsed import ParsedRecords
-from .protocol import TAG_LENGTH
 from .protocol import CorruptLog
 from .protocol import Found
 from .protocol import Swapped
 from .protocol import UnvouchedLog
+from .protocol import is_session_id
 from .protocol import least_recently_used
 from .protocol import parse_map
+from .protocol import tag_of
 from .protocol import user_tags
 from .protocol import user_value
 from .records import SessionRecord
@@ -119,7 +120,7 @@ class CachelibSessionStore:
 
     @staticmethod
     def _owner_of(session_id: str, user_key: str) -> str:
-        return f"{session_id[:TAG_LENGTH]}:{user_key}"
+        return f"{tag_of(session_id)}:{user_key}"
 
     def _is_ours(self, record: SessionRecord) -> bool:
         """Whether a session record is this application's: its id starts
@@ -127,7 +128,7 @@ class CachelibSessionStore:
         application's record (or one from before records were tagged)
         reads as missing.
         """
-        return record.id[:TAG_LENGTH] in self._tags(record.user_key)
+        return tag_of(record.id) in self._tags(record.user_key)
 
     def _locked(self, kind: str, name: str) -> Lock:
         lock = self.store.lock(kind, name)
@@ -144,7 +145,7 @@ class CachelibSessionStore:
         return record if record is not None and self._is_ours(record) else None
 
     def _read_session(self, session_id: str) -> SessionRecord | None:
-        if not _is_id(session_id):
+        if not is_session_id(session_id):
             return None
 
         key = self._session_key(session_id)
@@ -369,10 +370,9 @@ class CachelibSessionStore:
     def delete(
         self, user_key: str, session_ids: c.Sequence[str], now: float
     ) -> list[str]:
+        tags = self._tags(user_key)
         ours = [
-            sid
-            for sid in session_ids
-            if _is_id(sid) and sid[:TAG_LENGTH] in self._tags(user_key)
+            sid for sid in session_ids if is_session_id(sid) and tag_of(sid) in tags
         ]
         ended = self._delete_records(ours)
         owners: dict[str, list[str]] = {}
@@ -524,9 +524,3 @@ class CachelibSessionStore:
             )
             if (data := self.parsed.user(user_key, value, key)) is not None
         ]
-
-
-def _is_id(session_id: str) -> bool:
-    # An id of another length has no tag: not ours (an id from before
-    # records were tagged included), and no key is read for it.
-    return len(session_id) == TAG_LENGTH + 22

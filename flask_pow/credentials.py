@@ -88,6 +88,15 @@ def _utc(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
 
 
+def _remembered_device(record: SessionRecord) -> SessionInfo:
+    """How a remember-me credential is listed when its device has no live
+    session: a device that logs in again until the credential ends.
+    """
+    return dataclasses.replace(
+        record.info(), remembered_until=_utc(record.expires_at), kind="remember"
+    )
+
+
 def _request_ip() -> str | None:
     return request.remote_addr if has_request_context() else None
 
@@ -712,9 +721,7 @@ class CredentialsCache:
             return None
 
         if record.kind == "remember":
-            return dataclasses.replace(
-                record.info(), remembered_until=_utc(record.expires_at), kind="remember"
-            )
+            return _remembered_device(record)
 
         return self.info_of(record)
 
@@ -754,11 +761,7 @@ class CredentialsCache:
         # A device whose session ended but whose remember-me credential
         # still logs it in is listed by the credential's id.
         infos += [
-            dataclasses.replace(
-                record.info(),
-                remembered_until=_utc(record.expires_at),
-                kind="remember",
-            )
+            _remembered_device(record)
             for record in found
             if record.kind == "remember" and record.linked not in live
         ]

@@ -149,6 +149,21 @@ class SessionStore(t.Protocol):
 TAG_LENGTH = 8
 
 
+def tag_of(session_id: str) -> str:
+    """The tag a session id starts with: its user's, under the secret key
+    that issued it.
+    """
+    return session_id[:TAG_LENGTH]
+
+
+def is_session_id(session_id: str) -> bool:
+    """Whether a session id has the shape a store issues: a tag, then 22
+    random characters. Any other (one from before ids carried a tag
+    included) names no session, and no key is read for it.
+    """
+    return len(session_id) == TAG_LENGTH + 22
+
+
 def user_tags(user_key: str, secrets: c.Iterable[str | bytes]) -> list[str]:
     """A user's tags: derived from the user key and the application's
     secret key (and each of its fallbacks, whose sessions may still be

@@ -44,6 +44,8 @@ from .protocol import CorruptLog
 from .protocol import Found
 from .protocol import Swapped
 from .protocol import UnvouchedLog
+from .protocol import is_session_id
+from .protocol import tag_of
 from .protocol import user_tags
 from .protocol import user_value
 from .records import SessionRecord
@@ -213,12 +215,8 @@ class RedisSessionStore:
         if pool is not None:
             pool.disconnect()
 
-    @staticmethod
-    def _tag_of(session_id: str) -> str:
-        return session_id[:TAG_LENGTH]
-
     def _session_key(self, session_id: str) -> str:
-        tag = self._tag_of(session_id)
+        tag = tag_of(session_id)
         return f"{self.prefix}session:{{{tag}}}{session_id[TAG_LENGTH:]}"
 
     def _session_prefix(self, tag: str) -> str:
@@ -249,11 +247,6 @@ class RedisSessionStore:
         self, session_id: str, value: bytes | None
     ) -> SessionRecord | None:
         return self.parsed.session(session_id, value, self._session_key(session_id))
-
-    @staticmethod
-    def _is_id(session_id: str) -> bool:
-        # An id of another length has no tag: no such session, and no key.
-        return len(session_id) == TAG_LENGTH + 22
 
     def _tags(self, user_key: str) -> list[str]:
         return user_tags(user_key, self._secrets())
@@ -289,7 +282,7 @@ class RedisSessionStore:
     # -- reading a session --------------------------------------------------
 
     def read_session(self, session_id: str) -> SessionRecord | None:
-        if not self._is_id(session_id):
+        if not is_session_id(session_id):
             return None
 
         key = self._session_key(session_id)
@@ -299,15 +292,13 @@ class RedisSessionStore:
 
         # Another application's session (other secret keys) is not ours to
         # read, list or end.
-        if record is None or self._tag_of(session_id) not in self._tags(
-            record.user_key
-        ):
+        if record is None or tag_of(session_id) not in self._tags(record.user_key):
             return None
 
         return record
 
     def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
-        if not self._is_id(session_id):
+        if not is_session_id(session_id):
             return None
 
         local = self.local
@@ -319,7 +310,7 @@ class RedisSessionStore:
                 return self._found(session_id, held[0], held[1], local=True)
 
         epoch = local.begin() if local is not None else 0
-        tag = self._tag_of(session_id)
+        tag = tag_of(session_id)
         key = self._session_key(session_id)
         sent = self.local_clock()
         args = [self._user_key(tag, ""), self._index_key(tag, ""), session_id]
@@ -359,7 +350,7 @@ class RedisSessionStore:
         if record is None:
             return None
 
-        user_key = self._user_key(self._tag_of(session_id), record.user_key)
+        user_key = self._user_key(tag_of(session_id), record.user_key)
         user_data = self.parsed.user(record.user_key, user, user_key)
         return Found(record, user_data, local=local)
 
@@ -396,7 +387,7 @@ class RedisSessionStore:
         if self.local is None:
             return
 
-        keys = [self._session_key(s) for s in session_ids if self._is_id(s)]
+        keys = [self._session_key(s) for s in session_ids if is_session_id(s)]
 
         for tag in self._tags(user_key):
             keys += [self._user_key(tag, user_key), self._index_key(tag, user_key)]
@@ -437,7 +428,7 @@ class RedisSessionStore:
         max_sessions: int,
         keep: c.Collection[str],
     ) -> list[t.Any]:
-        tag = self._tag_of(record.id)
+        tag = tag_of(record.id)
         keys = [
             self._session_key(record.id),
             self._index_key(tag, record.user_key),
@@ -532,8 +523,8 @@ class RedisSessionStore:
         tags = self._tags(user_key)
 
         for session_id in session_ids:
-            if self._is_id(session_id) and self._tag_of(session_id) in tags:
-                by_tag.setdefault(self._tag_of(session_id), []).append(session_id)
+            if is_session_id(session_id) and tag_of(session_id) in tags:
+                by_tag.setdefault(tag_of(session_id), []).append(session_id)
 
         return [
             session_id

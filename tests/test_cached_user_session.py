@@ -61,6 +61,13 @@ def add_in_view(env: Env, client: FlaskClient, *, hold_row: bool, user: str) -> 
     return client.get("/add").get_data(as_text=True)
 
 
+def upgrades(env: Env, client: FlaskClient, user_id: int) -> None:
+    """Log in, and the view at ``/upgrade`` makes the user's plan pro."""
+    env.login(client, user_id)
+    assert client.post("/upgrade").status_code == 200
+    assert env.me(client) == "ada@example.com pro"
+
+
 @pytest.mark.parametrize("user", ["proxy", "g.current_user"])
 def test_adding_the_cached_user_is_refused_when_the_session_holds_the_row(
     env: Env, client: FlaskClient, user: str
@@ -105,9 +112,7 @@ def test_database_user_can_be_added_and_committed_after_a_refusal(
         env.db.session.commit()
         return "ok"
 
-    env.login(client, user_id)
-    assert client.post("/upgrade").status_code == 200
-    assert env.me(client) == "ada@example.com pro"
+    upgrades(env, client, user_id)
 
 
 def test_reloaded_user_can_be_added_and_committed(
@@ -121,9 +126,7 @@ def test_reloaded_user_can_be_added_and_committed(
         env.db.session.commit()
         return "ok"
 
-    env.login(client, user_id)
-    assert client.post("/upgrade").status_code == 200
-    assert env.me(client) == "ada@example.com pro"
+    upgrades(env, client, user_id)
 
 
 def test_merging_the_cached_user_gives_the_row(
