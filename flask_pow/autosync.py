@@ -27,13 +27,9 @@ import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from flask import current_app
 from flask import has_app_context
-from flask import has_request_context
 
-from .persist import write_user_changes
-from .request_state import forget_session
-from .request_state import get_pow_state
-from .request_state import get_request_state
-from .request_state import set_current_user
+from .lifecycle import note_committed
+from .state import get_state
 from .users import SQLAlchemyUsers
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -79,13 +75,10 @@ class _CommitListener:
         if not has_app_context():
             return None
 
-        pow_ = current_app.extensions.get("pow")
-
-        if pow_ is None:
+        if "pow" not in current_app.extensions:
             return None
 
-        state = pow_.get_state(current_app._get_current_object())  # type: ignore[attr-defined]
-        users = state.users
+        users = (state := get_state()).users
 
         if (
             not state.config.sync_on_commit
@@ -165,34 +158,4 @@ def _innermost(session: sa_orm.Session) -> t.Any:
 
 
 def _write(pending: dict[str, dict[str, t.Any] | None]) -> None:
-    state = get_pow_state()
-
-    request_state = get_request_state() if has_request_context() else None
-
-    # Outside a request, or after its teardown (a commit in a later teardown
-    # function): nothing would write a queued change any more.
-    if request_state is None or request_state.finished:
-        write_user_changes(state.credentials, pending)
-        return
-
-    request_state.committed.update(pending)
-    current_key = request_state.user_key
-
-    if current_key is None or current_key not in pending:
-        return
-
-    # The current user's row changed: the rest of this request sees it too.
-    user_data = pending[current_key]
-
-    if user_data is None:
-        forget_session(request_state)
-        request_state.clear_cookie = True
-        set_current_user(None)
-    else:
-        request_state.user_data = user_data
-        current = sa.inspect(request_state.user, raiseerr=False)
-
-        # A user attached to the session (reloaded) loads its new values
-        # itself; the cached, detached one is replaced by the new values.
-        if current is None or current.session_id is None:
-            set_current_user(state.users.load(user_data))
+    note_committed(get_state(), pending)

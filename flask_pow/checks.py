@@ -10,7 +10,6 @@ several.
 
 from __future__ import annotations
 
-import typing as t
 import warnings
 
 from cachelib import SimpleCache
@@ -19,10 +18,7 @@ from flask import request
 
 from .config import LateSettingWarning
 from .config import changed_settings
-
-if t.TYPE_CHECKING:  # pragma: no cover
-    from .extension import Pow
-    from .extension import PowState
+from .state import PowState
 
 
 class SetupError(RuntimeError):
@@ -103,19 +99,7 @@ def check_app(app: Flask, state: PowState) -> None:
             " none is set. Set 'SECRET_KEY' in the application's config."
         )
 
-    pow_: Pow = app.extensions["pow"]
-    views: dict[str, str | None] = {"POW_LOGIN_VIEW": state.config.login_view}
-
-    if pow_.login_view is not None:
-        views["login_manager.login_view"] = pow_.login_view
-
-    for name, endpoint in state.config.blueprint_login_views.items():
-        views[f"POW_BLUEPRINT_LOGIN_VIEWS[{name!r}]"] = endpoint
-
-    for name, endpoint in pow_.blueprint_login_views.items():
-        views[f"login_manager.blueprint_login_views[{name!r}]"] = endpoint
-
-    for setting, endpoint in views.items():
+    for setting, endpoint in state.manager.login_views(state.config).items():
         if endpoint is not None and endpoint not in app.view_functions:
             known = sorted(e for e in app.view_functions if "login" in e)
             hint = f" Endpoints with 'login' in their name: {known}." if known else ""

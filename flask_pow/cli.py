@@ -21,9 +21,8 @@ from flask.cli import with_appcontext
 
 from .credentials import CredentialsCache
 from .records import SessionInfo
-
-if t.TYPE_CHECKING:  # pragma: no cover
-    from .extension import PowState
+from .state import PowState
+from .state import get_state
 
 pow_cli = AppGroup("pow", help="Inspect and revoke flask_pow sessions.")
 
@@ -37,12 +36,10 @@ def _fail(message: str, code: int) -> t.NoReturn:
 
 
 def _state() -> PowState:
-    pow_ = current_app.extensions.get("pow")
-
-    if pow_ is None:
+    if "pow" not in current_app.extensions:
         _fail("flask_pow is not set up on this application.", 2)
 
-    state: PowState = pow_.get_state()
+    state = get_state()
 
     if isinstance(state.config.cache, SimpleCache):
         _fail(

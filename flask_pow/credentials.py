@@ -14,13 +14,8 @@ import time
 import typing as t
 
 from blinker import NamedSignal
-from flask import current_app
-from flask import has_app_context
-from flask import has_request_context
-from flask import request
 
 from . import signals
-from .policy import Match
 from .policy import Policy
 from .protocol import CorruptLog
 from .protocol import SessionStore
@@ -46,25 +41,29 @@ class Restored:
     session_id: str
     session_token: str
     remember_token: str
-    #: This call created the session (rather than following another's).
-    created: bool
     #: When the credential ends (its login plus ``POW_REMEMBER_TTL``).
     expires_at: float
 
 
 @dataclasses.dataclass
 class Authenticated:
-    """What the store says about a request's token.
+    """What the store says about a request's token, and its user.
 
     :meta private:
     """
 
     record: SessionRecord
-    #: The user's cached values; ``None`` if the store lost the user record.
+    #: The user, built from the cache; ``None`` if the session cannot be
+    #: used (:attr:`end` says whether it must end).
+    user: t.Any
     user_data: dict[str, t.Any] | None
     #: The token the client should hold from now on, if it presented a
     #: rotated-away one inside the grace window.
     follow: str | None = None
+    #: The token is due for a routine rotation (``POW_SESSION_TTL_RENEWAL``).
+    due: bool = False
+    #: The session must end: past its absolute timeout, or its user is gone.
+    end: bool = False
 
 
 #: A record written this many seconds in this worker's future means the
@@ -97,15 +96,8 @@ def _remembered_device(record: SessionRecord) -> SessionInfo:
     )
 
 
-def _request_ip() -> str | None:
-    return request.remote_addr if has_request_context() else None
-
-
-def _send(signal: NamedSignal, **kwargs: t.Any) -> None:
-    # Sent with the application as sender, when there is one: the cache can
-    # be used from a bare script too.
-    if has_app_context():
-        signal.send(current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
+def _no_signals(signal: NamedSignal, **kwargs: t.Any) -> None:
+    pass
 
 
 class CredentialsCache:
@@ -123,6 +115,11 @@ class CredentialsCache:
         for each).
     :param freshness: seconds a proof of identity keeps a session fresh, or
         ``None`` for its whole life.
+    :param remember_ttl: seconds a remember-me credential lives.
+    :param renewal: seconds after which a token is due for rotation, or
+        ``None`` for never.
+    :param send: sends a signal with keyword arguments, with the
+        application as sender (the extension gives it).
     """
 
     #: The clock, seconds since the epoch. Tests may replace it.
@@ -139,8 +136,12 @@ class CredentialsCache:
         max_sessions: int = 100,
         freshness: int | None = None,
         remember_ttl: int = 30 * 24 * 3600,
+        renewal: int | None = None,
+        send: c.Callable[..., None] = _no_signals,
     ) -> None:
         self.store = store
+        self.renewal = renewal
+        self._send = send
         # A store that keeps its own clock (Redis: the server's) decides
         # every deadline by it, whatever this worker's clock says.
         store_clock = getattr(store, "clock", None)
@@ -159,9 +160,12 @@ class CredentialsCache:
     # -- the request path ---------------------------------------------------
 
     def authenticate(self, session_id: str, token: str) -> Authenticated | None:
-        """Look up the session a client presents. ``None`` unless the token
-        is the session's current one, or its previous one inside the grace
-        window, and its user's index still lists the session.
+        """Look up the session a client presents and build its user. ``None``
+        unless the token is the session's current one, or its previous one
+        inside the grace window, and its user's index still lists the
+        session. A user record the store lost, or one written for other
+        columns than the adapter caches now, is loaded from the database
+        once and cached again.
 
         :meta private:
         """
@@ -170,9 +174,12 @@ class CredentialsCache:
         if found is None:
             return None
 
-        now = self.clock()
-        self._check_clock(found.record, now)
-        match = self.policy.match(found.record, token, now)
+        record, now = found.record, self.clock()
+
+        if record.inserted_at - now > CLOCK_SKEW_WARNING:
+            self._warn_skew(record.inserted_at - now)
+
+        match = self.policy.match(record, token, now)
 
         if match is None and found.local:
             # The local copy may predate a rotation whose invalidation is
@@ -182,21 +189,67 @@ class CredentialsCache:
             if found is None:
                 return None
 
-            match = self.policy.match(found.record, token, now)
+            record = found.record
+            match = self.policy.match(record, token, now)
 
         if match is None:
             return None
 
-        return Authenticated(found.record, found.user_data, match.follow)
+        if self.policy.is_past_absolute(record, now):
+            return Authenticated(record, None, None, end=True)
 
-    def _check_clock(self, record: SessionRecord, now: float) -> None:
+        user_key, user_data = record.user_key, found.user_data
+
+        if user_data is None:
+            # The store lost the user record of a valid session. The session
+            # ends if the user is gone from the database (as a reload
+            # finds); an adapter that cannot load by key leaves it.
+            reload_key = getattr(self.adapter, "reload_key", None)
+            healed = self._recache(
+                user_key,
+                None if reload_key is None else reload_key(user_key),
+                "Loaded a user whose cached record the store had lost from"
+                " the database, and cached it again.",
+            )
+
+            if healed is None:
+                return Authenticated(record, None, None, end=reload_key is not None)
+
+            user, user_data = healed
+        else:
+            user = self.load_user(user_key, user_data)
+
+            if user is None:
+                return None
+
+            is_stale = getattr(self.adapter, "is_stale", None)
+
+            if is_stale is not None and is_stale(user_data):
+                healed = self._recache(
+                    user_key,
+                    self.adapter.reload(user),
+                    "Rewrote a cached user whose record held other columns than"
+                    " the model caches now (a deploy changed them).",
+                )
+
+                if healed is None:
+                    return Authenticated(record, None, None, end=True)
+
+                user, user_data = healed
+
+        due = (
+            match.follow is None
+            and self.renewal is not None
+            and record.inserted_at + self.renewal < now
+        )
+        return Authenticated(record, user, user_data, match.follow, due)
+
+    def _warn_skew(self, skew: float) -> None:
         """Log, once, a record written in this worker's future: another
         worker's clock is ahead, and every deadline it writes (expiry,
         grace, absolute timeout) is off here by as much.
         """
-        skew = record.inserted_at - now
-
-        if skew > CLOCK_SKEW_WARNING and not self._warned_skew:
+        if not self._warned_skew:
             self._warned_skew = True
             logger.warning(
                 "A session record was written %.0f s in this worker's future:"
@@ -206,10 +259,6 @@ class CredentialsCache:
                 " flask_pow uses.",
                 skew,
             )
-
-    def _match(self, record: SessionRecord, token: str) -> Match | None:
-        """:meth:`Policy.match <flask_pow.policy.Policy.match>` now."""
-        return self.policy.match(record, token, self.clock())
 
     def load_user(self, user_key: str, user_data: dict[str, t.Any]) -> t.Any | None:
         """Build a user from cached data; ``None`` (logged once) if it is
@@ -222,31 +271,6 @@ class CredentialsCache:
         except (ValueError, TypeError, KeyError):
             self._corrupt("user", f"user:{user_key}")
             return None
-
-    def is_stale(self, user_data: dict[str, t.Any]) -> bool:
-        """Whether cached values were written for other columns than the
-        adapter caches now (adapters without ``is_stale`` never say so).
-
-        :meta private:
-        """
-        is_stale = getattr(self.adapter, "is_stale", None)
-        return bool(is_stale(user_data)) if is_stale is not None else False
-
-    def heal_user(
-        self, user_key: str, user: t.Any
-    ) -> tuple[t.Any, dict[str, t.Any]] | None:
-        """Load a user whose cached record is stale from the database (one
-        query), write the record again for every session of that user, and
-        return the user with its new values; ``None`` if the user is gone.
-
-        :meta private:
-        """
-        return self._recache(
-            user_key,
-            self.adapter.reload(user),
-            "Rewrote a cached user whose record held other columns than the"
-            " model caches now (a deploy changed them).",
-        )
 
     def _recache(
         self, user_key: str, fresh: t.Any | None, why: str
@@ -261,38 +285,6 @@ class CredentialsCache:
         self.store.write_user(user_key, user_data, self.clock())
         logger.info(why)
         return fresh, user_data
-
-    @property
-    def reloads_by_key(self) -> bool:
-        """Whether the adapter can load a user from a user key
-        (``reload_key``), which healing a lost user record needs.
-
-        :meta private:
-        """
-        return hasattr(self.adapter, "reload_key")
-
-    def heal_missing_user(self, user_key: str) -> tuple[t.Any, dict[str, t.Any]] | None:
-        """Load the user of a valid session whose cached user record the
-        store lost (eviction, a flush) from the database (one query), and
-        write the record back for every session of that user. ``None`` if
-        the adapter cannot load a user by key, or the user is gone.
-
-        :meta private:
-        """
-        reload_key = getattr(self.adapter, "reload_key", None)
-        return self._recache(
-            user_key,
-            reload_key(user_key) if reload_key is not None else None,
-            "Loaded a user whose cached record the store had lost from the"
-            " database, and cached it again.",
-        )
-
-    def is_past_absolute(self, record: SessionRecord) -> bool:
-        """Whether a session is past the absolute timeout.
-
-        :meta private:
-        """
-        return self.policy.is_past_absolute(record, self.clock())
 
     # -- writes -------------------------------------------------------------
 
@@ -398,12 +390,17 @@ class CredentialsCache:
         )
 
         for ended_id in evicted:
-            _send(
+            self._send(
                 signals.session_revoked, session_id=ended_id, user_key=record.user_key
             )
 
     def restore(
-        self, series: str, token: str, metadata: dict[str, t.Any]
+        self,
+        series: str,
+        token: str,
+        metadata: dict[str, t.Any],
+        *,
+        ip: str | None = None,
     ) -> Restored | None:
         """Use a remember-me credential: a new session (not fresh) for its
         user and device, and a new token for the credential (the one used
@@ -432,7 +429,7 @@ class CredentialsCache:
             # used again, so two parties hold the credential (the
             # series-and-token scheme of Spring Security's remember-me).
             if now < record.expires_at:
-                self._stolen(record)
+                self._stolen(record, ip)
 
             return None
 
@@ -466,7 +463,6 @@ class CredentialsCache:
                 session_id,
                 session_token,
                 fresh_token,
-                created=True,
                 expires_at=advanced.expires_at,
             )
 
@@ -493,11 +489,10 @@ class CredentialsCache:
             record.linked,
             unseal(record.linked_sealed, token),
             unseal(record.rotated_to, token),
-            created=False,
             expires_at=record.expires_at,
         )
 
-    def _stolen(self, record: SessionRecord) -> None:
+    def _stolen(self, record: SessionRecord, ip: str | None) -> None:
         ended = self.delete_sessions_by_key(record.user_key)
         logger.warning(
             "A remember-me token was used again after it was replaced: two"
@@ -505,11 +500,11 @@ class CredentialsCache:
             " ended (%d).",
             ended,
         )
-        _send(
+        self._send(
             signals.remember_token_reused,
             user_key=record.user_key,
             series=record.id,
-            ip=_request_ip(),
+            ip=ip,
         )
 
     def rotate(
@@ -551,7 +546,11 @@ class CredentialsCache:
             record = self.store.read_session(session_id)
 
         for _ in range(ROTATE_ATTEMPTS):
-            found = None if record is None else self._match(record, token)
+            found = (
+                None
+                if record is None
+                else self.policy.match(record, token, self.clock())
+            )
 
             if record is None or found is None:
                 return None
@@ -639,7 +638,7 @@ class CredentialsCache:
         if user_key is None:
             return False
 
-        _send(signals.session_revoked, session_id=session_id, user_key=user_key)
+        self._send(signals.session_revoked, session_id=session_id, user_key=user_key)
         return True
 
     def delete_user_sessions(self, user: t.Any, *, keep: str | None = None) -> int:
@@ -683,7 +682,9 @@ class CredentialsCache:
             ended += len(deleted)
 
             for session_id in deleted:
-                _send(signals.session_revoked, session_id=session_id, user_key=user_key)
+                self._send(
+                    signals.session_revoked, session_id=session_id, user_key=user_key
+                )
 
         return ended
 
@@ -705,7 +706,7 @@ class CredentialsCache:
         # A user with no live session is not cached: there is nothing to
         # update, and nothing is written.
         updated = self.store.write_user(user_key, user_data, self.clock())
-        _send(signals.user_synced, user_key=user_key, updated=updated)
+        self._send(signals.user_synced, user_key=user_key, updated=updated)
         return updated
 
     # -- reading ------------------------------------------------------------

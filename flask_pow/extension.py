@@ -3,73 +3,44 @@
 from __future__ import annotations
 
 import collections.abc as c
-import dataclasses
+import functools
 import typing as t
+import weakref
 from weakref import WeakKeyDictionary
 
 from cachelib.redis_base import BaseRedisCache
 from flask import Blueprint
 from flask import Flask
-from flask import Request
 from flask import current_app
 from flask import got_request_exception
 from flask import request_started
-from flask.typing import ResponseReturnValue
 
 from . import checks
-from . import persist as _persist
-from . import request_state as _request_state
-from . import session as _session
+from . import lifecycle
 from .cachelib_store import CachelibSessionStore
 from .config import PowConfig
 from .config import load_config
 from .config import read_settings
 from .credentials import CredentialsCache
-from .mixins import AnonymousUser
 from .protocol import SessionStore
-from .signing import REMEMBER_SALT
-from .signing import TokenSigner
+from .state import LoginManager
+from .state import MetadataCallback
+from .state import PowState
+from .state import RequestLoader
+from .state import UnauthorizedCallback
 from .stores import Store
 from .users import SQLAlchemyUsers
 from .users import UserAdapter
-from .views import UNSET
+from .views import needs_refresh
+from .views import reload_current_user
+from .views import unauthorized
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    from flask.typing import ResponseReturnValue
     from flask_sqlalchemy import SQLAlchemy
 
-MetadataCallback = c.Callable[[t.Any], c.Mapping[str, t.Any]]
-RequestLoader = c.Callable[[Request], t.Any]
-UnauthorizedCallback = c.Callable[[], ResponseReturnValue]
 
-
-@dataclasses.dataclass
-class PowState:
-    """The per-application state of a :class:`Pow` extension.
-
-    :meta private:
-    """
-
-    config: PowConfig
-    store: Store
-    users: UserAdapter[t.Any]
-    credentials: CredentialsCache
-    metadata_callbacks: list[MetadataCallback]
-    request_loaders: list[RequestLoader]
-    signer: TokenSigner = dataclasses.field(default_factory=TokenSigner)
-    #: Signs the remember-me cookie, with a salt of its own.
-    remember_signer: TokenSigner = dataclasses.field(
-        default_factory=lambda: TokenSigner(REMEMBER_SALT)
-    )
-    #: The checks that need the built application have passed.
-    checked: bool = False
-    #: The store lives in this process's memory only.
-    process_local: bool = False
-    #: The ``POW_*`` keys as ``init_app`` read them, compared with the
-    #: application's config at its first request, then dropped.
-    read_settings: dict[str, t.Any] | None = None
-
-
-class Pow:
+class Pow(LoginManager):
     """Server-side auth sessions for Flask: the logged-in user comes from a
     credentials cache, without a database query per request.
 
@@ -95,32 +66,9 @@ class Pow:
         :class:`~flask_pow.users.UserAdapter`).
     """
 
-    #: The class of :data:`~flask_pow.current_user` when nobody is logged
-    #: in, as Flask-Login's ``login_manager.anonymous_user``. Set it to a
-    #: subclass of :class:`~flask_pow.AnonymousUser` to give it the methods
-    #: your templates call on any user.
-    anonymous_user: type[t.Any] = AnonymousUser
-
-    #: Flask-Login's ``login_manager.login_view``: when set, it wins over
-    #: ``POW_LOGIN_VIEW``. The attributes below are the same: Flask-Login
-    #: code that sets them keeps working, rather than being silently
-    #: ignored.
-    login_view: str | None = None
-    #: Wins over ``POW_BLUEPRINT_LOGIN_VIEWS`` for the blueprints it names.
-    blueprint_login_views: dict[str, str | None]
-    #: When set (``None`` too: flash nothing), wins over
-    #: ``POW_LOGIN_MESSAGE``.
-    login_message: t.Any = UNSET
-    #: When set, wins over ``POW_LOGIN_MESSAGE_CATEGORY``.
-    login_message_category: str | None = None
-    #: Flask-Login's ``login_manager.refresh_view``: wins over
-    #: ``POW_REFRESH_VIEW``.
-    refresh_view: str | None = None
-    #: When set (``None`` too: flash nothing), wins over
-    #: ``POW_NEEDS_REFRESH_MESSAGE``.
-    needs_refresh_message: t.Any = UNSET
-    #: When set, wins over ``POW_NEEDS_REFRESH_MESSAGE_CATEGORY``.
-    needs_refresh_message_category: str | None = None
+    #: The attributes Flask-Login keeps on its ``login_manager``
+    #: (``login_view``, ``login_message``, ``anonymous_user``, ...) are
+    #: :class:`~flask_pow.state.LoginManager`'s.
 
     def __init__(
         self,
@@ -130,16 +78,16 @@ class Pow:
         user_model: type[t.Any] | None = None,
         users: UserAdapter[t.Any] | None = None,
     ) -> None:
+        super().__init__()
         self.db = db
         self.user_model = user_model
         self.users = users
         self._states: WeakKeyDictionary[Flask, PowState] = WeakKeyDictionary()
         self._metadata_callbacks: list[MetadataCallback] = []
         self._request_loaders: list[RequestLoader] = []
+        #: Flask-Login's user loader, kept so that its code runs unchanged,
+        #: and never called (see :meth:`user_loader`).
         self._user_loader: c.Callable[[str], t.Any] | None = None
-        self.blueprint_login_views = {}
-        self.unauthorized_callback: UnauthorizedCallback | None = None
-        self.needs_refresh_callback: UnauthorizedCallback | None = None
 
         if app is not None:
             self.init_app(app)
@@ -188,11 +136,15 @@ class Pow:
 
         store = Store(config.cache, config.namespace)
         backend: SessionStore
+        app_ref = weakref.ref(app)
 
         def secrets() -> list[str | bytes]:
             # Read at each use: the key may be set after init_app.
             keys = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
             return [key for key in keys if key]
+
+        def send(signal: t.Any, **kwargs: t.Any) -> None:
+            signal.send(app_ref(), **kwargs)
 
         if isinstance(config.cache, BaseRedisCache):
             from .redis_store import RedisSessionStore
@@ -218,24 +170,29 @@ class Pow:
             max_sessions=config.max_sessions,
             freshness=config.freshness,
             remember_ttl=config.remember_ttl,
+            renewal=config.session_ttl_renewal,
+            send=send,
         )
-        self._states[app] = PowState(
+        state = self._states[app] = PowState(
             config=config,
-            store=store,
             users=users,
             credentials=credentials,
+            manager=self,
             metadata_callbacks=self._metadata_callbacks,
             request_loaders=self._request_loaders,
         )
-        state = self._states[app]
         state.process_local = checks.is_process_local(state)
         state.read_settings = read_settings(app.config)
         app.extensions["pow"] = self
-        request_started.connect(_request_state.begin_request, app, weak=False)
-        app.before_request(_session.load_user)
-        app.after_request(_persist.persist)
-        app.teardown_request(_persist.finish_request)
-        got_request_exception.connect(_persist.mark_failed, app, weak=False)
+        request_started.connect(
+            functools.partial(lifecycle.begin_request, state), app, weak=False
+        )
+        app.before_request(functools.partial(lifecycle.load, state))
+        app.after_request(functools.partial(lifecycle.apply, state))
+        app.teardown_request(lifecycle.end_request)
+        got_request_exception.connect(
+            functools.partial(lifecycle.mark_failed, state), app, weak=False
+        )
         app.context_processor(_template_context)
 
         from .cli import pow_cli
@@ -337,8 +294,6 @@ class Pow:
         ``POW_LOGIN_VIEW``, with ``POW_LOGIN_MESSAGE`` flashed, and the
         requested path in ``next``; with no login view, a 401.
         """
-        from .views import unauthorized
-
         return unauthorized()
 
     def needs_refresh_handler(
@@ -364,8 +319,6 @@ class Pow:
         ``POW_NEEDS_REFRESH_MESSAGE`` flashed and the requested path in
         ``next``; with no refresh view, a 401.
         """
-        from .views import needs_refresh
-
         return needs_refresh()
 
     def session_metadata(self, callback: MetadataCallback) -> MetadataCallback:
@@ -385,8 +338,8 @@ class Pow:
 
 
 def _reload_hook() -> None:
-    _session.reload_current_user()
+    reload_current_user()
 
 
 def _template_context() -> dict[str, t.Any]:
-    return {"current_user": _session.current_user}
+    return {"current_user": lifecycle.current_user}

@@ -18,9 +18,7 @@ import typing as t
 from flask.testing import FlaskClient
 
 from .records import SessionInfo
-
-if t.TYPE_CHECKING:  # pragma: no cover
-    from .extension import PowState
+from .state import get_state
 
 
 class PowClient(FlaskClient):
@@ -49,7 +47,7 @@ class PowClient(FlaskClient):
     ) -> SessionInfo:
         """Log a user in, and return the new session."""
         app = self.application
-        state: PowState = app.extensions["pow"].get_state(app)
+        state = get_state(app)
 
         with app.app_context():
             info, token = state.credentials.put(user, metadata or {})

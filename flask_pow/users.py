@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import logging
 import re
 import typing as t
 import urllib.parse
@@ -25,6 +26,8 @@ from sqlalchemy.orm.exc import DetachedInstanceError
 from werkzeug.local import LocalProxy
 
 from . import serialization
+
+logger = logging.getLogger("flask_pow")
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
@@ -490,3 +493,31 @@ class SQLAlchemyUsers(t.Generic[U]):
 
         value = getattr(user, self._label, None)
         return None if value is None else str(value)
+
+    def is_attached(self, user: U) -> bool:
+        """Whether a user is attached to a database session (reloaded),
+        and so loads new values itself.
+        """
+        current = sa.inspect(user, raiseerr=False)
+        return current is not None and current.session_id is not None
+
+    def warn_if_changed(self, user: U) -> None:
+        """Warn when the view changed the cached user itself: it is not in
+        the database session, so the change was saved nowhere (code written
+        for Flask-Login does ``current_user.last_seen = now``, then commits).
+        """
+        try:
+            state = instance_state(user)
+        except AttributeError:
+            return  # not a mapped instance
+
+        if not state.modified or not state.detached:
+            return
+
+        changed = ", ".join(a.key for a in state.attrs if a.history.has_changes())
+        logger.warning(
+            "The cached current_user was changed in this request (%s), but it"
+            " is not in the database session, so nothing was saved. Change the"
+            " row instead: flask_pow.database_user(), then commit.",
+            changed,
+        )

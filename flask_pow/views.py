@@ -17,19 +17,14 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from . import signals
-from .config import PowConfig
-from .login import login_fresh
-from .request_state import get_pow_state
-from .session import get_current_user
-from .session import reload_current_user
-
-if t.TYPE_CHECKING:  # pragma: no cover
-    from .extension import Pow
+from .auth import login_fresh
+from .lifecycle import current_user_or_none
+from .lifecycle import loaded
+from .lifecycle import reload
+from .state import UNSET
+from .state import get_state
 
 F = t.TypeVar("F", bound=c.Callable[..., t.Any])
-
-#: An attribute of :class:`~flask_pow.Pow` that was not set.
-UNSET: t.Any = object()
 
 #: Methods that pass ``login_required`` unauthenticated: a CORS preflight
 #: carries no cookie.
@@ -56,34 +51,22 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best_match(offers) == "application/json"
 
 
-def _login_view(config: PowConfig, pow_: Pow) -> str | None:
-    # The innermost blueprint that has a login view of its own wins; a
-    # blueprint mapped to None answers 401. What the application set on the
-    # extension (Flask-Login style) wins over its configuration.
-    for name in request.blueprints:
-        for views in (pow_.blueprint_login_views, config.blueprint_login_views):
-            if name in views:
-                return views[name]
-
-    return pow_.login_view or config.login_view
-
-
 def unauthorized() -> ResponseReturnValue:
     """The response to an anonymous request where a login is required. See
     :meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>`.
 
     :meta private:
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    pow_: Pow = app.extensions["pow"]
-    config = get_pow_state().config
+    state = get_state()
+    config, manager = state.config, state.manager
+    message = manager.login_message
     return _refuse(
         signals.user_unauthorized,
-        pow_.unauthorized_callback,
-        config.login_message if pow_.login_message is UNSET else pow_.login_message,
-        pow_.login_message_category or config.login_message_category,
+        manager.unauthorized_callback,
+        config.login_message if message is UNSET else message,
+        manager.login_message_category or config.login_message_category,
         ("unauthorized", "Login required."),
-        _login_view(config, pow_),
+        manager.login_view_for(config, request.blueprints),
     )
 
 
@@ -133,7 +116,7 @@ def login_required(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        if request.method not in EXEMPT_METHODS and get_current_user() is None:
+        if request.method not in EXEMPT_METHODS and current_user_or_none() is None:
             return unauthorized()
 
         return current_app.ensure_sync(view)(*args, **kwargs)
@@ -148,17 +131,16 @@ def needs_refresh() -> ResponseReturnValue:
 
     :meta private:
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    pow_: Pow = app.extensions["pow"]
-    config = get_pow_state().config
-    message = pow_.needs_refresh_message
+    state = get_state()
+    config, manager = state.config, state.manager
+    message = manager.needs_refresh_message
     return _refuse(
         signals.user_needs_refresh,
-        pow_.needs_refresh_callback,
+        manager.needs_refresh_callback,
         config.needs_refresh_message if message is UNSET else message,
-        pow_.needs_refresh_message_category or config.needs_refresh_message_category,
+        manager.needs_refresh_message_category or config.needs_refresh_message_category,
         ("reauthentication_required", "Please reauthenticate."),
-        pow_.refresh_view or config.refresh_view,
+        manager.refresh_view or config.refresh_view,
     )
 
 
@@ -180,7 +162,7 @@ def fresh_login_required(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
         if request.method not in EXEMPT_METHODS:
-            if get_current_user() is None:
+            if current_user_or_none() is None:
                 return unauthorized()
 
             if not login_fresh():
@@ -211,3 +193,14 @@ def reload_user(view: F) -> F:
 
     wrapper._pow_reload = True  # type: ignore[attr-defined]
     return t.cast(F, wrapper)
+
+
+def reload_current_user() -> t.Any:
+    """Reload the current user from the database, once per request (see
+    :func:`reload_user`).
+
+    :return: the reloaded user, or ``None``.
+    :meta private:
+    """
+    state = get_state()
+    return reload(state, loaded(state))

@@ -1,33 +1,31 @@
 """Logging in and out, and telling the cache about a changed user. Each
-changes ``g.current_user`` at once and records what to write, which
-:mod:`flask_pow.persist` writes once the view has returned.
+call changes what the rest of the request sees at once, and records its
+effect in the request's list, which :func:`flask_pow.lifecycle.apply` runs
+once the view has returned.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 import typing as t
 
 from flask import current_app
 from flask import has_request_context
 from flask import request
 
+from . import remember
 from . import serialization
 from . import signals
-from .request_state import RequestState
-from .request_state import forget_session
-from .request_state import get_pow_state
-from .request_state import get_request_state
-from .request_state import remembered_here
-from .request_state import set_current_user
-from .session import get_current_user
-from .session import load_user
-from .users import check_user_key
+from .lifecycle import ClearCookie
+from .lifecycle import End
+from .lifecycle import Login
+from .lifecycle import RequestState
+from .lifecycle import RevokeOthers
+from .lifecycle import Sync
+from .lifecycle import loaded
+from .state import get_state
 from .users import resolve_user
-
-logger = logging.getLogger("flask_pow")
 
 #: The user agent kept in the session metadata is cut to this length.
 MAX_USER_AGENT = 512
@@ -76,15 +74,12 @@ def login_user(
     if not force and not getattr(user, "is_active", True):
         return False
 
-    load_user()
-    request_state = get_request_state()
-    _refuse_late(request_state, "login_user()", "the new session's cookie")
-    state = get_pow_state()
-
+    state = get_state()
+    rs = loaded(state)
+    _refuse_late(rs, "login_user()", "the new session's cookie")
     # Fail here, in the view, rather than after it: no secret key, a user
     # with no identity, or metadata that cannot be stored.
     state.signer.check()
-    check_user_key(state.users.key(user))
     values: dict[str, t.Any] = {
         "ip": request.remote_addr,
         "user_agent": request.user_agent.string[:MAX_USER_AGENT],
@@ -93,25 +88,26 @@ def login_user(
     for callback in state.metadata_callbacks:
         values.update(callback(user))
 
-    values.update(metadata or {})
-    serialization.dumps(values)
+    if metadata:
+        values.update(metadata)
 
+    serialization.dumps(values)
     record, token = state.credentials.new_login(
         user, values, fresh=fresh, remember=bool(remember)
     )
-    _end_current(request_state)
-    request_state.login = (user, record, token, bool(remember))
+    _end_current(rs)
+    rs.effects.append(Login(user, record, token, bool(remember)))
     # The rest of the request sees the session the next request will.
-    request_state.info = state.credentials.info_of(record)
-    set_current_user(user)
+    rs.record = record
+    rs.set_user(user)
     return True
 
 
-def _refuse_late(request_state: RequestState, call: str, needs: str) -> None:
-    """Raise if the request's writes were already applied: what ``call``
+def _refuse_late(rs: RequestState, call: str, needs: str) -> None:
+    """Raise if the request's effects were already applied: what ``call``
     does needs ``needs``, which goes out with the response's headers.
     """
-    if request_state.applied:
+    if rs.applied:
         raise RuntimeError(
             f"{call} was called after flask_pow applied this request's"
             " changes (inside a streamed response's generator, or an"
@@ -121,63 +117,56 @@ def _refuse_late(request_state: RequestState, call: str, needs: str) -> None:
         )
 
 
+def _end_current(rs: RequestState) -> None:
+    """The request's session ends: a login not stored yet is dropped, a
+    stored session is ended after the view.
+    """
+    pending = [effect for effect in rs.effects if isinstance(effect, Login)]
+
+    if pending:
+        rs.effects.remove(pending[0])
+    elif rs.record is not None:
+        rs.effects.append(End(rs.record, rs.user))
+
+    rs.forget_session()
+
+
 def logout_user() -> bool:
     """Log the current user out. The session's token is dead server-side
     once the view returns, so a copy of the cookie is of no use.
 
     :return: whether a user was logged in.
     """
-    load_user()
-    request_state = get_request_state()
-    was_in = request_state.user is not None
+    state = get_state()
+    rs = loaded(state)
+    was_in = rs.user is not None
 
-    if request_state.applied:
+    if rs.applied:
         # Too late for the cookie (a streamed response): the session ends
         # now, server-side, so the cookie the client keeps opens nothing.
-        _end_now(request_state)
+        record, user = rs.record, rs.user
+        rs.forget_session()
+        rs.set_user(None)
+
+        if record is not None:
+            state.credentials.end(
+                record.id,
+                record.user_key,
+                remembered=remember.device(state, rs.remember),
+            )
+            signals.send_logged_out(
+                current_app._get_current_object(),  # type: ignore[attr-defined]
+                user,
+                record.id,
+                record.user_key,
+            )
+
         return was_in
 
-    _end_current(request_state)
-    request_state.login = None
-    request_state.clear_cookie = True
-    request_state.clear_remember = True
-    request_state.remember_cookie = None
-    set_current_user(None)
+    _end_current(rs)
+    rs.effects.append(ClearCookie())
+    rs.set_user(None)
     return was_in
-
-
-def _end_now(request_state: RequestState) -> None:
-    """:func:`logout_user` after the request's writes: end its session at
-    once, with its device's remember-me credential.
-    """
-    session_id, user_key, user = (
-        request_state.session_id,
-        request_state.user_key,
-        request_state.user,
-    )
-    forget_session(request_state)
-    request_state.login = None
-    set_current_user(None)
-
-    if session_id is not None:
-        get_pow_state().credentials.end(
-            session_id, user_key, remembered=remembered_here()
-        )
-        signals.send_logged_out(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            user,
-            session_id,
-            user_key,
-        )
-
-
-def _end_current(request_state: RequestState) -> None:
-    if request_state.session_id is not None:
-        request_state.ended.append(
-            (request_state.session_id, request_state.user_key, request_state.user)
-        )
-
-    forget_session(request_state)
 
 
 def sync_user(user: t.Any) -> None:
@@ -195,31 +184,28 @@ def sync_user(user: t.Any) -> None:
         proxy too).
     """
     user = resolve_user(user)
-    state = get_pow_state()
+    state = get_state()
 
     if not has_request_context():
         state.credentials.update_user(user)
         return
 
-    load_user()
-    request_state = get_request_state()
+    rs = loaded(state)
+    key = state.users.key(user)
+    current = rs.record is not None and key == rs.record.user_key
 
-    if request_state.applied:
+    if rs.applied:
         # After the request's writes (a streamed response): written now;
         # the token cannot rotate, its cookie having gone out.
         state.credentials.update_user(user)
+    else:
+        rs.effects.append(Sync(key, state.users.dump(user)))
 
-        if state.users.key(user) == request_state.user_key:
-            set_current_user(user)
+        if current:
+            rs.rotate_at_least("hard")
 
-        return
-
-    key = state.users.key(user)
-    request_state.syncs.append((key, state.users.dump(user)))
-
-    if key == request_state.user_key:
-        request_state.force_rotate = True
-        set_current_user(user)
+    if current:
+        rs.set_user(user)
 
 
 def database_user(user: t.Any = None) -> t.Any:
@@ -238,10 +224,13 @@ def database_user(user: t.Any = None) -> t.Any:
         given.
     :return: the row, or ``None`` if there is no user or it no longer exists.
     """
-    state = get_pow_state()
+    state = get_state()
 
     if user is None:
-        user = get_current_user()
+        if not has_request_context():
+            return None
+
+        user = loaded(state).user
 
         if user is None:
             return None
@@ -265,17 +254,18 @@ def logout_other_sessions() -> int:
 
     :return: how many other sessions the user has now.
     """
-    load_user()
-    request_state = get_request_state()
-    _refuse_late(request_state, "logout_other_sessions()", "the new token's cookie")
+    state = get_state()
+    rs = loaded(state)
+    _refuse_late(rs, "logout_other_sessions()", "the new token's cookie")
+    record = rs.record
 
-    if request_state.user_key is None:
+    if record is None or rs.token is None:
         return 0
 
-    request_state.revoke_others = True
-    request_state.force_rotate = True
-    others = get_pow_state().credentials.sessions_by_key(request_state.user_key)
-    return sum(1 for info in others if info.id != request_state.session_id)
+    rs.effects.append(RevokeOthers(record.user_key, keep=record.id))
+    rs.rotate_at_least("hard")
+    others = state.credentials.sessions_by_key(record.user_key)
+    return sum(1 for info in others if info.id != record.id)
 
 
 def login_fresh() -> bool:
@@ -284,8 +274,7 @@ def login_fresh() -> bool:
     :data:`~flask_pow.config.POW_FRESHNESS`. ``False`` when nobody is logged
     in, and for a user a :meth:`~flask_pow.Pow.request_loader` authenticated.
     """
-    load_user()
-    info = get_request_state().session
+    info = loaded(get_state()).session_info
     return info is not None and info.fresh
 
 
@@ -299,10 +288,10 @@ def confirm_login() -> None:
     :raise RuntimeError: if the request has no session (nobody logged in,
         or a user from a request loader).
     """
-    load_user()
-    request_state = get_request_state()
-    _refuse_late(request_state, "confirm_login()", "the new token's cookie")
-    info = request_state.session
+    state = get_state()
+    rs = loaded(state)
+    _refuse_late(rs, "confirm_login()", "the new token's cookie")
+    info = rs.session_info
 
     if info is None:
         raise RuntimeError(
@@ -310,11 +299,9 @@ def confirm_login() -> None:
             " with flask_pow in this request."
         )
 
-    state = get_pow_state()
     now = state.credentials.clock()
-    request_state.confirm = True
-    request_state.force_rotate = True
-    request_state.info = dataclasses.replace(
+    rs.rotate_at_least("confirm")
+    rs.info = dataclasses.replace(
         info, fresh=True, fresh_at=dt.datetime.fromtimestamp(now, dt.timezone.utc)
     )
     signals.user_login_confirmed.send(
