@@ -31,33 +31,13 @@ from cachelib.redis_base import BaseRedisCache
 #: password hashes (``password_hash``, ``pw_hash``, ``hashed_password``),
 #: tokens, salts, OTP seeds and keys. A column that is merely named like a
 #: hash (``avatar_hash``, ``content_hash``) is not a secret, and is cached.
-DEFAULT_CACHE_EXCLUDE: tuple[str, ...] = (
-    "*password*",
-    "*passwd*",
-    "*passphrase*",
-    "*passcode*",
-    "*pincode*",
-    "pin_hash",
-    "pin_digest",
-    "*_pin_hash",
-    "*_pin_digest",
-    "*pass_hash*",
-    "*passhash*",
-    "*pw_hash*",
-    "*pwhash*",
-    "hashed_pw*",
-    "*secret*",
-    "*token*",
-    "*salt*",
-    "otp*",
-    "*_otp*",
-    "*totp*",
-    "*hotp*",
-    "*api_key*",
-    "*apikey*",
-    "*private_key*",
-    "*recovery_code*",
-    "*uniquifier*",
+DEFAULT_CACHE_EXCLUDE: tuple[str, ...] = tuple(
+    """
+    *password* *passwd* *passphrase* *passcode* *pincode* pin_hash pin_digest
+    *_pin_hash *_pin_digest *pass_hash* *passhash* *pw_hash* *pwhash*
+    hashed_pw* *secret* *token* *salt* otp* *_otp* *totp* *hotp* *api_key*
+    *apikey* *private_key* *recovery_code* *uniquifier*
+    """.split()
 )
 
 #: Remember cookie flags that, unset, follow Flask's ``SESSION_COOKIE_*``.
@@ -133,9 +113,7 @@ def flag(key: str, value: object) -> bool:
     return value
 
 
-def duration(
-    key: str, value: object, expected: str = "a timedelta or a number of seconds"
-) -> float:
+def duration(key: str, value: object, *, none: bool = False) -> float:
     """Seconds, fractions too, from a timedelta or a number."""
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
@@ -143,7 +121,12 @@ def duration(
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
 
-    raise TypeError(f"{key} must be {expected}, got {value!r}.")
+    if none:
+        raise TypeError(
+            f"{key} must be a timedelta, a number of seconds, or None, got {value!r}."
+        )
+
+    raise TypeError(f"{key} must be a timedelta or a number of seconds, got {value!r}.")
 
 
 def seconds(minimum: int, *, none: bool = False) -> Validator:
@@ -155,10 +138,7 @@ def seconds(minimum: int, *, none: bool = False) -> Validator:
         if value is None and none:
             return None
 
-        if none:
-            total = duration(key, value, "a timedelta, a number of seconds, or None")
-        else:
-            total = duration(key, value)
+        total = duration(key, value, none=none)
 
         if total != int(total):
             raise ValueError(
@@ -459,7 +439,7 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             f" got {config['POW_REDIS_LOCAL_CACHE_STALENESS']!r}."
         )
 
-    if ttl > OWASP_IDLE_TIMEOUT.total_seconds() and not config["POW_ACCEPT_LONG_IDLE"]:
+    if ttl > OWASP_IDLE_TIMEOUT.total_seconds() and not checked["POW_ACCEPT_LONG_IDLE"]:
         warnings.warn(
             f"POW_CREDENTIALS_TTL is {ttl} seconds. OWASP recommends"
             " an idle timeout of at most 30 minutes to limit session hijacking;"
@@ -469,7 +449,7 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             stacklevel=caller_stacklevel(),
         )
 
-    cache = _cache(config["POW_CACHE"], config["POW_REDIS_URL"], instance_path)
+    cache = _cache(checked["POW_CACHE"], checked["POW_REDIS_URL"], instance_path)
 
     # The local cache needs a Redis (or Valkey) store, whose servers track
     # keys for their clients.
@@ -480,9 +460,9 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
         )
 
     remember_cookie = {
-        key.removeprefix("POW_REMEMBER_COOKIE_").lower(): config[key]
+        key.removeprefix("POW_REMEMBER_COOKIE_").lower(): checked[key]
         for key in REMEMBER_COOKIE_FLAGS
-        if config[key] is not None
+        if checked[key] is not None
     }
     return PowConfig(cache=cache, remember_cookie=remember_cookie, **values)
 
