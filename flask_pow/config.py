@@ -2,13 +2,13 @@
 turns ``app.config`` into a frozen :class:`PowConfig` once, in
 :meth:`~flask_pow.Pow.init_app`.
 
-Each key is written once, as a :func:`setting` row in the body of
-:class:`PowConfig` (or in :data:`_INPUTS` for the few that are not one field
-each): its default, set in ``app.config`` so that it can be seen there, and
-the validator of its kind. The rules between keys follow the table, in
-:func:`load_config`. A bad value raises :exc:`ValueError` (or
-:exc:`TypeError` for a wrong type) at setup, naming the key, the value and
-the fix, never at request time.
+Each key is written once, as a row of one table: a ``setting(key, default,
+validator)`` field in the body of :class:`PowConfig`, or, for the few keys
+that fill no one field, a row of ``_INPUTS``. The known keys, the defaults
+set in ``app.config`` (so that they can be seen there) and the checks all
+come from it; the rules between keys follow it, in :func:`load_config`. A
+bad value raises :exc:`ValueError` (or :exc:`TypeError` for a wrong type) at
+setup, naming the key, the value and the fix, never at request time.
 """
 
 from __future__ import annotations
@@ -282,7 +282,8 @@ class PowConfig:
     whole seconds, because that is what cachelib timeouts take.
 
     The body is the table of settings: a field that one key fills is
-    ``setting(key, default, validator)``; a field built from several keys
+    ``setting(key, default, validator)``; a field that
+    :func:`load_config` builds from several keys (listed in ``_INPUTS``)
     is ``built()``.
     """
 
@@ -372,8 +373,8 @@ class PowConfig:
     )
 
 
-#: The keys that are not one field each: the cache is built from the first
-#: two (:func:`_cache`), the remember cookie's flags are gathered into
+#: The keys that fill no one field: the cache is built from the first two
+#: (:func:`_cache`), the remember cookie's flags are gathered into
 #: :attr:`PowConfig.remember_cookie`, and the last silences the OWASP warning.
 _INPUTS = (
     Setting("POW_CACHE", None, as_given),
