@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import typing as t
 import warnings
@@ -274,6 +275,52 @@ def test_unknown_setting_without_a_close_key_warns() -> None:
 def test_every_default_is_a_known_setting() -> None:
     app = setup()
     assert {k for k in app.config if k.startswith("POW_")} == KNOWN_SETTINGS
+
+
+def test_a_default_changed_in_place_changes_no_other_app() -> None:
+    first, second = setup(), setup()
+    first.config["POW_BLUEPRINT_LOGIN_VIEWS"]["admin"] = "admin.login"
+
+    assert second.config["POW_BLUEPRINT_LOGIN_VIEWS"] == {}
+    assert setup().config["POW_BLUEPRINT_LOGIN_VIEWS"] == {}
+
+
+def test_the_defaults_read_into_pow_config() -> None:
+    app = setup()
+
+    with app.app_context():
+        config = dataclasses.asdict(app.extensions["pow"].config)
+
+    del config["cache"]
+    assert config == {
+        "namespace": "credentials",
+        "session_key": "pow_auth",
+        "credentials_ttl": 1800,
+        "session_ttl_renewal": 900,
+        "rotation_grace": 30,
+        "absolute_ttl": None,
+        "max_sessions": 100,
+        "cache_exclude": app.config["POW_CACHE_EXCLUDE"],
+        "login_view": None,
+        "reload": False,
+        "reload_blueprints": frozenset(),
+        "blueprint_login_views": {},
+        "login_message": "Please log in to access this page.",
+        "login_message_category": "message",
+        "freshness": None,
+        "refresh_view": None,
+        "needs_refresh_message": "Please reauthenticate to access this page.",
+        "needs_refresh_message_category": "message",
+        "remember_cookie_name": "remember_token",
+        "remember_ttl": 30 * 24 * 3600,
+        "remember_cookie": {},
+        "sync_on_commit": True,
+        "redis_local_cache": False,
+        "redis_local_cache_ttl": 10,
+        "redis_local_cache_staleness": 0.25,
+        "redis_local_cache_max_entries": 10_000,
+        "redis_local_cache_max_bytes": 32 * 1024 * 1024,
+    }
 
 
 def set_up_by(path: str, **config: t.Any) -> None:
