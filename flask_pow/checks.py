@@ -19,6 +19,7 @@ from flask import request
 
 from .config import LateSettingWarning
 from .config import changed_settings
+from .signing import require_secret_key
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .extension import Pow
@@ -97,11 +98,7 @@ def check_app(app: Flask, state: PowState) -> None:
     :raise SetupError: if the secret key is missing or a login view names
         no endpoint.
     """
-    if not app.secret_key:
-        raise SetupError(
-            "flask_pow signs its token with the application's secret key, and"
-            " none is set. Set 'SECRET_KEY' in the application's config."
-        )
+    require_secret_key(app, SetupError)
 
     pow_: Pow = app.extensions["pow"]
     views: dict[str, str | None] = {"POW_LOGIN_VIEW": state.config.login_view}

@@ -14,13 +14,13 @@ import time
 import typing as t
 
 import click
-from cachelib import SimpleCache
 from flask import current_app
 from flask.cli import AppGroup
 from flask.cli import with_appcontext
 
-from .credentials import CredentialsCache
+from .checks import is_process_local
 from .records import SessionInfo
+from .records import utc
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .extension import PowState
@@ -44,7 +44,7 @@ def _state() -> PowState:
 
     state: PowState = pow_.get_state()
 
-    if isinstance(state.config.cache, SimpleCache):
+    if is_process_local(state):
         _fail(
             "POW_CACHE is an in-process cache (SimpleCache): the sessions live"
             " in the memory of the server processes, which this command cannot"
@@ -207,10 +207,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     )
 
 
-def _clock(credentials: CredentialsCache) -> dt.datetime:
-    return dt.datetime.fromtimestamp(credentials.clock(), dt.timezone.utc)
-
-
 def _all_sessions(
     state: PowState, user: tuple[str, str] | None
 ) -> list[tuple[SessionInfo, str]]:
@@ -278,7 +274,7 @@ def sessions_command(ctx: click.Context, user: str | None, as_json: bool) -> Non
         click.echo("No active sessions.")
         return
 
-    now = _clock(state.credentials)
+    now = utc(state.credentials.clock())
     rows = [
         [
             info.id,
@@ -332,7 +328,7 @@ def show_command(session_id: str, as_json: bool) -> None:
         click.echo(_dump(_as_json(info, label)))
         return
 
-    now = _clock(state.credentials)
+    now = utc(state.credentials.clock())
     lines = [
         (
             "Session",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections.abc as c
 import dataclasses
-import datetime as dt
 import logging
 import time
 import typing as t
@@ -28,6 +27,7 @@ from .records import SessionInfo
 from .records import SessionRecord
 from .records import seal
 from .records import unseal
+from .records import utc
 from .stores import StoreUnavailable
 from .users import UserAdapter
 from .users import check_user_key
@@ -84,16 +84,12 @@ def _batches(items: list[str], size: int = REVOKE_BATCH) -> c.Iterator[list[str]
         yield items[start : start + size]
 
 
-def _utc(timestamp: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
-
-
 def _remembered_device(record: SessionRecord) -> SessionInfo:
     """How a remember-me credential is listed when its device has no live
     session: a device that logs in again until the credential ends.
     """
     return dataclasses.replace(
-        record.info(), remembered_until=_utc(record.expires_at), kind="remember"
+        record.info(), remembered_until=utc(record.expires_at), kind="remember"
     )
 
 
@@ -751,7 +747,7 @@ class CredentialsCache:
         infos = [
             dataclasses.replace(
                 self.info_of(record),
-                remembered_until=_utc(remembered[record.id])
+                remembered_until=utc(remembered[record.id])
                 if record.id in remembered
                 else None,
             )
