@@ -14,6 +14,8 @@ from .login import logout_user as logout_user
 from .login import sync_user as sync_user
 from .mixins import AnonymousUser as AnonymousUser
 from .mixins import UserMixin as UserMixin
+from .orm import NotCachedError as NotCachedError
+from .orm import SQLAlchemyUsers as SQLAlchemyUsers
 from .records import SessionInfo as SessionInfo
 from .serialization import JSONSerializer as JSONSerializer
 from .session import current_session as current_session
@@ -34,8 +36,6 @@ from .signals import user_reloaded_gone as user_reloaded_gone
 from .signals import user_synced as user_synced
 from .signals import user_unauthorized as user_unauthorized
 from .stores import StoreUnavailable as StoreUnavailable
-from .users import NotCachedError as NotCachedError
-from .users import SQLAlchemyUsers as SQLAlchemyUsers
 from .users import UserAdapter as UserAdapter
 from .users import identity_key as identity_key
 from .views import fresh_login_required as fresh_login_required

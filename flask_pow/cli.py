@@ -61,7 +61,7 @@ def _find_user(state: PowState, text: str) -> tuple[str, str]:
     when it has none).
 
     ``text`` is matched as a user key (``User:42``), as an id (``42``, if
-    the adapter has ``key_for_id``) and as the label the listings show
+    the adapter implements ``key_for_id``) and as the label the listings show
     (``ada@example.com``), against the users index: the users with a live
     session. ``key=``, ``id=`` or ``label=`` before it matches that field
     alone. Exits with status 1 if nothing matches, or if the value matches
@@ -91,18 +91,18 @@ def _find_user(state: PowState, text: str) -> tuple[str, str]:
         if text in users or credentials.sessions_by_key(text):
             match(text, "its user key")
 
-    key_for_id = getattr(state.users, "key_for_id", None)
-
-    if "id" in fields and key_for_id is not None:
-        tried.append("an id")
-
+    if "id" in fields:
         try:
-            key = str(key_for_id(text))
+            key = state.users.key_for_id(text)
         except ValueError:
-            pass  # not an id this adapter understands: maybe a label
+            tried.append("an id")  # not an id of this adapter's: maybe a label
         else:
-            if key in users or credentials.sessions_by_key(key):
-                match(key, f"its id {text!r}")
+            # None: an adapter whose users have no id to be named by.
+            if key is not None:
+                tried.append("an id")
+
+                if key in users or credentials.sessions_by_key(key):
+                    match(key, f"its id {text!r}")
 
     if "label" in fields:
         tried.append("a label")

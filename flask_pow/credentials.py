@@ -31,6 +31,7 @@ from .records import utc
 from .stores import StoreUnavailable
 from .users import UserAdapter
 from .users import check_user_key
+from .users import reloads_by_key
 
 logger = logging.getLogger("flask_pow")
 
@@ -221,12 +222,11 @@ class CredentialsCache:
 
     def is_stale(self, user_data: dict[str, t.Any]) -> bool:
         """Whether cached values were written for other columns than the
-        adapter caches now (adapters without ``is_stale`` never say so).
+        adapter caches now.
 
         :meta private:
         """
-        is_stale = getattr(self.adapter, "is_stale", None)
-        return bool(is_stale(user_data)) if is_stale is not None else False
+        return self.adapter.is_stale(user_data)
 
     def heal_user(
         self, user_key: str, user: t.Any
@@ -265,7 +265,7 @@ class CredentialsCache:
 
         :meta private:
         """
-        return hasattr(self.adapter, "reload_key")
+        return reloads_by_key(self.adapter)
 
     def heal_missing_user(self, user_key: str) -> tuple[t.Any, dict[str, t.Any]] | None:
         """Load the user of a valid session whose cached user record the
@@ -275,10 +275,12 @@ class CredentialsCache:
 
         :meta private:
         """
-        reload_key = getattr(self.adapter, "reload_key", None)
+        if not self.reloads_by_key:
+            return None
+
         return self._recache(
             user_key,
-            reload_key(user_key) if reload_key is not None else None,
+            self.adapter.reload_key(user_key),
             "Loaded a user whose cached record the store had lost from the"
             " database, and cached it again.",
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc as c
 import dataclasses
+import functools
 import typing as t
 from weakref import WeakKeyDictionary
 
@@ -13,10 +14,12 @@ from flask import Flask
 from flask import Request
 from flask import current_app
 from flask import got_request_exception
+from flask import has_app_context
 from flask import request_started
 from flask.typing import ResponseReturnValue
 
 from . import checks
+from . import orm
 from . import persist as _persist
 from . import request_state as _request_state
 from . import session as _session
@@ -30,8 +33,8 @@ from .protocol import SessionStore
 from .signing import REMEMBER_SALT
 from .signing import TokenSigner
 from .stores import Store
-from .users import SQLAlchemyUsers
 from .users import UserAdapter
+from .users import as_adapter
 from .views import UNSET
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -179,12 +182,12 @@ class Pow:
                     " Flask-SQLAlchemy model), or 'users' (a user adapter)."
                 )
 
-            users = SQLAlchemyUsers(db, user_model, exclude=config.cache_exclude)
+            users = orm.SQLAlchemyUsers(db, user_model, exclude=config.cache_exclude)
 
             if config.sync_on_commit:
-                from . import autosync
+                orm.listen(db, functools.partial(_synced_users, db))
 
-                autosync.listen(db)
+        users = as_adapter(users)
 
         store = Store(config.cache, config.namespace)
         backend: SessionStore
@@ -382,6 +385,34 @@ class Pow:
         """
         self._metadata_callbacks.append(callback)
         return callback
+
+
+def _synced_users(
+    db: SQLAlchemy,
+) -> tuple[orm.SQLAlchemyUsers[t.Any], orm.Committed] | None:
+    """What :func:`orm.listen <flask_pow.orm.listen>` hands a commit of
+    ``db`` to: the current application's adapter, if it caches users of
+    ``db`` and syncs on commit, and the function that takes the changes.
+    """
+    if not has_app_context():
+        return None
+
+    pow_ = current_app.extensions.get("pow")
+
+    if pow_ is None:
+        return None
+
+    state = pow_.get_state()
+    users = state.users
+
+    if (
+        not state.config.sync_on_commit
+        or not isinstance(users, orm.SQLAlchemyUsers)
+        or users.db is not db
+    ):
+        return None
+
+    return users, _persist.note_committed
 
 
 def _reload_hook() -> None:

@@ -15,12 +15,14 @@ from flask import current_app
 from flask import has_request_context
 from flask import request
 from flask import session
-from sqlalchemy.orm.attributes import instance_state
 
 from . import signals
+from .orm import in_session
+from .orm import warn_if_changed_in_vain
 from .request_state import RequestState
 from .request_state import end_request
 from .request_state import find_request_state
+from .request_state import forget_session
 from .request_state import get_pow_state
 from .request_state import get_request_state
 from .request_state import is_dispatch_context
@@ -86,7 +88,7 @@ def persist(response: Response) -> Response:
     request_state.applied = True
 
     if request_state.user_key is not None:
-        _warn_if_changed_in_vain(request_state.user)
+        warn_if_changed_in_vain(request_state.user)
 
     try:
         written = _apply_committed(request_state)
@@ -208,26 +210,44 @@ def _warn_rotation_failed() -> None:
         )
 
 
-def _warn_if_changed_in_vain(user: t.Any) -> None:
-    """Warn when the view changed the cached user itself: it is not in the
-    database session, so the change was saved nowhere (code written for
-    Flask-Login does ``current_user.last_seen = now``, then commits).
-    """
-    try:
-        state = instance_state(user)
-    except AttributeError:
-        return  # not a mapped instance: a user of another adapter
+def note_committed(pending: dict[str, dict[str, t.Any] | None]) -> None:
+    """Take what a committed transaction changed (``POW_SYNC_ON_COMMIT``):
+    queued for after the view in a request, written at once outside one.
+    The current user's new values are the rest of the request's too.
 
-    if not state.modified or not state.detached:
+    :param pending: the new values by user key, ``None`` for a deleted user.
+    :meta private:
+    """
+    state = get_pow_state()
+
+    request_state = get_request_state() if has_request_context() else None
+
+    # Outside a request, or after its teardown (a commit in a later teardown
+    # function): nothing would write a queued change any more.
+    if request_state is None or request_state.finished:
+        write_user_changes(state.credentials, pending)
         return
 
-    changed = ", ".join(a.key for a in state.attrs if a.history.has_changes())
-    logger.warning(
-        "The cached current_user was changed in this request (%s), but it is"
-        " not in the database session, so nothing was saved. Change the row"
-        " instead: flask_pow.database_user(), then commit.",
-        changed,
-    )
+    request_state.committed.update(pending)
+    current_key = request_state.user_key
+
+    if current_key is None or current_key not in pending:
+        return
+
+    # The current user's row changed: the rest of this request sees it too.
+    user_data = pending[current_key]
+
+    if user_data is None:
+        forget_session(request_state)
+        request_state.clear_cookie = True
+        set_current_user(None)
+    else:
+        request_state.user_data = user_data
+
+        # A user attached to the session (reloaded) loads its new values
+        # itself; the cached, detached one is replaced by the new values.
+        if not in_session(request_state.user):
+            set_current_user(state.users.load(user_data))
 
 
 def _apply_committed(request_state: RequestState) -> dict[str, t.Any]:
