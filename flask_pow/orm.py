@@ -1,21 +1,9 @@
-"""Everything of flask_pow's that knows SQLAlchemy: the adapter for mapped
-models, the cached user that cannot join a database session, sync on
-commit, and the warning for a change made to the cached user in vain.
+"""All of flask_pow that knows SQLAlchemy: the adapter for mapped models,
+a cached user that no database session takes, sync on commit, and the
+warning for a change made to the cached user in vain.
 
-Sync on commit (``POW_SYNC_ON_COMMIT``): when a transaction that changed a
-cached user's row commits, that user's cached record is updated for all of
-their sessions, so that an edit made through the ORM cannot be forgotten by
-a missing :func:`~flask_pow.sync_user`; a deleted user's sessions end. After
-each flush the listener notes the users whose cached columns changed (the
-flush still knows the changes), and dumps their values once the flush is
-done (when a server-made value can be read back). Nothing is handed on
-before the outermost transaction commits: a rollback forgets what was
-noted. A flush that changes no user costs a scan of the flushed objects; no
-query is added. Changes made with plain SQL or by another program are not
-seen: use :func:`~flask_pow.sync_user` or :func:`~flask_pow.reload_user`.
-
-This module imports nothing of flask_pow's above the adapter protocol: the
-application's side of a commit comes in as the callback of :func:`listen`.
+It imports nothing of flask_pow's above the adapter protocol: what the
+application does with a commit comes in as the callback of :func:`listen`.
 """
 
 from __future__ import annotations
@@ -70,37 +58,32 @@ Loader = t.Callable[[sa_orm.InstanceState[t.Any], PassiveFlag], t.Any]
 
 
 class _NotCached:
-    """The per-instance loader of an attribute a cached user does not hold.
-    SQLAlchemy calls it instead of loading (a detached instance cannot), and
-    it raises an error that says what to do. If the instance has been
-    attached to a session all the same (flask_pow refuses to attach one it
-    built, but not a copy made by other means), it gets out of the way and
-    the attribute loads as usual.
+    """The per-instance loader of an attribute a cached user does not hold:
+    SQLAlchemy calls it instead of loading, and it raises an error that says
+    what to do. On an instance attached all the same (a copy made by other
+    means), it gets out of the way and the attribute loads as usual.
     """
+
+    #: Why an attribute is not cached, by kind, and what to do.
+    WHY = {
+        "excluded": "is not in flask_pow's cache: a pattern of POW_CACHE_EXCLUDE"
+        " matches it. If it is not a secret, narrow POW_CACHE_EXCLUDE to cache"
+        " it; otherwise read it from the row:",
+        "missing": "is not in this user's cached record, which was written"
+        " before the column was cached (a new column, or a narrower"
+        " POW_CACHE_EXCLUDE). The user's next login or sync writes it; until"
+        " then read it from the row:",
+        "relationship": "is a relationship, and the cached user holds columns"
+        " only. Read it from the row:",
+    }
 
     def __init__(self, model: str, key: str, kind: str) -> None:
         self.key = key
         self.column = kind != "relationship"
-        row = " flask_pow.database_user(), or @reload_user on the view."
-
-        if kind == "excluded":
-            self.message = (
-                f"{model}.{key} is not in flask_pow's cache: a pattern of"
-                " POW_CACHE_EXCLUDE matches it. If it is not a secret, narrow"
-                " POW_CACHE_EXCLUDE to cache it; otherwise read it from the row:" + row
-            )
-        elif kind == "missing":
-            self.message = (
-                f"{model}.{key} is not in this user's cached record, which was"
-                " written before the column was cached (a new column, or a"
-                " narrower POW_CACHE_EXCLUDE). The user's next login or sync"
-                " writes it; until then read it from the row:" + row
-            )
-        else:
-            self.message = (
-                f"{model}.{key} is a relationship, and the cached user holds"
-                " columns only. Read it from the row:" + row
-            )
+        self.message = (
+            f"{model}.{key} {self.WHY[kind]} flask_pow.database_user(), or"
+            " @reload_user on the view."
+        )
 
     def __call__(
         self, state: sa_orm.InstanceState[t.Any], passive: PassiveFlag
@@ -120,21 +103,17 @@ class _NotCached:
         raise NotCachedError(self.message)
 
 
-#: The states of the users :meth:`SQLAlchemyUsers.load` built from the
-#: cache (weak: a state goes with its instance). A set of its own rather
-#: than ``state.info``, which would give every instance the application
-#: attaches a dict of its own, when the listener below reads it.
+#: The states of the users :meth:`SQLAlchemyUsers.load` built (weak: a
+#: state goes with its instance); not ``state.info``, which reading would
+#: give every instance the application attaches a dict of its own.
 _cached_states: weakref.WeakSet[sa_orm.InstanceState[t.Any]] = weakref.WeakSet()
 
 
 def _refuse_cached_user(session: sa_orm.Session, state: t.Any) -> None:
-    """A ``before_attach`` listener on every SQLAlchemy session: a cached
-    user never joins one. Attached, its cached values would be taken for the
-    row's; and SQLAlchemy accepts it or raises "another instance with key
-    ... is already present" depending on whether the session holds the row,
-    that is on what else the view happened to load.
-
-    :raise sqlalchemy.exc.InvalidRequestError: saying to use the row.
+    """On every SQLAlchemy session's ``before_attach``: a cached user never
+    joins one. Its values would be taken for the row's, and SQLAlchemy would
+    take it or not ("another instance with key ... is already present")
+    depending on what else the view happened to load.
     """
     if state in _cached_states:
         name = state.class_.__name__
@@ -145,13 +124,6 @@ def _refuse_cached_user(session: sa_orm.Session, state: t.Any) -> None:
             " cascades to it, as in Post(author=current_user)). Use the row:"
             " flask_pow.database_user(), or @reload_user on the view."
         )
-
-
-def _listen_for_attaches() -> None:
-    """Listen to every SQLAlchemy session's attaches, once per process."""
-    if not sa.event.contains(sa_orm.Session, "before_attach", _refuse_cached_user):
-        # raw: the listener gets the instance's state, with no look-up.
-        sa.event.listen(sa_orm.Session, "before_attach", _refuse_cached_user, raw=True)
 
 
 def _matches(name: str, patterns: t.Iterable[str]) -> bool:
@@ -167,14 +139,11 @@ class SQLAlchemyUsers(UserAdapter[U]):
     *detached* instance: its cached columns read as usual, while an excluded
     column or a relationship raises :exc:`~flask_pow.NotCachedError` (a
     :exc:`~sqlalchemy.orm.exc.DetachedInstanceError`) instead of running a
-    query. Where a view needs them, read the row
-    (:func:`~flask_pow.database_user`) or reload the user
-    (:func:`~flask_pow.reload_user`). The cached user cannot be attached
-    to a database session (``db.session.add(current_user)``, or a
-    relationship that cascades to it): that raises
-    :exc:`~sqlalchemy.exc.InvalidRequestError`, naming
-    :func:`~flask_pow.database_user`, since its cached values would be taken
-    for the row's.
+    query: read the row (:func:`~flask_pow.database_user`) or reload the
+    user (:func:`~flask_pow.reload_user`) instead. Attaching it to a
+    database session (``db.session.add(current_user)``, or a cascading
+    relationship) raises :exc:`~sqlalchemy.exc.InvalidRequestError`, naming
+    :func:`~flask_pow.database_user`: its values would be taken for the row's.
 
     :param db: the Flask-SQLAlchemy extension, used by :meth:`reload`.
     :param model: the user model.
@@ -210,16 +179,13 @@ class SQLAlchemyUsers(UserAdapter[U]):
                     " it. Narrow the pattern."
                 )
 
-        self._columns = [
-            prop for prop in mapper.column_attrs if not _matches(prop.key, exclude)
-        ]
-        self._names = [prop.key for prop in self._columns]
+        columns = [prop.key for prop in mapper.column_attrs]
+        self._names = [name for name in columns if not _matches(name, exclude)]
         self._name_set = frozenset(self._names)
-        cached = set(self._names)
         self._not_cached = {
-            prop.key: _NotCached(self._name, prop.key, "excluded")
-            for prop in mapper.column_attrs
-            if prop.key not in cached
+            name: _NotCached(self._name, name, "excluded")
+            for name in columns
+            if name not in self._name_set
         }
         self._not_cached.update(
             (prop.key, _NotCached(self._name, prop.key, "relationship"))
@@ -227,22 +193,25 @@ class SQLAlchemyUsers(UserAdapter[U]):
         )
         self._enums: dict[str, type[enum.Enum]] = {}
 
-        for prop in self._columns:
-            column_type = prop.columns[0].type
+        for name in self._names:
+            column_type = mapper.column_attrs[name].columns[0].type
 
             if isinstance(column_type, sa.Enum) and column_type.enum_class:
-                self._enums[prop.key] = column_type.enum_class
+                self._enums[name] = column_type.enum_class
 
-        self._label = next(
-            (name for name in LABEL_COLUMNS if name in {p.key for p in self._columns}),
-            None,
-        )
-        _listen_for_attaches()
+        self._label = next((n for n in LABEL_COLUMNS if n in self._name_set), None)
+
+        # Every SQLAlchemy session's attaches, once per process; raw: the
+        # listener gets the instance's state, with no look-up.
+        if not sa.event.contains(sa_orm.Session, "before_attach", _refuse_cached_user):
+            sa.event.listen(
+                sa_orm.Session, "before_attach", _refuse_cached_user, raw=True
+            )
 
     @property
     def cached_columns(self) -> list[str]:
         """The attribute names that are written to the cache."""
-        return [prop.key for prop in self._columns]
+        return list(self._names)
 
     def key(self, user: U) -> str:
         user = resolve_user(user)
@@ -259,9 +228,7 @@ class SQLAlchemyUsers(UserAdapter[U]):
 
     def cached_values_changed(self, user: U) -> bool:
         """Whether a change of ``user`` not yet flushed touches a cached
-        column (a change of an excluded column does not change the cache).
-
-        :meta private:
+        column (an excluded column's does not change the cache).
         """
         attrs = sa.inspect(user).attrs
         return any(attrs[name].history.has_changes() for name in self._names)
@@ -276,13 +243,9 @@ class SQLAlchemyUsers(UserAdapter[U]):
         user = resolve_user(user)
         data: dict[str, t.Any] = {}
 
-        for prop in self._columns:
-            value = getattr(user, prop.key)
-
-            if isinstance(value, enum.Enum):
-                value = value.name
-
-            data[prop.key] = value
+        for name in self._names:
+            value = getattr(user, name)
+            data[name] = value.name if isinstance(value, enum.Enum) else value
 
         try:
             serialization.dumps(data)
@@ -344,9 +307,7 @@ class SQLAlchemyUsers(UserAdapter[U]):
 
     def is_stale(self, data: dict[str, t.Any]) -> bool:
         """Whether cached values were written for other columns than the
-        model caches now: a deploy added a column, or changed
-        ``POW_CACHE_EXCLUDE``. Such a record is rewritten from the database
-        on its next use.
+        model caches now (a new column, another ``POW_CACHE_EXCLUDE``).
         """
         return data.keys() != self._name_set
 
@@ -375,10 +336,8 @@ class SQLAlchemyUsers(UserAdapter[U]):
         return self.db.session.get(self.model, ident)
 
     def _python_value(self, name: str, text: str) -> t.Any:
-        column = self._mapper.get_property(name).columns[0]
-
         try:
-            python_type = column.type.python_type
+            python_type = self._mapper.get_property(name).columns[0].type.python_type
         except NotImplementedError:
             return text
 
@@ -390,9 +349,8 @@ class SQLAlchemyUsers(UserAdapter[U]):
         )
 
     def row(self, user: U) -> U | None:
-        """The user's row, attached to the database session: from the
-        session's identity map if it holds it, else with one query. ``None``
-        if it no longer exists.
+        """The user's row, in the database session: from its identity map,
+        else with one query; ``None`` if it no longer exists.
         """
         return self.db.session.get(self.model, self._ident(user))
 
@@ -401,29 +359,21 @@ class SQLAlchemyUsers(UserAdapter[U]):
         return {name: getattr(user, name) for name in self._pk}
 
     def label(self, user: U) -> str | None:
-        if self._label is None:
-            return None
-
-        value = getattr(user, self._label, None)
+        value = None if self._label is None else getattr(user, self._label, None)
         return None if value is None else str(value)
 
 
 # -- sync on commit ----------------------------------------------------------
 
-#: ``session.info`` keys: instances a flush changed or deleted; the values
-#: (``None`` for a deleted user) waiting for their transaction to commit, by
-#: transaction (the outermost one, or a savepoint); and the transactions
-#: that committed. What a transaction noted goes to its parent when it
-#: commits, is handed on when the outermost one commits, and is dropped when
-#: one ends any other way (a rollback, ``close()``, ``reset()``).
+#: ``session.info`` keys: instances a flush changed or deleted; their values
+#: waiting for their transaction (outermost, or a savepoint) to commit; and
+#: the transactions that committed. What a savepoint noted goes to its
+#: parent when it commits, the outermost transaction's is handed on, and
+#: any other end (a rollback, ``close()``, ``reset()``) drops it.
 _FLUSHED = "flask_pow.flushed_users"
 _PENDING = "flask_pow.pending_users"
 _COMMITTED = "flask_pow.committed_transactions"
 
-#: What :func:`listen` is given: called at each flush and commit, it gives
-#: ``None``, or the current application's adapter if it caches this db's
-#: users and syncs on commit, with the function that takes what a commit
-#: changed (a user key's new values, ``None`` for a deleted user).
 Committed = t.Callable[[dict[str, dict[str, t.Any] | None]], None]
 Find = t.Callable[[], tuple[SQLAlchemyUsers[t.Any], Committed] | None]
 
@@ -433,10 +383,16 @@ _listeners: weakref.WeakKeyDictionary[t.Any, _CommitListener] = (
 
 
 def listen(db: SQLAlchemy, find: Find) -> None:
-    """Listen to the commits of ``db``'s session, once per ``db``, and hand
-    what each changed to the function ``find()`` gives at the time.
+    """Sync on commit (``POW_SYNC_ON_COMMIT``): once per ``db``, listen to
+    its session so that a commit hands on the new values of the cached users
+    whose rows it changed (``None`` for a deleted user). A flush notes them
+    (it still knows the changes) and dumps them when done (server-made
+    values can be read back); a rollback forgets them. Costs a scan of the
+    flushed objects, and no query; plain SQL goes unseen.
 
-    :meta private:
+    :param find: called at each flush and commit: ``None``, or the current
+        application's adapter if it caches ``db``'s users and syncs on
+        commit, with the function that takes what a commit changed.
     """
     if db in _listeners:
         return
@@ -464,17 +420,15 @@ class _CommitListener:
             return
 
         model = users.model
-        changed = [
-            user
+        flushed = [
+            (user, False)
             for user in session.dirty
             if isinstance(user, model) and users.cached_values_changed(user)
         ]
-        deleted = [user for user in session.deleted if isinstance(user, model)]
+        flushed += [(user, True) for user in session.deleted if isinstance(user, model)]
 
-        if changed or deleted:
-            flushed = session.info.setdefault(_FLUSHED, [])
-            flushed.extend((user, False) for user in changed)
-            flushed.extend((user, True) for user in deleted)
+        if flushed:
+            session.info.setdefault(_FLUSHED, []).extend(flushed)
 
     def after_flush_postexec(self, session: sa_orm.Session, context: t.Any) -> None:
         flushed = session.info.pop(_FLUSHED, None)
@@ -511,8 +465,7 @@ class _CommitListener:
 
         if transaction.parent is not None:
             # A savepoint released: its changes are the outer transaction's.
-            table = session.info[_PENDING]
-            table.setdefault(transaction.parent, {}).update(pending)
+            session.info[_PENDING].setdefault(transaction.parent, {}).update(pending)
             return
 
         found = self.find()
@@ -522,9 +475,8 @@ class _CommitListener:
 
 
 def _innermost(session: sa_orm.Session) -> t.Any:
-    """The savepoint in progress, or else the outermost transaction (never
-    the short sub-transaction of a flush).
-    """
+    # The savepoint in progress, else the outermost transaction (never the
+    # short sub-transaction of a flush).
     return session.get_nested_transaction() or session.get_transaction()
 
 
@@ -556,10 +508,8 @@ def warn_if_changed_in_vain(user: t.Any) -> None:
 
 
 def in_session(user: t.Any) -> bool:
-    """Whether ``user`` is a mapped instance in a database session (a row,
-    as :func:`~flask_pow.reload_user` gives it), not the cached user.
-
-    :meta private:
+    """Whether ``user`` is a row in a database session (as
+    :func:`~flask_pow.reload_user` gives it), not the cached user.
     """
     state = sa.inspect(user, raiseerr=False)
     return state is not None and state.session_id is not None

@@ -114,9 +114,10 @@ class UserAdapter(t.Protocol[U]):
     def reload_key(self, user_key: str) -> U | None:
         """The user with this key, from the source of truth; ``None`` if
         there is none. A session whose cached user the store lost (an
-        eviction) is healed with it, or ended if the user is gone. Without
-        it (this default is never called), such a session is left as it
-        is: the user's next login writes the user's values again.
+        eviction) is healed with it, or ended if the user is gone. An
+        adapter that keeps this default (which flask_pow never calls) leaves
+        such a session as it is, until the user's next login writes the
+        user's values again.
         """
         return None
 
