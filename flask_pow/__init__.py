@@ -16,6 +16,8 @@ from .lifecycle import current_session as current_session
 from .lifecycle import current_user as current_user
 from .mixins import AnonymousUser as AnonymousUser
 from .mixins import UserMixin as UserMixin
+from .orm import NotCachedError as NotCachedError
+from .orm import SQLAlchemyUsers as SQLAlchemyUsers
 from .records import SessionInfo as SessionInfo
 from .serialization import JSONSerializer as JSONSerializer
 from .signals import remember_token_reused as remember_token_reused
@@ -34,8 +36,6 @@ from .signals import user_reloaded_gone as user_reloaded_gone
 from .signals import user_synced as user_synced
 from .signals import user_unauthorized as user_unauthorized
 from .stores import StoreUnavailable as StoreUnavailable
-from .users import NotCachedError as NotCachedError
-from .users import SQLAlchemyUsers as SQLAlchemyUsers
 from .users import UserAdapter as UserAdapter
 from .users import identity_key as identity_key
 from .views import fresh_login_required as fresh_login_required

@@ -235,13 +235,7 @@ def database_user(user: t.Any = None) -> t.Any:
         if user is None:
             return None
 
-    user = resolve_user(user)
-    row = getattr(state.users, "row", None)
-
-    if row is None:
-        return state.users.reload(user)
-
-    return row(user)
+    return state.users.row(resolve_user(user))
 
 
 def logout_other_sessions() -> int:

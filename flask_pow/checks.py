@@ -18,6 +18,7 @@ from flask import request
 
 from .config import LateSettingWarning
 from .config import changed_settings
+from .signing import require_secret_key
 from .state import PowState
 
 
@@ -93,11 +94,7 @@ def check_app(app: Flask, state: PowState) -> None:
     :raise SetupError: if the secret key is missing or a login view names
         no endpoint.
     """
-    if not app.secret_key:
-        raise SetupError(
-            "flask_pow signs its token with the application's secret key, and"
-            " none is set. Set 'SECRET_KEY' in the application's config."
-        )
+    require_secret_key(app, SetupError)
 
     for setting, endpoint in state.manager.login_views(state.config).items():
         if endpoint is not None and endpoint not in app.view_functions:

@@ -14,13 +14,13 @@ import time
 import typing as t
 
 import click
-from cachelib import SimpleCache
 from flask import current_app
 from flask.cli import AppGroup
 from flask.cli import with_appcontext
 
-from .credentials import CredentialsCache
+from .checks import is_process_local
 from .records import SessionInfo
+from .records import utc
 from .state import PowState
 from .state import get_state
 
@@ -41,7 +41,7 @@ def _state() -> PowState:
 
     state = get_state()
 
-    if isinstance(state.config.cache, SimpleCache):
+    if is_process_local(state):
         _fail(
             "POW_CACHE is an in-process cache (SimpleCache): the sessions live"
             " in the memory of the server processes, which this command cannot"
@@ -58,7 +58,7 @@ def _find_user(state: PowState, text: str) -> tuple[str, str]:
     when it has none).
 
     ``text`` is matched as a user key (``User:42``), as an id (``42``, if
-    the adapter has ``key_for_id``) and as the label the listings show
+    the adapter implements ``key_for_id``) and as the label the listings show
     (``ada@example.com``), against the users index: the users with a live
     session. ``key=``, ``id=`` or ``label=`` before it matches that field
     alone. Exits with status 1 if nothing matches, or if the value matches
@@ -88,18 +88,18 @@ def _find_user(state: PowState, text: str) -> tuple[str, str]:
         if text in users or credentials.sessions_by_key(text):
             match(text, "its user key")
 
-    key_for_id = getattr(state.users, "key_for_id", None)
-
-    if "id" in fields and key_for_id is not None:
-        tried.append("an id")
-
+    if "id" in fields:
         try:
-            key = str(key_for_id(text))
+            key = state.users.key_for_id(text)
         except ValueError:
-            pass  # not an id this adapter understands: maybe a label
+            tried.append("an id")  # not an id of this adapter's: maybe a label
         else:
-            if key in users or credentials.sessions_by_key(key):
-                match(key, f"its id {text!r}")
+            # None: an adapter whose users have no id to be named by.
+            if key is not None:
+                tried.append("an id")
+
+                if key in users or credentials.sessions_by_key(key):
+                    match(key, f"its id {text!r}")
 
     if "label" in fields:
         tried.append("a label")
@@ -204,10 +204,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     )
 
 
-def _clock(credentials: CredentialsCache) -> dt.datetime:
-    return dt.datetime.fromtimestamp(credentials.clock(), dt.timezone.utc)
-
-
 def _all_sessions(
     state: PowState, user: tuple[str, str] | None
 ) -> list[tuple[SessionInfo, str]]:
@@ -275,7 +271,7 @@ def sessions_command(ctx: click.Context, user: str | None, as_json: bool) -> Non
         click.echo("No active sessions.")
         return
 
-    now = _clock(state.credentials)
+    now = utc(state.credentials.clock())
     rows = [
         [
             info.id,
@@ -329,7 +325,7 @@ def show_command(session_id: str, as_json: bool) -> None:
         click.echo(_dump(_as_json(info, label)))
         return
 
-    now = _clock(state.credentials)
+    now = utc(state.credentials.clock())
     lines = [
         (
             "Session",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections.abc as c
 import dataclasses
-import datetime as dt
 import logging
 import time
 import typing as t
@@ -23,9 +22,11 @@ from .records import SessionInfo
 from .records import SessionRecord
 from .records import seal
 from .records import unseal
+from .records import utc
 from .stores import StoreUnavailable
 from .users import UserAdapter
 from .users import check_user_key
+from .users import reloads_by_key
 
 logger = logging.getLogger("flask_pow")
 
@@ -83,16 +84,12 @@ def _batches(items: list[str], size: int = REVOKE_BATCH) -> c.Iterator[list[str]
         yield items[start : start + size]
 
 
-def _utc(timestamp: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
-
-
 def _remembered_device(record: SessionRecord) -> SessionInfo:
     """How a remember-me credential is listed when its device has no live
     session: a device that logs in again until the credential ends.
     """
     return dataclasses.replace(
-        record.info(), remembered_until=_utc(record.expires_at), kind="remember"
+        record.info(), remembered_until=utc(record.expires_at), kind="remember"
     )
 
 
@@ -204,16 +201,16 @@ class CredentialsCache:
             # The store lost the user record of a valid session. The session
             # ends if the user is gone from the database (as a reload
             # finds); an adapter that cannot load by key leaves it.
-            reload_key = getattr(self.adapter, "reload_key", None)
+            by_key = reloads_by_key(self.adapter)
             healed = self._recache(
                 user_key,
-                None if reload_key is None else reload_key(user_key),
+                self.adapter.reload_key(user_key) if by_key else None,
                 "Loaded a user whose cached record the store had lost from"
                 " the database, and cached it again.",
             )
 
             if healed is None:
-                return Authenticated(record, None, None, end=reload_key is not None)
+                return Authenticated(record, None, None, end=by_key)
 
             user, user_data = healed
         else:
@@ -222,9 +219,7 @@ class CredentialsCache:
             if user is None:
                 return None
 
-            is_stale = getattr(self.adapter, "is_stale", None)
-
-            if is_stale is not None and is_stale(user_data):
+            if self.adapter.is_stale(user_data):
                 healed = self._recache(
                     user_key,
                     self.adapter.reload(user),
@@ -752,7 +747,7 @@ class CredentialsCache:
         infos = [
             dataclasses.replace(
                 self.info_of(record),
-                remembered_until=_utc(remembered[record.id])
+                remembered_until=utc(remembered[record.id])
                 if record.id in remembered
                 else None,
             )

@@ -13,10 +13,12 @@ from flask import Blueprint
 from flask import Flask
 from flask import current_app
 from flask import got_request_exception
+from flask import has_app_context
 from flask import request_started
 
 from . import checks
 from . import lifecycle
+from . import orm
 from .cachelib_store import CachelibSessionStore
 from .config import PowConfig
 from .config import load_config
@@ -28,9 +30,10 @@ from .state import MetadataCallback
 from .state import PowState
 from .state import RequestLoader
 from .state import UnauthorizedCallback
+from .state import get_state
 from .stores import Store
-from .users import SQLAlchemyUsers
 from .users import UserAdapter
+from .users import as_adapter
 from .views import needs_refresh
 from .views import reload_current_user
 from .views import unauthorized
@@ -127,12 +130,12 @@ class Pow(LoginManager):
                     " Flask-SQLAlchemy model), or 'users' (a user adapter)."
                 )
 
-            users = SQLAlchemyUsers(db, user_model, exclude=config.cache_exclude)
+            users = orm.SQLAlchemyUsers(db, user_model, exclude=config.cache_exclude)
 
             if config.sync_on_commit:
-                from . import autosync
+                orm.listen(db, functools.partial(_synced_users, db))
 
-                autosync.listen(db)
+        users = as_adapter(users)
 
         store = Store(config.cache, config.namespace)
         backend: SessionStore
@@ -335,6 +338,29 @@ class Pow(LoginManager):
         """
         self._metadata_callbacks.append(callback)
         return callback
+
+
+def _synced_users(
+    db: SQLAlchemy,
+) -> tuple[orm.SQLAlchemyUsers[t.Any], orm.Committed] | None:
+    """What :func:`orm.listen <flask_pow.orm.listen>` hands a commit of
+    ``db`` to: the current application's adapter, if it caches users of
+    ``db`` and syncs on commit, and the function that takes the changes.
+    """
+    if not has_app_context() or "pow" not in current_app.extensions:
+        return None
+
+    state = get_state()
+    users = state.users
+
+    if (
+        not state.config.sync_on_commit
+        or not isinstance(users, orm.SQLAlchemyUsers)
+        or users.db is not db
+    ):
+        return None
+
+    return users, functools.partial(lifecycle.note_committed, state)
 
 
 def _reload_hook() -> None:

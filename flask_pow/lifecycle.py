@@ -408,7 +408,7 @@ def note_committed(
 
         # A user attached to the database session (reloaded) loads its new
         # values itself; the cached, detached one is replaced.
-        if not getattr(state.users, "is_attached", bool)(rs.user):
+        if not state.users.in_session(rs.user):
             rs.set_user(state.users.load(user_data))
 
 
@@ -459,7 +459,7 @@ def apply(state: PowState, response: Response) -> Response:
     rs.applied = True
 
     if rs.user is not None and rs.record is not None:
-        getattr(state.users, "warn_if_changed", bool)(rs.user)
+        state.users.warn_if_changed(rs.user)
 
     if rs.failed:
         _apply_committed(rs)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import typing as t
 
-import sqlalchemy as sa
 from werkzeug.local import LocalProxy
 
 
@@ -22,7 +21,10 @@ def _same_row(one: object, other: object) -> bool | None:
     returned alike. An instance with no row yet (transient) is only itself.
     ``None`` if neither is mapped.
     """
-    states = sa.inspect(one, raiseerr=False), sa.inspect(other, raiseerr=False)
+    # Imported here: users of other adapters need no SQLAlchemy.
+    from sqlalchemy import inspect
+
+    states = inspect(one, raiseerr=False), inspect(other, raiseerr=False)
 
     if states == (None, None):
         return None

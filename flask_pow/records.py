@@ -47,18 +47,23 @@ def _pad(token: str) -> bytes:
     return hmac.new(token.encode("ascii"), b"flask_pow.rotated_to", "sha256").digest()
 
 
+def _xor_pad(token: str, old_token: str) -> str:
+    # XOR with a pad only the old token gives: its own inverse, so the one
+    # operation both seals and unseals.
+    raw = _unb64(token)
+    return _b64(bytes(a ^ b for a, b in zip(raw, _pad(old_token), strict=True)))
+
+
 def seal(new_token: str, old_token: str) -> str:
     """Seal the new token so that only a holder of the old one can read it:
     the store never holds a usable token, even during the grace window.
     """
-    raw = _unb64(new_token)
-    return _b64(bytes(a ^ b for a, b in zip(raw, _pad(old_token), strict=True)))
+    return _xor_pad(new_token, old_token)
 
 
 def unseal(sealed: str, old_token: str) -> str:
     """Read a token sealed by :func:`seal`."""
-    raw = _unb64(sealed)
-    return _b64(bytes(a ^ b for a, b in zip(raw, _pad(old_token), strict=True)))
+    return _xor_pad(sealed, old_token)
 
 
 def new_token() -> str:
@@ -79,7 +84,10 @@ def new_session_id() -> str:
             return session_id
 
 
-def _utc(timestamp: float) -> dt.datetime:
+def utc(timestamp: float) -> dt.datetime:
+    """A Unix time as an aware UTC datetime, as :class:`SessionInfo` gives
+    every moment.
+    """
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
 
 
@@ -271,13 +279,13 @@ class SessionRecord:
         return SessionInfo(
             id=self.id,
             user_key=self.user_key,
-            created_at=_utc(self.created_at),
-            inserted_at=_utc(self.inserted_at),
-            expires_at=_utc(self.expires_at),
+            created_at=utc(self.created_at),
+            inserted_at=utc(self.inserted_at),
+            expires_at=utc(self.expires_at),
             metadata=dict(self.metadata),
-            fresh_at=None if self.fresh_at is None else _utc(self.fresh_at),
+            fresh_at=None if self.fresh_at is None else utc(self.fresh_at),
             fresh=fresh,
             remembered_until=None
             if self.remembered_until is None
-            else _utc(self.remembered_until),
+            else utc(self.remembered_until),
         )

@@ -169,8 +169,10 @@ def loads(data: str | bytes) -> t.Any:
 
 
 class JSONSerializer:
-    """A cachelib serializer writing tagged JSON, set on every cache
-    flask_pow uses in place of cachelib's pickling serializers.
+    """A cachelib serializer writing tagged JSON instead of pickles, for an
+    application's own cachelib cache: ``cache.serializer =
+    JSONSerializer()``. flask_pow does not set it on any cache: it encodes
+    its records itself, and stores them as bytes.
 
     A value that cannot be decoded, such as a pickle planted in the store, is
     read as ``None``, which cachelib and flask_pow treat as a miss; it is

@@ -28,8 +28,32 @@ MAX_VALUE_LENGTH = 256
 #: Verified values remembered at most (per process), before starting over.
 MAX_VERIFIED = 4096
 
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask import Flask
+
 # A session id is 22 characters, or 30 on Redis (a user's hash tag first).
 _PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30})\.([A-Za-z0-9_-]{43})\Z")
+
+
+def require_secret_key(
+    app: Flask, error: type[Exception] = RuntimeError
+) -> str | bytes:
+    """The application's secret key, which every signature of flask_pow's
+    is made with.
+
+    :param error: the exception to raise if none is set: a setup check
+        raises :exc:`~flask_pow.SetupError`.
+    :raise RuntimeError: if no secret key is set, saying to set one.
+    """
+    secret: str | bytes | None = app.secret_key
+
+    if not secret:
+        raise error(
+            "flask_pow signs its token with the application's secret key, and"
+            " none is set. Set 'SECRET_KEY' in the application's config."
+        )
+
+    return secret
 
 
 class _Signer(Signer):
@@ -86,14 +110,7 @@ class TokenSigner:
         under them. Built once per set of keys.
         """
         app = current_app
-        secret = app.secret_key
-
-        if not secret:
-            raise RuntimeError(
-                "flask_pow signs its token with the application's secret key,"
-                " and none is set. Set 'SECRET_KEY' in the application's config."
-            )
-
+        secret = require_secret_key(app)
         fallbacks = tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
         cache_key = (secret, fallbacks)
         signers = self._cache.get(cache_key)

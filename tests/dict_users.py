@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import typing as t
 
+from flask_pow import UserAdapter
 
-class DictUsers:
+
+class DictUsers(UserAdapter[dict[str, t.Any]]):
     """:class:`~flask_pow.UserAdapter` for users that are dicts."""
 
     def key(self, user: dict[str, t.Any]) -> str:

@@ -18,7 +18,8 @@ from click.testing import Result
 from flask.testing import FlaskClient
 
 from flask_pow import Pow
-from flask_pow.users import SQLAlchemyUsers
+from flask_pow import UserAdapter
+from flask_pow.orm import SQLAlchemyUsers
 
 from . import raw
 from .conftest import Env
@@ -251,7 +252,7 @@ def test_revoke_one_session_of_a_user_says_session(
     assert env.me(clients[2]) == "anonymous"
 
 
-class LabelledByName:
+class LabelledByName(UserAdapter[t.Any]):
     """The model's own adapter, but labelling users by their name, which is
     not unique, and without ``key_for_id``.
     """

@@ -1,8 +1,9 @@
-"""The Flask-SQLAlchemy user adapter."""
+"""The Flask-SQLAlchemy user adapter, and the defaults of the adapter protocol."""
 
 from __future__ import annotations
 
 import enum
+import typing as t
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +14,12 @@ from sqlalchemy.orm.exc import DetachedInstanceError
 
 from flask_pow import NotCachedError
 from flask_pow import SQLAlchemyUsers
+from flask_pow import UserAdapter
 from flask_pow.config import DEFAULT_CACHE_EXCLUDE
+from flask_pow.users import as_adapter
+from flask_pow.users import reloads_by_key
+
+from .dict_users import DictUsers
 
 
 class Plan(enum.Enum):
@@ -223,3 +229,57 @@ def test_column_missing_from_an_older_record_says_when_it_comes() -> None:
 
     with pytest.raises(NotCachedError, match="Profile.avatar_hash is not in this"):
         user.avatar_hash  # noqa: B018
+
+
+class Structural:
+    """An adapter that does not subclass UserAdapter, with ids."""
+
+    def key(self, user: dict[str, t.Any]) -> str:
+        return f"User:{user['id']}"
+
+    def dump(self, user: dict[str, t.Any]) -> dict[str, t.Any]:
+        return dict(user)
+
+    def load(self, data: dict[str, t.Any]) -> dict[str, t.Any]:
+        return dict(data)
+
+    def reload(self, user: dict[str, t.Any]) -> dict[str, t.Any] | None:
+        return {**user, "reloaded": True}
+
+    def label(self, user: dict[str, t.Any]) -> str | None:
+        return None
+
+    def key_for_id(self, ident: str) -> str:
+        return f"User:{int(ident)}"
+
+
+def test_an_adapter_that_does_not_subclass_gets_the_defaults() -> None:
+    users = as_adapter(Structural())
+    assert isinstance(users, UserAdapter)
+    assert users.key({"id": 1}) == "User:1"
+    assert users.key_for_id("2") == "User:2"
+    assert users.is_stale({"id": 1}) is False
+    assert users.row({"id": 1}) == {"id": 1, "reloaded": True}
+    assert not reloads_by_key(users)
+
+
+def test_a_subclass_is_its_own_adapter() -> None:
+    users = DictUsers()
+    assert as_adapter(users) is users
+    assert users.key_for_id("1") is None
+    assert not reloads_by_key(users)
+    assert reloads_by_key(adapter(Profile))
+
+
+def test_an_adapter_without_a_required_method_is_refused() -> None:
+    class NoLabel:
+        def key(self, user: t.Any) -> str:
+            return "User:1"
+
+    with pytest.raises(TypeError) as info:
+        as_adapter(NoLabel())
+
+    assert str(info.value).endswith(
+        " has no dump, load, reload, label method. An adapter implements key,"
+        " dump, load, reload and label: see flask_pow.UserAdapter."
+    )
