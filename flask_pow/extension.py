@@ -7,7 +7,6 @@ import dataclasses
 import typing as t
 from weakref import WeakKeyDictionary
 
-from cachelib.redis_base import BaseRedisCache
 from flask import Blueprint
 from flask import Flask
 from flask import Request
@@ -20,16 +19,14 @@ from . import checks
 from . import persist as _persist
 from . import request_state as _request_state
 from . import session as _session
-from .cachelib_store import CachelibSessionStore
 from .config import PowConfig
 from .config import load_config
 from .config import read_settings
 from .credentials import CredentialsCache
 from .mixins import AnonymousUser
-from .protocol import SessionStore
 from .signing import REMEMBER_SALT
 from .signing import TokenSigner
-from .stores import Store
+from .stores import store_for
 from .users import SQLAlchemyUsers
 from .users import UserAdapter
 from .views import UNSET
@@ -50,7 +47,6 @@ class PowState:
     """
 
     config: PowConfig
-    store: Store
     users: UserAdapter[t.Any]
     credentials: CredentialsCache
     metadata_callbacks: list[MetadataCallback]
@@ -186,31 +182,13 @@ class Pow:
 
                 autosync.listen(db)
 
-        store = Store(config.cache, config.namespace)
-        backend: SessionStore
-
         def secrets() -> list[str | bytes]:
             # Read at each use: the key may be set after init_app.
             keys = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
             return [key for key in keys if key]
 
-        if isinstance(config.cache, BaseRedisCache):
-            from .redis_store import RedisSessionStore
-
-            backend = RedisSessionStore(config.cache, config.namespace, secrets)
-
-            if config.redis_local_cache:
-                backend.keep_local_copies(
-                    ttl=config.redis_local_cache_ttl,
-                    staleness=config.redis_local_cache_staleness,
-                    max_entries=config.redis_local_cache_max_entries,
-                    max_bytes=config.redis_local_cache_max_bytes,
-                )
-        else:
-            backend = CachelibSessionStore(store, secrets)
-
         credentials = CredentialsCache(
-            backend,
+            store_for(config, secrets),
             users,
             credentials_ttl=config.credentials_ttl,
             rotation_grace=config.rotation_grace,
@@ -221,7 +199,6 @@ class Pow:
         )
         self._states[app] = PowState(
             config=config,
-            store=store,
             users=users,
             credentials=credentials,
             metadata_callbacks=self._metadata_callbacks,
