@@ -313,24 +313,29 @@ class CachelibSessionStore:
 
         return values
 
-    def set(self, key: str, value: t.Any, ttl: float) -> None:
-        """Write one record for ``ttl`` seconds, rounded up (at least one:
-        flask_pow never writes a key that lives forever, and a record must
-        not expire before its own expiry time).
+    def _put(self, items: c.Mapping[str, tuple[t.Any, float]]) -> None:
+        """Write records, each for its ``ttl`` in seconds, rounded up (at
+        least one: flask_pow never writes a key that lives forever, and a
+        record must not expire before its own expiry time).
 
-        :raise StoreUnavailable: if the cache refused or failed the write.
+        :raise StoreUnavailable: if the cache refused or failed a write.
         """
-        data = serialization.dumps(value)
+        for key, (value, ttl) in items.items():
+            data = serialization.dumps(value)
 
-        try:
-            ok = self.cache.set(key, data, timeout=max(1, int(ttl) + 1))
-        except TypeError:
-            raise
-        except Exception as e:
-            raise unavailable(e) from e
+            try:
+                ok = self.cache.set(key, data, timeout=max(1, int(ttl) + 1))
+            except TypeError:
+                raise
+            except Exception as e:
+                raise unavailable(e) from e
 
-        if not ok:
-            raise StoreUnavailable("The session store refused a write.")
+            if not ok:
+                raise StoreUnavailable("The session store refused a write.")
+
+    def set(self, key: str, value: t.Any, ttl: float) -> None:
+        """Write one record for ``ttl`` seconds (see :meth:`_put`)."""
+        self._put({key: (value, ttl)})
 
     def _delete(self, *keys: str) -> None:
         try:
@@ -348,7 +353,13 @@ class CachelibSessionStore:
         return CacheLock(self.cache, f"{self.prefix}lock:{kind}:{name}")
 
     def _locked(self, kind: str, name: str) -> Lock:
-        lock = self.lock(kind, name)
+        # As lock(), written out: two locks are taken on every login.
+        lock: Lock
+
+        if self._lock_dir is not None:
+            lock = FileLock(self._lock_dir, kind, name)
+        else:
+            lock = CacheLock(self.cache, f"{self.prefix}lock:{kind}:{name}")
 
         if not lock.acquire(blocking=True):
             raise StoreUnavailable("Timed out waiting for a session store lock.")
@@ -416,23 +427,23 @@ class CachelibSessionStore:
         now: float,
         *,
         only_live: bool = False,
+        session: SessionRecord | None = None,
         max_sessions: int | None = None,
         keep: c.Collection[str] = (),
     ) -> tuple[bool, list[str]]:
-        """Under the user's lock: rewrite the user record (unless
-        ``user_data`` is ``None``), and apply ``changes`` to the index
-        (``None`` unindexes an id), keeping at most ``max_sessions``
-        (ending the least recently used, never those in ``keep``). Deletes
-        the user's records when no session is left (unless ``only_live``:
-        then nothing is written). Then the user's bucket, under its lock.
-        Returns whether a session is left, and the ids dropped over
-        ``max_sessions``.
+        """Under the user's lock: write ``session`` if given, rewrite the
+        user record (unless ``user_data`` is ``None``), and apply
+        ``changes`` to the index (``None`` unindexes an id), keeping at
+        most ``max_sessions`` (ending the least recently used, never those
+        in ``keep``). Deletes the user's records when no session is left
+        (unless ``only_live``: then nothing is written). Then the user's
+        bucket, under its lock. Returns whether a session is left, and the
+        ids dropped over ``max_sessions``.
         """
         index_key = f"{self.prefix}sessions:{owner}"
         user_record_key = f"{self.prefix}user:{owner}"
-        index = _changed(
-            self.parsed.expiries(self._fetch(index_key)[0], index_key), changes, now
-        )
+        raw = self._fetch(index_key)[0]
+        index = _changed(self.parsed.expiries(raw, index_key), changes, now)
         over: list[str] = []
 
         if not index and only_live:
@@ -452,15 +463,23 @@ class CachelibSessionStore:
                 del index[session_id]
 
         latest = max(index.values()) if index else None
+        # The session first: a reader that finds it indexed finds it.
+        items: dict[str, tuple[t.Any, float]] = {}
+
+        if session is not None:
+            key = f"{self.prefix}session:{session.id}"
+            items[key] = session.dump(), session.expires_at - now
+
+        if latest is not None:
+            items[index_key] = index, latest - now
+
+            if user_data is not None:
+                items[user_record_key] = user_value(user_key, user_data), latest - now
+
+        self._put(items)
 
         if latest is None:
             self._delete(user_record_key, index_key)
-        else:
-            self.set(index_key, index, latest - now)
-
-            if user_data is not None:
-                value = user_value(user_key, user_data)
-                self.set(user_record_key, value, latest - now)
 
         number = int(hashlib.sha256(user_key.encode()).hexdigest()[:4], 16)
         bucket_key = f"{self.prefix}users:{number % USER_BUCKETS:02d}"
@@ -473,7 +492,7 @@ class CachelibSessionStore:
             )
 
             if bucket:
-                self.set(bucket_key, bucket, max(bucket.values()) - now)
+                self._put({bucket_key: (bucket, max(bucket.values()) - now)})
             else:
                 self._delete(bucket_key)
         finally:
@@ -490,14 +509,22 @@ class CachelibSessionStore:
         max_sessions: int,
         keep: c.Collection[str] = (),
     ) -> list[str]:
-        over = self._write_session(
-            record,
-            user_data,
-            now,
-            keep_user=False,
-            max_sessions=max_sessions,
-            keep={record.id, *keep},
-        )
+        owner = f"{record.id[:TAG_LENGTH]}:{record.user_key}"
+        lock = self._locked("user", owner)
+
+        try:
+            _, over = self._write_user(
+                owner,
+                record.user_key,
+                user_data,
+                {record.id: record.expires_at},
+                now,
+                session=record,
+                max_sessions=max_sessions,
+                keep={record.id, *keep},
+            )
+        finally:
+            lock.release()
 
         if self._directory is not None and time.monotonic() >= self._next_sweep:
             self._sweep_now_and_then()
@@ -505,48 +532,6 @@ class CachelibSessionStore:
         # Unindexed already; their records go under their own locks, taken
         # after the user's lock is let go (locks are taken session first).
         return self._delete_records(over) if over else []
-
-    def _write_session(
-        self,
-        record: SessionRecord,
-        user_data: dict[str, t.Any],
-        now: float,
-        *,
-        keep_user: bool,
-        max_sessions: int | None = None,
-        keep: c.Collection[str] = (),
-    ) -> list[str]:
-        """Under the user's lock: write the session, index it, and write the
-        user's values (with ``keep_user``, only if the user record is gone:
-        a sync since the caller read it stays). Returns the ids unindexed
-        over ``max_sessions``.
-        """
-        owner = f"{tag_of(record.id)}:{record.user_key}"
-        lock = self._locked("user", owner)
-
-        try:
-            self.set(
-                f"{self.prefix}session:{record.id}",
-                record.dump(),
-                record.expires_at - now,
-            )
-
-            if keep_user:
-                key = f"{self.prefix}user:{owner}"
-                cached = self.parsed.user(record.user_key, self._fetch(key)[0], key)
-                user_data = user_data if cached is None else cached
-
-            return self._write_user(
-                owner,
-                record.user_key,
-                user_data,
-                {record.id: record.expires_at},
-                now,
-                max_sessions=max_sessions,
-                keep=keep,
-            )[1]
-        finally:
-            lock.release()
 
     def swap(
         self,
@@ -573,7 +558,25 @@ class CachelibSessionStore:
             if current is None or current.token != expected:
                 return Swapped(False, current)
 
-            self._write_session(record, user_data, now, keep_user=True)
+            owner = f"{tag_of(record.id)}:{record.user_key}"
+            user_lock = self._locked("user", owner)
+
+            try:
+                # The user's values as they are now: a sync since the
+                # caller read them stays.
+                key = f"{self.prefix}user:{owner}"
+                cached = self.parsed.user(record.user_key, self._fetch(key)[0], key)
+                self._write_user(
+                    owner,
+                    record.user_key,
+                    user_data if cached is None else cached,
+                    {record.id: record.expires_at},
+                    now,
+                    session=record,
+                )
+            finally:
+                user_lock.release()
+
             return Swapped(True)
         finally:
             lock.release()
@@ -759,7 +762,12 @@ def _changed(
         else:
             values[name] = expires_at
 
-    return {name: exp for name, exp in values.items() if exp > now}
+    # A loop, not a comprehension: this runs twice per login.
+    for name, expires_at in list(values.items()):
+        if expires_at <= now:
+            del values[name]
+
+    return values
 
 
 def filesystem_path(cache: FileSystemCache) -> str:

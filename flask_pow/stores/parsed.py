@@ -199,9 +199,16 @@ class ParsedRecords:
         """A stored name -> expiry map (an index, a bucket of users); empty
         if missing or corrupt. Not kept: it changes with every login.
         """
-        value = self.decode("index", key, raw)
+        if raw is None:
+            return {}
 
-        if value is None:
+        # Decoded here, not by decode(): this runs twice per login.
+        try:
+            value = serialization.loads(raw)
+        except ValueError:
+            if self.report_undecodable:
+                self.corrupt("index", key)
+
             return {}
 
         if isinstance(value, dict):
