@@ -24,11 +24,10 @@ from cachelib import BaseCache
 from cachelib import FileSystemCache
 from cachelib import RedisCache
 
-from flask_pow.cachelib_store import CachelibSessionStore
 from flask_pow.credentials import CredentialsCache
-from flask_pow.protocol import SessionStore
-from flask_pow.redis_store import RedisSessionStore
-from flask_pow.stores import Store
+from flask_pow.stores import SessionStore
+from flask_pow.stores.cachelib import CachelibSessionStore
+from flask_pow.stores.redis import RedisSessionStore
 from tests.dict_users import DictUsers
 from tests.servers import RedisServer
 
@@ -37,7 +36,7 @@ def credentials(cache: BaseCache, namespace: str) -> CredentialsCache:
     store: SessionStore = (
         RedisSessionStore(cache, namespace, lambda: ["bench"])
         if isinstance(cache, RedisCache)
-        else CachelibSessionStore(Store(cache, namespace), lambda: ["bench"])
+        else CachelibSessionStore(cache, namespace, lambda: ["bench"])
     )
     return CredentialsCache(
         store,

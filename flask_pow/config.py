@@ -65,10 +65,9 @@ def caller_stacklevel() -> int:
     frame = sys._getframe(1)
     level = 1
 
-    while (
-        frame.f_back is not None
-        and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == package
-    ):
+    while frame.f_back is not None and os.path.abspath(
+        frame.f_code.co_filename
+    ).startswith(package + os.sep):
         frame = frame.f_back
         level += 1
 

@@ -1,6 +1,6 @@
 """The credentials cache: the sessions and cached users of one application,
 with the session rules (:mod:`flask_pow.policy`) applied over a store
-(:class:`~flask_pow.protocol.SessionStore`). Nothing here knows keys, locks
+(:class:`~flask_pow.stores.SessionStore`). Nothing here knows keys, locks
 or scripts: the same code runs on every backend.
 """
 
@@ -16,13 +16,13 @@ from blinker import NamedSignal
 
 from . import signals
 from .policy import Policy
-from .protocol import CorruptLog
-from .protocol import SessionStore
 from .records import SessionInfo
 from .records import SessionRecord
 from .records import seal
 from .records import unseal
 from .records import utc
+from .stores import CorruptLog
+from .stores import SessionStore
 from .stores import StoreUnavailable
 from .users import UserAdapter
 from .users import check_user_key
@@ -99,7 +99,7 @@ def _no_signals(signal: NamedSignal, **kwargs: t.Any) -> None:
 
 class CredentialsCache:
     """The sessions and cached users of one application, on a
-    :class:`~flask_pow.protocol.SessionStore`. Reach it as
+    :class:`~flask_pow.stores.SessionStore`. Reach it as
     ``pow.credentials``.
 
     :param store: where the records live.
@@ -178,7 +178,7 @@ class CredentialsCache:
 
         match = self.policy.match(record, token, now)
 
-        if match is None and found.local:
+        if match is None and found.maybe_stale:
             # The local copy may predate a rotation whose invalidation is
             # still on its way: the store has the last word on a refusal.
             found = self.store.read(session_id, fresh=True)
@@ -569,7 +569,7 @@ class CredentialsCache:
             if swapped.ok:
                 return fresh, True
 
-            if swapped.busy and (
+            if swapped.undecided and (
                 swapped.current is None or swapped.current.token == record.token
             ):
                 # Still held by a writer that has not rotated it yet.

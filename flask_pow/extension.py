@@ -8,7 +8,6 @@ import typing as t
 import weakref
 from weakref import WeakKeyDictionary
 
-from cachelib.redis_base import BaseRedisCache
 from flask import Blueprint
 from flask import Flask
 from flask import current_app
@@ -19,19 +18,17 @@ from flask import request_started
 from . import checks
 from . import lifecycle
 from . import orm
-from .cachelib_store import CachelibSessionStore
 from .config import PowConfig
 from .config import load_config
 from .config import read_settings
 from .credentials import CredentialsCache
-from .protocol import SessionStore
 from .state import LoginManager
 from .state import MetadataCallback
 from .state import PowState
 from .state import RequestLoader
 from .state import UnauthorizedCallback
 from .state import get_state
-from .stores import Store
+from .stores import store_for
 from .users import UserAdapter
 from .users import as_adapter
 from .views import needs_refresh
@@ -137,8 +134,6 @@ class Pow(LoginManager):
 
         users = as_adapter(users)
 
-        store = Store(config.cache, config.namespace)
-        backend: SessionStore
         app_ref = weakref.ref(app)
 
         def secrets() -> list[str | bytes]:
@@ -149,23 +144,8 @@ class Pow(LoginManager):
         def send(signal: t.Any, **kwargs: t.Any) -> None:
             signal.send(app_ref(), **kwargs)
 
-        if isinstance(config.cache, BaseRedisCache):
-            from .redis_store import RedisSessionStore
-
-            backend = RedisSessionStore(config.cache, config.namespace, secrets)
-
-            if config.redis_local_cache:
-                backend.keep_local_copies(
-                    ttl=config.redis_local_cache_ttl,
-                    staleness=config.redis_local_cache_staleness,
-                    max_entries=config.redis_local_cache_max_entries,
-                    max_bytes=config.redis_local_cache_max_bytes,
-                )
-        else:
-            backend = CachelibSessionStore(store, secrets)
-
         credentials = CredentialsCache(
-            backend,
+            store_for(config, secrets),
             users,
             credentials_ttl=config.credentials_ttl,
             rotation_grace=config.rotation_grace,

@@ -28,7 +28,7 @@ import time
 import typing as t
 import uuid
 
-from flask_pow.protocol import user_tags
+from flask_pow.stores import user_tags
 
 from .servers import RedisServer
 from .servers import free_port

@@ -14,7 +14,7 @@ from cachelib import FileSystemCache
 from flask import Flask
 
 from flask_pow import session_revoked
-from flask_pow.cachelib_store import CachelibSessionStore
+from flask_pow.stores.cachelib import CachelibSessionStore
 
 from .conftest import Env
 from .conftest import MakeEnv
@@ -129,7 +129,7 @@ def test_other_backends_need_no_cleanup(env: Env) -> None:
     with env.app.app_context():
         store = env.pow.credentials.store
 
-        if isinstance(store, CachelibSessionStore) and store.store.sweeps:
+        if isinstance(store, CachelibSessionStore) and store.sweeps:
             pytest.skip("a FileSystemCache without a threshold is swept")
 
         assert store.cleanup(time.time() + 10**6) == 0

@@ -17,7 +17,7 @@ from cachelib.redis_base import BaseRedisCache
 from flask.testing import FlaskClient
 
 from flask_pow import Pow
-from flask_pow.protocol import user_tags
+from flask_pow.stores import user_tags
 
 from .conftest import Env
 from .conftest import QueryCounter

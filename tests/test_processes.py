@@ -105,14 +105,14 @@ def test_lock_of_a_killed_process_is_released(tmp_path: t.Any) -> None:
     """A process killed while it holds a rotation lock (SIGKILL, mid-request)
     does not leave the session locked: the kernel drops its flock.
     """
-    from flask_pow.stores import FileLock
+    from flask_pow.stores.cachelib import FileLock
 
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from flask_pow.stores import FileLock\n"
+            "from flask_pow.stores.cachelib import FileLock\n"
             f"lock = FileLock({str(tmp_path)!r}, 'session', 'abc')\n"
             "assert lock.acquire(blocking=False)\n"
             "print('held', flush=True)\n"

@@ -24,8 +24,8 @@ from cachelib import SimpleCache
 from flask.testing import FlaskClient
 
 from flask_pow import Pow
-from flask_pow.redis_local import HEARTBEAT_LIMIT
-from flask_pow.redis_local import LocalCache
+from flask_pow.stores.redis_local import HEARTBEAT_LIMIT
+from flask_pow.stores.redis_local import LocalCache
 
 from .conftest import Env
 from .conftest import add_routes
@@ -223,7 +223,7 @@ def test_rotation_elsewhere_is_followed_when_the_copy_is_older(
 
     # The message has arrived by now; put the old copy back, as if not.
     local.get(session_id)
-    local.put(session_id, held, keys, local.begin())
+    local.put(session_id, held, keys, local.epoch)
     assert local.get(session_id) == held
 
     with env.app.test_request_context():
@@ -409,7 +409,7 @@ def trusted(local: LocalCache) -> None:
 
 def test_entry_expires_after_its_ttl(local: LocalCache) -> None:
     trusted(local)
-    local.put("s", (b"1", b"2"), ["k"], local.begin())
+    local.put("s", (b"1", b"2"), ["k"], local.epoch)
     assert local.get("s") == (b"1", b"2")
     deadline = time.monotonic() + 1.5
 
@@ -424,7 +424,7 @@ def test_entries_are_bounded_in_number(local: LocalCache) -> None:
     trusted(local)
 
     for n in range(50):
-        local.put(f"s{n}", (b"x",), [f"k{n}"], local.begin())
+        local.put(f"s{n}", (b"x",), [f"k{n}"], local.epoch)
 
     assert len(local) == 10
     assert local.get("s49") == (b"x",)
@@ -435,7 +435,7 @@ def test_entries_are_bounded_in_bytes(local: LocalCache) -> None:
     trusted(local)
 
     for n in range(10):
-        local.put(f"s{n}", (b"x" * 3000,), [f"k{n}"], local.begin())
+        local.put(f"s{n}", (b"x" * 3000,), [f"k{n}"], local.epoch)
 
     assert local.size <= 10_000
     assert 0 < len(local) < 10
@@ -443,7 +443,7 @@ def test_entries_are_bounded_in_bytes(local: LocalCache) -> None:
 
 def test_read_racing_an_invalidation_is_not_kept(local: LocalCache) -> None:
     trusted(local)
-    epoch = local.begin()
+    epoch = local.epoch
     local.forget(["k"])  # a change applied while the read was in flight
     local.put("s", (b"old",), ["k"], epoch)
 
@@ -454,8 +454,8 @@ def test_invalidation_from_the_server_drops_dependent_entries(
     local: LocalCache, redis_server: RedisServer, prefix: str
 ) -> None:
     trusted(local)
-    local.put("s1", (b"1",), [f"{prefix}user"], local.begin())
-    local.put("s2", (b"2",), [f"{prefix}other"], local.begin())
+    local.put("s1", (b"1",), [f"{prefix}user"], local.epoch)
+    local.put("s2", (b"2",), [f"{prefix}other"], local.epoch)
     redis_server.client().set(f"{prefix}user", "changed")
     deadline = time.monotonic() + 5
 
@@ -613,7 +613,7 @@ def test_forked_child_opens_its_own_channel(local: LocalCache) -> None:
     assert local._channels[0].conn is parent_conn
     trusted(local)
     assert local._channels[0].conn is parent_conn
-    local.put("s", (b"1",), ["k"], local.begin())
+    local.put("s", (b"1",), ["k"], local.epoch)
     assert local.get("s") == (b"1",)
 
 

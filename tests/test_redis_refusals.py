@@ -17,7 +17,7 @@ from cachelib import RedisCache
 from flask.testing import FlaskClient
 
 from flask_pow import Pow
-from flask_pow.redis_store import RedisSessionStore
+from flask_pow.stores.redis import RedisSessionStore
 
 from .conftest import Env
 from .conftest import add_routes

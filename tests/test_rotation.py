@@ -165,14 +165,14 @@ def test_loser_of_rotation_lock_carries_on(
     if len(session_ids(env)[0]) == 30:
         pytest.skip("Redis rotates by compare-and-set, with no lock to lose")
 
-    monkeypatch.setattr("flask_pow.cachelib_store.FOLLOW_WAIT", 0.1)
+    monkeypatch.setattr("flask_pow.stores.cachelib.FOLLOW_WAIT", 0.1)
 
     before = pow_value(logged_in)
     [sid] = session_ids(env)
     env.clock.advance(RENEWAL + 1)
 
     with env.app.app_context():
-        lock = env.pow.get_state().store.lock("session", sid)
+        lock = env.pow.get_state().credentials.store.lock("session", sid)  # type: ignore[attr-defined]
 
     assert lock.acquire(blocking=False)
 
@@ -220,7 +220,7 @@ def test_permanent_session_loser_waits_for_a_slow_winner(
     token = value.split(".")[1]
     env.clock.advance(RENEWAL + 1)
     state = env.pow.get_state(env.app)
-    lock = state.store.lock("session", sid)
+    lock = state.credentials.store.lock("session", sid)  # type: ignore[attr-defined]
     assert lock.acquire(blocking=False)
     answers: list[str] = []
     loser = threading.Thread(target=lambda: answers.append(env.me(logged_in)))
@@ -233,7 +233,7 @@ def test_permanent_session_loser_waits_for_a_slow_winner(
     assert record is not None
     now = env.clock()
     advanced, fresh = state.credentials.policy.advance(record, token, now)
-    state.store.set(state.store.key("session", sid), advanced.dump(), 600)
+    backend.set(backend.key("session", sid), advanced.dump(), 600)  # type: ignore[attr-defined]
     lock.release()
     loser.join(timeout=10)
     assert answers == ["ada@example.com free"]

@@ -17,13 +17,12 @@ from cachelib import RedisCache
 from cachelib.redis_base import BaseRedisCache
 
 from flask_pow import StoreUnavailable
-from flask_pow.cachelib_store import CachelibSessionStore
 from flask_pow.credentials import CredentialsCache
 from flask_pow.policy import Policy
-from flask_pow.protocol import SessionStore
 from flask_pow.records import SessionRecord
-from flask_pow.redis_store import RedisSessionStore
-from flask_pow.stores import Store
+from flask_pow.stores import SessionStore
+from flask_pow.stores.cachelib import CachelibSessionStore
+from flask_pow.stores.redis import RedisSessionStore
 
 from .dict_users import DictUsers
 from .servers import free_port
@@ -36,7 +35,7 @@ def build(cache: BaseCache) -> SessionStore:
     if isinstance(cache, BaseRedisCache):
         return RedisSessionStore(cache, "pow", lambda: ["test secret key"])
 
-    return CachelibSessionStore(Store(cache, "pow"), lambda: ["test secret key"])
+    return CachelibSessionStore(cache, "pow", lambda: ["test secret key"])
 
 
 @pytest.fixture

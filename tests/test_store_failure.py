@@ -15,7 +15,7 @@ from cachelib import SimpleCache
 
 from flask_pow import StoreUnavailable
 from flask_pow import current_user
-from flask_pow.stores import CacheLock
+from flask_pow.stores.cachelib import CacheLock
 
 from .conftest import Env
 from .conftest import add_routes

@@ -92,9 +92,9 @@ def test_value_changed_in_place_by_a_view_is_not_seen_by_the_next_request(
 
 
 def test_parsed_records_stay_within_their_byte_bound() -> None:
-    from flask_pow import parsed
-    from flask_pow.protocol import CorruptLog
     from flask_pow.serialization import dumps
+    from flask_pow.stores import CorruptLog
+    from flask_pow.stores import parsed
 
     records = parsed.ParsedRecords(CorruptLog(), report_undecodable=True)
 

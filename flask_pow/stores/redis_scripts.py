@@ -47,7 +47,7 @@ end
 # written only if it is missing). Past ARGV[8] live credentials (0: no cap),
 # the least recently used are ended (ARGV[9] is the session key prefix),
 # never the one written nor those in ARGV[10] (ids separated by spaces): as
-# flask_pow.protocol.least_recently_used orders them. Their ids follow 'ok'
+# flask_pow.stores.least_recently_used orders them. Their ids follow 'ok'
 # and the latest expiry in the reply. Only a login past the cap reads the
 # user's records, at most the cap plus one.
 WRITE = (

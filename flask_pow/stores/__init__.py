@@ -1,20 +1,22 @@
-"""The store protocol: the few operations the credentials cache needs from
-a backend, with the same meaning on every backend.
+"""Where credentials live: the few operations the credentials cache needs
+from a backend, with the same meaning on every backend.
 
 :class:`~flask_pow.CredentialsCache` applies the session rules
 (:mod:`flask_pow.policy`) over a :class:`SessionStore`; it never sees keys,
 locks or scripts. Two implementations: one over any cachelib cache
-(:mod:`flask_pow.cachelib_store`), one native for Redis and Valkey
-(:mod:`flask_pow.redis_store`). ``tests/test_store_contract.py`` runs the
-same tests against both, on every backend the suite can start.
+(:mod:`flask_pow.stores.cachelib`), one native for Redis and Valkey
+(:mod:`flask_pow.stores.redis`); :func:`store_for` picks one.
+``tests/test_store_contract.py`` runs the same tests against both, on every
+backend the suite can start.
 
 A store holds three kinds of record: sessions, each user's cached values,
 and each user's index of sessions (session id -> expiry), plus whatever it
 needs to list users. Every deadline it is given is a Unix time from the
 caller's clock (``now``), so that a test can move time for both at once.
-Every failure to reach or write the store is
-:exc:`~flask_pow.StoreUnavailable`; a corrupt record reads as missing and is
-logged once (:class:`CorruptLog`).
+Every failure to reach or write the store is :exc:`StoreUnavailable`; a
+corrupt or foreign record reads as missing and is logged once
+(:class:`CorruptLog`); both implementations parse records with
+:mod:`flask_pow.stores.parsed`.
 """
 
 from __future__ import annotations
@@ -28,9 +30,34 @@ import logging
 import math
 import typing as t
 
-from .records import SessionRecord
+from werkzeug.exceptions import ServiceUnavailable
+
+from ..records import SessionRecord
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from ..config import PowConfig
 
 logger = logging.getLogger("flask_pow")
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The credentials store could not be read or written. Answered as
+    ``503 Service Unavailable``; the client's cookie is left alone, so the
+    same session works again once the store is back.
+    """
+
+    description = "The session store is unavailable. Please try again in a moment."
+
+
+def unavailable(error: Exception) -> StoreUnavailable:
+    """The :exc:`StoreUnavailable` to raise for a backend's error, logged.
+
+    :meta private:
+    """
+    # Only the type is logged: a cache error message may quote a key, and
+    # keys hold session ids.
+    logger.error("The credentials store failed: %s", type(error).__name__)
+    return StoreUnavailable()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +67,10 @@ class Found:
     record: SessionRecord
     #: The user's cached values, or ``None`` if the user record is missing.
     user_data: dict[str, t.Any] | None
-    #: Read from the worker's local copy, not the store: a token that does
-    #: not match it is checked against the store before it is refused.
-    local: bool = False
+    #: Served from a copy that may lag the store (the Redis local cache): a
+    #: token that does not match it is checked against the store before it
+    #: is refused.
+    maybe_stale: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +81,10 @@ class Swapped:
     ok: bool
     #: When not written: the session as it is now (``None`` if it is gone).
     current: SessionRecord | None = None
-    #: When not written because another writer held the session and would
-    #: not let go in time (lock-based stores only, never when waiting).
-    busy: bool = False
+    #: Not written because another writer held the session and did not
+    #: finish in time, so ``current`` may be overwritten yet (lock-based
+    #: stores only, never when waiting).
+    undecided: bool = False
 
 
 class SessionStore(t.Protocol):
@@ -74,7 +103,7 @@ class SessionStore(t.Protocol):
         store lost keys: refused, so that revocation, which works through
         the index, never misses a live session). One round trip where the
         backend allows, none where it keeps a local copy that the server
-        invalidates (:attr:`Found.local`); ``fresh`` skips that copy.
+        invalidates (:attr:`Found.maybe_stale`); ``fresh`` skips that copy.
         """
 
     def read_session(self, session_id: str) -> SessionRecord | None:
@@ -109,7 +138,7 @@ class SessionStore(t.Protocol):
         compare-and-set), and refresh the index. The user's values are kept
         as they are; ``user_data`` is written only where the user record is
         missing. Without ``wait`` a lock-based store gives up after a short
-        wait for a concurrent writer and says ``busy``.
+        wait for a concurrent writer and says :attr:`Swapped.undecided`.
         """
 
     def delete(
@@ -143,10 +172,45 @@ class SessionStore(t.Protocol):
         """
 
 
-# -- shared by the implementations ------------------------------------------
+def store_for(
+    config: PowConfig, secrets: c.Callable[[], c.Sequence[str | bytes]]
+) -> SessionStore:
+    """The store for ``POW_CACHE``: native on a cachelib ``RedisCache`` or
+    ``ValkeyCache`` (with its local cache if ``POW_REDIS_LOCAL_CACHE``),
+    over the cachelib API for any other cache.
+
+    :param config: the application's settings.
+    :param secrets: the application's secret keys, current first; called
+        at each use, as the key may be set after ``init_app``.
+    """
+    from cachelib.redis_base import BaseRedisCache
+
+    if not isinstance(config.cache, BaseRedisCache):
+        from .cachelib import CachelibSessionStore
+
+        return CachelibSessionStore(config.cache, config.namespace, secrets)
+
+    from .redis import RedisSessionStore
+
+    store = RedisSessionStore(config.cache, config.namespace, secrets)
+
+    if config.redis_local_cache:
+        store.keep_local_copies(
+            ttl=config.redis_local_cache_ttl,
+            staleness=config.redis_local_cache_staleness,
+            max_entries=config.redis_local_cache_max_entries,
+            max_bytes=config.redis_local_cache_max_bytes,
+        )
+
+    return store
+
+
+# -- keys and caps, for the implementations --------------------------------
 
 #: Length of a user's tag, and of the prefix it gives session ids.
 TAG_LENGTH = 8
+#: Length of a session id: a tag, then 22 random characters.
+SESSION_ID_LENGTH = TAG_LENGTH + 22
 
 
 def tag_of(session_id: str) -> str:
@@ -157,11 +221,11 @@ def tag_of(session_id: str) -> str:
 
 
 def is_session_id(session_id: str) -> bool:
-    """Whether a session id has the shape a store issues: a tag, then 22
-    random characters. Any other (one from before ids carried a tag
-    included) names no session, and no key is read for it.
+    """Whether a session id has the shape a store issues. Any other (one
+    from before ids carried a tag included) names no session, and no key is
+    read for it.
     """
-    return len(session_id) == TAG_LENGTH + 22
+    return len(session_id) == SESSION_ID_LENGTH
 
 
 def user_tags(user_key: str, secrets: c.Iterable[str | bytes]) -> list[str]:
@@ -225,6 +289,16 @@ def least_recently_used(
     return sorted((sid for sid in ids if sid not in keep), key=last_used)
 
 
+def user_value(user_key: str, user_data: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A user record as stored: the key is kept beside the data, so a
+    record moved under another key is refused.
+    """
+    return {"key": user_key, "data": user_data}
+
+
+# -- what is logged ---------------------------------------------------------
+
+
 class CorruptLog:
     """Logs, once per record and process, that a record was ignored.
 
@@ -261,68 +335,14 @@ class UnvouchedLog:
     """
 
     def __init__(self) -> None:
-        self.count = 0
+        self.logged = False
 
     def __call__(self, session_id: str) -> None:
-        self.count += 1
-
-        if self.count == 1:
+        if not self.logged:
+            self.logged = True
             logger.warning(
                 "Refused a session that its user's index no longer lists: the"
                 " credentials store lost keys (eviction under maxmemory, a"
                 " flush, a failover). Its holder must log in again. Logged"
                 " once per process."
             )
-
-
-def parse_session(
-    session_id: str, value: t.Any, key: str, corrupt: CorruptLog
-) -> SessionRecord | None:
-    """A stored session value, validated; ``None`` if missing or corrupt."""
-    if value is None:
-        return None
-
-    try:
-        return SessionRecord.parse(session_id, value)
-    except ValueError:
-        corrupt("session", key)
-        return None
-
-
-def parse_user(
-    user_key: str, value: t.Any, key: str, corrupt: CorruptLog
-) -> dict[str, t.Any] | None:
-    """A stored user value (``{"key": ..., "data": {...}}``), validated."""
-    if value is None:
-        return None
-
-    if (
-        not isinstance(value, dict)
-        or value.get("key") != user_key
-        or not isinstance(value.get("data"), dict)
-    ):
-        corrupt("user", key)
-        return None
-
-    return t.cast(dict[str, t.Any], value["data"])
-
-
-def user_value(user_key: str, user_data: dict[str, t.Any]) -> dict[str, t.Any]:
-    """What :func:`parse_user` reads back: the key is kept beside the data,
-    so a record moved under another key is refused.
-    """
-    return {"key": user_key, "data": user_data}
-
-
-def parse_map(value: t.Any, key: str, corrupt: CorruptLog) -> dict[str, float]:
-    """A stored name -> expiry map; empty if missing or corrupt."""
-    if value is None:
-        return {}
-
-    if not isinstance(value, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
-    ):
-        corrupt("index", key)
-        return {}
-
-    return value

@@ -90,7 +90,7 @@ class _Entry(t.NamedTuple):
 
 class LocalCache:
     """A bounded, invalidated copy of what :meth:`RedisSessionStore.read
-    <flask_pow.redis_store.RedisSessionStore.read>` fetched, per session id.
+    <flask_pow.stores.redis.RedisSessionStore.read>` fetched, per session id.
 
     :param client: the store's redis-py (or valkey) client; its pool's
         connection settings (address, TLS, password, timeouts) are used for
@@ -175,12 +175,6 @@ class LocalCache:
             self._connect()
 
         return None
-
-    def begin(self) -> int:
-        """The epoch to give :meth:`put`, taken before reading from the
-        server.
-        """
-        return self.epoch
 
     def put(
         self,

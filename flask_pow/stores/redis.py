@@ -36,28 +36,22 @@ import typing as t
 
 from cachelib.redis_base import BaseRedisCache
 
+from .. import serialization
+from ..records import SessionRecord
+from ..records import new_session_id
+from . import TAG_LENGTH
+from . import CorruptLog
+from . import Found
+from . import Swapped
+from . import UnvouchedLog
+from . import is_session_id
 from . import redis_scripts as scripts
-from . import serialization
+from . import tag_of
+from . import unavailable
+from . import user_tags
+from . import user_value
 from .parsed import ParsedRecords
-from .protocol import TAG_LENGTH
-from .protocol import CorruptLog
-from .protocol import Found
-from .protocol import Swapped
-from .protocol import UnvouchedLog
-from .protocol import is_session_id
-from .protocol import tag_of
-from .protocol import user_tags
-from .protocol import user_value
-from .records import SessionRecord
-from .records import new_session_id
-from .redis_client import client_of
-from .redis_client import error_types
-from .redis_client import is_read_only
-from .redis_client import is_refusal
-from .redis_client import no_script_types
-from .redis_client import response_error_types
 from .redis_local import LocalCache
-from .stores import _unavailable
 
 logger = logging.getLogger("flask_pow")
 
@@ -73,8 +67,89 @@ def _version(info: t.Mapping[str, t.Any]) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
 
 
+#: Error replies of a healthy server that refuses for now: out of memory
+#: under ``maxmemory`` with ``noeviction``, a replica after a failover, a
+#: primary cut off from its replicas or its disk, a server still loading,
+#: a script running too long. Each is a 503, not a 500.
+REFUSALS = frozenset(
+    {"OOM", "READONLY", "MASTERDOWN", "LOADING", "BUSY", "NOREPLICAS", "MISCONF"}
+)
+
+
+class _Errors(t.NamedTuple):
+    #: The client errors that mean the server cannot be reached.
+    unreachable: tuple[type[Exception], ...]
+    #: What a server that answered with an error reply raises.
+    reply: tuple[type[Exception], ...]
+    #: A script called by SHA that the server does not have (a restart).
+    no_script: tuple[type[Exception], ...]
+
+
+@functools.cache
+def _errors() -> _Errors:
+    """The error types of redis-py and, where installed, valkey-py (a fork
+    of it, with the same names).
+    """
+    import redis
+
+    clients: list[t.Any] = [redis]
+
+    try:
+        import valkey
+    except ImportError:
+        pass
+    else:
+        clients.append(valkey)
+
+    unreachable: list[type[Exception]] = [OSError]
+
+    for client in clients:
+        errors = client.exceptions
+        unreachable += [
+            errors.ConnectionError,
+            errors.TimeoutError,
+            errors.ClusterDownError,
+            errors.TryAgainError,
+        ]
+
+    return _Errors(
+        tuple(unreachable),
+        tuple(client.exceptions.ResponseError for client in clients),
+        tuple(client.exceptions.NoScriptError for client in clients),
+    )
+
+
+def _code(error: Exception) -> str:
+    """The code of an error reply."""
+    # The client turns some replies into classes of their own and drops the
+    # code from the message (OutOfMemoryError, ReadOnlyError,
+    # MasterDownError); the others keep it as the message's first word.
+    name = type(error).__name__
+    return {
+        "OutOfMemoryError": "OOM",
+        "ReadOnlyError": "READONLY",
+        "MasterDownError": "MASTERDOWN",
+    }.get(name, str(error).split(" ", 1)[0])
+
+
+def client_of(cache: BaseRedisCache) -> t.Any:
+    """The Redis client a cachelib ``RedisCache`` or ``ValkeyCache`` holds,
+    from its ``_write_client`` (cachelib has no public accessor), checked so
+    that a cachelib that renames it gives a clear error.
+    """
+    client = getattr(cache, "_write_client", None)
+
+    if client is None or not hasattr(client, "register_script"):
+        raise TypeError(
+            f"Cannot find the Redis client of {type(cache).__name__}: this"
+            " cachelib version keeps it elsewhere. Set POW_REDIS_URL instead."
+        )
+
+    return client
+
+
 class RedisSessionStore:
-    """:class:`~flask_pow.protocol.SessionStore` on a cachelib
+    """:class:`~flask_pow.stores.SessionStore` on a cachelib
     ``RedisCache`` or ``ValkeyCache``, using the client it holds. Chosen by
     :class:`~flask_pow.Pow` when ``POW_CACHE`` is one of those, or when
     ``POW_REDIS_URL`` is set.
@@ -96,11 +171,12 @@ class RedisSessionStore:
         self.parsed = ParsedRecords(self.corrupt, report_undecodable=True)
         self.unvouched = UnvouchedLog()
         self._version_checked = False
-        self._errors = error_types()
-        self._responses = response_error_types()
+        errors = _errors()
+        self._errors = errors.unreachable
+        self._responses = errors.reply
+        self._no_script = errors.no_script
         # A RedisCluster (redis-py or valkey) routes by slot; it has nodes.
         self._cluster = hasattr(self.client, "get_nodes")
-        self._no_script = no_script_types()
 
         def register(source: str) -> t.Any:
             # Lua has no constants from Python: put the tag length in.
@@ -126,12 +202,14 @@ class RedisSessionStore:
         try:
             return operation()
         except self._errors as e:
-            raise _unavailable(e) from e
+            raise unavailable(e) from e
         except self._responses as e:
-            if not is_refusal(e):
+            code = _code(e)
+
+            if code not in REFUSALS:
                 raise
 
-            if is_read_only(e):
+            if code == "READONLY":
                 # A failover: the connections reach a replica now. Drop
                 # them, so that the next request connects again (to the new
                 # primary, behind the same address), and so do the local
@@ -141,7 +219,7 @@ class RedisSessionStore:
                 if self.local is not None:
                     self.local.close()
 
-            raise _unavailable(e) from e
+            raise unavailable(e) from e
 
     def _check_version(self) -> None:
         """Refuse a server older than :data:`MINIMUM_VERSION`, once, with
@@ -154,7 +232,7 @@ class RedisSessionStore:
             version = self._server_version()
         except self._errors as e:
             self._version_checked = False
-            raise _unavailable(e) from e
+            raise unavailable(e) from e
 
         self._check_eviction()
 
@@ -233,16 +311,6 @@ class RedisSessionStore:
     def _users_key(self) -> str:
         return f"{self.prefix}users"
 
-    def _decode(self, kind: str, key: str, value: bytes | None) -> t.Any:
-        if value is None:
-            return None
-
-        try:
-            return serialization.loads(value)
-        except ValueError:
-            self.corrupt(kind, key)
-            return None
-
     def _parse_session(
         self, session_id: str, value: bytes | None
     ) -> SessionRecord | None:
@@ -307,9 +375,10 @@ class RedisSessionStore:
             held = local.get(session_id)
 
             if held is not None:
-                return self._found(session_id, held[0], held[1], local=True)
+                return self._found(session_id, held[0], held[1], maybe_stale=True)
 
-        epoch = local.begin() if local is not None else 0
+        # Taken before the read: see LocalCache.put.
+        epoch = local.epoch if local is not None else 0
         tag = tag_of(session_id)
         key = self._session_key(session_id)
         sent = self.local_clock()
@@ -343,7 +412,7 @@ class RedisSessionStore:
         session: bytes | None,
         user: bytes | None,
         *,
-        local: bool = False,
+        maybe_stale: bool = False,
     ) -> Found | None:
         record = self._parse_session(session_id, session)
 
@@ -352,7 +421,7 @@ class RedisSessionStore:
 
         user_key = self._user_key(tag_of(session_id), record.user_key)
         user_data = self.parsed.user(record.user_key, user, user_key)
-        return Found(record, user_data, local=local)
+        return Found(record, user_data, maybe_stale=maybe_stale)
 
     # -- the local cache ----------------------------------------------------
 
@@ -368,7 +437,7 @@ class RedisSessionStore:
         max_bytes: int,
         staleness: float = 0.25,
     ) -> None:
-        """Serve repeat reads from a :class:`~flask_pow.redis_local.LocalCache`
+        """Serve repeat reads from a :class:`~flask_pow.stores.redis_local.LocalCache`
         that the server keeps true (``POW_REDIS_LOCAL_CACHE``).
         """
         self.local = LocalCache(
@@ -503,7 +572,7 @@ class RedisSessionStore:
         user_data: dict[str, t.Any],
         wait: bool,
     ) -> Swapped:
-        # No lock, so never busy: the script compares the token digest and
+        # No lock, so never undecided: the script compares the token digest and
         # swaps the record in one atomic step, and a loser learns where the
         # session went in the same round trip.
         result = self._run_write(record, now, user_data, expected)
@@ -607,7 +676,7 @@ class RedisSessionStore:
         pairs = []
 
         for member in members:
-            pair = self._decode("users", self._users_key, member)
+            pair = self.parsed.decode("users", self._users_key, member)
 
             if (
                 isinstance(pair, list)

@@ -1,0 +1,827 @@
+"""The store protocol over any cachelib cache (in-process, file,
+Memcached, or any other :class:`~cachelib.BaseCache`).
+
+cachelib offers get, set, add and delete, and nothing that compares and
+sets or lists keys, so every multi-key write here runs under a short lock,
+taken in one order: session, user, bucket. :class:`CacheLock` uses ``add``,
+which is atomic on the in-process, Redis and Memcached caches; a
+:class:`~cachelib.FileSystemCache` checks then sets in ``add``, so it gets
+:class:`FileLock`, an ``flock`` that several processes on one host share.
+Records, under the namespace:
+
+``session:<session id>``
+    One login on one device (:class:`~flask_pow.records.SessionRecord`).
+``user:<tag>:<user key>``
+    The user's cached values, shared by all of their sessions; TTL of their
+    latest session.
+``sessions:<tag>:<user key>``
+    The index: session id -> expiry time, pruned of expired ids on write.
+``users:<bucket>``
+    ``<tag>:<user key>`` -> expiry of that user's latest session, in 64
+    buckets by hash, so that listing users reads 64 keys rather than
+    scanning.
+
+The tag is derived from the user key and the application's secret key
+(:func:`~flask_pow.stores.user_tags`), and starts every session id: two
+applications with different secret keys that share one cache directory or
+one memcached never read, list or end each other's records, and a session
+issued before ``SECRET_KEY`` was rotated (the old key in
+``SECRET_KEY_FALLBACKS``) keeps its records where they are.
+
+Three things of cachelib's that it has no public API for are read here:
+a FileSystemCache's ``_path`` and ``_threshold``, and the expiry its file
+format puts first in every entry.
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import copy
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import struct
+import threading
+import time
+import typing as t
+import warnings
+
+from cachelib import BaseCache
+from cachelib import FileSystemCache
+from cachelib import SimpleCache
+
+from .. import serialization
+from ..config import caller_stacklevel
+from ..records import SessionRecord
+from ..records import new_session_id
+from . import SESSION_ID_LENGTH
+from . import TAG_LENGTH
+from . import CorruptLog
+from . import Found
+from . import StoreUnavailable
+from . import Swapped
+from . import UnvouchedLog
+from . import is_session_id
+from . import least_recently_used
+from . import tag_of
+from . import unavailable
+from . import user_tags
+from . import user_value
+from .parsed import ParsedRecords
+
+logger = logging.getLogger("flask_pow")
+
+#: How long a lock lives if its holder dies without releasing it.
+LOCK_TTL = 5
+#: Below this many items an in-process or file cache may evict live sessions.
+SMALL_THRESHOLD = 10_000
+#: Number of ``users:<bucket>`` records.
+USER_BUCKETS = 64
+#: How often expired records are swept from a FileSystemCache, by one
+#: process (the first to log someone in after the interval), in seconds.
+CLEANUP_INTERVAL = 3600
+#: How long a rotation that finds the session locked waits for the holder,
+#: in seconds, so that it can follow the token the holder issues. A holder
+#: keeps the lock for a few writes; the wait is long enough for a queue of
+#: parallel requests to drain, so that each response carries the newest
+#: token (a permanent Flask session re-sends the cookie with every
+#: response, and the one the browser applies last is the one it keeps).
+FOLLOW_WAIT = 2.0
+
+
+class StoredBytes:
+    """The serializer of flask_pow's copy of a cachelib cache: flask_pow
+    hands it tagged JSON it encoded itself, stored as it is and read back
+    as bytes, so nothing is pickled or unpickled, whatever the store holds.
+    """
+
+    # ``bytes`` of bytes is that same object: a C call, so that a read or
+    # a write through cachelib costs no Python call of its own. flask_pow
+    # writes nothing but bytes through it.
+    dumps = loads = bytes
+
+    def dump(self, value: bytes, f: t.IO[bytes]) -> None:
+        """Into a file (:class:`cachelib.FileSystemCache`)."""
+        f.write(value)
+
+    def load(self, f: t.IO[bytes]) -> bytes:
+        """From a file (:class:`cachelib.FileSystemCache`)."""
+        return f.read()
+
+
+class CacheLock:
+    """A lock held as a cache key written with ``add``, which expires by
+    itself if its holder dies.
+    """
+
+    def __init__(self, cache: BaseCache, key: str, ttl: int = LOCK_TTL) -> None:
+        self.cache = cache
+        self.key = key
+        self.ttl = ttl
+        self._owner = secrets.token_hex(8).encode()
+
+    def acquire(self, *, blocking: bool, timeout: float | None = None) -> bool:
+        """Take the lock. Without blocking, give up at once if it is held;
+        with blocking, wait up to ``timeout`` seconds (the lock's TTL if
+        ``None``). Return whether it was taken.
+        """
+        deadline = time.monotonic() + (self.ttl + 1 if timeout is None else timeout)
+        delay = 0.001
+
+        while True:
+            try:
+                if self.cache.add(self.key, self._owner, timeout=self.ttl):
+                    return True
+            except Exception as e:
+                raise unavailable(e) from e
+
+            if not blocking or time.monotonic() > deadline:
+                return False
+
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def release(self) -> None:
+        """Let the lock go."""
+        # Not atomic: the lock could expire and be taken by another between
+        # the read and the delete. Its TTL is far longer than any holder
+        # keeps it, so that takes a holder stalled for seconds.
+        try:
+            # A memcached client may give the value back as text.
+            if self.cache.get(self.key) in (self._owner, self._owner.decode()):
+                self.cache.delete(self.key)
+        except Exception as e:
+            # Logged, not raised: it would hide the error of the work done
+            # under the lock, and the lock expires by itself.
+            unavailable(e)
+
+
+class FileLock:
+    """An ``flock`` on one of a fixed set of lock files beside a
+    :class:`~cachelib.FileSystemCache` directory. The kernel drops it if the
+    holder dies. Names share the files by hash, so the number of files stays
+    fixed; two names on one file only wait for each other.
+    """
+
+    def __init__(
+        self, directory: str, kind: str, name: str, ttl: int = LOCK_TTL
+    ) -> None:
+        stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
+        # Each kind has its own files, so a holder of a session lock can take
+        # its user's lock without waiting on itself.
+        self.path = os.path.join(directory, f"{kind}-{stripe:02d}")
+        self.ttl = ttl
+        self._fd: int | None = None
+
+    def acquire(self, *, blocking: bool, timeout: float | None = None) -> bool:
+        """As :meth:`CacheLock.acquire`."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise unavailable(e) from e
+
+        deadline = time.monotonic() + (self.ttl if timeout is None else timeout)
+        delay = 0.001
+
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not blocking or time.monotonic() > deadline:
+                    os.close(fd)
+                    return False
+
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            else:
+                self._fd = fd
+                return True
+
+    def release(self) -> None:
+        """Let the lock go."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+Lock = CacheLock | FileLock
+
+
+class CachelibSessionStore:
+    """:class:`~flask_pow.stores.SessionStore` on a cachelib cache.
+
+    flask_pow's records are written as tagged JSON
+    (:mod:`~flask_pow.serialization`) through a copy of the application's
+    cache object with its serializer swapped (:class:`StoredBytes`): the
+    same storage (dict, directory, client), while the application's own
+    values keep the serializer it chose (cachelib reads ``serializer`` from
+    the instance for every get and set).
+
+    :param cache: the cachelib cache.
+    :param namespace: the prefix of every key flask_pow writes.
+    :param secrets: the application's secret keys, current first.
+    """
+
+    def __init__(
+        self,
+        cache: BaseCache,
+        namespace: str,
+        secrets: c.Callable[[], c.Sequence[str | bytes]],
+    ) -> None:
+        own = copy.copy(cache)
+        own.serializer = StoredBytes()  # type: ignore[attr-defined]
+        self.cache = own
+        self.prefix = f"{namespace}:"
+        self._secrets = secrets
+        self.corrupt = CorruptLog()
+        self.unvouched = UnvouchedLog()
+        self.parsed = ParsedRecords(self.corrupt, report_undecodable=False)
+        #: The directory of a FileSystemCache, and of its lock files.
+        self._directory: str | None = None
+        self._lock_dir: str | None = None
+        self._next_sweep = 0.0
+        threshold = getattr(cache, "_threshold", 0)
+
+        if isinstance(cache, FileSystemCache):
+            # A FileSystemCache with a threshold keeps a count of its files
+            # in a file of its own, written with the serializer of whichever
+            # object writes: the application's would not read flask_pow's,
+            # nor the other way round. flask_pow's copy leaves the count (and
+            # the pruning it drives) to the application's object, and sweeps
+            # its own expired records (:meth:`cleanup`).
+            own._threshold = 0  # type: ignore[attr-defined]
+            self._directory = filesystem_path(cache)
+            self._lock_dir = self._directory.rstrip(os.sep) + ".pow-locks"
+            os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
+
+        if isinstance(cache, (SimpleCache, FileSystemCache)) and (
+            0 < threshold < SMALL_THRESHOLD
+        ):
+            fix = (
+                "threshold=0 (no limit) or a threshold"
+                if self.sweeps
+                else "a threshold"
+            )
+            warnings.warn(
+                f"POW_CACHE is a {type(cache).__name__} with threshold={threshold}."
+                " When it holds more items than that it evicts some, and live"
+                f" sessions with them. Build it with {fix} of at least"
+                f" {SMALL_THRESHOLD}.",
+                stacklevel=caller_stacklevel(),
+            )
+
+    @property
+    def sweeps(self) -> bool:
+        """Whether expired records must be swept: flask_pow's copy of a
+        FileSystemCache never prunes.
+        """
+        return self._directory is not None
+
+    # -- the cache ----------------------------------------------------------
+
+    def key(self, *parts: str) -> str:
+        """A namespaced key from its parts."""
+        return self.prefix + ":".join(parts)
+
+    def _fetch(self, *keys: str) -> list[bytes | None]:
+        """The bytes stored under keys; anything else (a missing key, a
+        value a client unpickled) is ``None``.
+        """
+        try:
+            values = list(self.cache.get_many(*keys))
+        except StoreUnavailable:
+            raise
+        except Exception as e:
+            raise unavailable(e) from e
+
+        for n, value in enumerate(values):
+            if type(value) is not bytes:
+                values[n] = None
+
+        # FileSystemCache reads a file it cannot open as a miss (and logs
+        # it): a miss is checked against the directory, so that a volume
+        # that went away is an outage, not a logout.
+        if (
+            self._directory is not None
+            and None in values
+            and not os.path.isdir(self._directory)
+        ):
+            raise unavailable(NotADirectoryError(self._directory))
+
+        return values
+
+    def _put(self, items: c.Mapping[str, tuple[t.Any, float]]) -> None:
+        """Write records, each for its ``ttl`` in seconds, rounded up (at
+        least one: flask_pow never writes a key that lives forever, and a
+        record must not expire before its own expiry time).
+
+        :raise StoreUnavailable: if the cache refused or failed a write.
+        """
+        for key, (value, ttl) in items.items():
+            data = serialization.dumps(value)
+
+            try:
+                ok = self.cache.set(key, data, timeout=max(1, int(ttl) + 1))
+            except TypeError:
+                raise
+            except Exception as e:
+                raise unavailable(e) from e
+
+            if not ok:
+                raise StoreUnavailable("The session store refused a write.")
+
+    def set(self, key: str, value: t.Any, ttl: float) -> None:
+        """Write one record for ``ttl`` seconds (see :meth:`_put`)."""
+        self._put({key: (value, ttl)})
+
+    def _delete(self, *keys: str) -> None:
+        try:
+            self.cache.delete_many(*keys)
+        except Exception as e:
+            raise unavailable(e) from e
+
+    def lock(self, kind: str, name: str) -> Lock:
+        """A short lock on ``name`` among the locks of one ``kind``. Callers
+        that hold several take them in one order (session, user, bucket).
+        """
+        if self._lock_dir is not None:
+            return FileLock(self._lock_dir, kind, name)
+
+        return CacheLock(self.cache, f"{self.prefix}lock:{kind}:{name}")
+
+    def _locked(self, kind: str, name: str) -> Lock:
+        # As lock(), written out: two locks are taken on every login.
+        lock: Lock
+
+        if self._lock_dir is not None:
+            lock = FileLock(self._lock_dir, kind, name)
+        else:
+            lock = CacheLock(self.cache, f"{self.prefix}lock:{kind}:{name}")
+
+        if not lock.acquire(blocking=True):
+            raise StoreUnavailable("Timed out waiting for a session store lock.")
+
+        return lock
+
+    # -- reading ------------------------------------------------------------
+
+    def _tags(self, user_key: str) -> list[str]:
+        return user_tags(user_key, self._secrets())
+
+    def _read_session(self, session_id: str) -> SessionRecord | None:
+        if not is_session_id(session_id):
+            return None
+
+        key = f"{self.prefix}session:{session_id}"
+        return self.parsed.session(session_id, self._fetch(key)[0], key)
+
+    def read_session(self, session_id: str) -> SessionRecord | None:
+        # Another application's record (or one from before records were
+        # tagged) reads as missing.
+        record = self._read_session(session_id)
+
+        if record is None or tag_of(record.id) not in self._tags(record.user_key):
+            return None
+
+        return record
+
+    def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
+        # The request path, written out: the id comes from a cookie signed
+        # with our secret key, so the session is ours (no tag check).
+        if len(session_id) != SESSION_ID_LENGTH:
+            return None
+
+        key = f"{self.prefix}session:{session_id}"
+        record = self.parsed.session(session_id, self._fetch(key)[0], key)
+
+        if record is None:
+            return None
+
+        # The user and their index in one call: the index must still list
+        # the session (a lost index fails closed).
+        owner = f"{session_id[:TAG_LENGTH]}:{record.user_key}"
+        user_key = f"{self.prefix}user:{owner}"
+        index_key = f"{self.prefix}sessions:{owner}"
+        user, index = self._fetch(user_key, index_key)
+
+        if not self.parsed.lists(index, index_key, session_id):
+            self.unvouched(session_id)
+            return None
+
+        return Found(record, self.parsed.user(record.user_key, user, user_key))
+
+    def new_session_id(self, user_key: str, now: float) -> str:
+        return self._tags(user_key)[0] + new_session_id()
+
+    # -- writes -------------------------------------------------------------
+
+    def _write_user(
+        self,
+        owner: str,
+        user_key: str,
+        user_data: dict[str, t.Any] | None,
+        changes: c.Mapping[str, float | None],
+        now: float,
+        *,
+        only_live: bool = False,
+        session: SessionRecord | None = None,
+        max_sessions: int | None = None,
+        keep: c.Collection[str] = (),
+    ) -> tuple[bool, list[str]]:
+        """Under the user's lock: write ``session`` if given, rewrite the
+        user record (unless ``user_data`` is ``None``), and apply
+        ``changes`` to the index (``None`` unindexes an id), keeping at
+        most ``max_sessions`` (ending the least recently used, never those
+        in ``keep``). Deletes the user's records when no session is left
+        (unless ``only_live``: then nothing is written). Then the user's
+        bucket, under its lock. Returns whether a session is left, and the
+        ids dropped over ``max_sessions``.
+        """
+        index_key = f"{self.prefix}sessions:{owner}"
+        user_record_key = f"{self.prefix}user:{owner}"
+        raw = self._fetch(index_key)[0]
+        index = _changed(self.parsed.expiries(raw, index_key), changes, now)
+        over: list[str] = []
+
+        if not index and only_live:
+            return False, over
+
+        if max_sessions is not None and len(index) > max_sessions:
+            records = {}
+
+            for session_id in index:
+                if (record := self._read_session(session_id)) is not None:
+                    records[session_id] = record
+
+            over = least_recently_used(index, records, keep)
+            over = over[: len(index) - max_sessions]
+
+            for session_id in over:
+                del index[session_id]
+
+        latest = max(index.values()) if index else None
+        # The session first: a reader that finds it indexed finds it.
+        items: dict[str, tuple[t.Any, float]] = {}
+
+        if session is not None:
+            key = f"{self.prefix}session:{session.id}"
+            items[key] = session.dump(), session.expires_at - now
+
+        if latest is not None:
+            items[index_key] = index, latest - now
+
+            if user_data is not None:
+                items[user_record_key] = user_value(user_key, user_data), latest - now
+
+        self._put(items)
+
+        if latest is None:
+            self._delete(user_record_key, index_key)
+
+        number = int(hashlib.sha256(user_key.encode()).hexdigest()[:4], 16)
+        bucket_key = f"{self.prefix}users:{number % USER_BUCKETS:02d}"
+        lock = self._locked("bucket", bucket_key)
+
+        try:
+            raw = self._fetch(bucket_key)[0]
+            bucket = _changed(
+                self.parsed.expiries(raw, bucket_key), {owner: latest}, now
+            )
+
+            if bucket:
+                self._put({bucket_key: (bucket, max(bucket.values()) - now)})
+            else:
+                self._delete(bucket_key)
+        finally:
+            lock.release()
+
+        return latest is not None, over
+
+    def create(
+        self,
+        record: SessionRecord,
+        user_data: dict[str, t.Any],
+        now: float,
+        *,
+        max_sessions: int,
+        keep: c.Collection[str] = (),
+    ) -> list[str]:
+        owner = f"{record.id[:TAG_LENGTH]}:{record.user_key}"
+        lock = self._locked("user", owner)
+
+        try:
+            _, over = self._write_user(
+                owner,
+                record.user_key,
+                user_data,
+                {record.id: record.expires_at},
+                now,
+                session=record,
+                max_sessions=max_sessions,
+                keep={record.id, *keep},
+            )
+        finally:
+            lock.release()
+
+        if self._directory is not None and time.monotonic() >= self._next_sweep:
+            self._sweep_now_and_then()
+
+        # Unindexed already; their records go under their own locks, taken
+        # after the user's lock is let go (locks are taken session first).
+        return self._delete_records(over) if over else []
+
+    def swap(
+        self,
+        record: SessionRecord,
+        expected: str,
+        now: float,
+        *,
+        user_data: dict[str, t.Any],
+        wait: bool,
+    ) -> Swapped:
+        lock = self.lock("session", record.id)
+
+        # Many requests may queue behind a rotation; the ones that cannot
+        # take the lock in a moment read the record and follow the winner.
+        if not lock.acquire(blocking=True, timeout=None if wait else FOLLOW_WAIT):
+            if wait:
+                raise StoreUnavailable("Timed out waiting for a session lock.")
+
+            return Swapped(False, self._read_session(record.id), undecided=True)
+
+        try:
+            current = self._read_session(record.id)
+
+            if current is None or current.token != expected:
+                return Swapped(False, current)
+
+            owner = f"{tag_of(record.id)}:{record.user_key}"
+            user_lock = self._locked("user", owner)
+
+            try:
+                # The user's values as they are now: a sync since the
+                # caller read them stays.
+                key = f"{self.prefix}user:{owner}"
+                cached = self.parsed.user(record.user_key, self._fetch(key)[0], key)
+                self._write_user(
+                    owner,
+                    record.user_key,
+                    user_data if cached is None else cached,
+                    {record.id: record.expires_at},
+                    now,
+                    session=record,
+                )
+            finally:
+                user_lock.release()
+
+            return Swapped(True)
+        finally:
+            lock.release()
+
+    def delete(
+        self, user_key: str, session_ids: c.Sequence[str], now: float
+    ) -> list[str]:
+        tags = self._tags(user_key)
+        ours = [
+            sid for sid in session_ids if is_session_id(sid) and tag_of(sid) in tags
+        ]
+        ended = self._delete_records(ours)
+        owners: dict[str, list[str]] = {}
+
+        for session_id in ours:
+            owners.setdefault(f"{tag_of(session_id)}:{user_key}", []).append(session_id)
+
+        for owner, ids in owners.items():
+            lock = self._locked("user", owner)
+
+            try:
+                key = f"{self.prefix}user:{owner}"
+                data = self.parsed.user(user_key, self._fetch(key)[0], key)
+                self._write_user(owner, user_key, data, dict.fromkeys(ids), now)
+            finally:
+                lock.release()
+
+        return ended
+
+    def _delete_records(self, session_ids: c.Iterable[str]) -> list[str]:
+        """Delete session records, each under its session's lock so that a
+        rotation in flight cannot write one back; returns the ids that were
+        there.
+        """
+        ended = []
+
+        for session_id in session_ids:
+            lock = self._locked("session", session_id)
+
+            try:
+                if self._read_session(session_id) is not None:
+                    ended.append(session_id)
+
+                self._delete(f"{self.prefix}session:{session_id}")
+            finally:
+                lock.release()
+
+        return ended
+
+    def write_user(
+        self, user_key: str, user_data: dict[str, t.Any], now: float
+    ) -> bool:
+        written = False
+
+        for tag in self._tags(user_key):
+            owner = f"{tag}:{user_key}"
+            lock = self._locked("user", owner)
+
+            try:
+                written |= self._write_user(
+                    owner, user_key, user_data, {}, now, only_live=True
+                )[0]
+            finally:
+                lock.release()
+
+        return written
+
+    # -- expired records ----------------------------------------------------
+
+    def cleanup(self, now: float) -> int:
+        """Delete the records that expired before ``now``, where the cache
+        keeps them (a FileSystemCache without a threshold; the others drop
+        them by themselves); return how many. ``flask pow cleanup`` runs it.
+        """
+        if self._directory is None:
+            return 0
+
+        return remove_expired_files(self._directory, now)
+
+    def _sweep_now_and_then(self) -> None:
+        """Sweep expired records in the background, at most once per
+        :data:`CLEANUP_INTERVAL` across the processes sharing the cache's
+        directory, so that no cron job is needed. The last sweep's time is
+        the modification time of a file beside the locks (the store holds
+        only session records); two processes may both find one due at
+        once, and a sweep twice over does no harm.
+        """
+        assert self._lock_dir is not None
+        self._next_sweep = time.monotonic() + CLEANUP_INTERVAL
+        marker = os.path.join(self._lock_dir, "swept")
+
+        try:
+            if time.time() - os.stat(marker).st_mtime < CLEANUP_INTERVAL:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+
+        try:
+            with open(marker, "a"):
+                os.utime(marker)
+        except OSError:
+            return
+
+        threading.Thread(
+            target=self._sweep, name="flask_pow cleanup", daemon=True
+        ).start()
+
+    def _sweep(self) -> None:
+        try:
+            removed = self.cleanup(time.time())
+        except StoreUnavailable:
+            return
+
+        if removed:
+            logger.info("Removed %d expired records from the store.", removed)
+
+    # -- listing ------------------------------------------------------------
+
+    def _index(self, user_key: str) -> dict[str, float]:
+        """The indexes of a user under each secret key, merged."""
+        index = {}
+
+        for tag in self._tags(user_key):
+            key = f"{self.prefix}sessions:{tag}:{user_key}"
+            index.update(self.parsed.expiries(self._fetch(key)[0], key))
+
+        return index
+
+    def session_ids(self, user_key: str) -> list[str]:
+        return list(self._index(user_key))
+
+    def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
+        ids = sorted(sid for sid, exp in self._index(user_key).items() if exp > now)
+
+        if not ids:
+            return []
+
+        keys = [f"{self.prefix}session:{sid}" for sid in ids]
+        return [
+            record
+            for sid, key, value in zip(ids, keys, self._fetch(*keys), strict=True)
+            if (record := self.parsed.session(sid, value, key)) is not None
+        ]
+
+    def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
+        keys = [f"{self.prefix}users:{n:02d}" for n in range(USER_BUCKETS)]
+        # Owners are "<tag>:<user key>"; another application's (a tag not
+        # derived from our secret keys) are not listed.
+        owners: dict[str, str] = {}
+
+        for key, value in zip(keys, self._fetch(*keys), strict=True):
+            for owner, exp in self.parsed.expiries(value, key).items():
+                tag, _, user_key = owner.partition(":")
+
+                if exp > now and user_key and tag in self._tags(user_key):
+                    owners.setdefault(user_key, owner)
+
+        if not owners:
+            return []
+
+        user_keys = sorted(owners)
+        keys = [f"{self.prefix}user:{owners[user_key]}" for user_key in user_keys]
+        return [
+            (user_key, data)
+            for user_key, key, value in zip(
+                user_keys, keys, self._fetch(*keys), strict=True
+            )
+            if (data := self.parsed.user(user_key, value, key)) is not None
+        ]
+
+
+def _changed(
+    values: dict[str, float], changes: c.Mapping[str, float | None], now: float
+) -> dict[str, float]:
+    """A name -> expiry map with ``changes`` applied (``None`` removes a
+    name) and the names that have expired dropped.
+    """
+    for name, expires_at in changes.items():
+        if expires_at is None:
+            values.pop(name, None)
+        else:
+            values[name] = expires_at
+
+    # A loop, not a comprehension: this runs twice per login.
+    for name, expires_at in list(values.items()):
+        if expires_at <= now:
+            del values[name]
+
+    return values
+
+
+def filesystem_path(cache: FileSystemCache) -> str:
+    """The directory of a FileSystemCache, for the lock files beside it
+    (cachelib has no public accessor).
+    """
+    path = getattr(cache, "_path", None)
+
+    if not isinstance(path, str):
+        raise TypeError(
+            "Cannot find the directory of this FileSystemCache: this cachelib"
+            " version keeps it elsewhere."
+        )
+
+    return os.path.abspath(path)
+
+
+def remove_expired_files(directory: str, now: float) -> int:
+    """Delete the entries of a FileSystemCache directory that expired
+    before ``now``; return how many. cachelib deletes expired files only
+    when it prunes past a threshold, so with ``threshold=0`` (what flask_pow
+    asks for) every idled-out session would stay on disk for good.
+
+    Reads the one thing cachelib's file format puts first in every entry,
+    its expiry as a 4-byte Unix time (0 for none); cachelib's own
+    management files (``__wz_cache*``) are left alone.
+    """
+    removed = 0
+
+    try:
+        entries = list(os.scandir(directory))
+    except OSError as e:
+        raise unavailable(e) from e
+
+    for entry in entries:
+        if entry.name.startswith("__wz_cache") or not entry.is_file():
+            continue
+
+        try:
+            with open(entry.path, "rb") as f:
+                header = f.read(4)
+
+            if len(header) != 4:
+                continue
+
+            (expires,) = struct.unpack("I", header)
+
+            if expires != 0 and expires <= now:
+                os.remove(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            # Rewritten or removed by another process meanwhile.
+            continue
+        except OSError as e:
+            raise unavailable(e) from e
+
+    return removed
