@@ -80,7 +80,7 @@ $(MIN_VENV)/.installed: setup.cfg pyproject.toml tests/requirements-min.txt
 
 pytest-min: system-deps $(MIN_VENV)/.installed
 	$(MIN_VENV)/bin/python -m pytest -p no:cacheprovider \
-	  --ignore=tests/test_browser.py --ignore=tests/test_benchmarks.py
+	  --ignore=tests/system/test_browser.py --ignore=tests/system/test_benchmarks.py
 
 bench: system-deps $(VENV)/.installed
 	$(BIN)/python -m benchmarks.run
@@ -88,7 +88,7 @@ bench: system-deps $(VENV)/.installed
 # The full load and fault run (make test runs a short one): 100 clients for
 # two minutes against 4 gunicorn workers on Redis, with faults injected.
 stress: system-deps $(VENV)/.installed
-	$(BIN)/python -m tests.stress --clients 100 --seconds 120 --workers 4
+	$(BIN)/python -m tests.apps.stress --clients 100 --seconds 120 --workers 4
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) build docs/_build *.egg-info .mypy_cache .ruff_cache .pytest_cache

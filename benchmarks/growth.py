@@ -29,8 +29,8 @@ from flask_pow.credentials import CredentialsCache
 from flask_pow.protocol import SessionStore
 from flask_pow.redis_store import RedisSessionStore
 from flask_pow.stores import Store
-from tests.dict_users import DictUsers
-from tests.servers import RedisServer
+from tests.support.dict_users import DictUsers
+from tests.support.servers import RedisServer
 
 
 def credentials(cache: BaseCache, namespace: str) -> CredentialsCache:

@@ -17,10 +17,9 @@ from flask_session import Session
 from flask_pow import current_user
 from flask_pow import logout_other_sessions
 from flask_pow import sync_user
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .servers import RedisServer
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.servers import RedisServer
 
 RENEWAL = 15 * 60
 

@@ -22,13 +22,12 @@ from flask_pow import session_revoked
 from flask_pow import sync_user
 from flask_pow import user_reloaded_gone
 from flask_pow import user_synced
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .conftest import QueryCounter
-from .conftest import counting_queries
-from .test_config import Member
-from .test_session import pow_value
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.env import QueryCounter
+from tests.support.env import counting_queries
+from tests.support.models import Member
+from tests.support.sessions import pow_value
 
 
 def add_fresh_routes(env: Env) -> None:

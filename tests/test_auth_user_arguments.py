@@ -11,9 +11,8 @@ from flask.testing import FlaskClient
 from flask_pow import current_user
 from flask_pow import login_user
 from flask_pow import sync_user
-
-from .conftest import Env
-from .conftest import counting_queries
+from tests.support.env import Env
+from tests.support.env import counting_queries
 
 
 def test_sync_user_takes_the_proxy(env: Env, client: FlaskClient, user_id: int) -> None:

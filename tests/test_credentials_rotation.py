@@ -14,25 +14,15 @@ from flask.testing import FlaskClient
 
 from flask_pow import current_session
 from flask_pow import session_rotated
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .test_session import pow_value
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.sessions import pow_value
+from tests.support.sessions import session_ids
+from tests.support.sessions import set_value
 
 RENEWAL = 15 * 60
 GRACE = 30
 TTL = 30 * 60
-
-
-def set_value(client: FlaskClient, value: str | None) -> None:
-    with client.session_transaction() as session:
-        session["pow_auth"] = value
-
-
-def session_ids(env: Env) -> list[str]:
-    with env.app.app_context():
-        user = env.db.session.get(env.User, 1)
-        return [info.id for info in env.pow.credentials.sessions(user)]
 
 
 def test_fresh_token_is_not_rotated(env: Env, logged_in: FlaskClient) -> None:

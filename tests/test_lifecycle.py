@@ -19,18 +19,10 @@ from flask_pow import session_ended
 from flask_pow import session_rotated
 from flask_pow import user_logged_in
 from flask_pow import user_logged_out
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .conftest import QueryCounter
-
-
-def pow_value(client: FlaskClient, key: str = "pow_auth") -> str | None:
-    with client.session_transaction() as session:
-        value = session.get(key)
-
-    assert value is None or isinstance(value, str)
-    return value
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.env import QueryCounter
+from tests.support.sessions import pow_value
 
 
 def test_anonymous_request_has_no_user(env: Env, client: FlaskClient) -> None:

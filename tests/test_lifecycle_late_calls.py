@@ -18,9 +18,8 @@ from flask_pow import login_user
 from flask_pow import logout_other_sessions
 from flask_pow import logout_user
 from flask_pow import sync_user
-
-from .conftest import Env
-from .conftest import MakeEnv
+from tests.support.env import Env
+from tests.support.env import MakeEnv
 
 
 def streamed(env: Env, path: str, call: t.Callable[[], object]) -> None:

@@ -4,7 +4,7 @@ context does.
 Flask reuses an application context that is already pushed, and its ``g``,
 for every request it handles: a test suite's ``with app.app_context():``
 around client calls, or a worker that ran ``app.app_context().push()`` at
-import (served by gunicorn sync workers; ``tests/test_context_servers.py``
+import (served by gunicorn sync workers; ``tests/system/test_context_servers.py``
 runs that for real). Each test here pushes one context for several clients
 and expects what production without it gives. Every backend.
 """
@@ -17,7 +17,7 @@ import pytest
 from flask import g
 from flask.testing import FlaskClient
 
-from .conftest import Env
+from tests.support.env import Env
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from sqlalchemy.exc import InvalidRequestError
 from flask_pow import current_user
 from flask_pow import database_user
 from flask_pow import reload_user
-
-from .conftest import Env
-from .conftest import add_routes
-from .test_credentials import make_pow_app
+from tests.support.env import Env
+from tests.support.env import add_routes
+from tests.support.env import make_pow_app
 
 REFUSAL = (
     "This User is flask_pow's cached current_user, built from the cache: it is"

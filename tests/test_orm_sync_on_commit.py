@@ -17,10 +17,9 @@ from flask_pow import current_user
 from flask_pow import database_user
 from flask_pow import sync_user
 from flask_pow import user_synced
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .conftest import counting_queries
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.env import counting_queries
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ from cachelib import BaseCache
 from flask.testing import FlaskClient
 from itsdangerous import Signer
 
-from .conftest import Env
-from .raw import plant
-from .raw import session_record_key
-from .raw import user_record_key
-from .test_rotation import session_ids
-from .test_rotation import set_value
-from .test_session import pow_value
+from tests.support.env import Env
+from tests.support.raw import plant
+from tests.support.raw import session_record_key
+from tests.support.raw import user_record_key
+from tests.support.sessions import pow_value
+from tests.support.sessions import session_ids
+from tests.support.sessions import set_value
 
 
 def sign(payload: str, key: str = "test secret key") -> str:

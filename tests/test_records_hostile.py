@@ -12,28 +12,18 @@ import typing as t
 import uuid
 
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 from itsdangerous import Signer
 
 from flask_pow import serialization
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .raw import plant
-from .raw import session_record_key
-from .raw import user_record_key
-from .test_session import pow_value
-
-# Function-scoped fixtures are shared by the examples on purpose: each
-# example resets what it changed.
-hostile = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.hostile import hostile
+from tests.support.raw import plant
+from tests.support.raw import session_record_key
+from tests.support.raw import user_record_key
+from tests.support.sessions import pow_value
 
 TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 

@@ -20,11 +20,10 @@ from flask_pow import login_fresh
 from flask_pow import login_user
 from flask_pow import remember_token_reused
 from flask_pow import user_loaded_from_remember
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .test_hostile import hostile
-from .test_session import pow_value
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.hostile import hostile
+from tests.support.sessions import pow_value
 
 TTL = 30 * 60
 GRACE = 30

@@ -12,13 +12,12 @@ from flask.testing import FlaskClient
 from flask_session import Session
 
 from flask_pow import records
-
-from . import raw
-from .conftest import Env
-from .conftest import MakeEnv
-from .test_concurrency import request
-from .test_rotation import set_value
-from .test_session import pow_value
+from tests.support import raw
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.http import request
+from tests.support.sessions import pow_value
+from tests.support.sessions import set_value
 
 
 def test_tokens_are_256_random_bits() -> None:

@@ -16,8 +16,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_pow import Pow
 from flask_pow import identity_key
 from flask_pow import login_user
-
-from .dict_users import DictUsers
+from tests.support.dict_users import DictUsers
 
 
 def composite_app(cache: BaseCache, tmp_path: t.Any) -> tuple[Flask, SQLAlchemy, t.Any]:

@@ -19,10 +19,9 @@ from flask_pow import user_login_confirmed
 from flask_pow import user_needs_refresh
 from flask_pow.policy import Policy
 from flask_pow.records import SessionRecord
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .test_session import pow_value
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.sessions import pow_value
 
 FRESHNESS = 600
 

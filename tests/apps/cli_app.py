@@ -1,4 +1,4 @@
-"""An application for ``flask --app tests.cli_app pow ...`` in a subprocess:
+"""An application for ``flask --app tests.apps.cli_app pow ...`` in a subprocess:
 Redis and the database come from ``POW_TEST_REDIS_URL``,
 ``POW_TEST_NAMESPACE`` and ``POW_TEST_DATABASE``.
 """
@@ -10,8 +10,7 @@ import os
 from flask import Flask
 
 from flask_pow import Pow
-
-from .conftest import make_app
+from tests.support.env import make_app
 
 
 def create_app() -> Flask:

@@ -1,5 +1,5 @@
-"""The application tests/test_context_servers.py serves with gunicorn sync
-workers: ``gunicorn tests.context_app:app``.
+"""The application tests/system/test_context_servers.py serves with gunicorn sync
+workers: ``gunicorn tests.apps.context_app:app``.
 
 Like much application code in the wild, it pushes an application context
 when it is imported (the usual answer to Flask-SQLAlchemy's "Working outside
@@ -8,7 +8,7 @@ in that same main thread, so Flask reuses the pushed context, and its ``g``,
 for every request the worker handles.
 
 Configured by environment variables: ``POW_TEST_DATABASE``, a SQLite file
-with the users of :func:`tests.stress_app.create_users` (made before the
+with the users of :func:`tests.apps.stress_app.create_users` (made before the
 workers start); ``POW_TEST_CACHE_DIR``, a FileSystemCache directory, or
 ``POW_TEST_REDIS_URL``, or ``POW_TEST_SIMPLE_CACHE=1`` for an in-process
 store, or none of them for flask_pow's default store in the instance folder

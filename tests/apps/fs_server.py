@@ -1,5 +1,5 @@
 """A test application on a FileSystemCache, served in its own process:
-``python -m tests.fs_server CACHE_DIR DATABASE PORT_FILE``. It writes the
+``python -m tests.apps.fs_server CACHE_DIR DATABASE PORT_FILE``. It writes the
 port it listens on to PORT_FILE, and serves until it is terminated.
 """
 
@@ -11,10 +11,9 @@ from cachelib import FileSystemCache
 from werkzeug.serving import make_server
 
 from flask_pow import Pow
-
-from .conftest import Env
-from .conftest import add_routes
-from .conftest import make_app
+from tests.support.env import Env
+from tests.support.env import add_routes
+from tests.support.env import make_app
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """A test application on Redis with ``POW_REDIS_LOCAL_CACHE`` on, served in
-its own process: ``python -m tests.redis_local_server CLIENT REDIS_PORT
+its own process: ``python -m tests.apps.redis_local_server CLIENT REDIS_PORT
 PREFIX DATABASE PORT_FILE``, CLIENT being ``redis``, ``valkey`` or
 ``cluster`` (REDIS_PORT is then one node's). It writes
 the port it listens on to PORT_FILE, and serves until it is terminated.
@@ -18,10 +18,9 @@ from cachelib.redis_base import BaseRedisCache
 from werkzeug.serving import make_server
 
 from flask_pow import Pow
-
-from .conftest import Env
-from .conftest import add_routes
-from .conftest import make_app
+from tests.support.env import Env
+from tests.support.env import add_routes
+from tests.support.env import make_app
 
 
 def redis_cache(kind: str, port: int, prefix: str) -> BaseRedisCache:

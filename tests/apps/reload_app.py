@@ -1,8 +1,8 @@
-"""The application tests/test_flask_run.py serves with ``flask run --debug``,
-as a developer does: ``flask --app tests.reload_app run --debug``.
+"""The application tests/system/test_flask_run.py serves with ``flask run --debug``,
+as a developer does: ``flask --app tests.apps.reload_app run --debug``.
 
 Configured by environment variables: ``POW_TEST_DATABASE``, a SQLite file
-with the users of :func:`tests.stress_app.create_users`;
+with the users of :func:`tests.apps.stress_app.create_users`;
 ``POW_TEST_CACHE_DIR``, a FileSystemCache directory, so sessions outlive the
 process; ``POW_TEST_MARKER_MODULE``, a module the application imports (the
 test edits it to make the reloader restart the server, and ``/version``

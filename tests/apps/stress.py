@@ -1,9 +1,9 @@
 """Load and faults: gunicorn workers on Redis, many clients each logged in
 as their own user, tokens rotated every second, and faults injected while
 they run. ``make stress`` runs it in full; ``make test`` runs a short form
-(tests/test_stress.py).
+(tests/system/test_stress.py).
 
-    python -m tests.stress [--clients 100] [--seconds 120] [--workers 4]
+    python -m tests.apps.stress [--clients 100] [--seconds 120] [--workers 4]
 
 Every response must show the client's own user. Counted apart: 503s while
 Redis is down, and connections cut by a killed worker; anything else that is
@@ -29,13 +29,13 @@ import typing as t
 import uuid
 
 from flask_pow.protocol import user_tags
+from tests.support.servers import RedisServer
+from tests.support.servers import free_port
+from tests.support.servers import require
 
-from .servers import RedisServer
-from .servers import free_port
-from .servers import require
 from .stress_app import create_users
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 #: Seconds after a fault ends during which its effects still count as its
 #: own (a request that started inside the window).
 FAULT_SLACK = 3.0
@@ -103,7 +103,7 @@ class Report:
 
 
 class Gunicorn:
-    """gunicorn serving tests.stress_app on a free loopback port."""
+    """gunicorn serving tests.apps.stress_app on a free loopback port."""
 
     def __init__(self, workers: int, env: dict[str, str], log: str) -> None:
         self.port = free_port()
@@ -121,7 +121,7 @@ class Gunicorn:
                 "5",
                 "--log-level",
                 "warning",
-                "tests.stress_app:create_app()",
+                "tests.apps.stress_app:create_app()",
             ],
             cwd=ROOT,
             env=env,

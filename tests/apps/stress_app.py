@@ -1,5 +1,5 @@
 """The application the load and fault runs serve with gunicorn:
-``gunicorn 'tests.stress_app:create_app()'``, configured by environment
+``gunicorn 'tests.apps.stress_app:create_app()'``, configured by environment
 variables (``POW_TEST_REDIS_URL``, ``POW_TEST_DATABASE``,
 ``POW_TEST_NAMESPACE``, ``POW_TEST_LOCAL_CACHE``). Tokens are rotated every second.
 """

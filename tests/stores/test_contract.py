@@ -24,9 +24,8 @@ from flask_pow.protocol import SessionStore
 from flask_pow.records import SessionRecord
 from flask_pow.redis_store import RedisSessionStore
 from flask_pow.stores import Store
-
-from .dict_users import DictUsers
-from .servers import free_port
+from tests.support.dict_users import DictUsers
+from tests.support.servers import free_port
 
 NOW = 1_800_000_000.0
 POLICY = Policy(credentials_ttl=1800, rotation_grace=30)

@@ -24,10 +24,9 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_pow import Pow
 from flask_pow import login_required
 from flask_pow.checks import SetupError
-
-from .stress_app import create_users
-from .test_context_servers import Browser
-from .test_context_servers import gunicorn
+from tests.apps.stress_app import create_users
+from tests.support.http import Browser
+from tests.support.processes import gunicorn
 
 
 class Base(sa_orm.DeclarativeBase):
@@ -152,7 +151,7 @@ def test_existing_login_view_passes() -> None:
 
 @pytest.fixture
 def default_store_env(tmp_path: pathlib.Path) -> dict[str, str]:
-    """tests.context_app with nothing configured for the store: flask_pow's
+    """tests.apps.context_app with nothing configured for the store: flask_pow's
     default, in the instance folder.
     """
     database = tmp_path / "app.db"

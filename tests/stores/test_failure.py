@@ -16,11 +16,10 @@ from cachelib import SimpleCache
 from flask_pow import StoreUnavailable
 from flask_pow import current_user
 from flask_pow.stores import CacheLock
-
-from .conftest import Env
-from .conftest import add_routes
-from .test_credentials import make_pow_app
-from .test_session import pow_value
+from tests.support.env import Env
+from tests.support.env import add_routes
+from tests.support.env import make_pow_app
+from tests.support.sessions import pow_value
 
 
 def broken_env(tmp_path: t.Any) -> tuple[Env, str]:

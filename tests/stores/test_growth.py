@@ -15,11 +15,10 @@ from flask import Flask
 
 from flask_pow import session_revoked
 from flask_pow.cachelib_store import CachelibSessionStore
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .conftest import add_routes
-from .test_credentials import make_pow_app
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.env import add_routes
+from tests.support.env import make_pow_app
 
 
 def files(path: str) -> list[str]:

@@ -18,12 +18,11 @@ from flask.testing import FlaskClient
 
 from flask_pow import Pow
 from flask_pow.protocol import user_tags
-
-from .conftest import Env
-from .conftest import QueryCounter
-from .conftest import add_routes
-from .conftest import make_app
-from .servers import RedisServer
+from tests.support.env import Env
+from tests.support.env import QueryCounter
+from tests.support.env import add_routes
+from tests.support.env import make_app
+from tests.support.servers import RedisServer
 
 
 def drop(env: Env, kind: str, user_id: int) -> None:

@@ -20,13 +20,12 @@ from redis.retry import Retry
 
 from flask_pow import Pow
 from flask_pow import serialization
-
-from . import raw
-from .conftest import Env
-from .conftest import add_routes
-from .conftest import make_app
-from .servers import RedisServer
-from .test_session import pow_value
+from tests.support import raw
+from tests.support.env import Env
+from tests.support.env import add_routes
+from tests.support.env import make_app
+from tests.support.servers import RedisServer
+from tests.support.sessions import pow_value
 
 RENEWAL = 15 * 60
 

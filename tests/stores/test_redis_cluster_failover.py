@@ -21,10 +21,9 @@ from cachelib import RedisCache
 
 from flask_pow import Pow
 from flask_pow import StoreUnavailable
-
-from .conftest import Env
-from .conftest import make_app
-from .servers import RedisClusterServers
+from tests.support.env import Env
+from tests.support.env import make_app
+from tests.support.servers import RedisClusterServers
 
 USERS = 40
 LOAD_SECONDS = 8.0

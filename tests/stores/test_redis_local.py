@@ -26,15 +26,14 @@ from flask.testing import FlaskClient
 from flask_pow import Pow
 from flask_pow.redis_local import HEARTBEAT_LIMIT
 from flask_pow.redis_local import LocalCache
-
-from .conftest import Env
-from .conftest import add_routes
-from .conftest import make_app
-from .redis_local_server import redis_cache
-from .servers import RedisServer
-from .silent_proxy import SilentProxy
-from .test_concurrency import pow_token
-from .test_concurrency import request
+from tests.apps.redis_local_server import redis_cache
+from tests.support.env import Env
+from tests.support.env import add_routes
+from tests.support.env import make_app
+from tests.support.http import pow_token
+from tests.support.http import request
+from tests.support.servers import RedisServer
+from tests.support.silent_proxy import SilentProxy
 
 #: Revoke-then-request cycles across two processes.
 CYCLES = 1000
@@ -517,9 +516,9 @@ def served(
 
     port_file = str(tmp_path / "port")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.redis_local_server", kind,
+        [sys.executable, "-m", "tests.apps.redis_local_server", kind,
          str(port), prefix, str(database), port_file],
-        cwd=os.path.dirname(os.path.dirname(__file__)),
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
     )  # fmt: skip
 
     try:

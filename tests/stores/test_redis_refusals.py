@@ -18,13 +18,12 @@ from flask.testing import FlaskClient
 
 from flask_pow import Pow
 from flask_pow.redis_store import RedisSessionStore
-
-from .conftest import Env
-from .conftest import add_routes
-from .conftest import make_app
-from .servers import RedisServer
-from .servers import TCPProxy
-from .test_session import pow_value
+from tests.support.env import Env
+from tests.support.env import add_routes
+from tests.support.env import make_app
+from tests.support.servers import RedisServer
+from tests.support.servers import TCPProxy
+from tests.support.sessions import pow_value
 
 RENEWAL = 15 * 60
 

@@ -11,8 +11,8 @@ import typing as t
 
 from flask.testing import FlaskClient
 
-from .conftest import Env
-from .conftest import MakeEnv
+from tests.support.env import Env
+from tests.support.env import MakeEnv
 
 
 def two_apps(make_env: MakeEnv, tmp_path: t.Any) -> tuple[Env, Env]:

@@ -9,7 +9,7 @@ import selectors
 import socket
 import threading
 
-from .servers import free_port
+from tests.support.servers import free_port
 
 
 class SilentProxy:

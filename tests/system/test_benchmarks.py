@@ -10,8 +10,7 @@ from benchmarks import redis_memory
 from benchmarks import request_cost
 from benchmarks import run
 from benchmarks.apps import SETUPS
-
-from .servers import RedisServer
+from tests.support.servers import RedisServer
 
 
 def test_request_cost_runs(capsys: pytest.CaptureFixture[str]) -> None:

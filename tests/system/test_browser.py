@@ -25,13 +25,14 @@ from werkzeug.serving import make_server
 from example.app import DEMO_EMAIL
 from example.app import DEMO_PASSWORD
 from example.app import create_app
+from tests.support.env import Clock
+from tests.support.servers import RedisServer
+from tests.support.servers import free_port
+from tests.support.servers import require
 
-from .conftest import Clock
-from .servers import RedisServer
-from .servers import free_port
-from .servers import require
-
-OUTPUT = pathlib.Path(__file__).resolve().parent.parent / "test-output" / "browser"
+OUTPUT = (
+    pathlib.Path(__file__).resolve().parent.parent.parent / "test-output" / "browser"
+)
 
 #: Chromium as root in a sandbox with no network but loopback: the flags the
 #: machine's documentation gives, so it neither needs a user namespace nor

@@ -23,21 +23,21 @@ import uuid
 import pytest
 from flask import Flask
 
-from .conftest import Clock
-from .servers import RedisServer
-from .servers import require
-from .stress_app import create_app
-from .stress_app import create_users
-from .test_session import pow_value
+from tests.apps.stress_app import create_app
+from tests.apps.stress_app import create_users
+from tests.support.env import Clock
+from tests.support.servers import RedisServer
+from tests.support.servers import require
+from tests.support.sessions import pow_value
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 #: Far longer than any stall between a rotation and another worker's read;
 #: shorter than the 30 minutes idle timeout, as it must be.
 GRACE = 600
 
 WORKER = """
 import sys
-from tests.stress_app import create_app
+from tests.apps.stress_app import create_app
 
 app = create_app()
 
@@ -174,8 +174,8 @@ def test_record_from_a_worker_ahead_is_logged_once(
     """
     from cachelib import FileSystemCache
 
-    from .conftest import add_routes
-    from .test_credentials import make_pow_app
+    from tests.support.env import add_routes
+    from tests.support.env import make_pow_app
 
     path = str(tmp_path / "shared")
     ahead = make_pow_app(tmp_path, FileSystemCache(path, threshold=0))

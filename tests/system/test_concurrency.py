@@ -5,17 +5,17 @@ on a loopback port.
 from __future__ import annotations
 
 import collections.abc as c
-import http.client
 import threading
-import typing as t
 
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
 from flask_pow import session_rotated
-
-from .conftest import Env
+from tests.support.env import Env
+from tests.support.http import all_at_once
+from tests.support.http import pow_token
+from tests.support.http import request
 
 PARALLEL = 50
 
@@ -28,48 +28,6 @@ def server(env: Env) -> c.Iterator[tuple[str, int]]:
     yield "127.0.0.1", srv.server_port
     srv.shutdown()
     thread.join(timeout=10)
-
-
-def request(
-    address: tuple[str, int], method: str, path: str, cookie: str | None
-) -> tuple[str, str | None]:
-    conn = http.client.HTTPConnection(*address, timeout=30)
-
-    try:
-        conn.request(method, path, headers={"Cookie": cookie} if cookie else {})
-        response = conn.getresponse()
-        body = response.read().decode()
-        set_cookie = response.getheader("Set-Cookie")
-        return body, set_cookie.split(";", 1)[0] if set_cookie else None
-    finally:
-        conn.close()
-
-
-def pow_token(app: Flask, cookie: str) -> t.Any:
-    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
-    return serializer.loads(cookie.split("=", 1)[1])["pow_auth"]
-
-
-def all_at_once(
-    addresses: list[tuple[str, int]], path: str, cookie: str | None
-) -> list[tuple[str, str | None]]:
-    """GET ``path`` from each address in parallel, all released at once."""
-    barrier = threading.Barrier(len(addresses))
-    results: list[tuple[str, str | None]] = []
-
-    def hit(address: tuple[str, int]) -> None:
-        barrier.wait(timeout=30)
-        results.append(request(address, "GET", path, cookie))
-
-    threads = [threading.Thread(target=hit, args=(a,)) for a in addresses]
-
-    for thread in threads:
-        thread.start()
-
-    for thread in threads:
-        thread.join(timeout=60)
-
-    return results
 
 
 @pytest.mark.slow

@@ -16,8 +16,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_pow import Pow
 from flask_pow import current_user
 from flask_pow import login_user
-
-from .raw import items
+from tests.support.raw import items
 
 
 def build(

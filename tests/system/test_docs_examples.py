@@ -17,7 +17,7 @@ from werkzeug.security import generate_password_hash
 
 from flask_pow import login_user
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "docs" / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent.parent / "docs" / "examples"
 
 
 @pytest.fixture(autouse=True)

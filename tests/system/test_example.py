@@ -31,11 +31,10 @@ from example.app import secret_key
 from example.devices import describe_device
 from example.models import User
 from example.models import db
+from tests.support.servers import RedisServer
+from tests.support.servers import free_port
 
-from .servers import RedisServer
-from .servers import free_port
-
-EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "example"
+EXAMPLE = pathlib.Path(__file__).resolve().parent.parent.parent / "example"
 
 IPHONE_SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15"

@@ -1,6 +1,6 @@
 """``flask run --debug``, the way a developer runs an application: the
 reloader restarts the server when a source file changes, and sessions in a
-FileSystemCache outlive the restart. The application is tests/reload_app.py,
+FileSystemCache outlive the restart. The application is tests/apps/reload_app.py,
 served on a free loopback port.
 """
 
@@ -18,16 +18,16 @@ import time
 
 import pytest
 
-from .servers import free_port
-from .stress_app import create_users
-from .test_context_servers import ADA
-from .test_context_servers import ROOT
-from .test_context_servers import START_TIMEOUT
-from .test_context_servers import Browser
-from .test_context_servers import server_environ
-from .test_context_servers import wait_until_serving
+from tests.apps.stress_app import create_users
+from tests.support.http import Browser
+from tests.support.processes import ADA
+from tests.support.processes import ROOT
+from tests.support.processes import START_TIMEOUT
+from tests.support.processes import server_environ
+from tests.support.processes import wait_until_serving
+from tests.support.servers import free_port
 
-#: The module tests/reload_app.py imports, written by each test in a
+#: The module tests/apps/reload_app.py imports, written by each test in a
 #: directory of its own on PYTHONPATH; editing it restarts the server.
 MARKER = "pow_reload_marker"
 
@@ -59,7 +59,7 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def flask_run(tmp_path: pathlib.Path, *args: str, **env: str) -> c.Iterator[int]:
-    """``python -m flask --app tests.reload_app run ARGS`` on a free loopback
+    """``python -m flask --app tests.apps.reload_app run ARGS`` on a free loopback
     port, with a new database and cache in ``tmp_path`` and the marker
     module at version "one"; yields the port once the server answers.
     """
@@ -79,7 +79,7 @@ def flask_run(tmp_path: pathlib.Path, *args: str, **env: str) -> c.Iterator[int]
                 "-m",
                 "flask",
                 "--app",
-                "tests.reload_app",
+                "tests.apps.reload_app",
                 "run",
                 "--host",
                 "127.0.0.1",

@@ -1,6 +1,6 @@
 """An application written for Flask-Login runs on flask_pow with only its
 imports and the line that makes the extension changed, and behaves the
-same: each test runs on both (``tests/login_apps/``), and on flask_pow also
+same: each test runs on both (``tests/apps/login_apps/``), and on flask_pow also
 pushes one application context around all its requests, as a test suite
 with pytest-flask does.
 """
@@ -19,7 +19,7 @@ from cachelib import SimpleCache
 from flask import Flask
 from flask.testing import FlaskClient
 
-APPS = pathlib.Path(__file__).parent / "login_apps"
+APPS = pathlib.Path(__file__).parent.parent / "apps" / "login_apps"
 
 
 def _comparable(source: str) -> str:
@@ -49,7 +49,7 @@ def test_the_move_changes_only_imports_and_the_extension() -> None:
 @pytest.fixture(params=["with_flask_login", "with_flask_pow", "with_flask_pow+ctx"])
 def site(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> c.Iterator[Site]:
     name, _, shared = t.cast(str, request.param).partition("+")
-    module = importlib.import_module(f"tests.login_apps.{name}")
+    module = importlib.import_module(f"tests.apps.login_apps.{name}")
     app = module.create_app(
         {
             "TESTING": True,

@@ -14,10 +14,10 @@ import typing as t
 import pytest
 from flask import Flask
 
-from .conftest import make_app
-from .test_concurrency import all_at_once
-from .test_concurrency import pow_token
-from .test_concurrency import request
+from tests.support.env import make_app
+from tests.support.http import all_at_once
+from tests.support.http import pow_token
+from tests.support.http import request
 
 PARALLEL = 20
 
@@ -45,12 +45,12 @@ def servers(tmp_path: t.Any) -> c.Iterator[tuple[list[tuple[str, int]], Flask]]:
                     [
                         sys.executable,
                         "-m",
-                        "tests.fs_server",
+                        "tests.apps.fs_server",
                         cache_dir,
                         database,
                         port_file,
                     ],
-                    cwd=os.path.dirname(os.path.dirname(__file__)),
+                    cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
                 )
             )
             deadline = time.monotonic() + 30

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from . import stress
+from tests.apps import stress
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ call.
 
 ``with_flask_pow.py`` is this file moved to flask_pow: it differs only in
 the import of the login names and the line that makes the extension
-(``tests/test_login_apps.py`` checks that, and runs the same tests on both).
+(``tests/system/test_login_apps.py`` checks that, and runs the same tests on both).
 """
 
 from __future__ import annotations
