@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from flask_pow import Pow
 from flask_pow import policy as policy_module
 from flask_pow import records
+from tests.support import servers
 from tests.support.env import Env
 from tests.support.env import MakeEnv
 from tests.support.env import QueryCounter
@@ -27,8 +28,13 @@ from tests.support.servers import MemcachedServer
 from tests.support.servers import RedisClusterServers
 from tests.support.servers import RedisServer
 
-#: The contract suite: every test that takes the ``cache`` fixture (through
-#: ``env``, ``app`` or ``client``) runs once per backend (Pow's T19).
+#: The stores a test can run on. A test runs on SimpleCache alone, unless it
+#: is marked ``@pytest.mark.backends`` (on itself, or on its module with
+#: ``pytestmark``): then once on each of these, or on the ones the marker
+#: names (``@pytest.mark.backends("simple", "filesystem")``). Mark only
+#: tests whose outcome the store decides: the store contract, races, lost
+#: keys, what is stored and how it parses. ``--backends`` narrows the set
+#: for a run (``make test-fast`` keeps the two that need no server).
 #: ``redis-local`` and ``redis-local-cluster`` are Redis and Redis Cluster
 #: with ``POW_REDIS_LOCAL_CACHE`` on (for the apps ``make_env`` builds).
 BACKENDS = [
@@ -41,6 +47,71 @@ BACKENDS = [
     "redis-local-cluster",
     "valkey",
 ]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backends",
+        default=",".join(BACKENDS),
+        metavar="NAMES",
+        help="comma-separated stores that tests marked 'backends' run on "
+        f"(default: all, {','.join(BACKENDS)})",
+    )
+    parser.addoption(
+        "--no-servers",
+        action="store_true",
+        help="start no redis-server or memcached: the tests that need one skip",
+    )
+
+
+def _chosen(config: pytest.Config) -> list[str]:
+    return [name for name in config.getoption("--backends").split(",") if name]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    unknown = set(_chosen(config)) - set(BACKENDS)
+
+    if unknown:
+        raise pytest.UsageError(
+            f"--backends: unknown {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(BACKENDS)}"
+        )
+
+    servers.START = not config.getoption("--no-servers")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("backends")
+
+    if marker is None or "backend" not in metafunc.fixturenames:
+        return
+
+    # A test that names its backends with parametrize keeps them.
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        if "backend" in mark.args[0]:
+            return
+
+    metafunc.parametrize("backend", list(marker.args) or BACKENDS, indirect=True)
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Leave out the runs on backends that ``--backends`` did not choose,
+    whether the marker or a test's own parametrize asked for them.
+    """
+    chosen = set(_chosen(config))
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
+
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec else None
+        (left_out if backend not in (None, *chosen) else kept).append(item)
+
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 class _Records(logging.Handler):
@@ -119,9 +190,10 @@ def redis_cluster() -> c.Iterator[RedisClusterServers]:
     cluster.close()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    return t.cast(str, request.param)
+    """The store the test runs on: SimpleCache's unless it asked for others."""
+    return t.cast(str, getattr(request, "param", "simple"))
 
 
 @pytest.fixture

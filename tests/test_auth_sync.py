@@ -1,5 +1,6 @@
 """Keeping cached users fresh: reload_user, POW_RELOAD, reload blueprints,
-sync_user, logging out other sessions. Every test runs against each backend.
+sync_user, logging out other sessions. On SimpleCache (the stores have
+tests of their own, in tests/stores/).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every function that takes a user accepts the ``current_user`` proxy, the
 natural thing to pass in a view. Storing the proxy itself made
-``g.current_user`` resolve to itself (a ``RecursionError``). Every backend.
+``g.current_user`` resolve to itself (a ``RecursionError``).
 """
 
 from __future__ import annotations

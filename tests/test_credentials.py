@@ -32,6 +32,7 @@ def stored_values(cache: BaseCache) -> list[bytes]:
     return [value for item in raw.items(cache) for value in item.values]
 
 
+@pytest.mark.backends
 def test_stored_values_are_json_not_pickle(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
@@ -51,6 +52,7 @@ def test_stored_values_are_json_not_pickle(
                 serialization.loads(value)
 
 
+@pytest.mark.backends
 def test_stored_values_hold_no_password_hash_or_token(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
@@ -66,6 +68,7 @@ def test_stored_values_hold_no_password_hash_or_token(
     assert b"ada@example.com" in blob
 
 
+@pytest.mark.backends
 def test_every_key_has_a_ttl(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
@@ -190,6 +193,7 @@ def test_users_leaves_out_logged_out_users(env: Env, user_id: int) -> None:
         assert env.pow.credentials.users() == []
 
 
+@pytest.mark.backends
 def test_logout_of_last_session_removes_user_records(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
@@ -286,6 +290,7 @@ def test_put_outside_a_request_issues_a_working_session(env: Env, user_id: int) 
     assert env.me(client) == "ada@example.com free"
 
 
+@pytest.mark.backends
 def test_applications_own_values_keep_its_serializer(
     env: Env, cache: BaseCache, user_id: int
 ) -> None:

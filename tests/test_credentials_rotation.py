@@ -146,6 +146,7 @@ def test_token_two_rotations_old_is_dead(env: Env, logged_in: FlaskClient) -> No
     assert env.me(logged_in) == "anonymous"
 
 
+@pytest.mark.backends("simple", "filesystem", "memcached")
 def test_loser_of_rotation_lock_carries_on(
     env: Env, logged_in: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,6 +180,7 @@ def test_loser_of_rotation_lock_carries_on(
     assert info.inserted_at == info.created_at
 
 
+@pytest.mark.backends("simple", "filesystem", "memcached")
 def test_permanent_session_loser_waits_for_a_slow_winner(
     env: Env, client: FlaskClient, user_id: int
 ) -> None:
@@ -231,6 +233,7 @@ def test_permanent_session_loser_waits_for_a_slow_winner(
     assert after is not None and after.split(".")[1] == fresh
 
 
+@pytest.mark.backends
 def test_loser_of_rotation_race_is_moved_to_winner(
     env: Env, client: FlaskClient, user_id: int
 ) -> None:
@@ -342,6 +345,7 @@ def test_rotated_out_key_token_is_anonymous(env: Env, logged_in: FlaskClient) ->
     assert env.me(logged_in) == "anonymous"
 
 
+@pytest.mark.backends
 def test_privilege_change_after_a_concurrent_rotation_rotates_again(
     env: Env, client: FlaskClient, user_id: int
 ) -> None:

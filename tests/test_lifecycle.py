@@ -1,5 +1,6 @@
 """The request lifecycle: login, loading the user from the cache, logout.
-Every test runs against each backend (see ``conftest.BACKENDS``).
+On SimpleCache; what the store decides is tested on every one (the
+``backends`` marker, ``conftest.BACKENDS``).
 """
 
 from __future__ import annotations

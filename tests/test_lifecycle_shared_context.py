@@ -6,7 +6,7 @@ for every request it handles: a test suite's ``with app.app_context():``
 around client calls, or a worker that ran ``app.app_context().push()`` at
 import (served by gunicorn sync workers; ``tests/system/test_context_servers.py``
 runs that for real). Each test here pushes one context for several clients
-and expects what production without it gives. Every backend.
+and expects what production without it gives.
 """
 
 from __future__ import annotations

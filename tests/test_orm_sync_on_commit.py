@@ -1,6 +1,6 @@
 """``POW_SYNC_ON_COMMIT``: a committed ORM change of a user's cached columns
 updates their cached record, after the commit and never before, one write
-per changed user per commit. Every backend.
+per changed user per commit.
 """
 
 from __future__ import annotations

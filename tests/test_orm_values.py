@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import typing as t
 
+import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from cachelib import BaseCache
@@ -16,6 +17,9 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
 from flask_pow import login_user
+
+#: Each store serializes the values itself: every test on every store.
+pytestmark = pytest.mark.backends
 
 SETTINGS = {
     "theme": "dark",

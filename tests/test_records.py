@@ -130,6 +130,7 @@ def user_key(env: Env) -> str:
     return user_record_key(env.pow.get_state(env.app).config.cache, sid, "User:1")
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "raw",
     [
@@ -149,6 +150,7 @@ def test_corrupt_session_record_is_anonymous(
     assert response.get_data(as_text=True) == "anonymous"
 
 
+@pytest.mark.backends
 def test_corrupt_record_is_logged_once(
     env: Env, logged_in: FlaskClient, cache: BaseCache, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -164,6 +166,7 @@ def test_corrupt_record_is_logged_once(
     assert key.rsplit(":", 1)[1] not in warnings[0].getMessage()
 
 
+@pytest.mark.backends
 def test_corrupt_user_record_is_read_as_lost_and_heals(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
@@ -174,6 +177,7 @@ def test_corrupt_user_record_is_read_as_lost_and_heals(
     assert env.me(logged_in) == "ada@example.com free"
 
 
+@pytest.mark.backends
 def test_user_record_of_another_user_is_never_used(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
@@ -191,6 +195,7 @@ class Exploit:
         return (open, (self.path, "w"))
 
 
+@pytest.mark.backends
 def test_planted_pickle_is_never_unpickled(
     env: Env, logged_in: FlaskClient, cache: BaseCache, tmp_path: t.Any
 ) -> None:

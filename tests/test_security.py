@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import threading
 
+import pytest
 from cachelib import SimpleCache
 from flask.testing import FlaskClient
 from flask_session import Session
@@ -126,6 +127,7 @@ def test_logout_then_old_cookie_from_before_rotation_is_anonymous(
     assert env.me(logged_in) == "anonymous"
 
 
+@pytest.mark.backends
 def test_parallel_logins_and_logouts_leave_a_consistent_index(
     env: Env, user_id: int
 ) -> None:

@@ -51,6 +51,7 @@ def composite_app(cache: BaseCache, tmp_path: t.Any) -> tuple[Flask, SQLAlchemy,
     return app, db, Member
 
 
+@pytest.mark.backends
 def test_composite_keys_whose_parts_hold_separators_do_not_collide(
     cache: BaseCache, tmp_path: t.Any
 ) -> None:

@@ -1,5 +1,5 @@
 """Fresh logins: ``fresh_login_required``, ``confirm_login``,
-``login_fresh`` and ``POW_FRESHNESS``, on every backend."""
+``login_fresh`` and ``POW_FRESHNESS``."""
 
 from __future__ import annotations
 
@@ -213,6 +213,7 @@ def test_refresh_view_attribute_wins_over_the_setting(
     assert client.get("/settings").headers["Location"].startswith("/reauthenticate")
 
 
+@pytest.mark.backends("filesystem", "redis")
 def test_show_command_says_when_the_password_was_given(
     fresh_env: Env, user_id: int
 ) -> None:

@@ -27,6 +27,9 @@ from flask_pow.stores import Store
 from tests.support.dict_users import DictUsers
 from tests.support.servers import free_port
 
+#: The contract: every test on every store.
+pytestmark = pytest.mark.backends
+
 NOW = 1_800_000_000.0
 POLICY = Policy(credentials_ttl=1800, rotation_grace=30)
 

@@ -20,6 +20,9 @@ from tests.support.env import MakeEnv
 from tests.support.env import add_routes
 from tests.support.env import make_pow_app
 
+#: The cap on sessions is each store's to keep: every test on every store.
+pytestmark = pytest.mark.backends
+
 
 def files(path: str) -> list[str]:
     return [name for name in os.listdir(path) if not name.startswith("__wz_cache")]

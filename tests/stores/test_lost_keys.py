@@ -24,6 +24,9 @@ from tests.support.env import add_routes
 from tests.support.env import make_app
 from tests.support.servers import RedisServer
 
+#: Each store loses its own keys: every test on every store.
+pytestmark = pytest.mark.backends
+
 
 def drop(env: Env, kind: str, user_id: int) -> None:
     """Delete one of a user's records behind flask_pow's back, as an

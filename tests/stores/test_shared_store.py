@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import typing as t
 
+import pytest
 from flask.testing import FlaskClient
 
 from tests.support.env import Env
 from tests.support.env import MakeEnv
+
+#: Each store lays out its keys itself: every test on every store.
+pytestmark = pytest.mark.backends
 
 
 def two_apps(make_env: MakeEnv, tmp_path: t.Any) -> tuple[Env, Env]:

@@ -45,6 +45,17 @@ def free_port(*, cluster: bool = False) -> int:
     raise RuntimeError("no free port pair for a Redis cluster node")
 
 
+#: False under ``pytest --no-servers`` (``make test-fast``): a test that
+#: would start a server skips instead.
+START = True
+
+
+def may_start(program: str) -> None:
+    """Skip the test if servers are off for this run."""
+    if not START:
+        pytest.skip(f"starts {program}, and this run has --no-servers")
+
+
 def require(program: str) -> str:
     """The path of a program, or a skip; under CI, a failure."""
     path = shutil.which(program)
@@ -64,6 +75,7 @@ class RedisServer:
     """One ``redis-server`` on 127.0.0.1, in a directory of its own."""
 
     def __init__(self, *args: str) -> None:
+        may_start("redis-server")
         self.port = free_port(cluster="--cluster-enabled" in args)
         self.dir = tempfile.mkdtemp(prefix="flask-pow-redis-")
         self.args = args
@@ -196,6 +208,7 @@ class MemcachedServer:
     """One ``memcached`` on 127.0.0.1 (TCP only, no UDP)."""
 
     def __init__(self) -> None:
+        may_start("memcached")
         self.port = free_port()
         args = [require("memcached"), "-l", "127.0.0.1", "-p", str(self.port)]
         args += ["-U", "0", "-m", "64"]

@@ -17,6 +17,9 @@ from tests.support.http import all_at_once
 from tests.support.http import pow_token
 from tests.support.http import request
 
+#: A rotation race is decided by the store: every test on every store.
+pytestmark = pytest.mark.backends
+
 PARALLEL = 50
 
 

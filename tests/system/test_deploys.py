@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import typing as t
 
+import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from cachelib import BaseCache
@@ -17,6 +18,9 @@ from flask_pow import Pow
 from flask_pow import current_user
 from flask_pow import login_user
 from tests.support.raw import items
+
+#: Records are rewritten in the store: every test on every store.
+pytestmark = pytest.mark.backends
 
 
 def build(
