@@ -28,8 +28,8 @@ from flask_pow.credentials import CredentialsCache
 from flask_pow.stores import SessionStore
 from flask_pow.stores.cachelib import CachelibSessionStore
 from flask_pow.stores.redis import RedisSessionStore
-from tests.dict_users import DictUsers
-from tests.servers import RedisServer
+from tests.support.dict_users import DictUsers
+from tests.support.servers import RedisServer
 
 
 def credentials(cache: BaseCache, namespace: str) -> CredentialsCache:

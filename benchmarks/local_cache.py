@@ -35,8 +35,8 @@ import typing as t
 
 import sqlalchemy as sa
 
-from tests.servers import RedisServer
-from tests.servers import free_port
+from tests.support.servers import RedisServer
+from tests.support.servers import free_port
 
 from .apps import build
 

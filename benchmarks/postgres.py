@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 
 def _bin(name: str) -> str:

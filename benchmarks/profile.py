@@ -19,7 +19,7 @@ import pstats
 import tempfile
 import typing as t
 
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 from .apps import SETUPS
 from .apps import build

@@ -20,7 +20,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 
 def main() -> None:

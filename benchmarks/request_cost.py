@@ -37,7 +37,7 @@ from werkzeug.test import EnvironBuilder
 
 from flask_pow import Pow
 from flask_pow import login_user
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 from .apps import current_user_me
 

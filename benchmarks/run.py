@@ -34,8 +34,8 @@ import redis.connection
 import sqlalchemy as sa
 from werkzeug.test import EnvironBuilder
 
-from tests.servers import RedisServer
-from tests.servers import free_port
+from tests.support.servers import RedisServer
+from tests.support.servers import free_port
 
 from . import postgres
 from .apps import SETUPS

@@ -1,39 +1,40 @@
 from __future__ import annotations
 
 import collections.abc as c
-import contextlib
-import datetime as dt
 import logging
-import time
 import typing as t
 import uuid
 
 import pytest
-import sqlalchemy as sa
-import sqlalchemy.orm as sa_orm
 from cachelib import BaseCache
 from cachelib import FileSystemCache
 from cachelib import MemcachedCache
 from cachelib import RedisCache
 from cachelib import SimpleCache
 from flask import Flask
-from flask import g
 from flask.testing import FlaskClient
-from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
-from flask_pow import login_required
-from flask_pow import login_user
-from flask_pow import logout_user
 from flask_pow import policy as policy_module
 from flask_pow import records
+from tests.support import servers
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.env import QueryCounter
+from tests.support.env import add_routes
+from tests.support.env import counting_queries
+from tests.support.env import make_app
+from tests.support.servers import MemcachedServer
+from tests.support.servers import RedisClusterServers
+from tests.support.servers import RedisServer
 
-from .servers import MemcachedServer
-from .servers import RedisClusterServers
-from .servers import RedisServer
-
-#: The contract suite: every test that takes the ``cache`` fixture (through
-#: ``env``, ``app`` or ``client``) runs once per backend (Pow's T19).
+#: The stores a test can run on. A test runs on SimpleCache alone, unless it
+#: is marked ``@pytest.mark.backends`` (on itself, or on its module with
+#: ``pytestmark``): then once on each of these, or on the ones the marker
+#: names (``@pytest.mark.backends("simple", "filesystem")``). Mark only
+#: tests whose outcome the store decides: the store contract, races, lost
+#: keys, what is stored and how it parses. ``--backends`` narrows the set
+#: for a run (``make test-fast`` keeps the two that need no server).
 #: ``redis-local`` and ``redis-local-cluster`` are Redis and Redis Cluster
 #: with ``POW_REDIS_LOCAL_CACHE`` on (for the apps ``make_env`` builds).
 BACKENDS = [
@@ -48,56 +49,69 @@ BACKENDS = [
 ]
 
 
-class Clock:
-    """A clock the tests move by hand, set as ``pow.credentials.clock``."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Env:
-    """An application with flask_pow, a user model and a few routes."""
-
-    def __init__(self, app: Flask, db: SQLAlchemy, user_model: t.Any, pow: Pow) -> None:
-        self.app = app
-        self.db = db
-        self.User = user_model
-        self.pow = pow
-        self.clock = Clock()
-
-        with app.app_context():
-            pow.credentials.clock = self.clock
-
-    def add_user(self, email: str = "ada@example.com", **values: t.Any) -> int:
-        with self.app.app_context():
-            values.setdefault("name", email.split("@")[0].title())
-            values.setdefault("plan", "free")
-            values.setdefault("password_hash", "pbkdf2:sha256$secret-hash")
-            user = self.User(email=email, **values)
-            self.db.session.add(user)
-            self.db.session.commit()
-            return int(user.id)
-
-    def login(self, client: FlaskClient, user_id: int) -> None:
-        response = client.post(f"/login/{user_id}")
-        assert response.status_code == 200
-
-    def me_text(self) -> str:
-        """What ``/me`` answers, inside a request."""
-        user = g.current_user
-        return "anonymous" if user is None else f"{user.email} {user.plan}"
-
-    def me(self, client: FlaskClient) -> str:
-        return client.get("/me").get_data(as_text=True)
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backends",
+        default=",".join(BACKENDS),
+        metavar="NAMES",
+        help="comma-separated stores that tests marked 'backends' run on "
+        f"(default: all, {','.join(BACKENDS)})",
+    )
+    parser.addoption(
+        "--no-servers",
+        action="store_true",
+        help="start no redis-server or memcached: the tests that need one skip",
+    )
 
 
-MakeEnv = c.Callable[..., Env]
+def _chosen(config: pytest.Config) -> list[str]:
+    return [name for name in config.getoption("--backends").split(",") if name]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    unknown = set(_chosen(config)) - set(BACKENDS)
+
+    if unknown:
+        raise pytest.UsageError(
+            f"--backends: unknown {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(BACKENDS)}"
+        )
+
+    servers.START = not config.getoption("--no-servers")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("backends")
+
+    if marker is None or "backend" not in metafunc.fixturenames:
+        return
+
+    # A test that names its backends with parametrize keeps them.
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        if "backend" in mark.args[0]:
+            return
+
+    metafunc.parametrize("backend", list(marker.args) or BACKENDS, indirect=True)
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Leave out the runs on backends that ``--backends`` did not choose,
+    whether the marker or a test's own parametrize asked for them.
+    """
+    chosen = set(_chosen(config))
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
+
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec else None
+        (left_out if backend not in (None, *chosen) else kept).append(item)
+
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 class _Records(logging.Handler):
@@ -176,9 +190,10 @@ def redis_cluster() -> c.Iterator[RedisClusterServers]:
     cluster.close()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    return t.cast(str, request.param)
+    """The store the test runs on: SimpleCache's unless it asked for others."""
+    return t.cast(str, getattr(request, "param", "simple"))
 
 
 @pytest.fixture
@@ -223,71 +238,6 @@ def cache(backend: str, tmp_path: t.Any, request: pytest.FixtureRequest) -> Base
     return RedisCache(host=server.client(), key_prefix=prefix)
 
 
-def make_app(
-    cache: BaseCache, database: str, **config: t.Any
-) -> tuple[Flask, SQLAlchemy, t.Any]:
-    app = Flask(__name__)
-    app.config.update(
-        TESTING=True,
-        SECRET_KEY="test secret key",
-        SQLALCHEMY_DATABASE_URI=database,
-        POW_CACHE=cache,
-    )
-    app.config.update(config)
-
-    class Base(sa_orm.DeclarativeBase):
-        pass
-
-    db = SQLAlchemy(model_class=Base)
-
-    class User(db.Model):  # type: ignore[name-defined,misc]
-        __tablename__ = "user"
-        id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
-        email: sa_orm.Mapped[str] = sa_orm.mapped_column(unique=True)
-        name: sa_orm.Mapped[str]
-        plan: sa_orm.Mapped[str]
-        password_hash: sa_orm.Mapped[str]
-        api_token: sa_orm.Mapped[str | None]
-        joined: sa_orm.Mapped[dt.datetime] = sa_orm.mapped_column(
-            default=lambda: dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-        )
-
-    db.init_app(app)
-
-    with app.app_context():
-        db.create_all()
-
-    return app, db, User
-
-
-def add_routes(env: Env) -> None:
-    app, db, User = env.app, env.db, env.User
-
-    @app.post("/login/<int:user_id>")
-    def login(user_id: int) -> str:
-        login_user(db.session.get(User, user_id))
-        return "ok"
-
-    @app.post("/logout")
-    def logout() -> str:
-        return "was in" if logout_user() else "was out"
-
-    @app.get("/me")
-    def me() -> str:
-        return env.me_text()
-
-    @app.get("/slow-me")
-    def slow_me() -> str:
-        # Parallel requests all read the session before any has finished.
-        time.sleep(0.3)
-        return env.me_text()
-
-    @app.get("/private")
-    @login_required
-    def private() -> str:
-        return "private"
-
-
 @pytest.fixture
 def make_env(cache: BaseCache, tmp_path: t.Any, backend: str) -> c.Callable[..., Env]:
     def make(**config: t.Any) -> Env:
@@ -326,30 +276,6 @@ def user_id(env: Env) -> int:
 def logged_in(env: Env, client: FlaskClient, user_id: int) -> FlaskClient:
     env.login(client, user_id)
     return client
-
-
-class QueryCounter:
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-
-    def __call__(self, *args: t.Any) -> None:
-        self.statements.append(args[2])
-
-
-@contextlib.contextmanager
-def counting_queries(env: Env) -> c.Iterator[QueryCounter]:
-    """Record the SQL statements ``env``'s engine runs."""
-    counter = QueryCounter()
-
-    with env.app.app_context():
-        engine = env.db.engine
-
-    sa.event.listen(engine, "before_cursor_execute", counter)
-
-    try:
-        yield counter
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", counter)
 
 
 @pytest.fixture

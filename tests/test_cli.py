@@ -20,14 +20,13 @@ from flask.testing import FlaskClient
 from flask_pow import Pow
 from flask_pow import UserAdapter
 from flask_pow.orm import SQLAlchemyUsers
-
-from . import raw
-from .conftest import Env
-from .conftest import add_routes
-from .conftest import make_app
-from .raw import plant
-from .servers import RedisServer
-from .test_session import pow_value
+from tests.support import raw
+from tests.support.env import Env
+from tests.support.env import add_routes
+from tests.support.env import make_app
+from tests.support.raw import plant
+from tests.support.servers import RedisServer
+from tests.support.sessions import pow_value
 
 #: The stores a CLI process can read.
 stores = pytest.mark.parametrize(
@@ -508,8 +507,8 @@ def test_real_flask_command_lists_sessions(
         "POW_TEST_DATABASE": str(database),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "tests.cli_app", "pow", "sessions",
-         "--json"],
+        [sys.executable, "-m", "flask", "--app", "tests.apps.cli_app", "pow",
+         "sessions", "--json"],
         env=environ,
         cwd=os.path.dirname(os.path.dirname(__file__)),
         capture_output=True,

@@ -8,7 +8,6 @@ import typing as t
 import warnings
 
 import pytest
-import sqlalchemy.orm as sa_orm
 from cachelib import SimpleCache
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
@@ -18,17 +17,7 @@ from flask_pow import LateSettingWarning
 from flask_pow import Pow
 from flask_pow.config import KNOWN_SETTINGS
 from flask_pow.config import UnknownSettingWarning
-
-
-class Base(sa_orm.DeclarativeBase):
-    pass
-
-
-class Member(Base):
-    __tablename__ = "member"
-    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
-    email: sa_orm.Mapped[str]
-    password: sa_orm.Mapped[str]
+from tests.support.models import Member
 
 
 def setup(**config: t.Any) -> Flask:

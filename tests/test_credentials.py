@@ -19,14 +19,12 @@ from cachelib.redis_base import BaseRedisCache
 from flask.testing import FlaskClient
 
 from flask_pow import JSONSerializer
-from flask_pow import Pow
 from flask_pow import serialization
-
-from . import raw
-from .conftest import Env
-from .conftest import MakeEnv
-from .conftest import make_app
-from .test_rotation import session_ids
+from tests.support import raw
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.env import make_pow_app
+from tests.support.sessions import session_ids
 
 
 def stored_values(cache: BaseCache) -> list[bytes]:
@@ -34,6 +32,7 @@ def stored_values(cache: BaseCache) -> list[bytes]:
     return [value for item in raw.items(cache) for value in item.values]
 
 
+@pytest.mark.backends
 def test_stored_values_are_json_not_pickle(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
@@ -53,10 +52,11 @@ def test_stored_values_are_json_not_pickle(
                 serialization.loads(value)
 
 
+@pytest.mark.backends
 def test_stored_values_hold_no_password_hash_or_token(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
-    from .test_session import pow_value
+    from tests.support.sessions import pow_value
 
     value = pow_value(logged_in)
     assert value is not None
@@ -68,6 +68,7 @@ def test_stored_values_hold_no_password_hash_or_token(
     assert b"ada@example.com" in blob
 
 
+@pytest.mark.backends
 def test_every_key_has_a_ttl(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
@@ -192,6 +193,7 @@ def test_users_leaves_out_logged_out_users(env: Env, user_id: int) -> None:
         assert env.pow.credentials.users() == []
 
 
+@pytest.mark.backends
 def test_logout_of_last_session_removes_user_records(
     env: Env, logged_in: FlaskClient, cache: BaseCache
 ) -> None:
@@ -218,7 +220,7 @@ def test_file_cache_with_a_threshold_logs_in_and_keeps_its_count(
     the serializer of whoever writes: flask_pow's copy leaves it alone, so
     logins work and the application's own cache object still reads it.
     """
-    from .conftest import add_routes
+    from tests.support.env import add_routes
 
     cache = FileSystemCache(str(tmp_path / "counted"), threshold=20_000)
     env = make_pow_app(tmp_path, cache)
@@ -232,16 +234,11 @@ def test_file_cache_with_a_threshold_logs_in_and_keeps_its_count(
     assert isinstance(cache._file_count, int)
 
 
-def make_pow_app(tmp_path: t.Any, cache: BaseCache) -> Env:
-    app, db, User = make_app(cache, f"sqlite:///{tmp_path / 'other.db'}")
-    return Env(app, db, User, Pow(app, db=db, user_model=User))
-
-
 def test_two_apps_share_a_filesystem_cache(tmp_path: t.Any) -> None:
     """Two application instances (as two worker processes would) on one
     FileSystemCache directory see each other's sessions.
     """
-    from .conftest import add_routes
+    from tests.support.env import add_routes
 
     path = str(tmp_path / "shared-cache")
     one = make_pow_app(tmp_path, FileSystemCache(path, threshold=0))
@@ -293,6 +290,7 @@ def test_put_outside_a_request_issues_a_working_session(env: Env, user_id: int) 
     assert env.me(client) == "ada@example.com free"
 
 
+@pytest.mark.backends
 def test_applications_own_values_keep_its_serializer(
     env: Env, cache: BaseCache, user_id: int
 ) -> None:

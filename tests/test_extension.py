@@ -8,8 +8,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
 from flask_pow import login_user
-
-from .test_config import Member
+from tests.support.models import Member
 
 
 def make_app() -> Flask:

@@ -1,6 +1,10 @@
 """The package's layout: no import circle among flask_pow's modules, at
 import time or in a function, so that each module can be read (and
 imported) on its own terms. Imports for type checking only do not count.
+
+And the tests' layout: a helper two test modules share lives in
+``tests/support/``, never in a test module or a conftest that the other
+imports.
 """
 
 from __future__ import annotations
@@ -8,7 +12,8 @@ from __future__ import annotations
 import ast
 import pathlib
 
-PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "flask_pow"
+TESTS = pathlib.Path(__file__).resolve().parent
+PACKAGE = TESTS.parent / "flask_pow"
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -64,3 +69,45 @@ def test_no_import_circle() -> None:
         walk(name, [name])
 
     assert circles == []
+
+
+def _is_test_module(name: str) -> bool:
+    return name.startswith("test_") or name == "conftest"
+
+
+def _imported_test_modules(path: pathlib.Path) -> list[str]:
+    """The test modules (and conftests) ``path`` imports, anywhere in it."""
+    found: list[str] = []
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".")
+
+            if node.level == 0 and parts[0] != "tests":
+                continue
+
+            names = [alias.name for alias in node.names]
+
+            if any(_is_test_module(part) for part in parts) or (
+                not node.module and any(_is_test_module(n) for n in names)
+            ):
+                found.append("." * node.level + (node.module or ",".join(names)))
+        elif isinstance(node, ast.Import):
+            found.extend(
+                alias.name
+                for alias in node.names
+                if alias.name.startswith("tests.")
+                and any(_is_test_module(p) for p in alias.name.split("."))
+            )
+
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    imports = {
+        str(path.relative_to(TESTS)): found
+        for path in sorted(TESTS.rglob("*.py"))
+        if (found := _imported_test_modules(path))
+    }
+
+    assert imports == {}, "move the shared helpers to tests/support/"

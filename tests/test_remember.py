@@ -2,7 +2,7 @@
 credential in its own cookie; once the session has ended it logs the user
 in again (not fresh), rotating its single-use token; parallel requests end
 on one session; a token used again after its grace window ends everything
-of the user. On every backend.
+of the user. Parallel requests run on every backend.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from flask_pow import login_fresh
 from flask_pow import login_user
 from flask_pow import remember_token_reused
 from flask_pow import user_loaded_from_remember
-
-from .conftest import Env
-from .conftest import MakeEnv
-from .test_hostile import hostile
-from .test_session import pow_value
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.hostile import hostile
+from tests.support.sessions import pow_value
 
 TTL = 30 * 60
 GRACE = 30
@@ -186,6 +185,7 @@ def test_logout_other_sessions_keeps_this_devices_credential(
     assert renv.me(there) == "anonymous"
 
 
+@pytest.mark.backends
 def test_parallel_requests_end_on_one_session_and_one_token(
     renv: Env, user_id: int
 ) -> None:

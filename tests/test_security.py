@@ -7,18 +7,18 @@ from __future__ import annotations
 import base64
 import threading
 
+import pytest
 from cachelib import SimpleCache
 from flask.testing import FlaskClient
 from flask_session import Session
 
 from flask_pow import records
-
-from . import raw
-from .conftest import Env
-from .conftest import MakeEnv
-from .test_concurrency import request
-from .test_rotation import set_value
-from .test_session import pow_value
+from tests.support import raw
+from tests.support.env import Env
+from tests.support.env import MakeEnv
+from tests.support.http import request
+from tests.support.sessions import pow_value
+from tests.support.sessions import set_value
 
 
 def test_tokens_are_256_random_bits() -> None:
@@ -127,6 +127,7 @@ def test_logout_then_old_cookie_from_before_rotation_is_anonymous(
     assert env.me(logged_in) == "anonymous"
 
 
+@pytest.mark.backends
 def test_parallel_logins_and_logouts_leave_a_consistent_index(
     env: Env, user_id: int
 ) -> None:

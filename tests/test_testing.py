@@ -6,8 +6,7 @@ from flask import g
 
 from flask_pow import current_session
 from flask_pow.testing import PowClient
-
-from .conftest import Env
+from tests.support.env import Env
 
 
 def test_client_starts_logged_in(env: Env, user_id: int) -> None:
