@@ -18,8 +18,7 @@ from flask_pow import UserAdapter
 from flask_pow.config import DEFAULT_CACHE_EXCLUDE
 from flask_pow.users import as_adapter
 from flask_pow.users import reloads_by_key
-
-from .dict_users import DictUsers
+from tests.support.dict_users import DictUsers
 
 
 class Plan(enum.Enum):
