@@ -1,7 +1,8 @@
 """The credentials cache: the sessions and cached users of one application,
 with the session rules (:mod:`flask_pow.policy`) applied over a store
-(:class:`~flask_pow.stores.SessionStore`). Nothing here knows keys, locks
-or scripts: the same code runs on every backend.
+(:class:`~flask_pow.stores.SessionStore`). Nothing here knows keys, locks,
+scripts or Flask: the same code runs on every backend, and signals go out
+through the ``send`` function the extension gives.
 """
 
 from __future__ import annotations
@@ -12,14 +13,10 @@ import logging
 import time
 import typing as t
 
-from blinker import NamedSignal
-
 from . import signals
 from .policy import Policy
 from .records import SessionInfo
 from .records import SessionRecord
-from .records import seal
-from .records import unseal
 from .records import utc
 from .stores import CorruptLog
 from .stores import SessionStore
@@ -30,32 +27,24 @@ from .users import reloads_by_key
 
 logger = logging.getLogger("flask_pow")
 
-
-@dataclasses.dataclass
-class Restored:
-    """A session a remember-me credential restored (or that a parallel
-    request restored from it moments ago).
-
-    :meta private:
-    """
-
-    session_id: str
-    session_token: str
-    remember_token: str
-    #: When the credential ends (its login plus ``POW_REMEMBER_TTL``).
-    expires_at: float
+#: A record written this many seconds in this worker's future means the
+#: workers' clocks disagree: logged once.
+CLOCK_SKEW_WARNING = 2.0
+#: Sessions revoked per store operation by a revoke-all.
+REVOKE_BATCH = 500
+#: How many times a rotation retries when the session keeps changing.
+ROTATE_ATTEMPTS = 3
 
 
 @dataclasses.dataclass
 class Authenticated:
-    """What the store says about a request's token, and its user.
+    """A session a request's token opens, and its user.
 
     :meta private:
     """
 
     record: SessionRecord
-    #: The user, built from the cache; ``None`` if the session cannot be
-    #: used (:attr:`end` says whether it must end).
+    #: The user built from the cache; ``None`` if the session cannot be used.
     user: t.Any
     user_data: dict[str, t.Any] | None
     #: The token the client should hold from now on, if it presented a
@@ -67,34 +56,21 @@ class Authenticated:
     end: bool = False
 
 
-#: A record written this many seconds in this worker's future means the
-#: workers' clocks disagree: logged once.
-CLOCK_SKEW_WARNING = 2.0
-
-#: Sessions revoked per store operation by a revoke-all.
-REVOKE_BATCH = 500
-
-#: How many times a rotation retries when the session keeps changing under
-#: it.
-ROTATE_ATTEMPTS = 3
-
-
-def _batches(items: list[str], size: int = REVOKE_BATCH) -> c.Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _remembered_device(record: SessionRecord) -> SessionInfo:
-    """How a remember-me credential is listed when its device has no live
-    session: a device that logs in again until the credential ends.
+    """How a device is listed whose session ended and whose remember-me
+    credential still logs it in.
     """
     return dataclasses.replace(
         record.info(), remembered_until=utc(record.expires_at), kind="remember"
     )
 
 
-def _no_signals(signal: NamedSignal, **kwargs: t.Any) -> None:
+def _no_signals(signal: t.Any, **kwargs: t.Any) -> None:
     pass
+
+
+def _first(pair: tuple[str, t.Any]) -> str:
+    return pair[0]
 
 
 class CredentialsCache:
@@ -115,8 +91,8 @@ class CredentialsCache:
     :param remember_ttl: seconds a remember-me credential lives.
     :param renewal: seconds after which a token is due for rotation, or
         ``None`` for never.
-    :param send: sends a signal with keyword arguments, with the
-        application as sender (the extension gives it).
+    :param send: sends a signal with keyword arguments, the application as
+        sender.
     """
 
     #: The clock, seconds since the epoch. Tests may replace it.
@@ -137,15 +113,12 @@ class CredentialsCache:
         send: c.Callable[..., None] = _no_signals,
     ) -> None:
         self.store = store
+        self.adapter = users
         self.renewal = renewal
-        self._send = send
+        self.send = send
         # A store that keeps its own clock (Redis: the server's) decides
         # every deadline by it, whatever this worker's clock says.
-        store_clock = getattr(store, "clock", None)
-
-        if store_clock is not None:
-            self.clock = store_clock
-        self.adapter = users
+        self.clock = getattr(store, "clock", None) or self.clock
         self.policy = Policy(credentials_ttl, rotation_grace, absolute_ttl, freshness)
         self.max_sessions = max_sessions
         # A remember credential lives remember_ttl from its login, however
@@ -173,8 +146,16 @@ class CredentialsCache:
 
         record, now = found.record, self.clock()
 
-        if record.inserted_at - now > CLOCK_SKEW_WARNING:
-            self._warn_skew(record.inserted_at - now)
+        if record.inserted_at - now > CLOCK_SKEW_WARNING and not self._warned_skew:
+            self._warned_skew = True
+            logger.warning(
+                "A session record was written %.0f s in this worker's future:"
+                " the clocks of the processes sharing the credentials store"
+                " disagree, and session deadlines are off by as much. Keep"
+                " them in sync (NTP), or use Redis, whose server clock"
+                " flask_pow uses.",
+                record.inserted_at - now,
+            )
 
         match = self.policy.match(record, token, now)
 
@@ -192,15 +173,16 @@ class CredentialsCache:
         if match is None:
             return None
 
-        if self.policy.is_past_absolute(record, now):
+        absolute = self.policy.absolute_ttl
+
+        if absolute is not None and now >= record.created_at + absolute:
             return Authenticated(record, None, None, end=True)
 
         user_key, user_data = record.user_key, found.user_data
 
         if user_data is None:
-            # The store lost the user record of a valid session. The session
-            # ends if the user is gone from the database (as a reload
-            # finds); an adapter that cannot load by key leaves it.
+            # The store lost the user record. The session ends if the user
+            # is gone; an adapter that cannot load by key leaves it.
             by_key = reloads_by_key(self.adapter)
             healed = self._recache(
                 user_key,
@@ -214,9 +196,10 @@ class CredentialsCache:
 
             user, user_data = healed
         else:
-            user = self.load_user(user_key, user_data)
-
-            if user is None:
+            try:
+                user = self.adapter.load(user_data)
+            except (ValueError, TypeError, KeyError):
+                self._corrupt("user", f"user:{user_key}")
                 return None
 
             if self.adapter.is_stale(user_data):
@@ -232,46 +215,19 @@ class CredentialsCache:
 
                 user, user_data = healed
 
+        renewal = self.renewal
         due = (
             match.follow is None
-            and self.renewal is not None
-            and record.inserted_at + self.renewal < now
+            and renewal is not None
+            and record.inserted_at + renewal < now
         )
         return Authenticated(record, user, user_data, match.follow, due)
-
-    def _warn_skew(self, skew: float) -> None:
-        """Log, once, a record written in this worker's future: another
-        worker's clock is ahead, and every deadline it writes (expiry,
-        grace, absolute timeout) is off here by as much.
-        """
-        if not self._warned_skew:
-            self._warned_skew = True
-            logger.warning(
-                "A session record was written %.0f s in this worker's future:"
-                " the clocks of the processes sharing the credentials store"
-                " disagree, and session deadlines are off by as much. Keep"
-                " them in sync (NTP), or use Redis, whose server clock"
-                " flask_pow uses.",
-                skew,
-            )
-
-    def load_user(self, user_key: str, user_data: dict[str, t.Any]) -> t.Any | None:
-        """Build a user from cached data; ``None`` (logged once) if it is
-        corrupt.
-
-        :meta private:
-        """
-        try:
-            return self.adapter.load(user_data)
-        except (ValueError, TypeError, KeyError):
-            self._corrupt("user", f"user:{user_key}")
-            return None
 
     def _recache(
         self, user_key: str, fresh: t.Any | None, why: str
     ) -> tuple[t.Any, dict[str, t.Any]] | None:
-        """Write a user just loaded from the database back to the cache for
-        every session of theirs, and log why; ``None`` if there was none.
+        """Cache a user just loaded from the database again, for every
+        session of theirs, and log why; ``None`` if there was none.
         """
         if fresh is None:
             return None
@@ -281,14 +237,14 @@ class CredentialsCache:
         logger.info(why)
         return fresh, user_data
 
-    # -- writes -------------------------------------------------------------
-
     def info_of(self, record: SessionRecord) -> SessionInfo:
         """What a record says of its session now, freshness included.
 
         :meta private:
         """
         return record.info(fresh=self.policy.is_fresh(record, self.clock()))
+
+    # -- logins -------------------------------------------------------------
 
     def put(
         self,
@@ -322,11 +278,10 @@ class CredentialsCache:
         remember: bool = False,
     ) -> tuple[SessionRecord, str]:
         """The record of a new login and its token, not stored yet
-        (:meth:`store_login`): a request knows its new session, id
-        included, from the moment it logs someone in.
+        (:meth:`store_login`): a request knows its new session from the
+        moment it logs someone in. With ``remember``, the record says until
+        when the device's credential (:meth:`remember`) lives.
 
-        :param remember: a remember-me credential will be issued with it
-            (:meth:`remember`): the record says until when.
         :meta private:
         """
         user_key = check_user_key(self.adapter.key(user))
@@ -346,161 +301,31 @@ class CredentialsCache:
 
         :meta private:
         """
-        self._create(record, user_data, self.clock())
+        self.create(record, user_data, self.clock())
 
-    def remember(
-        self, session: SessionRecord, user_data: dict[str, t.Any]
-    ) -> tuple[str, str]:
-        """Issue a remember-me credential for the device of a session just
-        made at a login: a series id and a single-use token (the store keeps
-        its digest). It lives ``remember_ttl`` from the login, however often
-        it is used.
-
-        :meta private:
-        """
-        now = self.clock()
-        series = self.store.new_session_id(session.user_key, now)
-        record, token = self.remember_policy.new_session(
-            series, session.user_key, session.metadata, session.created_at, fresh=False
-        )
-        record.kind = "remember"
-        record.linked = session.id
-        self._create(record, user_data, now, keep=(session.id,))
-        return series, token
-
-    def _create(
+    def create(
         self,
         record: SessionRecord,
         user_data: dict[str, t.Any],
         now: float,
         keep: c.Collection[str] = (),
     ) -> None:
-        """Store a new session or remember credential; past
-        ``max_sessions`` the user's least recently used credentials end
-        (never this one, nor those in ``keep``), each with
-        :data:`~flask_pow.session_revoked`.
+        """Store a new session or credential; past ``max_sessions`` the
+        user's least recently used ones end (never this one, nor ``keep``).
+
+        :meta private:
         """
         evicted = self.store.create(
             record, user_data, now, max_sessions=self.max_sessions, keep=keep
         )
 
         for ended_id in evicted:
-            self._send(
-                signals.session_revoked, session_id=ended_id, user_key=record.user_key
-            )
+            self._revoked(ended_id, record.user_key)
 
-    def restore(
-        self,
-        series: str,
-        token: str,
-        metadata: dict[str, t.Any],
-        *,
-        ip: str | None = None,
-    ) -> Restored | None:
-        """Use a remember-me credential: a new session (not fresh) for its
-        user and device, and a new token for the credential (the one used
-        keeps working for the grace window, and moves a parallel request to
-        the same new session and token). ``None`` if the credential is not
-        valid. A token used again after its grace window means two parties
-        hold the credential: every session and credential of the user ends,
-        and :data:`~flask_pow.remember_token_reused` is sent.
+    def _revoked(self, session_id: str, user_key: str) -> None:
+        self.send(signals.session_revoked, session_id=session_id, user_key=user_key)
 
-        :meta private:
-        """
-        # From the store itself: theft detection must see the latest token.
-        found = self.store.read(series, fresh=True)
-
-        if found is None or found.record.kind != "remember":
-            return None
-
-        record = found.record
-        now = self.clock()
-        match = self.remember_policy.match(record, token, now)
-
-        if match is None:
-            # The cookie's signature says flask_pow issued this token for
-            # this series, and the series lives on with another one: the
-            # token was replaced (however many replacements ago) and is
-            # used again, so two parties hold the credential (the
-            # series-and-token scheme of Spring Security's remember-me).
-            if now < record.expires_at:
-                self._stolen(record, ip)
-
-            return None
-
-        if match.follow is not None:
-            return self._followed(record, token)
-
-        if found.user_data is None:
-            return None
-
-        session_id = self.store.new_session_id(record.user_key, now)
-        session, session_token = self.policy.new_session(
-            session_id, record.user_key, record.metadata, now, fresh=False
-        )
-        session.remembered_until = record.expires_at
-        self._create(session, found.user_data, now, keep=(series,))
-        advanced, fresh_token = self.remember_policy.advance(record, token, now)
-        advanced.linked = session_id
-        advanced.linked_sealed = seal(session_token, token)
-        swapped = self.store.swap(
-            advanced, record.token, now, user_data=found.user_data, wait=True
-        )
-
-        if swapped.ok:
-            # The device's session before: its cookie is gone (that is why
-            # the credential was used), so it ends, and the device is listed
-            # once.
-            if record.linked is not None:
-                self.store.delete(record.user_key, [record.linked], now)
-
-            return Restored(
-                session_id,
-                session_token,
-                fresh_token,
-                expires_at=advanced.expires_at,
-            )
-
-        # A parallel request used the credential first: this session goes,
-        # and the client follows that request's.
-        self.store.delete(record.user_key, [session_id], now)
-
-        if swapped.current is None:
-            return None
-
-        return self._followed(swapped.current, token)
-
-    def _followed(self, record: SessionRecord, token: str) -> Restored | None:
-        """The session and token a parallel restore issued, unsealed with the
-        token this request holds.
-        """
-        if record.rotated_to is None or record.linked is None:
-            return None
-
-        if record.linked_sealed is None:
-            return None
-
-        return Restored(
-            record.linked,
-            unseal(record.linked_sealed, token),
-            unseal(record.rotated_to, token),
-            expires_at=record.expires_at,
-        )
-
-    def _stolen(self, record: SessionRecord, ip: str | None) -> None:
-        ended = self.delete_sessions_by_key(record.user_key)
-        logger.warning(
-            "A remember-me token was used again after it was replaced: two"
-            " parties hold the credential. Every session of the user was"
-            " ended (%d).",
-            ended,
-        )
-        self._send(
-            signals.remember_token_reused,
-            user_key=record.user_key,
-            series=record.id,
-            ip=ip,
-        )
+    # -- rotation and ends --------------------------------------------------
 
     def rotate(
         self,
@@ -513,45 +338,39 @@ class CredentialsCache:
         confirm: bool = False,
     ) -> tuple[str, bool] | None:
         """Issue a new token for a session, keeping its id, creation time and
-        metadata. The old token keeps working for the grace window.
-
-        Of concurrent rotations one wins, on every store, by a
-        compare-and-set on the token: the others are moved to the winner's
-        token. A caller that cannot tell in a moment (a lock-based store
-        with many requests queued) carries on with its own token.
-
-        With ``wait``, a privilege change: the caller waits for the store,
-        rotates on from a session a concurrent request just rotated, and
-        rotates *hard*: no earlier token of the session works afterwards, not
-        even inside the grace window, so the session ends on a token issued
-        after the change and a stolen copy of an older one is dead.
+        metadata; the old token keeps working for the grace window. Of
+        concurrent rotations one wins, by a compare-and-set on the token,
+        and the others move to the winner's token.
 
         :param session_id: the session.
         :param token: the token the caller holds.
         :param user_data: the user's data, written if the user record is gone.
-        :param record: the session's record as the caller read it, if it
-            did; saves a read.
+        :param wait: a privilege change: wait for the store, rotate on from a
+            concurrent rotation, and rotate *hard*: no earlier token works
+            afterwards, not even inside the grace window.
+        :param record: the session's record, if the caller read it.
         :param confirm: the user proved who they are again
             (:func:`~flask_pow.confirm_login`): the session is fresh from
             now. Takes ``wait``.
         :return: the token the client should hold now and whether this call
             rotated it, or ``None`` if the client keeps its own.
         """
+        hard = wait or confirm
+
         if record is None:
             record = self.store.read_session(session_id)
 
         for _ in range(ROTATE_ATTEMPTS):
-            found = (
-                None
-                if record is None
-                else self.policy.match(record, token, self.clock())
-            )
+            if record is None:
+                return None
 
-            if record is None or found is None:
+            found = self.policy.match(record, token, self.clock())
+
+            if found is None:
                 return None
 
             if found.follow is not None:
-                if not (wait or confirm):
+                if not hard:
                     return found.follow, False
 
                 # A privilege change rotates on from where the session went.
@@ -560,10 +379,10 @@ class CredentialsCache:
 
             now = self.clock()
             candidate, fresh = self.policy.advance(
-                record, token, now, hard=wait or confirm, confirm=confirm
+                record, token, now, hard=hard, confirm=confirm
             )
             swapped = self.store.swap(
-                candidate, record.token, now, user_data=user_data, wait=wait or confirm
+                candidate, record.token, now, user_data=user_data, wait=hard
             )
 
             if swapped.ok:
@@ -577,7 +396,7 @@ class CredentialsCache:
 
             record = swapped.current
 
-        if wait or confirm:
+        if hard:
             raise StoreUnavailable("The session kept changing during a rotation.")
 
         return None
@@ -607,20 +426,14 @@ class CredentialsCache:
             user_key = record.user_key
 
         if remembered is None:
-            remembered = self._remembering(user_key, {session_id})
+            remembered = [
+                record.id
+                for record in self.store.sessions(user_key, self.clock())
+                if record.kind == "remember" and record.linked == session_id
+            ]
 
         ended = self.store.delete(user_key, [session_id, *remembered], self.clock())
         return user_key if session_id in ended else None
-
-    def _remembering(self, user_key: str, session_ids: c.Collection[str]) -> list[str]:
-        """The remember credentials of a user linked to these sessions: a
-        device's credential ends with its session.
-        """
-        return [
-            record.id
-            for record in self.store.sessions(user_key, self.clock())
-            if record.kind == "remember" and record.linked in session_ids
-        ]
 
     def delete(self, session_id: str) -> bool:
         """Revoke a session: its token stops working at once. Sends
@@ -630,11 +443,10 @@ class CredentialsCache:
         """
         user_key = self.end(session_id)
 
-        if user_key is None:
-            return False
+        if user_key is not None:
+            self._revoked(session_id, user_key)
 
-        self._send(signals.session_revoked, session_id=session_id, user_key=user_key)
-        return True
+        return user_key is not None
 
     def delete_user_sessions(self, user: t.Any, *, keep: str | None = None) -> int:
         """Revoke every session of a user ("log out everywhere"), for
@@ -657,9 +469,7 @@ class CredentialsCache:
         live = {r.id for r in found if r.kind == "session" and r.expires_at > now}
         # A device's credential is not counted beside its live session.
         remembering = {
-            record.id: record.linked
-            for record in found
-            if record.kind == "remember" and record.linked in live
+            r.id: r.linked for r in found if r.kind == "remember" and r.linked in live
         }
         # The caller's session stays, with its device's remember credential.
         kept = {keep, *(rid for rid, sid in remembering.items() if sid == keep)}
@@ -668,18 +478,13 @@ class CredentialsCache:
 
         # In batches, so that a user with thousands of sessions does not
         # hold the store for long, and a failure part way keeps what is done.
-        for batch in _batches(ids):
-            deleted = [
-                sid
-                for sid in self.store.delete(user_key, batch, self.clock())
-                if sid not in remembering
-            ]
-            ended += len(deleted)
+        for start in range(0, len(ids), REVOKE_BATCH):
+            batch = ids[start : start + REVOKE_BATCH]
 
-            for session_id in deleted:
-                self._send(
-                    signals.session_revoked, session_id=session_id, user_key=user_key
-                )
+            for sid in self.store.delete(user_key, batch, self.clock()):
+                if sid not in remembering:
+                    ended += 1
+                    self._revoked(sid, user_key)
 
         return ended
 
@@ -694,14 +499,13 @@ class CredentialsCache:
         return self.update_user_data(self.adapter.key(user), self.adapter.dump(user))
 
     def update_user_data(self, user_key: str, user_data: dict[str, t.Any]) -> bool:
-        """:meth:`update_user` with values already dumped by the adapter.
+        """:meth:`update_user` with values already dumped by the adapter. A
+        user with no live session is not cached, and nothing is written.
 
         :meta private:
         """
-        # A user with no live session is not cached: there is nothing to
-        # update, and nothing is written.
         updated = self.store.write_user(user_key, user_data, self.clock())
-        self._send(signals.user_synced, user_key=user_key, updated=updated)
+        self.send(signals.user_synced, user_key=user_key, updated=updated)
         return updated
 
     # -- reading ------------------------------------------------------------
@@ -734,32 +538,24 @@ class CredentialsCache:
         """:meth:`sessions` for a user key."""
         now = self.clock()
         found = [
-            record
-            for record in self.store.sessions(user_key, now)
-            if record.expires_at > now and record.user_key == user_key
+            r
+            for r in self.store.sessions(user_key, now)
+            if r.expires_at > now and r.user_key == user_key
         ]
-        live = {record.id for record in found if record.kind == "session"}
+        live = {r.id for r in found if r.kind == "session"}
         remembered = {
-            record.linked: record.expires_at
-            for record in found
-            if record.kind == "remember" and record.linked in live
+            r.linked: utc(r.expires_at)
+            for r in found
+            if r.kind == "remember" and r.linked in live
         }
         infos = [
-            dataclasses.replace(
-                self.info_of(record),
-                remembered_until=utc(remembered[record.id])
-                if record.id in remembered
-                else None,
-            )
-            for record in found
-            if record.kind == "session"
-        ]
-        # A device whose session ended but whose remember-me credential
-        # still logs it in is listed by the credential's id.
-        infos += [
-            _remembered_device(record)
-            for record in found
-            if record.kind == "remember" and record.linked not in live
+            dataclasses.replace(self.info_of(r), remembered_until=remembered.get(r.id))
+            if r.kind == "session"
+            # A device whose session ended but whose remember-me credential
+            # still logs it in is listed by the credential's id.
+            else _remembered_device(r)
+            for r in found
+            if r.kind == "session" or r.linked not in live
         ]
         return sorted(infos, key=lambda info: (info.created_at, info.id))
 
@@ -770,13 +566,16 @@ class CredentialsCache:
         return list(self.users_by_key().values())
 
     def users_by_key(self) -> dict[str, t.Any]:
-        """:meth:`users`, keyed by user key."""
+        """:meth:`users`, keyed by user key.
+
+        :meta private:
+        """
         users = {}
 
-        for user_key, data in sorted(
-            self.store.users(self.clock()), key=lambda pair: pair[0]
-        ):
-            if (user := self.load_user(user_key, data)) is not None:
-                users[user_key] = user
+        for user_key, data in sorted(self.store.users(self.clock()), key=_first):
+            try:
+                users[user_key] = self.adapter.load(data)
+            except (ValueError, TypeError, KeyError):
+                self._corrupt("user", f"user:{user_key}")
 
         return users

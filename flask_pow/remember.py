@@ -1,8 +1,8 @@
-"""Remember-me, end to end: the device's cookie read once per request, a
-session restored from it when the device has none, a credential issued at
-a login with ``remember=True``, and the cookie set or dropped on the
-response. The credential's rules (single-use tokens, theft detection) are
-:meth:`CredentialsCache.restore <flask_pow.CredentialsCache>`'s.
+"""Remember-me, end to end: the credential's rules (a series with a
+single-use token, theft detection), the device's cookie read once per
+request, a session restored from it when the device has none, a credential
+issued at a login with ``remember=True``, and the cookie set or dropped on
+the response.
 
 :meta private:
 """
@@ -15,8 +15,12 @@ import typing as t
 from flask import current_app
 from flask import request
 
-from .credentials import Restored
+from . import signals
+from .credentials import CredentialsCache
+from .credentials import logger
 from .records import SessionRecord
+from .records import seal
+from .records import unseal
 from .state import PowState
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -24,6 +28,132 @@ if t.TYPE_CHECKING:  # pragma: no cover
 
 #: The cookie was not read yet in this request.
 _UNREAD: t.Any = object()
+
+
+@dataclasses.dataclass
+class Restored:
+    """A session a credential restored (or a parallel request restored from
+    it moments ago), and the credential's next token.
+    """
+
+    session_id: str
+    session_token: str
+    remember_token: str
+    #: When the credential ends (its login plus ``POW_REMEMBER_TTL``).
+    expires_at: float
+
+
+# -- the credential -------------------------------------------------------------
+
+
+def new_credential(
+    credentials: CredentialsCache, session: SessionRecord, user_data: dict[str, t.Any]
+) -> tuple[str, str]:
+    """Issue a credential for the device of a session just stored: a series
+    id and a single-use token. It lives ``POW_REMEMBER_TTL`` from the login,
+    however often it is used.
+    """
+    now = credentials.clock()
+    series = credentials.store.new_session_id(session.user_key, now)
+    record, token = credentials.remember_policy.new_session(
+        series, session.user_key, session.metadata, session.created_at, fresh=False
+    )
+    record.kind, record.linked = "remember", session.id
+    credentials.create(record, user_data, now, keep=(session.id,))
+    return series, token
+
+
+def use_credential(
+    credentials: CredentialsCache, series: str, token: str, ip: str | None
+) -> Restored | None:
+    """A new session (not fresh) for the credential's user and device, and a
+    new token for the credential (the one used keeps working for the grace
+    window, and moves a parallel request to the same new session and
+    token). ``None`` if the credential is not valid. A token used again
+    after its grace window means two parties hold the credential: every
+    session of the user ends, and :data:`~flask_pow.remember_token_reused`
+    is sent.
+    """
+    store = credentials.store
+    # From the store itself: theft detection must see the latest token.
+    found = store.read(series, fresh=True)
+
+    if found is None or found.record.kind != "remember":
+        return None
+
+    record, now = found.record, credentials.clock()
+    match = credentials.remember_policy.match(record, token, now)
+
+    if match is None:
+        # The signature says flask_pow issued this token for this series, and
+        # the series lives on with another one: the token was replaced and is
+        # used again (Spring Security's series-and-token scheme).
+        if now < record.expires_at:
+            ended = credentials.delete_sessions_by_key(record.user_key)
+            logger.warning(
+                "A remember-me token was used again after it was replaced: two"
+                " parties hold the credential. Every session of the user was"
+                " ended (%d).",
+                ended,
+            )
+            credentials.send(
+                signals.remember_token_reused,
+                user_key=record.user_key,
+                series=record.id,
+                ip=ip,
+            )
+
+        return None
+
+    if match.follow is not None:
+        return _followed(record, token)
+
+    if found.user_data is None:
+        return None
+
+    session_id = store.new_session_id(record.user_key, now)
+    session, session_token = credentials.policy.new_session(
+        session_id, record.user_key, record.metadata, now, fresh=False
+    )
+    session.remembered_until = record.expires_at
+    credentials.create(session, found.user_data, now, keep=(series,))
+    advanced, fresh_token = credentials.remember_policy.advance(record, token, now)
+    advanced.linked = session_id
+    advanced.linked_sealed = seal(session_token, token)
+    swapped = store.swap(
+        advanced, record.token, now, user_data=found.user_data, wait=True
+    )
+
+    if swapped.ok:
+        # The device's session before: its cookie is gone (that is why the
+        # credential was used), so it ends, and the device is listed once.
+        if record.linked is not None:
+            store.delete(record.user_key, [record.linked], now)
+
+        return Restored(session_id, session_token, fresh_token, advanced.expires_at)
+
+    # A parallel request used the credential first: this session goes, and
+    # the client follows that request's.
+    store.delete(record.user_key, [session_id], now)
+    current = swapped.current
+    return None if current is None else _followed(current, token)
+
+
+def _followed(record: SessionRecord, token: str) -> Restored | None:
+    """The session and token a parallel restore issued, unsealed with the
+    token this request holds.
+    """
+    linked, sealed, rotated = record.linked, record.linked_sealed, record.rotated_to
+
+    if linked is None or sealed is None or rotated is None:
+        return None
+
+    return Restored(
+        linked, unseal(sealed, token), unseal(rotated, token), record.expires_at
+    )
+
+
+# -- the cookie -----------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -73,7 +203,7 @@ def restore(state: PowState, cookie: RememberCookie) -> Restored | None:
     if found is None:
         return None
 
-    restored = state.credentials.restore(*found, {}, ip=request.remote_addr)
+    restored = use_credential(state.credentials, *found, request.remote_addr)
 
     if restored is None:
         cookie.clear = True
@@ -92,7 +222,7 @@ def issue(
     """Issue a credential for the device of a session just stored by a
     login with ``remember=True``.
     """
-    series, token = state.credentials.remember(record, user_data)
+    series, token = new_credential(state.credentials, record, user_data)
     assert record.remembered_until is not None
     cookie.issue = (series, token, record.remembered_until)
 
