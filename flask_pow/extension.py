@@ -16,6 +16,7 @@ from flask import has_app_context
 from flask import request_started
 
 from . import checks
+from . import effects
 from . import lifecycle
 from . import orm
 from .config import PowConfig
@@ -171,7 +172,7 @@ class Pow(LoginManager):
             functools.partial(lifecycle.begin_request, state), app, weak=False
         )
         app.before_request(functools.partial(lifecycle.load, state))
-        app.after_request(functools.partial(lifecycle.apply, state))
+        app.after_request(functools.partial(effects.apply, state))
         app.teardown_request(lifecycle.end_request)
         got_request_exception.connect(
             functools.partial(lifecycle.mark_failed, state), app, weak=False
@@ -340,7 +341,7 @@ def _synced_users(
     ):
         return None
 
-    return users, functools.partial(lifecycle.note_committed, state)
+    return users, functools.partial(effects.note_committed, state)
 
 
 def _reload_hook() -> None:
