@@ -14,7 +14,6 @@ import time
 import typing as t
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 from flask.cli import with_appcontext
 
@@ -22,7 +21,7 @@ from .checks import is_process_local
 from .records import SessionInfo
 from .records import utc
 from .state import PowState
-from .state import get_state
+from .state import find_state
 
 pow_cli = AppGroup("pow", help="Inspect and revoke flask_pow sessions.")
 
@@ -36,10 +35,10 @@ def _fail(message: str, code: int) -> t.NoReturn:
 
 
 def _state() -> PowState:
-    if "pow" not in current_app.extensions:
-        _fail("flask_pow is not set up on this application.", 2)
+    state = find_state()
 
-    state = get_state()
+    if state is None:
+        _fail("flask_pow is not set up on this application.", 2)
 
     if is_process_local(state):
         _fail(

@@ -28,7 +28,9 @@ from .state import MetadataCallback
 from .state import PowState
 from .state import RequestLoader
 from .state import UnauthorizedCallback
-from .state import get_state
+from .state import find_state
+from .state import refuse_second
+from .state import register
 from .stores import store_for
 from .users import UserAdapter
 from .users import as_adapter
@@ -110,12 +112,7 @@ class Pow(LoginManager):
         :raise ValueError: if a setting or the user source is invalid.
         :raise TypeError: if a setting has the wrong type.
         """
-        if "pow" in app.extensions:
-            raise RuntimeError(
-                "A 'Pow' instance has already been registered on this Flask app."
-                " Import and use that instance instead."
-            )
-
+        refuse_second(app)
         db = db or self.db
         user_model = user_model or self.user_model
         users = users or self.users
@@ -167,7 +164,7 @@ class Pow(LoginManager):
         )
         state.process_local = checks.is_process_local(state)
         state.read_settings = read_settings(app.config)
-        app.extensions["pow"] = self
+        register(app, self)
         request_started.connect(
             functools.partial(lifecycle.begin_request, state), app, weak=False
         )
@@ -328,10 +325,11 @@ def _synced_users(
     ``db`` to: the current application's adapter, if it caches users of
     ``db`` and syncs on commit, and the function that takes the changes.
     """
-    if not has_app_context() or "pow" not in current_app.extensions:
+    state = find_state() if has_app_context() else None
+
+    if state is None:
         return None
 
-    state = get_state()
     users = state.users
 
     if (

@@ -110,7 +110,7 @@ def load(state: PowState, rs: RequestState | None = None) -> None:
     :raise StoreUnavailable: if the store cannot be read.
     """
     if rs is None:
-        rs = request_state(state)
+        rs = request.__dict__.get(STATE_ATTRIBUTE) or request_state(state)
 
     if rs.loaded:
         return

@@ -124,19 +124,46 @@ class PowState:
     read_settings: dict[str, t.Any] | None = None
 
 
-def get_state(app: Flask | None = None) -> PowState:
-    """The state of the flask_pow extension of ``app`` (the current one):
-    the one lookup of ``app.extensions["pow"]`` in the package.
+#: The key of the extension in ``app.extensions``.
+EXTENSION_KEY = "pow"
+
+
+def refuse_second(app: Flask) -> None:
+    """:raise RuntimeError: if the application has a flask_pow extension."""
+    if EXTENSION_KEY in app.extensions:
+        raise RuntimeError(
+            "A 'Pow' instance has already been registered on this Flask app."
+            " Import and use that instance instead."
+        )
+
+
+def register(app: Flask, extension: t.Any) -> None:
+    """Record ``extension`` as the application's flask_pow extension."""
+    app.extensions[EXTENSION_KEY] = extension
+
+
+def find_state(app: Flask | None = None) -> PowState | None:
+    """The state of the flask_pow extension of ``app`` (the current one), or
+    ``None`` if it has none: the one lookup of the extension in the package.
     """
     if app is None:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
 
-    pow_ = app.extensions.get("pow")
+    extension = app.extensions.get(EXTENSION_KEY)
+    return None if extension is None else extension.get_state(app)
 
-    if pow_ is None:
+
+def get_state(app: Flask | None = None) -> PowState:
+    """:func:`find_state`, for an application flask_pow must be set up on.
+
+    :raise RuntimeError: if it is not.
+    """
+    state = find_state(app)
+
+    if state is None:
         raise RuntimeError(
             "flask_pow is not set up on this application. Call 'Pow(app)' or"
             " 'auth.init_app(app)' before handling requests."
         )
 
-    return pow_.get_state(app)  # type: ignore[no-any-return]
+    return state
