@@ -1,6 +1,7 @@
-"""The package's layout: no import circle among flask_pow's modules, at
-import time or in a function, so that each module can be read (and
-imported) on its own terms. Imports for type checking only do not count.
+"""The package's layout (docs/architecture.rst): modules in layers, each
+importing only its own layer and those below, with no import circle, every
+import counted (for type checking only, and inside functions too); and one
+module alone that looks the extension up in ``app.extensions``.
 
 And the tests' layout: a helper two test modules share lives in
 ``tests/support/``, never in a test module or a conftest that the other
@@ -12,46 +13,92 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import pytest
+
 TESTS = pathlib.Path(__file__).resolve().parent
 PACKAGE = TESTS.parent / "flask_pow"
 
+#: Bottom to top. A module may import modules of its own layer and below.
+LAYERS = [
+    # Plain values and rules: no request, no store.
+    {
+        "config",
+        "mixins",
+        "policy",
+        "records",
+        "serialization",
+        "signals",
+        "signing",
+        "users",
+    },
+    # The stores.
+    {
+        "stores",
+        "stores.cachelib",
+        "stores.parsed",
+        "stores.redis",
+        "stores.redis_local",
+        "stores.redis_scripts",
+    },
+    # The credentials rules, and all of SQLAlchemy.
+    {"credentials", "orm"},
+    # The extension's state, and the one lookup of it.
+    {"state"},
+    # The request: its checks, remember-me, its effects, its lifecycle.
+    {"checks", "remember", "effects", "lifecycle"},
+    # What views call.
+    {"auth", "views"},
+    # The top: the extension, the CLI, the test client, the public names.
+    {"extension", "cli", "testing", "__init__"},
+]
+LAYER = {name: number for number, names in enumerate(LAYERS) for name in names}
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING") or (
-        isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
-    )
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
 
 
-def _imports(source: str) -> set[str]:
-    """The flask_pow modules a module imports, outside type-checking blocks."""
+def _imports(path: pathlib.Path) -> set[str]:
+    """The flask_pow modules a module imports: every relative import,
+    anywhere in it.
+    """
+    name = _module_name(path)
+    package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
+
+    if name == "__init__":
+        package = []
+
     found: set[str] = set()
 
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for statement in node.orelse:
-                visit(statement)
-            return
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            names = [f"{target}.{alias.name}".strip(".") for alias in node.names]
+            # A package choosing among its own modules (stores.store_for) is
+            # not a circle between modules.
+            found.update(
+                c
+                for c in [target, *names]
+                if c in LAYER and c != name and not c.startswith(f"{name}.")
+            )
 
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(alias.name for alias in node.names)
-
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(ast.parse(source))
     return found
 
 
 def graph() -> dict[str, set[str]]:
-    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-    return {
-        name: _imports((PACKAGE / f"{name}.py").read_text()) & modules
-        for name in modules
-    }
+    return {_module_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+
+
+def test_every_module_has_a_layer() -> None:
+    assert set(graph()) == set(LAYER)
+
+
+@pytest.mark.parametrize("module", sorted(LAYER))
+def test_module_imports_only_its_layer_and_below(module: str) -> None:
+    above = {t for t in graph()[module] if LAYER[t] > LAYER[module]}
+    assert above == set()
 
 
 def test_no_import_circle() -> None:
@@ -69,6 +116,17 @@ def test_no_import_circle() -> None:
         walk(name, [name])
 
     assert circles == []
+
+
+def test_only_state_looks_the_extension_up() -> None:
+    looking = {
+        _module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "extensions"
+    }
+
+    assert looking == {"state"}
 
 
 def _is_test_module(name: str) -> bool:
