@@ -35,17 +35,19 @@ PARTS = {
         "flask/sessions.py:save_session",
     ),
     "verifying flask_pow's signed value": ("flask_pow/signing.py:read",),
-    "reading the session (store, parsing)": ("flask_pow/credentials.py:authenticate",),
-    "building the user instance": ("flask_pow/credentials.py:load_user",),
+    "reading the session and building the user": (
+        "flask_pow/credentials.py:authenticate",
+    ),
+    "building the user instance": ("flask_pow/orm.py:load",),
     "flask_pow after the view": (
-        "flask_pow/persist.py:persist",
-        "flask_pow/persist.py:finish_request",
+        "flask_pow/effects.py:apply",
+        "flask_pow/lifecycle.py:end_request",
     ),
     "flask_pow in all": (
-        "flask_pow/session.py:load_user",
-        "flask_pow/request_state.py:begin_request",
-        "flask_pow/persist.py:persist",
-        "flask_pow/persist.py:finish_request",
+        "flask_pow/lifecycle.py:load",
+        "flask_pow/lifecycle.py:begin_request",
+        "flask_pow/effects.py:apply",
+        "flask_pow/lifecycle.py:end_request",
     ),
 }
 
