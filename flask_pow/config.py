@@ -248,6 +248,9 @@ class PowConfig:
     """
 
     cache: BaseCache
+    #: The ``POW_REMEMBER_COOKIE_*`` flags that were set, by lower-case name
+    #: (``secure``, ``httponly``, ...); the others follow the session's.
+    remember_cookie: t.Mapping[str, t.Any]
     namespace: str = setting("credentials", prefix)
     session_key: str = setting("pow_auth", text)
     credentials_ttl: int = setting(dt.timedelta(minutes=30), seconds(1))
@@ -275,9 +278,6 @@ class PowConfig:
     needs_refresh_message_category: str = setting("message", text)
     remember_cookie_name: str = setting("remember_token", text)
     remember_ttl: int = setting(dt.timedelta(days=30), seconds(60))
-    #: The ``POW_REMEMBER_COOKIE_*`` flags that were set, by lower-case name
-    #: (``secure``, ``httponly``, ...); the others follow the session's.
-    remember_cookie: t.Mapping[str, t.Any]
     sync_on_commit: bool = setting(True, flag)
     redis_local_cache: bool = setting(False, flag)
     redis_local_cache_ttl: int = setting(10, seconds(1))
