@@ -38,9 +38,7 @@ LABEL_COLUMNS = ("email", "username", "name", "login")
 
 
 class NotCachedError(DetachedInstanceError):
-    """An attribute of a cached user was read that the cache does not hold
-    (see docs/api.rst).
-    """
+    """A cached user's attribute that the cache does not hold was read."""
 
     # SQLAlchemy's link explains detached instances in general; the message
     # already says what to do here.
@@ -48,9 +46,7 @@ class NotCachedError(DetachedInstanceError):
 
 
 class _NotCached:
-    """The per-instance loader, called instead of loading, of an attribute
-    a cached user does not hold: it raises an error that says what to do.
-    """
+    """The loader of an attribute a cached user does not hold: it raises."""
 
     #: Why an attribute is not cached, by kind, and what to do.
     WHY = {
@@ -119,13 +115,11 @@ class SQLAlchemyUsers(UserAdapter[U]):
     The cached values are the model's column attributes, minus those whose
     name matches one of the ``exclude`` patterns. A loaded user is a
     *detached* instance: its cached columns read as usual, while an excluded
-    column or a relationship raises :exc:`~flask_pow.NotCachedError` (a
-    :exc:`~sqlalchemy.orm.exc.DetachedInstanceError`) instead of running a
-    query: read the row (:func:`~flask_pow.database_user`) or reload the
-    user (:func:`~flask_pow.reload_user`) instead. Attaching it to a
-    database session (``db.session.add(current_user)``, or a cascading
-    relationship) raises :exc:`~sqlalchemy.exc.InvalidRequestError`, naming
-    :func:`~flask_pow.database_user`: its values would be taken for the row's.
+    column or a relationship raises :exc:`~flask_pow.NotCachedError` instead
+    of running a query. Attaching it to a database session
+    (``db.session.add(current_user)``, or a cascading relationship) raises
+    :exc:`~sqlalchemy.exc.InvalidRequestError`. Both name the way out: the
+    row (:func:`~flask_pow.database_user`), or :func:`~flask_pow.reload_user`.
 
     :param db: the Flask-SQLAlchemy extension, used by :meth:`reload`.
     :param model: the user model.
@@ -384,11 +378,11 @@ def listen(db: SQLAlchemy, find: Find) -> None:
         return
 
     listener = _listeners[db] = _CommitListener(find)
-    session = db.session
-    sa.event.listen(session, "after_flush", listener.after_flush)
-    sa.event.listen(session, "after_flush_postexec", listener.after_flush_postexec)
-    sa.event.listen(session, "after_commit", listener.after_commit)
-    sa.event.listen(session, "after_transaction_end", listener.after_transaction_end)
+
+    events = "after_flush after_flush_postexec after_commit after_transaction_end"
+
+    for event in events.split():
+        sa.event.listen(db.session, event, getattr(listener, event))
 
 
 class _CommitListener:
