@@ -2,8 +2,8 @@
 
 Exit status: 0 on success, 1 when something asked for is not found (or a
 confirmation is declined), 2 on a usage or configuration error, with a
-one-line message on standard error. Nothing printed holds a token, and
-nothing printed lets anyone log in.
+one-line message on standard error. Nothing printed holds a token or lets
+anyone log in.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from .state import PowState
 from .state import find_state
 
 pow_cli = AppGroup("pow", help="Inspect and revoke flask_pow sessions.")
-
-#: Columns of the sessions table, and how wide the user agent may get.
-USER_AGENT_WIDTH = 40
 
 
 def _fail(message: str, code: int) -> t.NoReturn:
@@ -53,16 +50,9 @@ def _state() -> PowState:
 
 
 def _find_user(state: PowState, text: str) -> tuple[str, str]:
-    """The user that ``--user`` names, as its key and its label (``""``
-    when it has none).
-
-    ``text`` is matched as a user key (``User:42``), as an id (``42``, if
-    the adapter implements ``key_for_id``) and as the label the listings show
-    (``ada@example.com``), against the users index: the users with a live
-    session. ``key=``, ``id=`` or ``label=`` before it matches that field
-    alone. Exits with status 1 if nothing matches, or if the value matches
-    more than one user (a username ``2`` and the user whose id is 2): the
-    message lists each, with the ``key=`` form that names it exactly.
+    """The user that ``--user`` names (see docs/cli.rst), as its key and its
+    label (``""`` when it has none), among the users with a live session.
+    Exits with status 1 if it names none, or more than one.
     """
     credentials = state.credentials
     users = credentials.users_by_key()
@@ -76,29 +66,26 @@ def _find_user(state: PowState, text: str) -> tuple[str, str]:
     found: dict[str, list[str]] = {}
     tried = []
 
-    def match(key: str, how: str) -> None:
-        found.setdefault(key, []).append(how)
-
     if "key" in fields:
         tried.append("a user key")
 
         # A user whose cached record cannot be read is missing from the
         # users index, but their sessions can still be listed and ended.
         if text in users or credentials.sessions_by_key(text):
-            match(text, "its user key")
+            found.setdefault(text, []).append("its user key")
 
     if "id" in fields:
         try:
+            # None: an adapter whose users have no id to be named by.
             key = state.users.key_for_id(text)
         except ValueError:
-            tried.append("an id")  # not an id of this adapter's: maybe a label
-        else:
-            # None: an adapter whose users have no id to be named by.
-            if key is not None:
-                tried.append("an id")
+            key = ""  # not an id of this adapter's: maybe a label
 
-                if key in users or credentials.sessions_by_key(key):
-                    match(key, f"its id {text!r}")
+        if key is not None:
+            tried.append("an id")
+
+        if key and (key in users or credentials.sessions_by_key(key)):
+            found.setdefault(key, []).append(f"its id {text!r}")
 
     if "label" in fields:
         tried.append("a label")
@@ -106,7 +93,7 @@ def _find_user(state: PowState, text: str) -> tuple[str, str]:
         # An empty --user would otherwise match every user without a label.
         for key, user in users.items():
             if text and _label(state, user) == text:
-                match(key, f"its label {text!r}")
+                found.setdefault(key, []).append(f"its label {text!r}")
 
     if len(found) > 1:
         candidates = "; ".join(
@@ -120,13 +107,8 @@ def _find_user(state: PowState, text: str) -> tuple[str, str]:
         )
 
     if not found:
-        listed = (
-            ", ".join(tried[:-1]) + f" and {tried[-1]}" if len(tried) > 1 else tried[0]
-        )
-        _fail(
-            f"No user {text!r} has an active session (looked up as {listed}).",
-            1,
-        )
+        listed = ", ".join(tried[:-1]) + " and " * (len(tried) > 1) + tried[-1]
+        _fail(f"No user {text!r} has an active session (looked up as {listed}).", 1)
 
     [key] = found
     return key, _label(state, users.get(key))
@@ -136,117 +118,59 @@ def _sessions(count: int) -> str:
     return f"{count} session{'s' * (count != 1)}"
 
 
-def _ago(moment: dt.datetime, now: dt.datetime) -> str:
-    return f"{_duration(now - moment)} ago"
-
-
 def _duration(delta: dt.timedelta) -> str:
     seconds = max(0, int(delta.total_seconds()))
+    units = ((86400, "d"), (3600, "h"), (60, "m"), (1, "s"))
 
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+    # The largest unit that fits, and the next one down: "2h 5m".
+    for (size, unit), (smaller, small) in zip(units, units[1:], strict=False):
         if seconds >= size:
-            whole, rest = divmod(seconds, size)
-            smaller = {"d": (3600, "h"), "h": (60, "m"), "m": (1, "s")}[unit]
-            part = rest // smaller[0]
-            return f"{whole}{unit}" + (f" {part}{smaller[1]}" if part else "")
+            part = seconds % size // smaller
+            return f"{seconds // size}{unit}" + (f" {part}{small}" if part else "")
 
     return f"{seconds}s"
 
 
-def _when(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+def _when(moment: dt.datetime, now: dt.datetime | None = None) -> str:
+    """The moment; with ``now``, and how long ago it was."""
+    when = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return when if now is None else f"{when} ({_duration(now - moment)} ago)"
 
 
 def _label(state: PowState, user: t.Any) -> str:
-    if user is None:
-        return ""
-
-    return state.users.label(user) or ""
+    return "" if user is None else state.users.label(user) or ""
 
 
 def _as_json(info: SessionInfo, label: str) -> dict[str, t.Any]:
-    return {
-        "id": info.id,
-        "user": info.user_key,
-        "label": label or None,
-        "created_at": info.created_at.isoformat(),
-        "inserted_at": info.inserted_at.isoformat(),
-        "expires_at": info.expires_at.isoformat(),
-        "fresh_at": None if info.fresh_at is None else info.fresh_at.isoformat(),
-        "fresh": info.fresh,
-        "remembered_until": None
-        if info.remembered_until is None
-        else info.remembered_until.isoformat(),
-        "kind": info.kind,
-        "metadata": info.metadata,
-    }
+    data: dict[str, t.Any] = {"id": info.id, "user": info.user_key}
+    data["label"] = label or None
+    fields = "created_at inserted_at expires_at fresh_at fresh remembered_until"
+
+    for name in (*fields.split(), "kind", "metadata"):
+        value = getattr(info, name)
+        data[name] = value.isoformat() if isinstance(value, dt.datetime) else value
+
+    return data
 
 
-def _dump(value: t.Any) -> str:
+def _echo_json(value: t.Any) -> None:
     # Metadata may hold tagged types (dates, UUIDs); show them as text.
-    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [
-        max(len(header), *(len(row[i]) for row in rows)) if rows else len(header)
-        for i, header in enumerate(headers)
-    ]
+def _echo_table(headers: str, rows: list[list[str]]) -> None:
+    """Print ``rows`` under the ``|``-separated ``headers``, in columns."""
+    titles = headers.split("|")
+    widths = [max(len(cell) for cell in col) for col in zip(titles, *rows, strict=True)]
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) for cell, width in zip(cells, widths, strict=True)
-        ).rstrip()
-
-    return "\n".join(
-        [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
-    )
-
-
-def _all_sessions(
-    state: PowState, user: tuple[str, str] | None
-) -> list[tuple[SessionInfo, str]]:
-    """Sessions with their user's label, from the users and per-user
-    indexes: never a scan of the store.
-
-    :param user: only this user's, as :func:`_find_user` gives it.
-    """
-    credentials = state.credentials
-
-    if user is not None:
-        user_key, label = user
-        return [(info, label) for info in credentials.sessions_by_key(user_key)]
-
-    found = []
-
-    for key, found_user in credentials.users_by_key().items():
-        label = _label(state, found_user)
-        found += [(info, label) for info in credentials.sessions_by_key(key)]
-
-    return found
-
-
-def _check_subcommand(
-    ctx: click.Context, name: str, *, user: str | None, as_json: bool
-) -> None:
-    """Refuse the group's own options before a subcommand, where they would
-    be ignored: ``sessions --user 1 revoke`` would otherwise end nothing
-    and say that no user was given.
-    """
-    command = sessions_command.get_command(ctx, name)
-    takes = {opt for param in command.params for opt in param.opts} if command else ()
-
-    for option, given in (("--user", user is not None), ("--json", as_json)):
-        if given and option in takes:
-            _fail(f"Give {option} after {name!r}, not before it.", 2)
-        elif given:
-            _fail(f"{name!r} takes no {option} option.", 2)
+    for cells in [titles, ["-" * width for width in widths], *rows]:
+        line = "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True))
+        click.echo(line.rstrip())
 
 
 @pow_cli.group("sessions", invoke_without_command=True)
 @click.option(
     "--user",
-    "user",
     metavar="USER",
     help="Only this user: an id, a user key or the label the listing shows.",
 )
@@ -255,46 +179,62 @@ def _check_subcommand(
 @with_appcontext
 def sessions_command(ctx: click.Context, user: str | None, as_json: bool) -> None:
     """List the active sessions (or run a subcommand)."""
-    if ctx.invoked_subcommand is not None:
-        _check_subcommand(ctx, ctx.invoked_subcommand, user=user, as_json=as_json)
+    # The group's own options before a subcommand would be ignored:
+    # "sessions --user 1 revoke" would end nothing.
+    if (name := ctx.invoked_subcommand) is not None:
+        command = sessions_command.get_command(ctx, name)
+        takes = (
+            {opt for param in command.params for opt in param.opts} if command else ()
+        )
+
+        for option, given in (("--user", user is not None), ("--json", as_json)):
+            if given and option in takes:
+                _fail(f"Give {option} after {name!r}, not before it.", 2)
+            elif given:
+                _fail(f"{name!r} takes no {option} option.", 2)
+
         return
 
     state = _state()
-    found = _all_sessions(state, None if user is None else _find_user(state, user))
+    credentials = state.credentials
+
+    # From the users and per-user indexes: never a scan of the store.
+    if user is None:
+        users = credentials.users_by_key().items()
+        named = [(key, _label(state, found_user)) for key, found_user in users]
+    else:
+        named = [_find_user(state, user)]
+
+    found = [
+        (info, label)
+        for key, label in named
+        for info in credentials.sessions_by_key(key)
+    ]
 
     if as_json:
-        click.echo(_dump([_as_json(info, label) for info, label in found]))
+        _echo_json([_as_json(info, label) for info, label in found])
         return
 
     if not found:
         click.echo("No active sessions.")
         return
 
-    now = utc(state.credentials.clock())
+    now = utc(credentials.clock())
     rows = [
         [
             info.id,
             info.user_key,
             label,
             _when(info.created_at),
-            _ago(info.inserted_at, now),
+            f"{_duration(now - info.inserted_at)} ago",
             _duration(info.expires_at - now),
             str(info.metadata.get("ip") or ""),
-            str(info.metadata.get("user_agent") or "")[:USER_AGENT_WIDTH],
+            str(info.metadata.get("user_agent") or "")[:40],
         ]
         for info, label in found
     ]
-    headers = [
-        "SESSION",
-        "USER",
-        "LABEL",
-        "LOGGED IN",
-        "ROTATED",
-        "EXPIRES IN",
-        "IP",
-        "USER AGENT",
-    ]
-    click.echo(_table(headers, rows))
+    headers = "SESSION|USER|LABEL|LOGGED IN|ROTATED|EXPIRES IN|IP|USER AGENT"
+    _echo_table(headers, rows)
 
 
 @sessions_command.command("show")
@@ -303,58 +243,47 @@ def sessions_command(ctx: click.Context, user: str | None, as_json: bool) -> Non
 def show_command(session_id: str, as_json: bool) -> None:
     """Show one session in full."""
     state = _state()
-    info = state.credentials.get(session_id)
+    credentials = state.credentials
+    info = credentials.get(session_id)
 
     if info is None:
         _fail(f"No active session with id {session_id!r}.", 1)
 
     # The listing knows whether the device is remembered.
-    info = next(
-        (
-            listed
-            for listed in state.credentials.sessions_by_key(info.user_key)
-            if listed.id == info.id
-        ),
-        info,
-    )
-
-    label = _label(state, state.credentials.users_by_key().get(info.user_key))
+    listed = credentials.sessions_by_key(info.user_key)
+    info = next((entry for entry in listed if entry.id == info.id), info)
+    label = _label(state, credentials.users_by_key().get(info.user_key))
 
     if as_json:
-        click.echo(_dump(_as_json(info, label)))
+        _echo_json(_as_json(info, label))
         return
 
-    now = utc(state.credentials.clock())
+    now = utc(credentials.clock())
+    session = info.id
+    password = "never in this session"
+
+    if info.kind != "session":
+        session += (
+            " (a remembered device: its session ended, and its next request"
+            " logs it in again)"
+        )
+
+    if info.fresh_at is not None:
+        fresh = "" if info.fresh else ", no longer fresh"
+        password = _when(info.fresh_at, now) + fresh
+
+    until = info.remembered_until
+    expires_in = _duration(info.expires_at - now)
     lines = [
-        (
-            "Session",
-            info.id
-            if info.kind == "session"
-            else f"{info.id} (a remembered device: its session ended, and its"
-            " next request logs it in again)",
-        ),
+        ("Session", session),
         ("User", f"{info.user_key} {label}".rstrip()),
-        ("Logged in", f"{_when(info.created_at)} ({_ago(info.created_at, now)})"),
-        ("Rotated", f"{_when(info.inserted_at)} ({_ago(info.inserted_at, now)})"),
-        (
-            "Expires",
-            f"{_when(info.expires_at)} (in {_duration(info.expires_at - now)})",
-        ),
-        (
-            "Password",
-            "never in this session"
-            if info.fresh_at is None
-            else f"{_when(info.fresh_at)} ({_ago(info.fresh_at, now)})"
-            + ("" if info.fresh else ", no longer fresh"),
-        ),
-        (
-            "Remembered",
-            "no"
-            if info.remembered_until is None
-            else f"until {_when(info.remembered_until)}",
-        ),
+        ("Logged in", _when(info.created_at, now)),
+        ("Rotated", _when(info.inserted_at, now)),
+        ("Expires", f"{_when(info.expires_at)} (in {expires_in})"),
+        ("Password", password),
+        ("Remembered", "no" if until is None else f"until {_when(until)}"),
+        *((str(key), str(value)) for key, value in info.metadata.items()),
     ]
-    lines += [(str(key), str(value)) for key, value in info.metadata.items()]
     width = max(len(name) for name, _ in lines)
 
     for name, value in lines:
@@ -365,7 +294,6 @@ def show_command(session_id: str, as_json: bool) -> None:
 @click.argument("session_ids", nargs=-1, metavar="[SESSION_ID]...")
 @click.option(
     "--user",
-    "user",
     metavar="USER",
     help="Every session of this user: an id, a user key or a label.",
 )
@@ -389,9 +317,7 @@ def revoke_command(session_ids: tuple[str, ...], user: str | None, yes: bool) ->
         if not count:
             _fail(f"{name} has no active session.", 1)
 
-        if not yes and not click.confirm(
-            f"End {_sessions(count)} of {name}?", err=True
-        ):
+        if not (yes or click.confirm(f"End {_sessions(count)} of {name}?", err=True)):
             _fail("No session was ended.", 1)
 
         ended = credentials.delete_sessions_by_key(user_key)
@@ -428,25 +354,17 @@ def users_command(as_json: bool) -> None:
     state = _state()
     credentials = state.credentials
     found = [
-        (key, _label(state, user), len(credentials.sessions_by_key(key)))
+        (key, _label(state, user), count)
         for key, user in credentials.users_by_key().items()
+        if (count := len(credentials.sessions_by_key(key)))
     ]
-    found = [entry for entry in found if entry[2]]
 
     if as_json:
-        click.echo(
-            _dump(
-                [
-                    {"user": key, "label": label or None, "sessions": count}
-                    for key, label, count in found
-                ]
-            )
-        )
-        return
-
-    if not found:
+        rows = [
+            {"user": k, "label": name or None, "sessions": n} for k, name, n in found
+        ]
+        _echo_json(rows)
+    elif not found:
         click.echo("No users with active sessions.")
-        return
-
-    rows = [[key, label, str(count)] for key, label, count in found]
-    click.echo(_table(["USER", "LABEL", "SESSIONS"], rows))
+    else:
+        _echo_table("USER|LABEL|SESSIONS", [[k, name, str(n)] for k, name, n in found])

@@ -1,8 +1,5 @@
 """All of flask_pow that knows SQLAlchemy: the adapter for mapped models,
-a cached user that no database session takes, sync on commit, and the
-warning for a change made to the cached user in vain.
-
-It imports nothing of flask_pow's above the adapter protocol: what the
+whose cached users no database session takes, and sync on commit. What the
 application does with a commit comes in as the callback of :func:`listen`.
 """
 
@@ -41,28 +38,15 @@ LABEL_COLUMNS = ("email", "username", "name", "login")
 
 
 class NotCachedError(DetachedInstanceError):
-    """An attribute of a cached user was read that the cache does not hold:
-    a column that ``POW_CACHE_EXCLUDE`` leaves out, or a relationship. A
-    subclass of SQLAlchemy's :exc:`~sqlalchemy.orm.exc.DetachedInstanceError`,
-    which is what a detached instance raises for any attribute it cannot
-    load.
-    """
+    """A cached user's attribute that the cache does not hold was read."""
 
     # SQLAlchemy's link explains detached instances in general; the message
     # already says what to do here.
     code = None  # type: ignore[assignment]
 
 
-#: A per-instance attribute loader, as SQLAlchemy calls it.
-Loader = t.Callable[[sa_orm.InstanceState[t.Any], PassiveFlag], t.Any]
-
-
 class _NotCached:
-    """The per-instance loader of an attribute a cached user does not hold:
-    SQLAlchemy calls it instead of loading, and it raises an error that says
-    what to do. On an instance attached all the same (a copy made by other
-    means), it gets out of the way and the attribute loads as usual.
-    """
+    """The loader of an attribute a cached user does not hold: it raises."""
 
     #: Why an attribute is not cached, by kind, and what to do.
     WHY = {
@@ -88,6 +72,7 @@ class _NotCached:
     def __call__(
         self, state: sa_orm.InstanceState[t.Any], passive: PassiveFlag
     ) -> t.Any:
+        # Attached all the same (a copy made by other means): load as usual.
         if state.session_id is not None:
             del state.callables[self.key]
             impl = state.manager[self.key].impl
@@ -110,11 +95,9 @@ _cached_states: weakref.WeakSet[sa_orm.InstanceState[t.Any]] = weakref.WeakSet()
 
 
 def _refuse_cached_user(session: sa_orm.Session, state: t.Any) -> None:
-    """On every SQLAlchemy session's ``before_attach``: a cached user never
-    joins one. Its values would be taken for the row's, and SQLAlchemy would
-    take it or not ("another instance with key ... is already present")
-    depending on what else the view happened to load.
-    """
+    # A cached user never joins a session: its values would be taken for
+    # the row's, and SQLAlchemy would take it or not ("another instance with
+    # key ... is already present") depending on what else the view loaded.
     if state in _cached_states:
         name = state.class_.__name__
         raise sa_exc.InvalidRequestError(
@@ -126,24 +109,17 @@ def _refuse_cached_user(session: sa_orm.Session, state: t.Any) -> None:
         )
 
 
-def _matches(name: str, patterns: t.Iterable[str]) -> bool:
-    lowered = name.lower()
-    return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
-
-
 class SQLAlchemyUsers(UserAdapter[U]):
     """The adapter for a Flask-SQLAlchemy (or any SQLAlchemy) mapped model.
 
     The cached values are the model's column attributes, minus those whose
     name matches one of the ``exclude`` patterns. A loaded user is a
     *detached* instance: its cached columns read as usual, while an excluded
-    column or a relationship raises :exc:`~flask_pow.NotCachedError` (a
-    :exc:`~sqlalchemy.orm.exc.DetachedInstanceError`) instead of running a
-    query: read the row (:func:`~flask_pow.database_user`) or reload the
-    user (:func:`~flask_pow.reload_user`) instead. Attaching it to a
-    database session (``db.session.add(current_user)``, or a cascading
-    relationship) raises :exc:`~sqlalchemy.exc.InvalidRequestError`, naming
-    :func:`~flask_pow.database_user`: its values would be taken for the row's.
+    column or a relationship raises :exc:`~flask_pow.NotCachedError` instead
+    of running a query. Attaching it to a database session
+    (``db.session.add(current_user)``, or a cascading relationship) raises
+    :exc:`~sqlalchemy.exc.InvalidRequestError`. Both name the way out: the
+    row (:func:`~flask_pow.database_user`), or :func:`~flask_pow.reload_user`.
 
     :param db: the Flask-SQLAlchemy extension, used by :meth:`reload`.
     :param model: the user model.
@@ -164,41 +140,42 @@ class SQLAlchemyUsers(UserAdapter[U]):
         self.model = model
         self._mapper: sa_orm.Mapper[t.Any] = mapper
         self._name = mapper.class_.__name__
-        exclude = tuple(exclude)
         # Composite keys are sorted by attribute name, as Pow does, so the
         # key does not depend on column order.
         self._pk = sorted(
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         )
+        columns = [prop.key for prop in mapper.column_attrs]
+        patterns = [pattern.lower() for pattern in exclude]
+        excluded = [
+            name
+            for name in columns
+            if any(fnmatch.fnmatchcase(name.lower(), pattern) for pattern in patterns)
+        ]
 
         for name in self._pk:
-            if _matches(name, exclude):
+            if name in excluded:
                 raise ValueError(
                     f"POW_CACHE_EXCLUDE excludes {name!r}, a primary key column"
                     f" of {self._name}; the cache cannot identify users without"
                     " it. Narrow the pattern."
                 )
 
-        columns = [prop.key for prop in mapper.column_attrs]
-        self._names = [name for name in columns if not _matches(name, exclude)]
+        self._names = [name for name in columns if name not in excluded]
         self._name_set = frozenset(self._names)
+        kinds = dict.fromkeys(excluded, "excluded")
+        kinds.update((prop.key, "relationship") for prop in mapper.relationships)
         self._not_cached = {
-            name: _NotCached(self._name, name, "excluded")
-            for name in columns
-            if name not in self._name_set
+            name: _NotCached(self._name, name, kind) for name, kind in kinds.items()
         }
-        self._not_cached.update(
-            (prop.key, _NotCached(self._name, prop.key, "relationship"))
-            for prop in mapper.relationships
-        )
-        self._enums: dict[str, type[enum.Enum]] = {}
-
-        for name in self._names:
-            column_type = mapper.column_attrs[name].columns[0].type
-
-            if isinstance(column_type, sa.Enum) and column_type.enum_class:
-                self._enums[name] = column_type.enum_class
-
+        types = {
+            name: mapper.column_attrs[name].columns[0].type for name in self._names
+        }
+        self._enums: dict[str, type[enum.Enum]] = {
+            name: column_type.enum_class
+            for name, column_type in types.items()
+            if isinstance(column_type, sa.Enum) and column_type.enum_class
+        }
         self._label = next((n for n in LABEL_COLUMNS if n in self._name_set), None)
 
         # Every SQLAlchemy session's attaches, once per process; raw: the
@@ -227,16 +204,12 @@ class SQLAlchemyUsers(UserAdapter[U]):
         return identity_key(self._name, *values)
 
     def cached_values_changed(self, user: U) -> bool:
-        """Whether a change of ``user`` not yet flushed touches a cached
-        column (an excluded column's does not change the cache).
-        """
+        """Whether a change not yet flushed touches a cached column."""
         attrs = sa.inspect(user).attrs
         return any(attrs[name].history.has_changes() for name in self._names)
 
     def key_for_id(self, ident: str) -> str:
-        """The user key for a primary key given as text (the CLI's
-        ``--user 42``); a composite key is given as ``a=1,b=2``.
-        """
+        # A composite key is given as a=1,b=2.
         return f"{self._name}:{ident}"
 
     def dump(self, user: U) -> dict[str, t.Any]:
@@ -271,13 +244,8 @@ class SQLAlchemyUsers(UserAdapter[U]):
         # Filled the way SQLAlchemy's own loader fills a row's instance: into
         # its dict, committed below, with no attribute events.
         values = instance_dict(instance)
-        missing: list[str] = []
-
-        for name in self._names:
-            if name in data:
-                values[name] = data[name]
-            else:
-                missing.append(name)
+        values.update({name: data[name] for name in self._names if name in data})
+        missing = self._name_set.difference(data)
 
         for name, enum_class in self._enums.items():
             value = values.get(name)
@@ -294,7 +262,7 @@ class SQLAlchemyUsers(UserAdapter[U]):
 
         if self._not_cached or missing:
             # ...and raises an error that names the setting and the fix.
-            loaders: dict[str, Loader] = dict(self._not_cached)
+            loaders: dict[str, t.Any] = dict(self._not_cached)
             loaders.update(
                 (name, _NotCached(self._name, name, "missing")) for name in missing
             )
@@ -306,15 +274,9 @@ class SQLAlchemyUsers(UserAdapter[U]):
         return t.cast(U, instance)
 
     def is_stale(self, data: dict[str, t.Any]) -> bool:
-        """Whether cached values were written for other columns than the
-        model caches now (a new column, another ``POW_CACHE_EXCLUDE``).
-        """
         return data.keys() != self._name_set
 
     def reload_key(self, user_key: str) -> U | None:
-        """The user with this key, from the database (one query); ``None``
-        if there is none, or the key is not one of this model's.
-        """
         kind, _, identity = user_key.partition(":")
 
         if kind != self._name or not identity:
@@ -349,9 +311,7 @@ class SQLAlchemyUsers(UserAdapter[U]):
         )
 
     def row(self, user: U) -> U | None:
-        """The user's row, in the database session: from its identity map,
-        else with one query; ``None`` if it no longer exists.
-        """
+        # From the session's identity map, else with one query.
         return self.db.session.get(self.model, self._ident(user))
 
     def _ident(self, user: U) -> dict[str, t.Any]:
@@ -363,10 +323,26 @@ class SQLAlchemyUsers(UserAdapter[U]):
         return None if value is None else str(value)
 
     def in_session(self, user: U) -> bool:
-        return in_session(user)
+        state = sa.inspect(user, raiseerr=False)
+        return state is not None and state.session_id is not None
 
     def warn_if_changed(self, user: U) -> None:
-        warn_if_changed_in_vain(user)
+        # The cached user is not in the database session, so the change was
+        # saved nowhere (code written for Flask-Login does
+        # current_user.last_seen = now, then commits).
+        try:
+            state = instance_state(user)
+        except AttributeError:
+            return  # not a mapped instance
+
+        if state.modified and state.detached:
+            changed = ", ".join(a.key for a in state.attrs if a.history.has_changes())
+            logger.warning(
+                "The cached current_user was changed in this request (%s), but it"
+                " is not in the database session, so nothing was saved. Change the"
+                " row instead: flask_pow.database_user(), then commit.",
+                changed,
+            )
 
 
 # -- sync on commit ----------------------------------------------------------
@@ -389,26 +365,24 @@ _listeners: weakref.WeakKeyDictionary[t.Any, _CommitListener] = (
 
 
 def listen(db: SQLAlchemy, find: Find) -> None:
-    """Sync on commit (``POW_SYNC_ON_COMMIT``): once per ``db``, listen to
-    its session so that a commit hands on the new values of the cached users
-    whose rows it changed (``None`` for a deleted user). A flush notes them
-    (it still knows the changes) and dumps them when done (server-made
-    values can be read back); a rollback forgets them. Costs a scan of the
-    flushed objects, and no query; plain SQL goes unseen.
+    """Once per ``db``, listen to its session so that a commit hands on the
+    new values of the cached users whose rows it changed (``None`` for a
+    deleted user): a flush notes them (it still knows the changes), and
+    dumps them when done (server-made values can be read back).
 
     :param find: called at each flush and commit: ``None``, or the current
-        application's adapter if it caches ``db``'s users and syncs on
-        commit, with the function that takes what a commit changed.
+        application's adapter with the function that takes what a commit
+        changed.
     """
     if db in _listeners:
         return
 
     listener = _listeners[db] = _CommitListener(find)
-    session = db.session
-    sa.event.listen(session, "after_flush", listener.after_flush)
-    sa.event.listen(session, "after_flush_postexec", listener.after_flush_postexec)
-    sa.event.listen(session, "after_commit", listener.after_commit)
-    sa.event.listen(session, "after_transaction_end", listener.after_transaction_end)
+
+    events = "after_flush after_flush_postexec after_commit after_transaction_end"
+
+    for event in events.split():
+        sa.event.listen(db.session, event, getattr(listener, event))
 
 
 class _CommitListener:
@@ -484,38 +458,3 @@ def _innermost(session: sa_orm.Session) -> t.Any:
     # The savepoint in progress, else the outermost transaction (never the
     # short sub-transaction of a flush).
     return session.get_nested_transaction() or session.get_transaction()
-
-
-# -- a change in vain -------------------------------------------------------
-
-
-def warn_if_changed_in_vain(user: t.Any) -> None:
-    """Warn when the view changed the cached user itself: it is not in the
-    database session, so the change was saved nowhere (code written for
-    Flask-Login does ``current_user.last_seen = now``, then commits).
-
-    :meta private:
-    """
-    try:
-        state = instance_state(user)
-    except AttributeError:
-        return  # not a mapped instance: a user of another adapter
-
-    if not state.modified or not state.detached:
-        return
-
-    changed = ", ".join(a.key for a in state.attrs if a.history.has_changes())
-    logger.warning(
-        "The cached current_user was changed in this request (%s), but it is"
-        " not in the database session, so nothing was saved. Change the row"
-        " instead: flask_pow.database_user(), then commit.",
-        changed,
-    )
-
-
-def in_session(user: t.Any) -> bool:
-    """Whether ``user`` is a row in a database session (as
-    :func:`~flask_pow.reload_user` gives it), not the cached user.
-    """
-    state = sa.inspect(user, raiseerr=False)
-    return state is not None and state.session_id is not None

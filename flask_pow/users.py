@@ -1,23 +1,18 @@
-"""The user adapter protocol, and the user keys that name users.
-
-flask_pow never stores a user object: it stores a dict of the user's values,
-and builds a user back from that dict on each request without a query. An
-adapter says how, for one kind of user; :mod:`flask_pow.orm` holds the one
-for SQLAlchemy models.
+"""The user adapter protocol (how a user becomes the dict of values that
+is cached, and back without a query), and the user keys that name users.
 """
 
 from __future__ import annotations
 
 import re
 import typing as t
-import urllib.parse
+from urllib.parse import quote
 
 from werkzeug.local import LocalProxy
 
 U = t.TypeVar("U")
 
-#: What a user key looks like: a kind (a model name), a colon, and an
-#: identity with no whitespace or control character in it.
+#: A kind (a model name), a colon, and an identity with no space or control.
 USER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[^\s\x00-\x1f\x7f]+")
 
 
@@ -31,25 +26,18 @@ def identity_key(kind: str, *parts: tuple[str, t.Any]) -> str:
     if not parts:
         raise ValueError("A user key needs at least one identity part.")
 
-    if len(parts) == 1:
-        return f"{kind}:{_quote(parts[0][1], single=True)}"
-
-    return f"{kind}:" + ",".join(f"{name}={_quote(value)}" for name, value in parts)
-
-
-def _quote(value: t.Any, *, single: bool = False) -> str:
     # One part needs no separator escaped, only what a key may not hold
     # (whitespace and control characters), so that integer and plain text
     # keys read as they are.
-    safe = "" if not single else "!$&'()*+,;=:@/~"
-    return urllib.parse.quote(str(value), safe=safe)
+    if len(parts) == 1:
+        return f"{kind}:" + quote(str(parts[0][1]), safe="!$&'()*+,;=:@/~")
+
+    return f"{kind}:" + ",".join(f"{n}={quote(str(v), safe='')}" for n, v in parts)
 
 
 def check_user_key(key: t.Any) -> str:
     """Refuse a user key that is not ``<Kind>:<identity>``: a key without a
     kind (``"42"``) would be shared by users of two kinds with the same id.
-
-    :raise ValueError: with what a key must look like.
     """
     if not isinstance(key, str) or USER_KEY.fullmatch(key) is None:
         raise ValueError(
@@ -72,9 +60,8 @@ class UserAdapter(t.Protocol[U]):
     """
 
     def key(self, user: U) -> str:
-        """The user's identity key, ``"<Model>:<primary key>"``. It names the
-        user's records in the cache, so it must be stable and unique among
-        all users.
+        """The user's identity key, ``"<Model>:<primary key>"``: it names the
+        user's records, so it must be stable and unique among all users.
 
         :raise ValueError: if the user has no identity yet (not saved).
         """
@@ -87,17 +74,14 @@ class UserAdapter(t.Protocol[U]):
         ...
 
     def load(self, data: dict[str, t.Any]) -> U:
-        """Build a user from what :meth:`dump` returned, without querying
-        anything.
+        """Build a user from what :meth:`dump` returned, without a query.
 
         :raise ValueError: if ``data`` is not something :meth:`dump` wrote.
         """
         ...
 
     def reload(self, user: U) -> U | None:
-        """Fetch the user again from the source of truth; ``None`` if it no
-        longer exists.
-        """
+        """The user again, from the source of truth; ``None`` if it is gone."""
         ...
 
     def label(self, user: U) -> str | None:
@@ -114,10 +98,9 @@ class UserAdapter(t.Protocol[U]):
     def reload_key(self, user_key: str) -> U | None:
         """The user with this key, from the source of truth; ``None`` if
         there is none. A session whose cached user the store lost (an
-        eviction) is healed with it, or ended if the user is gone. An
-        adapter that keeps this default (which flask_pow never calls) leaves
-        such a session as it is, until the user's next login writes the
-        user's values again.
+        eviction) is healed with it, or ended if the user is gone. Without
+        it (flask_pow never calls this default) such a session waits for the
+        user's next login to write the user's values again.
         """
         return None
 
@@ -138,9 +121,8 @@ class UserAdapter(t.Protocol[U]):
         return None
 
     def in_session(self, user: U) -> bool:
-        """Whether this user object is the source of truth's own (attached
-        to a database session), which sees new values by itself, rather
-        than one built from the cache. The default: never.
+        """Whether this user object is the source of truth's own (in a
+        database session), not one built from the cache. The default: never.
         """
         return False
 
@@ -153,25 +135,14 @@ class UserAdapter(t.Protocol[U]):
 
 
 _REQUIRED = ("key", "dump", "load", "reload", "label")
-_OPTIONAL = (
-    "is_stale",
-    "reload_key",
-    "row",
-    "key_for_id",
-    "in_session",
-    "warn_if_changed",
-)
+_OPTIONAL = "is_stale reload_key row key_for_id in_session warn_if_changed".split()
 
 
 def as_adapter(users: object) -> UserAdapter[t.Any]:
-    """The adapter flask_pow calls, from what ``Pow(users=...)`` was given:
-    ``users`` itself if it has every method of :class:`UserAdapter` (as a
-    subclass does), else an adapter that calls the methods it has and gives
-    :class:`UserAdapter`'s defaults for the rest. Called once, at setup, so
-    that flask_pow calls each method plainly afterwards.
+    """``Pow(users=...)`` with every method: itself if it has them, else
+    with the defaults added, once at setup so that each call is plain.
 
     :raise TypeError: if ``users`` lacks a required method.
-    :meta private:
     """
     if isinstance(users, UserAdapter):
         return users
@@ -193,29 +164,17 @@ def as_adapter(users: object) -> UserAdapter[t.Any]:
     # Its own methods as static attributes of a subclass: adapter.key(user)
     # calls users.key(user), and what it lacks is the subclass's default.
     namespace = {name: staticmethod(method) for name, method in methods.items()}
-    adapter: UserAdapter[t.Any] = type(
-        type(users).__name__, (UserAdapter,), namespace
-    )()
-    return adapter
+    adapter = type(type(users).__name__, (UserAdapter,), namespace)
+    return t.cast("UserAdapter[t.Any]", adapter())
 
 
 def reloads_by_key(adapter: UserAdapter[t.Any]) -> bool:
-    """Whether the adapter implements :meth:`UserAdapter.reload_key`, which
-    only its default does not.
-
-    :meta private:
-    """
+    """Whether the adapter has a :meth:`UserAdapter.reload_key` of its own."""
     return type(adapter).reload_key is not UserAdapter.reload_key
 
 
 def resolve_user(user: t.Any) -> t.Any:
-    """The user object itself, when given a proxy to it such as
-    :data:`~flask_pow.current_user`. Every function that takes a user calls
-    this first: storing the proxy would make it resolve to itself.
-
-    :raise ValueError: if the proxy stands for the anonymous user.
-    :meta private:
-    """
+    """The user behind a proxy such as ``current_user``, never the anonymous."""
     while isinstance(user, LocalProxy):
         user = user._get_current_object()
 
