@@ -2,12 +2,14 @@
 Memcached, or any other :class:`~cachelib.BaseCache`).
 
 cachelib offers get, set, add and delete, and nothing that compares and
-sets or lists keys, so every multi-key write here runs under a short lock,
-taken in one order: session, user, bucket. :class:`CacheLock` uses ``add``,
-which is atomic on the in-process, Redis and Memcached caches; a
-:class:`~cachelib.FileSystemCache` checks then sets in ``add``, so it gets
-:class:`FileLock`, an ``flock`` that several processes on one host share.
-Records, under the namespace:
+sets or lists keys, so every multi-key write here runs under short locks,
+taken in one order: a session's, then that of its user's bucket of users,
+which covers the user's records too. A lock is a key written with
+``add``, which is atomic on the in-process, Redis and Memcached caches; a
+:class:`~cachelib.FileSystemCache` checks then sets in ``add``, so its locks
+are ``flock`` on files beside its directory, which the processes of one
+host share and the kernel drops if the holder dies. Records, under the
+namespace:
 
 ``session:<session id>``
     One login on one device (:class:`~flask_pow.records.SessionRecord`).
@@ -21,16 +23,11 @@ Records, under the namespace:
     buckets by hash, so that listing users reads 64 keys rather than
     scanning.
 
-The tag is derived from the user key and the application's secret key
-(:func:`~flask_pow.stores.user_tags`), and starts every session id: two
-applications with different secret keys that share one cache directory or
-one memcached never read, list or end each other's records, and a session
-issued before ``SECRET_KEY`` was rotated (the old key in
-``SECRET_KEY_FALLBACKS``) keeps its records where they are.
-
-Three things of cachelib's that it has no public API for are read here:
-a FileSystemCache's ``_path`` and ``_threshold``, and the expiry its file
-format puts first in every entry.
+The tag (:func:`~flask_pow.stores.user_tags`) also starts every session id,
+so applications with different secret keys never see each other's records
+in a shared cache directory or memcached. cachelib has no public API for
+three things read here: a FileSystemCache's ``_path`` and ``_threshold``,
+and the expiry its file format puts first in every entry.
 """
 
 from __future__ import annotations
@@ -41,7 +38,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import secrets
 import struct
 import threading
 import time
@@ -68,7 +64,6 @@ from . import least_recently_used
 from . import tag_of
 from . import unavailable
 from . import user_tags
-from . import user_value
 from .parsed import ParsedRecords
 
 logger = logging.getLogger("flask_pow")
@@ -83,12 +78,14 @@ USER_BUCKETS = 64
 #: process (the first to log someone in after the interval), in seconds.
 CLEANUP_INTERVAL = 3600
 #: How long a rotation that finds the session locked waits for the holder,
-#: in seconds, so that it can follow the token the holder issues. A holder
-#: keeps the lock for a few writes; the wait is long enough for a queue of
-#: parallel requests to drain, so that each response carries the newest
-#: token (a permanent Flask session re-sends the cookie with every
-#: response, and the one the browser applies last is the one it keeps).
+#: in seconds, so that it can follow the token the holder issues: long
+#: enough for a queue of parallel requests to drain, so that each response
+#: carries the newest token (a permanent Flask session re-sends the cookie
+#: with every response, and the browser keeps the one it applies last).
 FOLLOW_WAIT = 2.0
+
+#: A lock held: the key and owner of a cache lock, or a lock file's descriptor.
+Held = tuple[str, bytes] | int
 
 
 class StoredBytes:
@@ -98,116 +95,14 @@ class StoredBytes:
     """
 
     # ``bytes`` of bytes is that same object: a C call, so that a read or
-    # a write through cachelib costs no Python call of its own. flask_pow
-    # writes nothing but bytes through it.
+    # a write through cachelib costs no Python call of its own.
     dumps = loads = bytes
 
     def dump(self, value: bytes, f: t.IO[bytes]) -> None:
-        """Into a file (:class:`cachelib.FileSystemCache`)."""
         f.write(value)
 
     def load(self, f: t.IO[bytes]) -> bytes:
-        """From a file (:class:`cachelib.FileSystemCache`)."""
         return f.read()
-
-
-class CacheLock:
-    """A lock held as a cache key written with ``add``, which expires by
-    itself if its holder dies.
-    """
-
-    def __init__(self, cache: BaseCache, key: str, ttl: int = LOCK_TTL) -> None:
-        self.cache = cache
-        self.key = key
-        self.ttl = ttl
-        self._owner = secrets.token_hex(8).encode()
-
-    def acquire(self, *, blocking: bool, timeout: float | None = None) -> bool:
-        """Take the lock. Without blocking, give up at once if it is held;
-        with blocking, wait up to ``timeout`` seconds (the lock's TTL if
-        ``None``). Return whether it was taken.
-        """
-        deadline = time.monotonic() + (self.ttl + 1 if timeout is None else timeout)
-        delay = 0.001
-
-        while True:
-            try:
-                if self.cache.add(self.key, self._owner, timeout=self.ttl):
-                    return True
-            except Exception as e:
-                raise unavailable(e) from e
-
-            if not blocking or time.monotonic() > deadline:
-                return False
-
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def release(self) -> None:
-        """Let the lock go."""
-        # Not atomic: the lock could expire and be taken by another between
-        # the read and the delete. Its TTL is far longer than any holder
-        # keeps it, so that takes a holder stalled for seconds.
-        try:
-            # A memcached client may give the value back as text.
-            if self.cache.get(self.key) in (self._owner, self._owner.decode()):
-                self.cache.delete(self.key)
-        except Exception as e:
-            # Logged, not raised: it would hide the error of the work done
-            # under the lock, and the lock expires by itself.
-            unavailable(e)
-
-
-class FileLock:
-    """An ``flock`` on one of a fixed set of lock files beside a
-    :class:`~cachelib.FileSystemCache` directory. The kernel drops it if the
-    holder dies. Names share the files by hash, so the number of files stays
-    fixed; two names on one file only wait for each other.
-    """
-
-    def __init__(
-        self, directory: str, kind: str, name: str, ttl: int = LOCK_TTL
-    ) -> None:
-        stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
-        # Each kind has its own files, so a holder of a session lock can take
-        # its user's lock without waiting on itself.
-        self.path = os.path.join(directory, f"{kind}-{stripe:02d}")
-        self.ttl = ttl
-        self._fd: int | None = None
-
-    def acquire(self, *, blocking: bool, timeout: float | None = None) -> bool:
-        """As :meth:`CacheLock.acquire`."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            raise unavailable(e) from e
-
-        deadline = time.monotonic() + (self.ttl if timeout is None else timeout)
-        delay = 0.001
-
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not blocking or time.monotonic() > deadline:
-                    os.close(fd)
-                    return False
-
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-            else:
-                self._fd = fd
-                return True
-
-    def release(self) -> None:
-        """Let the lock go."""
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-Lock = CacheLock | FileLock
 
 
 class CachelibSessionStore:
@@ -275,16 +170,10 @@ class CachelibSessionStore:
 
     @property
     def sweeps(self) -> bool:
-        """Whether expired records must be swept: flask_pow's copy of a
-        FileSystemCache never prunes.
-        """
+        """Whether expired records must be swept (a FileSystemCache)."""
         return self._directory is not None
 
     # -- the cache ----------------------------------------------------------
-
-    def key(self, *parts: str) -> str:
-        """A namespaced key from its parts."""
-        return self.prefix + ":".join(parts)
 
     def _fetch(self, *keys: str) -> list[bytes | None]:
         """The bytes stored under keys; anything else (a missing key, a
@@ -314,11 +203,9 @@ class CachelibSessionStore:
         return values
 
     def _put(self, items: c.Mapping[str, tuple[t.Any, float]]) -> None:
-        """Write records, each for its ``ttl`` in seconds, rounded up (at
-        least one: flask_pow never writes a key that lives forever, and a
-        record must not expire before its own expiry time).
-
-        :raise StoreUnavailable: if the cache refused or failed a write.
+        """Write records, in order, each for its ``ttl`` in seconds, rounded
+        up (at least one: flask_pow never writes a key that lives forever,
+        and a record must not expire before its own expiry time).
         """
         for key, (value, ttl) in items.items():
             data = serialization.dumps(value)
@@ -333,38 +220,90 @@ class CachelibSessionStore:
             if not ok:
                 raise StoreUnavailable("The session store refused a write.")
 
-    def set(self, key: str, value: t.Any, ttl: float) -> None:
-        """Write one record for ``ttl`` seconds (see :meth:`_put`)."""
-        self._put({key: (value, ttl)})
-
     def _delete(self, *keys: str) -> None:
         try:
             self.cache.delete_many(*keys)
         except Exception as e:
             raise unavailable(e) from e
 
-    def lock(self, kind: str, name: str) -> Lock:
-        """A short lock on ``name`` among the locks of one ``kind``. Callers
-        that hold several take them in one order (session, user, bucket).
+    @t.overload
+    def lock(self, kind: str, name: str) -> Held: ...
+    @t.overload
+    def lock(self, kind: str, name: str, wait: float | None) -> Held | None: ...
+    def lock(self, kind: str, name: str, wait: float | None = None) -> Held | None:
+        """Take a short lock on ``name`` among the locks of one ``kind``
+        (``"session"``, then ``"users"`` if both are held). Waits up to
+        ``wait`` seconds for another holder, then returns ``None``; without
+        ``wait``, up to the lock's TTL, then raises :exc:`StoreUnavailable`.
         """
-        if self._lock_dir is not None:
-            return FileLock(self._lock_dir, kind, name)
+        deadline = time.monotonic() + (LOCK_TTL + 1 if wait is None else wait)
+        delay = 0.001
 
-        return CacheLock(self.cache, f"{self.prefix}lock:{kind}:{name}")
+        if self._lock_dir is None:
+            key = f"{self.prefix}lock:{kind}:{name}"
+            owner = os.urandom(8).hex().encode()
 
-    def _locked(self, kind: str, name: str) -> Lock:
-        # As lock(), written out: two locks are taken on every login.
-        lock: Lock
+            while True:
+                try:
+                    if self.cache.add(key, owner, timeout=LOCK_TTL):
+                        return key, owner
+                except Exception as e:
+                    raise unavailable(e) from e
 
-        if self._lock_dir is not None:
-            lock = FileLock(self._lock_dir, kind, name)
+                if time.monotonic() >= deadline:
+                    break
+
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
         else:
-            lock = CacheLock(self.cache, f"{self.prefix}lock:{kind}:{name}")
+            # A fixed set of files, shared by hash: two names on one file
+            # only wait for each other. Each kind has its own, so that a
+            # holder of a session lock can take its user's lock.
+            stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
+            path = os.path.join(self._lock_dir, f"{kind}-{stripe:02d}")
 
-        if not lock.acquire(blocking=True):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as e:
+                raise unavailable(e) from e
+
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return fd
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        os.close(fd)
+                        break
+
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+        if wait is None:
             raise StoreUnavailable("Timed out waiting for a session store lock.")
 
-        return lock
+        return None
+
+    def unlock(self, held: Held) -> None:
+        """Let a lock go."""
+        if isinstance(held, int):
+            fcntl.flock(held, fcntl.LOCK_UN)
+            os.close(held)
+            return
+
+        key, owner = held
+
+        # Not atomic: the lock could expire and be taken by another between
+        # the read and the delete. Its TTL is far longer than any holder
+        # keeps it, so that takes a holder stalled for seconds.
+        try:
+            # A memcached client may give the value back as text.
+            if self.cache.get(key) in (owner, owner.decode()):
+                self.cache.delete(key)
+        except Exception as e:
+            # Logged, not raised: it would hide the error of the work done
+            # under the lock, and the lock expires by itself.
+            unavailable(e)
 
     # -- reading ------------------------------------------------------------
 
@@ -403,18 +342,30 @@ class CachelibSessionStore:
         # The user and their index in one call: the index must still list
         # the session (a lost index fails closed).
         owner = f"{session_id[:TAG_LENGTH]}:{record.user_key}"
-        user_key = f"{self.prefix}user:{owner}"
-        index_key = f"{self.prefix}sessions:{owner}"
-        user, index = self._fetch(user_key, index_key)
+        keys = f"{self.prefix}user:{owner}", f"{self.prefix}sessions:{owner}"
+        listed, user_data = self.parsed.listed_user(
+            session_id, record.user_key, self._fetch(*keys), keys
+        )
 
-        if not self.parsed.lists(index, index_key, session_id):
+        if not listed:
             self.unvouched(session_id)
             return None
 
-        return Found(record, self.parsed.user(record.user_key, user, user_key))
+        return Found(record, user_data)
 
     def new_session_id(self, user_key: str, now: float) -> str:
         return self._tags(user_key)[0] + new_session_id()
+
+    def _records(self, session_ids: c.Iterable[str]) -> dict[str, SessionRecord]:
+        ids = list(session_ids)
+        keys = [f"{self.prefix}session:{sid}" for sid in ids]
+        records = {}
+
+        for sid, key, value in zip(ids, keys, self._fetch(*keys), strict=True):
+            if (record := self.parsed.session(sid, value, key)) is not None:
+                records[sid] = record
+
+        return records
 
     # -- writes -------------------------------------------------------------
 
@@ -426,77 +377,78 @@ class CachelibSessionStore:
         changes: c.Mapping[str, float | None],
         now: float,
         *,
+        keep_cached: bool = False,
         only_live: bool = False,
         session: SessionRecord | None = None,
         max_sessions: int | None = None,
         keep: c.Collection[str] = (),
     ) -> tuple[bool, list[str]]:
-        """Under the user's lock: write ``session`` if given, rewrite the
-        user record (unless ``user_data`` is ``None``), and apply
-        ``changes`` to the index (``None`` unindexes an id), keeping at
-        most ``max_sessions`` (ending the least recently used, never those
-        in ``keep``). Deletes the user's records when no session is left
-        (unless ``only_live``: then nothing is written). Then the user's
-        bucket, under its lock. Returns whether a session is left, and the
-        ids dropped over ``max_sessions``.
+        """Under the lock of the user's bucket (which covers their records):
+        write ``session`` if given, apply ``changes`` to the index (``None``
+        unindexes an id), keeping at most ``max_sessions`` (ending the least
+        recently used, never those in ``keep``), and rewrite the user record
+        with ``user_data``, or with the cached values if ``keep_cached`` and
+        there are some. Deletes the user's records when no session is left
+        (unless ``only_live``: then nothing is written). Returns whether a
+        session is left, and the ids dropped over ``max_sessions``.
         """
         index_key = f"{self.prefix}sessions:{owner}"
         user_record_key = f"{self.prefix}user:{owner}"
-        raw = self._fetch(index_key)[0]
-        index = _changed(self.parsed.expiries(raw, index_key), changes, now)
-        over: list[str] = []
-
-        if not index and only_live:
-            return False, over
-
-        if max_sessions is not None and len(index) > max_sessions:
-            records = {}
-
-            for session_id in index:
-                if (record := self._read_session(session_id)) is not None:
-                    records[session_id] = record
-
-            over = least_recently_used(index, records, keep)
-            over = over[: len(index) - max_sessions]
-
-            for session_id in over:
-                del index[session_id]
-
-        latest = max(index.values()) if index else None
-        # The session first: a reader that finds it indexed finds it.
-        items: dict[str, tuple[t.Any, float]] = {}
-
-        if session is not None:
-            key = f"{self.prefix}session:{session.id}"
-            items[key] = session.dump(), session.expires_at - now
-
-        if latest is not None:
-            items[index_key] = index, latest - now
-
-            if user_data is not None:
-                items[user_record_key] = user_value(user_key, user_data), latest - now
-
-        self._put(items)
-
-        if latest is None:
-            self._delete(user_record_key, index_key)
-
         number = int(hashlib.sha256(user_key.encode()).hexdigest()[:4], 16)
         bucket_key = f"{self.prefix}users:{number % USER_BUCKETS:02d}"
-        lock = self._locked("bucket", bucket_key)
+        lock = self.lock("users", bucket_key)
 
         try:
-            raw = self._fetch(bucket_key)[0]
-            bucket = _changed(
-                self.parsed.expiries(raw, bucket_key), {owner: latest}, now
-            )
+            keys = index_key, bucket_key, user_record_key
+            raw = self._fetch(*keys[: 3 if keep_cached else 2])
+            index = _changed(self.parsed.expiries(raw[0], index_key), changes, now)
+            over: list[str] = []
+
+            if not index and only_live:
+                return False, over
+
+            if max_sessions is not None and len(index) > max_sessions:
+                over = least_recently_used(index, self._records(index), keep)
+                over = over[: len(index) - max_sessions]
+
+                for session_id in over:
+                    del index[session_id]
+
+            if keep_cached:
+                cached = self.parsed.user(user_key, raw[2], user_record_key)
+                user_data = user_data if cached is None else cached
+
+            latest = max(index.values()) if index else None
+            bucket = self.parsed.expiries(raw[1], bucket_key)
+            bucket = _changed(bucket, {owner: latest}, now)
+            gone = [] if bucket else [bucket_key]
+            # The session first: a reader that finds it indexed finds it.
+            items: dict[str, tuple[t.Any, float]] = {}
+
+            if session is not None:
+                key = f"{self.prefix}session:{session.id}"
+                items[key] = session.dump(), session.expires_at - now
+
+            if latest is None:
+                gone += [user_record_key, index_key]
+            else:
+                items[index_key] = index, latest - now
+
+                if user_data is not None:
+                    # The key is kept beside the data, so that a record
+                    # moved under another key is refused.
+                    value = {"key": user_key, "data": user_data}
+                    items[user_record_key] = value, latest - now
 
             if bucket:
-                self._put({bucket_key: (bucket, max(bucket.values()) - now)})
-            else:
-                self._delete(bucket_key)
+                items[bucket_key] = bucket, max(bucket.values()) - now
+
+            self._put(items)
+
+            if gone:
+                self._delete(*gone)
         finally:
-            lock.release()
+            self.unlock(lock)
 
         return latest is not None, over
 
@@ -509,22 +461,16 @@ class CachelibSessionStore:
         max_sessions: int,
         keep: c.Collection[str] = (),
     ) -> list[str]:
-        owner = f"{record.id[:TAG_LENGTH]}:{record.user_key}"
-        lock = self._locked("user", owner)
-
-        try:
-            _, over = self._write_user(
-                owner,
-                record.user_key,
-                user_data,
-                {record.id: record.expires_at},
-                now,
-                session=record,
-                max_sessions=max_sessions,
-                keep={record.id, *keep},
-            )
-        finally:
-            lock.release()
+        _, over = self._write_user(
+            f"{record.id[:TAG_LENGTH]}:{record.user_key}",
+            record.user_key,
+            user_data,
+            {record.id: record.expires_at},
+            now,
+            session=record,
+            max_sessions=max_sessions,
+            keep={record.id, *keep},
+        )
 
         if self._directory is not None and time.monotonic() >= self._next_sweep:
             self._sweep_now_and_then()
@@ -542,14 +488,11 @@ class CachelibSessionStore:
         user_data: dict[str, t.Any],
         wait: bool,
     ) -> Swapped:
-        lock = self.lock("session", record.id)
-
         # Many requests may queue behind a rotation; the ones that cannot
         # take the lock in a moment read the record and follow the winner.
-        if not lock.acquire(blocking=True, timeout=None if wait else FOLLOW_WAIT):
-            if wait:
-                raise StoreUnavailable("Timed out waiting for a session lock.")
+        lock = self.lock("session", record.id, None if wait else FOLLOW_WAIT)
 
+        if lock is None:
             return Swapped(False, self._read_session(record.id), undecided=True)
 
         try:
@@ -558,28 +501,20 @@ class CachelibSessionStore:
             if current is None or current.token != expected:
                 return Swapped(False, current)
 
-            owner = f"{tag_of(record.id)}:{record.user_key}"
-            user_lock = self._locked("user", owner)
-
-            try:
-                # The user's values as they are now: a sync since the
-                # caller read them stays.
-                key = f"{self.prefix}user:{owner}"
-                cached = self.parsed.user(record.user_key, self._fetch(key)[0], key)
-                self._write_user(
-                    owner,
-                    record.user_key,
-                    user_data if cached is None else cached,
-                    {record.id: record.expires_at},
-                    now,
-                    session=record,
-                )
-            finally:
-                user_lock.release()
-
+            # The user's values as they are now: a sync since the caller
+            # read them stays.
+            self._write_user(
+                f"{tag_of(record.id)}:{record.user_key}",
+                record.user_key,
+                user_data,
+                {record.id: record.expires_at},
+                now,
+                keep_cached=True,
+                session=record,
+            )
             return Swapped(True)
         finally:
-            lock.release()
+            self.unlock(lock)
 
     def delete(
         self, user_key: str, session_ids: c.Sequence[str], now: float
@@ -589,20 +524,17 @@ class CachelibSessionStore:
             sid for sid in session_ids if is_session_id(sid) and tag_of(sid) in tags
         ]
         ended = self._delete_records(ours)
-        owners: dict[str, list[str]] = {}
 
-        for session_id in ours:
-            owners.setdefault(f"{tag_of(session_id)}:{user_key}", []).append(session_id)
-
-        for owner, ids in owners.items():
-            lock = self._locked("user", owner)
-
-            try:
-                key = f"{self.prefix}user:{owner}"
-                data = self.parsed.user(user_key, self._fetch(key)[0], key)
-                self._write_user(owner, user_key, data, dict.fromkeys(ids), now)
-            finally:
-                lock.release()
+        for tag in tags:
+            if ids := [sid for sid in ours if tag_of(sid) == tag]:
+                self._write_user(
+                    f"{tag}:{user_key}",
+                    user_key,
+                    None,
+                    dict.fromkeys(ids),
+                    now,
+                    keep_cached=True,
+                )
 
         return ended
 
@@ -614,7 +546,7 @@ class CachelibSessionStore:
         ended = []
 
         for session_id in session_ids:
-            lock = self._locked("session", session_id)
+            lock = self.lock("session", session_id)
 
             try:
                 if self._read_session(session_id) is not None:
@@ -622,7 +554,7 @@ class CachelibSessionStore:
 
                 self._delete(f"{self.prefix}session:{session_id}")
             finally:
-                lock.release()
+                self.unlock(lock)
 
         return ended
 
@@ -633,14 +565,9 @@ class CachelibSessionStore:
 
         for tag in self._tags(user_key):
             owner = f"{tag}:{user_key}"
-            lock = self._locked("user", owner)
-
-            try:
-                written |= self._write_user(
-                    owner, user_key, user_data, {}, now, only_live=True
-                )[0]
-            finally:
-                lock.release()
+            written |= self._write_user(
+                owner, user_key, user_data, {}, now, only_live=True
+            )[0]
 
         return written
 
@@ -657,12 +584,11 @@ class CachelibSessionStore:
         return remove_expired_files(self._directory, now)
 
     def _sweep_now_and_then(self) -> None:
-        """Sweep expired records in the background, at most once per
+        """Sweep expired records in a thread, at most once per
         :data:`CLEANUP_INTERVAL` across the processes sharing the cache's
-        directory, so that no cron job is needed. The last sweep's time is
-        the modification time of a file beside the locks (the store holds
-        only session records); two processes may both find one due at
-        once, and a sweep twice over does no harm.
+        directory (the last sweep's time is the modification time of a file
+        beside the locks), so that no cron job is needed. Two processes may
+        both find one due; a sweep twice over does no harm.
         """
         assert self._lock_dir is not None
         self._next_sweep = time.monotonic() + CLEANUP_INTERVAL
@@ -699,11 +625,13 @@ class CachelibSessionStore:
 
     def _index(self, user_key: str) -> dict[str, float]:
         """The indexes of a user under each secret key, merged."""
+        keys = [
+            f"{self.prefix}sessions:{tag}:{user_key}" for tag in self._tags(user_key)
+        ]
         index = {}
 
-        for tag in self._tags(user_key):
-            key = f"{self.prefix}sessions:{tag}:{user_key}"
-            index.update(self.parsed.expiries(self._fetch(key)[0], key))
+        for key, value in zip(keys, self._fetch(*keys), strict=True):
+            index.update(self.parsed.expiries(value, key))
 
         return index
 
@@ -712,16 +640,7 @@ class CachelibSessionStore:
 
     def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
         ids = sorted(sid for sid, exp in self._index(user_key).items() if exp > now)
-
-        if not ids:
-            return []
-
-        keys = [f"{self.prefix}session:{sid}" for sid in ids]
-        return [
-            record
-            for sid, key, value in zip(ids, keys, self._fetch(*keys), strict=True)
-            if (record := self.parsed.session(sid, value, key)) is not None
-        ]
+        return list(self._records(ids).values()) if ids else []
 
     def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
         keys = [f"{self.prefix}users:{n:02d}" for n in range(USER_BUCKETS)]
@@ -736,15 +655,12 @@ class CachelibSessionStore:
                 if exp > now and user_key and tag in self._tags(user_key):
                     owners.setdefault(user_key, owner)
 
-        if not owners:
-            return []
-
         user_keys = sorted(owners)
         keys = [f"{self.prefix}user:{owners[user_key]}" for user_key in user_keys]
         return [
             (user_key, data)
             for user_key, key, value in zip(
-                user_keys, keys, self._fetch(*keys), strict=True
+                user_keys, keys, self._fetch(*keys) if keys else [], strict=True
             )
             if (data := self.parsed.user(user_key, value, key)) is not None
         ]
@@ -771,9 +687,7 @@ def _changed(
 
 
 def filesystem_path(cache: FileSystemCache) -> str:
-    """The directory of a FileSystemCache, for the lock files beside it
-    (cachelib has no public accessor).
-    """
+    """The directory of a FileSystemCache (cachelib has no public accessor)."""
     path = getattr(cache, "_path", None)
 
     if not isinstance(path, str):
