@@ -1,33 +1,23 @@
 """The store protocol over any cachelib cache (in-process, file,
 Memcached, or any other :class:`~cachelib.BaseCache`).
 
-cachelib offers get, set, add and delete, and nothing that compares and
-sets or lists keys, so every multi-key write here runs under short locks,
-taken in one order: a session's, then that of its user's bucket of users,
-which covers the user's records too. A lock is a key written with
-``add``, which is atomic on the in-process, Redis and Memcached caches; a
-:class:`~cachelib.FileSystemCache` checks then sets in ``add``, so its locks
-are ``flock`` on files beside its directory, which the processes of one
-host share and the kernel drops if the holder dies. Records, under the
-namespace:
+cachelib has no compare-and-set and cannot list keys, so every multi-key
+write runs under short locks: a session's, then its user's bucket's (which
+covers the user's records). A lock is a key written with ``add``, atomic on
+the in-process, Redis and Memcached caches; on a
+:class:`~cachelib.FileSystemCache`, whose ``add`` checks then sets, it is an
+``flock`` beside the directory, which the kernel drops if the holder dies.
+Records, under the namespace (the tag: :func:`~flask_pow.stores.user_tags`):
 
 ``session:<session id>``
     One login on one device (:class:`~flask_pow.records.SessionRecord`).
 ``user:<tag>:<user key>``
-    The user's cached values, shared by all of their sessions; TTL of their
-    latest session.
+    The user's cached values; TTL of their latest session.
 ``sessions:<tag>:<user key>``
     The index: session id -> expiry time, pruned of expired ids on write.
 ``users:<bucket>``
     ``<tag>:<user key>`` -> expiry of that user's latest session, in 64
-    buckets by hash, so that listing users reads 64 keys rather than
-    scanning.
-
-The tag (:func:`~flask_pow.stores.user_tags`) also starts every session id,
-so applications with different secret keys never see each other's records
-in a shared cache directory or memcached. cachelib has no public API for
-three things read here: a FileSystemCache's ``_path`` and ``_threshold``,
-and the expiry its file format puts first in every entry.
+    buckets by hash, so that listing users reads 64 keys, not a scan.
 """
 
 from __future__ import annotations
@@ -74,14 +64,11 @@ LOCK_TTL = 5
 SMALL_THRESHOLD = 10_000
 #: Number of ``users:<bucket>`` records.
 USER_BUCKETS = 64
-#: How often expired records are swept from a FileSystemCache, by one
-#: process (the first to log someone in after the interval), in seconds.
+#: Seconds between sweeps of expired records from a FileSystemCache.
 CLEANUP_INTERVAL = 3600
-#: How long a rotation that finds the session locked waits for the holder,
-#: in seconds, so that it can follow the token the holder issues: long
-#: enough for a queue of parallel requests to drain, so that each response
-#: carries the newest token (a permanent Flask session re-sends the cookie
-#: with every response, and the browser keeps the one it applies last).
+#: Seconds a rotation that finds the session locked waits to follow the
+#: holder's token: enough for a queue of parallel requests to drain, so that
+#: each response carries the newest (a permanent session re-sends it).
 FOLLOW_WAIT = 2.0
 
 #: A lock held: the key and owner of a cache lock, or a lock file's descriptor.
@@ -134,32 +121,28 @@ class CachelibSessionStore:
         self.corrupt = CorruptLog()
         self.unvouched = UnvouchedLog()
         self.parsed = ParsedRecords(self.corrupt, report_undecodable=False)
+        #: Whether expired records must be swept (a FileSystemCache).
+        self.sweeps = isinstance(cache, FileSystemCache)
         #: The directory of a FileSystemCache, and of its lock files.
-        self._directory: str | None = None
-        self._lock_dir: str | None = None
+        self._directory = self._lock_dir = ""
         self._next_sweep = 0.0
         threshold = getattr(cache, "_threshold", 0)
+        fix = "a threshold"
 
         if isinstance(cache, FileSystemCache):
-            # A FileSystemCache with a threshold keeps a count of its files
-            # in a file of its own, written with the serializer of whichever
-            # object writes: the application's would not read flask_pow's,
-            # nor the other way round. flask_pow's copy leaves the count (and
-            # the pruning it drives) to the application's object, and sweeps
-            # its own expired records (:meth:`cleanup`).
+            # A thresholded FileSystemCache counts its files in a file
+            # written with the serializer of whichever object writes: the
+            # count, and the pruning it drives, are the application's
+            # object's; flask_pow sweeps its own records.
             own._threshold = 0  # type: ignore[attr-defined]
             self._directory = filesystem_path(cache)
-            self._lock_dir = self._directory.rstrip(os.sep) + ".pow-locks"
+            self._lock_dir = self._directory + ".pow-locks"
             os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
+            fix = "threshold=0 (no limit) or a threshold"
 
         if isinstance(cache, (SimpleCache, FileSystemCache)) and (
             0 < threshold < SMALL_THRESHOLD
         ):
-            fix = (
-                "threshold=0 (no limit) or a threshold"
-                if self.sweeps
-                else "a threshold"
-            )
             warnings.warn(
                 f"POW_CACHE is a {type(cache).__name__} with threshold={threshold}."
                 " When it holds more items than that it evicts some, and live"
@@ -168,17 +151,10 @@ class CachelibSessionStore:
                 stacklevel=caller_stacklevel(),
             )
 
-    @property
-    def sweeps(self) -> bool:
-        """Whether expired records must be swept (a FileSystemCache)."""
-        return self._directory is not None
-
     # -- the cache ----------------------------------------------------------
 
     def _fetch(self, *keys: str) -> list[bytes | None]:
-        """The bytes stored under keys; anything else (a missing key, a
-        value a client unpickled) is ``None``.
-        """
+        """The bytes under keys; anything else (a value unpickled) is ``None``."""
         try:
             values = list(self.cache.get_many(*keys))
         except StoreUnavailable:
@@ -190,23 +166,16 @@ class CachelibSessionStore:
             if type(value) is not bytes:
                 values[n] = None
 
-        # FileSystemCache reads a file it cannot open as a miss (and logs
-        # it): a miss is checked against the directory, so that a volume
-        # that went away is an outage, not a logout.
-        if (
-            self._directory is not None
-            and None in values
-            and not os.path.isdir(self._directory)
-        ):
+        # FileSystemCache reads a file it cannot open as a miss: a miss is
+        # checked against the directory, so that a volume that went away is
+        # an outage, not a logout.
+        if self._directory and None in values and not os.path.isdir(self._directory):
             raise unavailable(NotADirectoryError(self._directory))
 
         return values
 
     def _put(self, items: c.Mapping[str, tuple[t.Any, float]]) -> None:
-        """Write records, in order, each for its ``ttl`` in seconds, rounded
-        up (at least one: flask_pow never writes a key that lives forever,
-        and a record must not expire before its own expiry time).
-        """
+        # TTLs rounded up: no key lives forever, none expires before its time.
         for key, (value, ttl) in items.items():
             data = serialization.dumps(value)
 
@@ -238,46 +207,37 @@ class CachelibSessionStore:
         """
         deadline = time.monotonic() + (LOCK_TTL + 1 if wait is None else wait)
         delay = 0.001
+        held: Held = f"{self.prefix}lock:{kind}:{name}", os.urandom(8).hex().encode()
 
-        if self._lock_dir is None:
-            key = f"{self.prefix}lock:{kind}:{name}"
-            owner = os.urandom(8).hex().encode()
+        try:
+            if self._lock_dir:
+                # A fixed set of files, shared by hash: two names on one
+                # file only wait for each other. Each kind has its own, so
+                # that a holder of a session lock can take its user's.
+                stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
+                path = os.path.join(self._lock_dir, f"{kind}-{stripe:02d}")
+                held = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
             while True:
-                try:
-                    if self.cache.add(key, owner, timeout=LOCK_TTL):
-                        return key, owner
-                except Exception as e:
-                    raise unavailable(e) from e
+                if isinstance(held, int):
+                    try:
+                        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        return held
+                    except BlockingIOError:
+                        pass
+                elif self.cache.add(*held, timeout=LOCK_TTL):
+                    return held
 
                 if time.monotonic() >= deadline:
                     break
 
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
-        else:
-            # A fixed set of files, shared by hash: two names on one file
-            # only wait for each other. Each kind has its own, so that a
-            # holder of a session lock can take its user's lock.
-            stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
-            path = os.path.join(self._lock_dir, f"{kind}-{stripe:02d}")
+        except Exception as e:
+            raise unavailable(e) from e
 
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError as e:
-                raise unavailable(e) from e
-
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return fd
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        os.close(fd)
-                        break
-
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        if isinstance(held, int):
+            os.close(held)
 
         if wait is None:
             raise StoreUnavailable("Timed out waiting for a session store lock.")
@@ -291,18 +251,15 @@ class CachelibSessionStore:
             os.close(held)
             return
 
-        key, owner = held
-
         # Not atomic: the lock could expire and be taken by another between
-        # the read and the delete. Its TTL is far longer than any holder
-        # keeps it, so that takes a holder stalled for seconds.
+        # the read and the delete, if its holder stalled for seconds. A
+        # memcached client may give the value back as text.
         try:
-            # A memcached client may give the value back as text.
-            if self.cache.get(key) in (owner, owner.decode()):
-                self.cache.delete(key)
+            if self.cache.get(held[0]) in (held[1], held[1].decode()):
+                self.cache.delete(held[0])
         except Exception as e:
-            # Logged, not raised: it would hide the error of the work done
-            # under the lock, and the lock expires by itself.
+            # Logged, not raised: it would hide the error of the work under
+            # the lock, and the lock expires by itself.
             unavailable(e)
 
     # -- reading ------------------------------------------------------------
@@ -328,8 +285,8 @@ class CachelibSessionStore:
         return record
 
     def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
-        # The request path, written out: the id comes from a cookie signed
-        # with our secret key, so the session is ours (no tag check).
+        # The request path, written out. The id comes from a cookie signed
+        # with our secret key: the session is ours (no tag check).
         if len(session_id) != SESSION_ID_LENGTH:
             return None
 
@@ -339,8 +296,7 @@ class CachelibSessionStore:
         if record is None:
             return None
 
-        # The user and their index in one call: the index must still list
-        # the session (a lost index fails closed).
+        # The index must still list the session: a lost index fails closed.
         owner = f"{session_id[:TAG_LENGTH]}:{record.user_key}"
         keys = f"{self.prefix}user:{owner}", f"{self.prefix}sessions:{owner}"
         listed, user_data = self.parsed.listed_user(
@@ -367,35 +323,79 @@ class CachelibSessionStore:
 
         return records
 
+    def _index(self, user_key: str) -> dict[str, float]:
+        keys = [
+            f"{self.prefix}sessions:{tag}:{user_key}" for tag in self._tags(user_key)
+        ]
+        index = {}
+
+        for key, value in zip(keys, self._fetch(*keys), strict=True):
+            index.update(self.parsed.expiries(value, key))
+
+        return index
+
+    def session_ids(self, user_key: str) -> list[str]:
+        return list(self._index(user_key))
+
+    def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
+        ids = sorted(sid for sid, exp in self._index(user_key).items() if exp > now)
+        return list(self._records(ids).values()) if ids else []
+
+    def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
+        keys = [f"{self.prefix}users:{n:02d}" for n in range(USER_BUCKETS)]
+        # Owners are "<tag>:<user key>"; another application's (a tag not
+        # derived from our secret keys) are not listed.
+        owners: dict[str, str] = {}
+
+        for key, value in zip(keys, self._fetch(*keys), strict=True):
+            for owner, exp in self.parsed.expiries(value, key).items():
+                tag, _, user_key = owner.partition(":")
+
+                if exp > now and user_key and tag in self._tags(user_key):
+                    owners.setdefault(user_key, owner)
+
+        user_keys = sorted(owners)
+        keys = [f"{self.prefix}user:{owners[user_key]}" for user_key in user_keys]
+        values = self._fetch(*keys) if keys else []
+        return [
+            (user_key, data)
+            for user_key, key, value in zip(user_keys, keys, values, strict=True)
+            if (data := self.parsed.user(user_key, value, key)) is not None
+        ]
+
     # -- writes -------------------------------------------------------------
 
     def _write_user(
         self,
-        owner: str,
+        tag: str,
         user_key: str,
-        user_data: dict[str, t.Any] | None,
-        changes: c.Mapping[str, float | None],
         now: float,
         *,
+        user_data: dict[str, t.Any] | None = None,
+        session: SessionRecord | None = None,
+        ended: c.Iterable[str] = (),
         keep_cached: bool = False,
         only_live: bool = False,
-        session: SessionRecord | None = None,
         max_sessions: int | None = None,
         keep: c.Collection[str] = (),
     ) -> tuple[bool, list[str]]:
-        """Under the lock of the user's bucket (which covers their records):
-        write ``session`` if given, apply ``changes`` to the index (``None``
-        unindexes an id), keeping at most ``max_sessions`` (ending the least
-        recently used, never those in ``keep``), and rewrite the user record
-        with ``user_data``, or with the cached values if ``keep_cached`` and
-        there are some. Deletes the user's records when no session is left
-        (unless ``only_live``: then nothing is written). Returns whether a
-        session is left, and the ids dropped over ``max_sessions``.
+        """Under the lock of the user's bucket: write ``session`` and index
+        it, unindex ``ended``, unindex the least recently used past
+        ``max_sessions`` (none of ``keep``), and write ``user_data`` (the
+        cached values instead, if ``keep_cached`` and there are some). With
+        no session left, delete the user's records (``only_live``: write
+        nothing). Returns whether one is left, and the ids over the cap.
         """
+        owner = f"{tag}:{user_key}"
         index_key = f"{self.prefix}sessions:{owner}"
         user_record_key = f"{self.prefix}user:{owner}"
         number = int(hashlib.sha256(user_key.encode()).hexdigest()[:4], 16)
         bucket_key = f"{self.prefix}users:{number % USER_BUCKETS:02d}"
+        changes: dict[str, float | None] = dict.fromkeys(ended)
+
+        if session is not None:
+            changes[session.id] = session.expires_at
+
         lock = self.lock("users", bucket_key)
 
         try:
@@ -462,21 +462,20 @@ class CachelibSessionStore:
         keep: c.Collection[str] = (),
     ) -> list[str]:
         _, over = self._write_user(
-            f"{record.id[:TAG_LENGTH]}:{record.user_key}",
+            record.id[:TAG_LENGTH],
             record.user_key,
-            user_data,
-            {record.id: record.expires_at},
             now,
+            user_data=user_data,
             session=record,
             max_sessions=max_sessions,
             keep={record.id, *keep},
         )
 
-        if self._directory is not None and time.monotonic() >= self._next_sweep:
+        if self.sweeps and time.monotonic() >= self._next_sweep:
             self._sweep_now_and_then()
 
         # Unindexed already; their records go under their own locks, taken
-        # after the user's lock is let go (locks are taken session first).
+        # after the bucket's is let go (locks are taken session first).
         return self._delete_records(over) if over else []
 
     def swap(
@@ -504,13 +503,12 @@ class CachelibSessionStore:
             # The user's values as they are now: a sync since the caller
             # read them stays.
             self._write_user(
-                f"{tag_of(record.id)}:{record.user_key}",
+                tag_of(record.id),
                 record.user_key,
-                user_data,
-                {record.id: record.expires_at},
                 now,
-                keep_cached=True,
+                user_data=user_data,
                 session=record,
+                keep_cached=True,
             )
             return Swapped(True)
         finally:
@@ -520,28 +518,18 @@ class CachelibSessionStore:
         self, user_key: str, session_ids: c.Sequence[str], now: float
     ) -> list[str]:
         tags = self._tags(user_key)
-        ours = [
-            sid for sid in session_ids if is_session_id(sid) and tag_of(sid) in tags
-        ]
+        ours = [s for s in session_ids if is_session_id(s) and tag_of(s) in tags]
         ended = self._delete_records(ours)
 
         for tag in tags:
-            if ids := [sid for sid in ours if tag_of(sid) == tag]:
-                self._write_user(
-                    f"{tag}:{user_key}",
-                    user_key,
-                    None,
-                    dict.fromkeys(ids),
-                    now,
-                    keep_cached=True,
-                )
+            if ids := [s for s in ours if tag_of(s) == tag]:
+                self._write_user(tag, user_key, now, ended=ids, keep_cached=True)
 
         return ended
 
     def _delete_records(self, session_ids: c.Iterable[str]) -> list[str]:
-        """Delete session records, each under its session's lock so that a
-        rotation in flight cannot write one back; returns the ids that were
-        there.
+        """Delete session records (those that were there are returned), each
+        under its lock, so that a rotation in flight cannot write one back.
         """
         ended = []
 
@@ -564,45 +552,35 @@ class CachelibSessionStore:
         written = False
 
         for tag in self._tags(user_key):
-            owner = f"{tag}:{user_key}"
-            written |= self._write_user(
-                owner, user_key, user_data, {}, now, only_live=True
-            )[0]
+            live, _ = self._write_user(
+                tag, user_key, now, user_data=user_data, only_live=True
+            )
+            written |= live
 
         return written
 
     # -- expired records ----------------------------------------------------
 
     def cleanup(self, now: float) -> int:
-        """Delete the records that expired before ``now``, where the cache
-        keeps them (a FileSystemCache without a threshold; the others drop
-        them by themselves); return how many. ``flask pow cleanup`` runs it.
+        """Delete expired records where the cache keeps them (a
+        FileSystemCache); return how many. ``flask pow cleanup`` runs it.
         """
-        if self._directory is None:
-            return 0
-
-        return remove_expired_files(self._directory, now)
+        return remove_expired_files(self._directory, now) if self._directory else 0
 
     def _sweep_now_and_then(self) -> None:
-        """Sweep expired records in a thread, at most once per
-        :data:`CLEANUP_INTERVAL` across the processes sharing the cache's
-        directory (the last sweep's time is the modification time of a file
-        beside the locks), so that no cron job is needed. Two processes may
-        both find one due; a sweep twice over does no harm.
+        """Sweep in a thread, at most once per :data:`CLEANUP_INTERVAL` among
+        the processes sharing the directory (a file's modification time says
+        when), so that no cron job is needed. A sweep twice over does no harm.
         """
-        assert self._lock_dir is not None
         self._next_sweep = time.monotonic() + CLEANUP_INTERVAL
         marker = os.path.join(self._lock_dir, "swept")
 
         try:
-            if time.time() - os.stat(marker).st_mtime < CLEANUP_INTERVAL:
+            if os.path.exists(marker) and (
+                time.time() - os.path.getmtime(marker) < CLEANUP_INTERVAL
+            ):
                 return
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return
 
-        try:
             with open(marker, "a"):
                 os.utime(marker)
         except OSError:
@@ -621,57 +599,11 @@ class CachelibSessionStore:
         if removed:
             logger.info("Removed %d expired records from the store.", removed)
 
-    # -- listing ------------------------------------------------------------
-
-    def _index(self, user_key: str) -> dict[str, float]:
-        """The indexes of a user under each secret key, merged."""
-        keys = [
-            f"{self.prefix}sessions:{tag}:{user_key}" for tag in self._tags(user_key)
-        ]
-        index = {}
-
-        for key, value in zip(keys, self._fetch(*keys), strict=True):
-            index.update(self.parsed.expiries(value, key))
-
-        return index
-
-    def session_ids(self, user_key: str) -> list[str]:
-        return list(self._index(user_key))
-
-    def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
-        ids = sorted(sid for sid, exp in self._index(user_key).items() if exp > now)
-        return list(self._records(ids).values()) if ids else []
-
-    def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
-        keys = [f"{self.prefix}users:{n:02d}" for n in range(USER_BUCKETS)]
-        # Owners are "<tag>:<user key>"; another application's (a tag not
-        # derived from our secret keys) are not listed.
-        owners: dict[str, str] = {}
-
-        for key, value in zip(keys, self._fetch(*keys), strict=True):
-            for owner, exp in self.parsed.expiries(value, key).items():
-                tag, _, user_key = owner.partition(":")
-
-                if exp > now and user_key and tag in self._tags(user_key):
-                    owners.setdefault(user_key, owner)
-
-        user_keys = sorted(owners)
-        keys = [f"{self.prefix}user:{owners[user_key]}" for user_key in user_keys]
-        return [
-            (user_key, data)
-            for user_key, key, value in zip(
-                user_keys, keys, self._fetch(*keys) if keys else [], strict=True
-            )
-            if (data := self.parsed.user(user_key, value, key)) is not None
-        ]
-
 
 def _changed(
     values: dict[str, float], changes: c.Mapping[str, float | None], now: float
 ) -> dict[str, float]:
-    """A name -> expiry map with ``changes`` applied (``None`` removes a
-    name) and the names that have expired dropped.
-    """
+    """``values`` with ``changes`` (``None`` removes), less the expired."""
     for name, expires_at in changes.items():
         if expires_at is None:
             values.pop(name, None)
@@ -700,14 +632,10 @@ def filesystem_path(cache: FileSystemCache) -> str:
 
 
 def remove_expired_files(directory: str, now: float) -> int:
-    """Delete the entries of a FileSystemCache directory that expired
-    before ``now``; return how many. cachelib deletes expired files only
-    when it prunes past a threshold, so with ``threshold=0`` (what flask_pow
-    asks for) every idled-out session would stay on disk for good.
-
-    Reads the one thing cachelib's file format puts first in every entry,
-    its expiry as a 4-byte Unix time (0 for none); cachelib's own
-    management files (``__wz_cache*``) are left alone.
+    """Delete a FileSystemCache's entries that expired before ``now`` (which
+    cachelib does only past a threshold); return how many. Reads the expiry
+    its file format puts first (a 4-byte Unix time, 0 for none), and leaves
+    its own ``__wz_cache*`` files alone.
     """
     removed = 0
 
@@ -724,12 +652,7 @@ def remove_expired_files(directory: str, now: float) -> int:
             with open(entry.path, "rb") as f:
                 header = f.read(4)
 
-            if len(header) != 4:
-                continue
-
-            (expires,) = struct.unpack("I", header)
-
-            if expires != 0 and expires <= now:
+            if len(header) == 4 and 0 != struct.unpack("I", header)[0] <= now:
                 os.remove(entry.path)
                 removed += 1
         except FileNotFoundError:
