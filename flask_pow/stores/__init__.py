@@ -244,19 +244,15 @@ def least_recently_used(
     remember-me credential the session it last restored), and ids whose
     record is gone before all.
     """
-    issued = {sid: record.inserted_at for sid, record in records.items()}
 
     def last_used(session_id: str) -> tuple[float, str]:
-        record = records.get(session_id)
-
-        if record is None:
+        if (record := records.get(session_id)) is None:
             return -math.inf, session_id
 
-        used = record.inserted_at
-
-        if record.kind == "remember" and record.linked in issued:
-            used = max(used, issued[record.linked])
-
+        restored = (
+            records.get(record.linked or "") if record.kind == "remember" else None
+        )
+        used = max(record.inserted_at, restored.inserted_at if restored else 0.0)
         return used, session_id
 
     return sorted((sid for sid in ids if sid not in keep), key=last_used)

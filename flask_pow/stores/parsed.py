@@ -1,13 +1,10 @@
-"""Stored records, decoded and validated: the one parser of both stores,
-with a memo by the bytes they were read from.
+"""Stored records, decoded and validated: the one parser of both stores.
 
-Most requests read records that have not changed since the last one: the
-same bytes, parsed once into a bounded memo keyed by those bytes and the
-name the record is read under (which validation checks). A changed record
-is other bytes, parsed anew, so nothing here can serve an old value. Each
-caller gets its own copy of the mutable parts (a view may change
-``current_user``'s JSON column in place, or code a record's metadata): a
-shared value is never handed out.
+Most requests read the same bytes as the last one, so what they parse to is
+kept in a bounded memo keyed by the bytes and the name they are read under
+(which validation checks): a changed record is other bytes, parsed anew.
+Each caller gets its own copy of the mutable parts (a view may change
+``current_user``'s JSON column in place): a shared value is never handed out.
 """
 
 from __future__ import annotations
@@ -35,10 +32,7 @@ MemoKey = tuple[str, str, bytes]
 
 
 def thaw(value: t.Any) -> t.Any:
-    """A copy of a decoded value whose containers are new: the scalars
-    tagged JSON decodes to (str, numbers, dates, UUID, Decimal, bytes) are
-    immutable and shared.
-    """
+    """A copy of a decoded value with new containers (scalars are shared)."""
     kind = type(value)
 
     if kind in _CONTAINERS:
@@ -54,10 +48,9 @@ def thaw(value: t.Any) -> t.Any:
 
 
 class ParsedRecords:
-    """A store's parser: session, user and index records from their
-    stored bytes, through a bounded memo. :meth:`session`, :meth:`user`
-    and :meth:`listed_user` are one call each on the request path: the memo
-    is read inline, and flat values are copied by ``dict.copy``.
+    """A store's parser, through a bounded memo. :meth:`session`,
+    :meth:`user` and :meth:`listed_user` are one call each on the request
+    path: the memo is read inline, and flat values copied by ``dict.copy``.
 
     :param corrupt: where a record that does not parse is reported.
     :param report_undecodable: whether bytes that are not tagged JSON are
@@ -73,9 +66,7 @@ class ParsedRecords:
         self._lock = threading.Lock()
 
     def decode(self, kind: str, key: str, raw: bytes | None) -> t.Any:
-        """Tagged JSON as stored under ``key``; ``None`` if missing or not
-        tagged JSON.
-        """
+        """Tagged JSON stored under ``key``; ``None`` if missing or not."""
         if raw is None:
             return None
 
@@ -107,9 +98,7 @@ class ParsedRecords:
     def session(
         self, session_id: str, raw: bytes | None, key: str
     ) -> SessionRecord | None:
-        """The session record stored as ``raw`` under ``key``; ``None`` if
-        missing or corrupt.
-        """
+        """The session stored as ``raw``; ``None`` if missing or corrupt."""
         if raw is None:
             return None
 
@@ -140,9 +129,8 @@ class ParsedRecords:
     def user(
         self, user_key: str, raw: bytes | None, key: str
     ) -> dict[str, t.Any] | None:
-        """The cached values of ``user_key`` stored as ``raw`` under
-        ``key`` (as :func:`~flask_pow.stores.user_value` wrote them);
-        ``None`` if missing or corrupt.
+        """The values of ``user_key`` stored as ``raw`` (a
+        :func:`~flask_pow.stores.user_value`); ``None`` if missing or corrupt.
         """
         if raw is None:
             return None
@@ -166,9 +154,8 @@ class ParsedRecords:
         raw: c.Sequence[bytes | None],
         keys: c.Sequence[str],
     ) -> tuple[bool, dict[str, t.Any] | None]:
-        """Whether the index stored as ``raw[1]`` under ``keys[1]`` lists
-        ``session_id``, and :meth:`user` of the user record stored as
-        ``raw[0]`` under ``keys[0]``.
+        """Whether the index ``raw[1]`` lists ``session_id``, and
+        :meth:`user` of ``raw[0]`` (``keys``: where they are stored).
         """
         user, index = raw
         index_memo = ("map", "", index or b"")
@@ -206,7 +193,7 @@ class ParsedRecords:
             or value.get("key") != memo_key[1]
             or not isinstance(value.get("data"), dict)
         ):
-            # Bytes that are not tagged JSON: the decoder decided.
+            # Bytes that are not tagged JSON: decode() decided.
             if value is not None:
                 self.corrupt("user", key)
 
@@ -217,8 +204,8 @@ class ParsedRecords:
         return held
 
     def expiries(self, raw: bytes | None, key: str) -> dict[str, float]:
-        """A stored name -> expiry map (an index, a bucket of users); empty
-        if missing or corrupt. Not kept: it changes with every login.
+        """A name -> expiry map (an index, a bucket), not kept: it changes
+        with every login. Empty if missing or corrupt.
         """
         if (value := self.decode("index", key, raw)) is None:
             return {}
