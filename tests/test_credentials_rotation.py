@@ -163,15 +163,16 @@ def test_loser_of_rotation_lock_carries_on(
     env.clock.advance(RENEWAL + 1)
 
     with env.app.app_context():
-        lock = env.pow.get_state().credentials.store.lock("session", sid)  # type: ignore[attr-defined]
+        store = env.pow.get_state().credentials.store
 
-    assert lock.acquire(blocking=False)
+    lock = store.lock("session", sid, 0)  # type: ignore[attr-defined]
+    assert lock is not None
 
     try:
         assert env.me(logged_in) == "ada@example.com free"
         assert pow_value(logged_in) == before
     finally:
-        lock.release()
+        store.unlock(lock)  # type: ignore[attr-defined]
 
     with env.app.app_context():
         info = env.pow.credentials.get(sid)
@@ -212,21 +213,22 @@ def test_permanent_session_loser_waits_for_a_slow_winner(
     token = value.split(".")[1]
     env.clock.advance(RENEWAL + 1)
     state = env.pow.get_state(env.app)
-    lock = state.credentials.store.lock("session", sid)  # type: ignore[attr-defined]
-    assert lock.acquire(blocking=False)
+    backend = state.credentials.store
+    lock = backend.lock("session", sid, 0)  # type: ignore[attr-defined]
+    assert lock is not None
     answers: list[str] = []
     loser = threading.Thread(target=lambda: answers.append(env.me(logged_in)))
     loser.start()
     time.sleep(0.5)
     # The winner, still holding the lock: the rotated record goes in, then
     # the lock is let go.
-    backend = state.credentials.store
     record = backend.read_session(sid)
     assert record is not None
     now = env.clock()
     advanced, fresh = state.credentials.policy.advance(record, token, now)
-    backend.set(backend.key("session", sid), advanced.dump(), 600)  # type: ignore[attr-defined]
-    lock.release()
+    key = f"{backend.prefix}session:{sid}"  # type: ignore[attr-defined]
+    backend._put({key: (advanced.dump(), 600)})  # type: ignore[attr-defined]
+    backend.unlock(lock)  # type: ignore[attr-defined]
     loser.join(timeout=10)
     assert answers == ["ada@example.com free"]
     after = pow_value(logged_in)

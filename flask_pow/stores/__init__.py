@@ -2,21 +2,15 @@
 from a backend, with the same meaning on every backend.
 
 :class:`~flask_pow.CredentialsCache` applies the session rules
-(:mod:`flask_pow.policy`) over a :class:`SessionStore`; it never sees keys,
-locks or scripts. Two implementations: one over any cachelib cache
-(:mod:`flask_pow.stores.cachelib`), one native for Redis and Valkey
-(:mod:`flask_pow.stores.redis`); :func:`store_for` picks one.
-``tests/test_store_contract.py`` runs the same tests against both, on every
-backend the suite can start.
-
-A store holds three kinds of record: sessions, each user's cached values,
-and each user's index of sessions (session id -> expiry), plus whatever it
-needs to list users. Every deadline it is given is a Unix time from the
-caller's clock (``now``), so that a test can move time for both at once.
-Every failure to reach or write the store is :exc:`StoreUnavailable`; a
-corrupt or foreign record reads as missing and is logged once
-(:class:`CorruptLog`); both implementations parse records with
-:mod:`flask_pow.stores.parsed`.
+(:mod:`flask_pow.policy`) over a :class:`SessionStore`, and never sees keys,
+locks or scripts. :func:`store_for` picks one over any cachelib cache
+(:mod:`~flask_pow.stores.cachelib`) or the native one for Redis and Valkey
+(:mod:`~flask_pow.stores.redis`); ``tests/stores/test_contract.py`` runs the
+same tests against both. A store holds sessions, each user's cached values
+and index of sessions (session id -> expiry), and what it needs to list
+users. Deadlines are Unix times from the caller's clock (``now``). Every
+failure to reach or write the store is :exc:`StoreUnavailable`; a corrupt or
+foreign record reads as missing and is logged once (:class:`CorruptLog`).
 """
 
 from __future__ import annotations
@@ -54,8 +48,7 @@ def unavailable(error: Exception) -> StoreUnavailable:
 
     :meta private:
     """
-    # Only the type is logged: a cache error message may quote a key, and
-    # keys hold session ids.
+    # Only the type: a cache error message may quote a key (a session id).
     logger.error("The credentials store failed: %s", type(error).__name__)
     return StoreUnavailable()
 
@@ -68,8 +61,7 @@ class Found:
     #: The user's cached values, or ``None`` if the user record is missing.
     user_data: dict[str, t.Any] | None
     #: Served from a copy that may lag the store (the Redis local cache): a
-    #: token that does not match it is checked against the store before it
-    #: is refused.
+    #: token that does not match is checked against the store before refusal.
     maybe_stale: bool = False
 
 
@@ -81,9 +73,8 @@ class Swapped:
     ok: bool
     #: When not written: the session as it is now (``None`` if it is gone).
     current: SessionRecord | None = None
-    #: Not written because another writer held the session and did not
-    #: finish in time, so ``current`` may be overwritten yet (lock-based
-    #: stores only, never when waiting).
+    #: Not written because another writer held the session too long, so
+    #: ``current`` may be overwritten yet (lock-based stores, not waiting).
     undecided: bool = False
 
 
@@ -93,17 +84,14 @@ class SessionStore(t.Protocol):
     """
 
     def new_session_id(self, user_key: str, now: float) -> str:
-        """An id for a new session of this user (a backend may put a
-        routing prefix in it).
-        """
+        """An id for a new session of this user (with a routing prefix)."""
 
     def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
         """The session with its user's cached values; ``None`` if there is
-        no such session, or if its user's index does not list it (the
-        store lost keys: refused, so that revocation, which works through
-        the index, never misses a live session). One round trip where the
-        backend allows, none where it keeps a local copy that the server
-        invalidates (:attr:`Found.maybe_stale`); ``fresh`` skips that copy.
+        none, or if its user's index does not list it (the store lost keys:
+        refused, so that revocation, which works through the index, never
+        misses a live session). ``fresh`` skips a local copy
+        (:attr:`Found.maybe_stale`).
         """
 
     def read_session(self, session_id: str) -> SessionRecord | None:
@@ -134,11 +122,10 @@ class SessionStore(t.Protocol):
         wait: bool,
     ) -> Swapped:
         """Write ``record`` over the session of the same id if, and only if,
-        the stored one still has the token digest ``expected`` (a
-        compare-and-set), and refresh the index. The user's values are kept
-        as they are; ``user_data`` is written only where the user record is
+        the stored one still has the token digest ``expected``, and refresh
+        the index; ``user_data`` is written only where the user record is
         missing. Without ``wait`` a lock-based store gives up after a short
-        wait for a concurrent writer and says :attr:`Swapped.undecided`.
+        wait for a concurrent writer (:attr:`Swapped.undecided`).
         """
 
     def delete(
@@ -152,15 +139,13 @@ class SessionStore(t.Protocol):
         """The ids in a user's index (live or not yet pruned)."""
 
     def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
-        """The records of a user's indexed sessions, in no order; the
-        caller filters them.
-        """
+        """The records of a user's indexed sessions, unfiltered, in no order."""
 
     def write_user(
         self, user_key: str, user_data: dict[str, t.Any], now: float
     ) -> bool:
         """Replace a user's cached values if they have a live session;
-        return whether they had one (nothing is written otherwise).
+        return whether they had one.
         """
 
     def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
@@ -168,7 +153,7 @@ class SessionStore(t.Protocol):
 
     def cleanup(self, now: float) -> int:
         """Delete records that expired before ``now`` where the backend
-        keeps them; return how many (0 where it expires keys by itself).
+        keeps them; return how many.
         """
 
 
@@ -205,7 +190,7 @@ def store_for(
     return store
 
 
-# -- keys and caps, for the implementations --------------------------------
+# -- for the implementations ------------------------------------------------
 
 #: Length of a user's tag, and of the prefix it gives session ids.
 TAG_LENGTH = 8
@@ -214,33 +199,22 @@ SESSION_ID_LENGTH = TAG_LENGTH + 22
 
 
 def tag_of(session_id: str) -> str:
-    """The tag a session id starts with: its user's, under the secret key
-    that issued it.
-    """
+    """The tag a session id starts with (its user's, under some secret)."""
     return session_id[:TAG_LENGTH]
 
 
 def is_session_id(session_id: str) -> bool:
-    """Whether a session id has the shape a store issues. Any other (one
-    from before ids carried a tag included) names no session, and no key is
-    read for it.
-    """
+    """Whether an id has the shape a store issues: any other names nothing."""
     return len(session_id) == SESSION_ID_LENGTH
 
 
 def user_tags(user_key: str, secrets: c.Iterable[str | bytes]) -> list[str]:
-    """A user's tags: derived from the user key and the application's
-    secret key (and each of its fallbacks, whose sessions may still be
-    live), never stored. Every key of a user's records carries one, and
-    every session id starts with one, so that:
-
-    - two applications with different secret keys that share a store never
-      read, list or end each other's records;
-    - revocation finds a user's sessions from the user key alone, so no
-      lost key can hide them;
-    - on Redis Cluster, one user's records live in one slot (the tag is
-      the hash tag);
-    - the tag at the start of a session id does not tell who the user is.
+    """A user's tags, one per secret key (fallbacks' sessions may be live),
+    derived, never stored. Every key of a user's records and every session
+    id carries one, so that applications with different secret keys that
+    share a store never see each other's records, revocation finds a user's
+    sessions from the user key alone, one user's records live in one Redis
+    Cluster slot, and a session id does not tell who the user is.
     """
     tags = []
 
@@ -265,45 +239,35 @@ def least_recently_used(
     records: c.Mapping[str, SessionRecord],
     keep: c.Collection[str],
 ) -> list[str]:
-    """The ids a cap on a user's credentials ends first: least recently
-    used first, none of ``keep``. A credential was last used when its
-    current token was issued (a login, a rotation, a restore); a
-    remember-me credential also counts as used when the session it last
-    restored was. An indexed id whose record is gone goes first.
+    """The ids a cap on a user's credentials ends first, none of ``keep``:
+    least recently used first (when its token was issued, or for a
+    remember-me credential the session it last restored), and ids whose
+    record is gone before all.
     """
-    issued = {sid: record.inserted_at for sid, record in records.items()}
 
     def last_used(session_id: str) -> tuple[float, str]:
-        record = records.get(session_id)
-
-        if record is None:
+        if (record := records.get(session_id)) is None:
             return -math.inf, session_id
 
-        used = record.inserted_at
-
-        if record.kind == "remember" and record.linked in issued:
-            used = max(used, issued[record.linked])
-
+        restored = (
+            records.get(record.linked or "") if record.kind == "remember" else None
+        )
+        used = max(record.inserted_at, restored.inserted_at if restored else 0.0)
         return used, session_id
 
     return sorted((sid for sid in ids if sid not in keep), key=last_used)
 
 
 def user_value(user_key: str, user_data: dict[str, t.Any]) -> dict[str, t.Any]:
-    """A user record as stored: the key is kept beside the data, so a
-    record moved under another key is refused.
+    """A user record as stored: the key beside the data, so that a record
+    moved under another key is refused.
     """
     return {"key": user_key, "data": user_data}
 
 
-# -- what is logged ---------------------------------------------------------
-
-
 class CorruptLog:
-    """Logs, once per record and process, that a record was ignored.
-
-    A record is named by a digest of its key: keys hold session ids, which
-    are not for logs.
+    """Logs, once per record and process, that a record was ignored, named
+    by a digest of its key (keys hold session ids, which are not for logs).
     """
 
     def __init__(self) -> None:
@@ -329,9 +293,8 @@ class CorruptLog:
 
 class UnvouchedLog:
     """Logs, once per process, that a session was refused because its
-    user's index no longer holds it: the store lost keys (eviction, a
-    flush, a failover). Refusing is what keeps revocation from failing
-    open: a session that "log out everywhere" cannot find must not work.
+    user's index no longer holds it: a session that "log out everywhere"
+    cannot find must not work.
     """
 
     def __init__(self) -> None:

@@ -1,36 +1,23 @@
 """The store protocol over any cachelib cache (in-process, file,
 Memcached, or any other :class:`~cachelib.BaseCache`).
 
-cachelib offers get, set, add and delete, and nothing that compares and
-sets or lists keys, so every multi-key write here runs under a short lock,
-taken in one order: session, user, bucket. :class:`CacheLock` uses ``add``,
-which is atomic on the in-process, Redis and Memcached caches; a
-:class:`~cachelib.FileSystemCache` checks then sets in ``add``, so it gets
-:class:`FileLock`, an ``flock`` that several processes on one host share.
-Records, under the namespace:
+cachelib has no compare-and-set and cannot list keys, so every multi-key
+write runs under short locks: a session's, then its user's bucket's (which
+covers the user's records). A lock is a key written with ``add``, atomic on
+the in-process, Redis and Memcached caches; on a
+:class:`~cachelib.FileSystemCache`, whose ``add`` checks then sets, it is an
+``flock`` beside the directory, which the kernel drops if the holder dies.
+Records, under the namespace (the tag: :func:`~flask_pow.stores.user_tags`):
 
 ``session:<session id>``
     One login on one device (:class:`~flask_pow.records.SessionRecord`).
 ``user:<tag>:<user key>``
-    The user's cached values, shared by all of their sessions; TTL of their
-    latest session.
+    The user's cached values; TTL of their latest session.
 ``sessions:<tag>:<user key>``
     The index: session id -> expiry time, pruned of expired ids on write.
 ``users:<bucket>``
     ``<tag>:<user key>`` -> expiry of that user's latest session, in 64
-    buckets by hash, so that listing users reads 64 keys rather than
-    scanning.
-
-The tag is derived from the user key and the application's secret key
-(:func:`~flask_pow.stores.user_tags`), and starts every session id: two
-applications with different secret keys that share one cache directory or
-one memcached never read, list or end each other's records, and a session
-issued before ``SECRET_KEY`` was rotated (the old key in
-``SECRET_KEY_FALLBACKS``) keeps its records where they are.
-
-Three things of cachelib's that it has no public API for are read here:
-a FileSystemCache's ``_path`` and ``_threshold``, and the expiry its file
-format puts first in every entry.
+    buckets by hash, so that listing users reads 64 keys, not a scan.
 """
 
 from __future__ import annotations
@@ -41,7 +28,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import secrets
 import struct
 import threading
 import time
@@ -68,7 +54,6 @@ from . import least_recently_used
 from . import tag_of
 from . import unavailable
 from . import user_tags
-from . import user_value
 from .parsed import ParsedRecords
 
 logger = logging.getLogger("flask_pow")
@@ -79,16 +64,15 @@ LOCK_TTL = 5
 SMALL_THRESHOLD = 10_000
 #: Number of ``users:<bucket>`` records.
 USER_BUCKETS = 64
-#: How often expired records are swept from a FileSystemCache, by one
-#: process (the first to log someone in after the interval), in seconds.
+#: Seconds between sweeps of expired records from a FileSystemCache.
 CLEANUP_INTERVAL = 3600
-#: How long a rotation that finds the session locked waits for the holder,
-#: in seconds, so that it can follow the token the holder issues. A holder
-#: keeps the lock for a few writes; the wait is long enough for a queue of
-#: parallel requests to drain, so that each response carries the newest
-#: token (a permanent Flask session re-sends the cookie with every
-#: response, and the one the browser applies last is the one it keeps).
+#: Seconds a rotation that finds the session locked waits to follow the
+#: holder's token: enough for a queue of parallel requests to drain, so that
+#: each response carries the newest (a permanent session re-sends it).
 FOLLOW_WAIT = 2.0
+
+#: A lock held: the key and owner of a cache lock, or a lock file's descriptor.
+Held = tuple[str, bytes] | int
 
 
 class StoredBytes:
@@ -98,116 +82,14 @@ class StoredBytes:
     """
 
     # ``bytes`` of bytes is that same object: a C call, so that a read or
-    # a write through cachelib costs no Python call of its own. flask_pow
-    # writes nothing but bytes through it.
+    # a write through cachelib costs no Python call of its own.
     dumps = loads = bytes
 
     def dump(self, value: bytes, f: t.IO[bytes]) -> None:
-        """Into a file (:class:`cachelib.FileSystemCache`)."""
         f.write(value)
 
     def load(self, f: t.IO[bytes]) -> bytes:
-        """From a file (:class:`cachelib.FileSystemCache`)."""
         return f.read()
-
-
-class CacheLock:
-    """A lock held as a cache key written with ``add``, which expires by
-    itself if its holder dies.
-    """
-
-    def __init__(self, cache: BaseCache, key: str, ttl: int = LOCK_TTL) -> None:
-        self.cache = cache
-        self.key = key
-        self.ttl = ttl
-        self._owner = secrets.token_hex(8).encode()
-
-    def acquire(self, *, blocking: bool, timeout: float | None = None) -> bool:
-        """Take the lock. Without blocking, give up at once if it is held;
-        with blocking, wait up to ``timeout`` seconds (the lock's TTL if
-        ``None``). Return whether it was taken.
-        """
-        deadline = time.monotonic() + (self.ttl + 1 if timeout is None else timeout)
-        delay = 0.001
-
-        while True:
-            try:
-                if self.cache.add(self.key, self._owner, timeout=self.ttl):
-                    return True
-            except Exception as e:
-                raise unavailable(e) from e
-
-            if not blocking or time.monotonic() > deadline:
-                return False
-
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def release(self) -> None:
-        """Let the lock go."""
-        # Not atomic: the lock could expire and be taken by another between
-        # the read and the delete. Its TTL is far longer than any holder
-        # keeps it, so that takes a holder stalled for seconds.
-        try:
-            # A memcached client may give the value back as text.
-            if self.cache.get(self.key) in (self._owner, self._owner.decode()):
-                self.cache.delete(self.key)
-        except Exception as e:
-            # Logged, not raised: it would hide the error of the work done
-            # under the lock, and the lock expires by itself.
-            unavailable(e)
-
-
-class FileLock:
-    """An ``flock`` on one of a fixed set of lock files beside a
-    :class:`~cachelib.FileSystemCache` directory. The kernel drops it if the
-    holder dies. Names share the files by hash, so the number of files stays
-    fixed; two names on one file only wait for each other.
-    """
-
-    def __init__(
-        self, directory: str, kind: str, name: str, ttl: int = LOCK_TTL
-    ) -> None:
-        stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
-        # Each kind has its own files, so a holder of a session lock can take
-        # its user's lock without waiting on itself.
-        self.path = os.path.join(directory, f"{kind}-{stripe:02d}")
-        self.ttl = ttl
-        self._fd: int | None = None
-
-    def acquire(self, *, blocking: bool, timeout: float | None = None) -> bool:
-        """As :meth:`CacheLock.acquire`."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            raise unavailable(e) from e
-
-        deadline = time.monotonic() + (self.ttl if timeout is None else timeout)
-        delay = 0.001
-
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not blocking or time.monotonic() > deadline:
-                    os.close(fd)
-                    return False
-
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-            else:
-                self._fd = fd
-                return True
-
-    def release(self) -> None:
-        """Let the lock go."""
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-Lock = CacheLock | FileLock
 
 
 class CachelibSessionStore:
@@ -239,32 +121,28 @@ class CachelibSessionStore:
         self.corrupt = CorruptLog()
         self.unvouched = UnvouchedLog()
         self.parsed = ParsedRecords(self.corrupt, report_undecodable=False)
+        #: Whether expired records must be swept (a FileSystemCache).
+        self.sweeps = isinstance(cache, FileSystemCache)
         #: The directory of a FileSystemCache, and of its lock files.
-        self._directory: str | None = None
-        self._lock_dir: str | None = None
+        self._directory = self._lock_dir = ""
         self._next_sweep = 0.0
         threshold = getattr(cache, "_threshold", 0)
+        fix = "a threshold"
 
         if isinstance(cache, FileSystemCache):
-            # A FileSystemCache with a threshold keeps a count of its files
-            # in a file of its own, written with the serializer of whichever
-            # object writes: the application's would not read flask_pow's,
-            # nor the other way round. flask_pow's copy leaves the count (and
-            # the pruning it drives) to the application's object, and sweeps
-            # its own expired records (:meth:`cleanup`).
+            # A thresholded FileSystemCache counts its files in a file
+            # written with the serializer of whichever object writes: the
+            # count, and the pruning it drives, are the application's
+            # object's; flask_pow sweeps its own records.
             own._threshold = 0  # type: ignore[attr-defined]
             self._directory = filesystem_path(cache)
-            self._lock_dir = self._directory.rstrip(os.sep) + ".pow-locks"
+            self._lock_dir = self._directory + ".pow-locks"
             os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
+            fix = "threshold=0 (no limit) or a threshold"
 
         if isinstance(cache, (SimpleCache, FileSystemCache)) and (
             0 < threshold < SMALL_THRESHOLD
         ):
-            fix = (
-                "threshold=0 (no limit) or a threshold"
-                if self.sweeps
-                else "a threshold"
-            )
             warnings.warn(
                 f"POW_CACHE is a {type(cache).__name__} with threshold={threshold}."
                 " When it holds more items than that it evicts some, and live"
@@ -273,23 +151,10 @@ class CachelibSessionStore:
                 stacklevel=caller_stacklevel(),
             )
 
-    @property
-    def sweeps(self) -> bool:
-        """Whether expired records must be swept: flask_pow's copy of a
-        FileSystemCache never prunes.
-        """
-        return self._directory is not None
-
     # -- the cache ----------------------------------------------------------
 
-    def key(self, *parts: str) -> str:
-        """A namespaced key from its parts."""
-        return self.prefix + ":".join(parts)
-
     def _fetch(self, *keys: str) -> list[bytes | None]:
-        """The bytes stored under keys; anything else (a missing key, a
-        value a client unpickled) is ``None``.
-        """
+        """The bytes under keys; anything else (a value unpickled) is ``None``."""
         try:
             values = list(self.cache.get_many(*keys))
         except StoreUnavailable:
@@ -301,25 +166,16 @@ class CachelibSessionStore:
             if type(value) is not bytes:
                 values[n] = None
 
-        # FileSystemCache reads a file it cannot open as a miss (and logs
-        # it): a miss is checked against the directory, so that a volume
-        # that went away is an outage, not a logout.
-        if (
-            self._directory is not None
-            and None in values
-            and not os.path.isdir(self._directory)
-        ):
+        # FileSystemCache reads a file it cannot open as a miss: a miss is
+        # checked against the directory, so that a volume that went away is
+        # an outage, not a logout.
+        if self._directory and None in values and not os.path.isdir(self._directory):
             raise unavailable(NotADirectoryError(self._directory))
 
         return values
 
     def _put(self, items: c.Mapping[str, tuple[t.Any, float]]) -> None:
-        """Write records, each for its ``ttl`` in seconds, rounded up (at
-        least one: flask_pow never writes a key that lives forever, and a
-        record must not expire before its own expiry time).
-
-        :raise StoreUnavailable: if the cache refused or failed a write.
-        """
+        # TTLs rounded up: no key lives forever, none expires before its time.
         for key, (value, ttl) in items.items():
             data = serialization.dumps(value)
 
@@ -333,38 +189,78 @@ class CachelibSessionStore:
             if not ok:
                 raise StoreUnavailable("The session store refused a write.")
 
-    def set(self, key: str, value: t.Any, ttl: float) -> None:
-        """Write one record for ``ttl`` seconds (see :meth:`_put`)."""
-        self._put({key: (value, ttl)})
-
     def _delete(self, *keys: str) -> None:
         try:
             self.cache.delete_many(*keys)
         except Exception as e:
             raise unavailable(e) from e
 
-    def lock(self, kind: str, name: str) -> Lock:
-        """A short lock on ``name`` among the locks of one ``kind``. Callers
-        that hold several take them in one order (session, user, bucket).
+    @t.overload
+    def lock(self, kind: str, name: str) -> Held: ...
+    @t.overload
+    def lock(self, kind: str, name: str, wait: float | None) -> Held | None: ...
+    def lock(self, kind: str, name: str, wait: float | None = None) -> Held | None:
+        """Take a short lock on ``name`` among the locks of one ``kind``
+        (``"session"``, then ``"users"`` if both are held). Waits up to
+        ``wait`` seconds for another holder, then returns ``None``; without
+        ``wait``, up to the lock's TTL, then raises :exc:`StoreUnavailable`.
         """
-        if self._lock_dir is not None:
-            return FileLock(self._lock_dir, kind, name)
+        deadline = time.monotonic() + (LOCK_TTL + 1 if wait is None else wait)
+        delay = 0.001
+        held: Held = f"{self.prefix}lock:{kind}:{name}", os.urandom(8).hex().encode()
 
-        return CacheLock(self.cache, f"{self.prefix}lock:{kind}:{name}")
+        try:
+            if self._lock_dir:
+                # A fixed set of files, shared by hash: two names on one
+                # file only wait for each other. Each kind has its own, so
+                # that a holder of a session lock can take its user's.
+                stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
+                path = os.path.join(self._lock_dir, f"{kind}-{stripe:02d}")
+                held = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
-    def _locked(self, kind: str, name: str) -> Lock:
-        # As lock(), written out: two locks are taken on every login.
-        lock: Lock
+            while True:
+                if isinstance(held, int):
+                    try:
+                        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        return held
+                    except BlockingIOError:
+                        pass
+                elif self.cache.add(*held, timeout=LOCK_TTL):
+                    return held
 
-        if self._lock_dir is not None:
-            lock = FileLock(self._lock_dir, kind, name)
-        else:
-            lock = CacheLock(self.cache, f"{self.prefix}lock:{kind}:{name}")
+                if time.monotonic() >= deadline:
+                    break
 
-        if not lock.acquire(blocking=True):
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        except Exception as e:
+            raise unavailable(e) from e
+
+        if isinstance(held, int):
+            os.close(held)
+
+        if wait is None:
             raise StoreUnavailable("Timed out waiting for a session store lock.")
 
-        return lock
+        return None
+
+    def unlock(self, held: Held) -> None:
+        """Let a lock go."""
+        if isinstance(held, int):
+            fcntl.flock(held, fcntl.LOCK_UN)
+            os.close(held)
+            return
+
+        # Not atomic: the lock could expire and be taken by another between
+        # the read and the delete, if its holder stalled for seconds. A
+        # memcached client may give the value back as text.
+        try:
+            if self.cache.get(held[0]) in (held[1], held[1].decode()):
+                self.cache.delete(held[0])
+        except Exception as e:
+            # Logged, not raised: it would hide the error of the work under
+            # the lock, and the lock expires by itself.
+            unavailable(e)
 
     # -- reading ------------------------------------------------------------
 
@@ -389,8 +285,8 @@ class CachelibSessionStore:
         return record
 
     def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
-        # The request path, written out: the id comes from a cookie signed
-        # with our secret key, so the session is ours (no tag check).
+        # The request path, written out. The id comes from a cookie signed
+        # with our secret key: the session is ours (no tag check).
         if len(session_id) != SESSION_ID_LENGTH:
             return None
 
@@ -400,103 +296,159 @@ class CachelibSessionStore:
         if record is None:
             return None
 
-        # The user and their index in one call: the index must still list
-        # the session (a lost index fails closed).
+        # The index must still list the session: a lost index fails closed.
         owner = f"{session_id[:TAG_LENGTH]}:{record.user_key}"
-        user_key = f"{self.prefix}user:{owner}"
-        index_key = f"{self.prefix}sessions:{owner}"
-        user, index = self._fetch(user_key, index_key)
+        keys = f"{self.prefix}user:{owner}", f"{self.prefix}sessions:{owner}"
+        listed, user_data = self.parsed.listed_user(
+            session_id, record.user_key, self._fetch(*keys), keys
+        )
 
-        if not self.parsed.lists(index, index_key, session_id):
+        if not listed:
             self.unvouched(session_id)
             return None
 
-        return Found(record, self.parsed.user(record.user_key, user, user_key))
+        return Found(record, user_data)
 
     def new_session_id(self, user_key: str, now: float) -> str:
         return self._tags(user_key)[0] + new_session_id()
+
+    def _records(self, session_ids: c.Iterable[str]) -> dict[str, SessionRecord]:
+        ids = list(session_ids)
+        keys = [f"{self.prefix}session:{sid}" for sid in ids]
+        records = {}
+
+        for sid, key, value in zip(ids, keys, self._fetch(*keys), strict=True):
+            if (record := self.parsed.session(sid, value, key)) is not None:
+                records[sid] = record
+
+        return records
+
+    def _index(self, user_key: str) -> dict[str, float]:
+        keys = [
+            f"{self.prefix}sessions:{tag}:{user_key}" for tag in self._tags(user_key)
+        ]
+        index = {}
+
+        for key, value in zip(keys, self._fetch(*keys), strict=True):
+            index.update(self.parsed.expiries(value, key))
+
+        return index
+
+    def session_ids(self, user_key: str) -> list[str]:
+        return list(self._index(user_key))
+
+    def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
+        ids = sorted(sid for sid, exp in self._index(user_key).items() if exp > now)
+        return list(self._records(ids).values()) if ids else []
+
+    def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
+        keys = [f"{self.prefix}users:{n:02d}" for n in range(USER_BUCKETS)]
+        # Owners are "<tag>:<user key>"; another application's (a tag not
+        # derived from our secret keys) are not listed.
+        owners: dict[str, str] = {}
+
+        for key, value in zip(keys, self._fetch(*keys), strict=True):
+            for owner, exp in self.parsed.expiries(value, key).items():
+                tag, _, user_key = owner.partition(":")
+
+                if exp > now and user_key and tag in self._tags(user_key):
+                    owners.setdefault(user_key, owner)
+
+        user_keys = sorted(owners)
+        keys = [f"{self.prefix}user:{owners[user_key]}" for user_key in user_keys]
+        values = self._fetch(*keys) if keys else []
+        return [
+            (user_key, data)
+            for user_key, key, value in zip(user_keys, keys, values, strict=True)
+            if (data := self.parsed.user(user_key, value, key)) is not None
+        ]
 
     # -- writes -------------------------------------------------------------
 
     def _write_user(
         self,
-        owner: str,
+        tag: str,
         user_key: str,
-        user_data: dict[str, t.Any] | None,
-        changes: c.Mapping[str, float | None],
         now: float,
         *,
-        only_live: bool = False,
+        user_data: dict[str, t.Any] | None = None,
         session: SessionRecord | None = None,
+        ended: c.Iterable[str] = (),
+        keep_cached: bool = False,
+        only_live: bool = False,
         max_sessions: int | None = None,
         keep: c.Collection[str] = (),
     ) -> tuple[bool, list[str]]:
-        """Under the user's lock: write ``session`` if given, rewrite the
-        user record (unless ``user_data`` is ``None``), and apply
-        ``changes`` to the index (``None`` unindexes an id), keeping at
-        most ``max_sessions`` (ending the least recently used, never those
-        in ``keep``). Deletes the user's records when no session is left
-        (unless ``only_live``: then nothing is written). Then the user's
-        bucket, under its lock. Returns whether a session is left, and the
-        ids dropped over ``max_sessions``.
+        """Under the lock of the user's bucket: write ``session`` and index
+        it, unindex ``ended``, unindex the least recently used past
+        ``max_sessions`` (none of ``keep``), and write ``user_data`` (the
+        cached values instead, if ``keep_cached`` and there are some). With
+        no session left, delete the user's records (``only_live``: write
+        nothing). Returns whether one is left, and the ids over the cap.
         """
+        owner = f"{tag}:{user_key}"
         index_key = f"{self.prefix}sessions:{owner}"
         user_record_key = f"{self.prefix}user:{owner}"
-        raw = self._fetch(index_key)[0]
-        index = _changed(self.parsed.expiries(raw, index_key), changes, now)
-        over: list[str] = []
-
-        if not index and only_live:
-            return False, over
-
-        if max_sessions is not None and len(index) > max_sessions:
-            records = {}
-
-            for session_id in index:
-                if (record := self._read_session(session_id)) is not None:
-                    records[session_id] = record
-
-            over = least_recently_used(index, records, keep)
-            over = over[: len(index) - max_sessions]
-
-            for session_id in over:
-                del index[session_id]
-
-        latest = max(index.values()) if index else None
-        # The session first: a reader that finds it indexed finds it.
-        items: dict[str, tuple[t.Any, float]] = {}
-
-        if session is not None:
-            key = f"{self.prefix}session:{session.id}"
-            items[key] = session.dump(), session.expires_at - now
-
-        if latest is not None:
-            items[index_key] = index, latest - now
-
-            if user_data is not None:
-                items[user_record_key] = user_value(user_key, user_data), latest - now
-
-        self._put(items)
-
-        if latest is None:
-            self._delete(user_record_key, index_key)
-
         number = int(hashlib.sha256(user_key.encode()).hexdigest()[:4], 16)
         bucket_key = f"{self.prefix}users:{number % USER_BUCKETS:02d}"
-        lock = self._locked("bucket", bucket_key)
+        changes: dict[str, float | None] = dict.fromkeys(ended)
+
+        if session is not None:
+            changes[session.id] = session.expires_at
+
+        lock = self.lock("users", bucket_key)
 
         try:
-            raw = self._fetch(bucket_key)[0]
-            bucket = _changed(
-                self.parsed.expiries(raw, bucket_key), {owner: latest}, now
-            )
+            keys = index_key, bucket_key, user_record_key
+            raw = self._fetch(*keys[: 3 if keep_cached else 2])
+            index = _changed(self.parsed.expiries(raw[0], index_key), changes, now)
+            over: list[str] = []
+
+            if not index and only_live:
+                return False, over
+
+            if max_sessions is not None and len(index) > max_sessions:
+                over = least_recently_used(index, self._records(index), keep)
+                over = over[: len(index) - max_sessions]
+
+                for session_id in over:
+                    del index[session_id]
+
+            if keep_cached:
+                cached = self.parsed.user(user_key, raw[2], user_record_key)
+                user_data = user_data if cached is None else cached
+
+            latest = max(index.values()) if index else None
+            bucket = self.parsed.expiries(raw[1], bucket_key)
+            bucket = _changed(bucket, {owner: latest}, now)
+            gone = [] if bucket else [bucket_key]
+            # The session first: a reader that finds it indexed finds it.
+            items: dict[str, tuple[t.Any, float]] = {}
+
+            if session is not None:
+                key = f"{self.prefix}session:{session.id}"
+                items[key] = session.dump(), session.expires_at - now
+
+            if latest is None:
+                gone += [user_record_key, index_key]
+            else:
+                items[index_key] = index, latest - now
+
+                if user_data is not None:
+                    # The key is kept beside the data, so that a record
+                    # moved under another key is refused.
+                    value = {"key": user_key, "data": user_data}
+                    items[user_record_key] = value, latest - now
 
             if bucket:
-                self._put({bucket_key: (bucket, max(bucket.values()) - now)})
-            else:
-                self._delete(bucket_key)
+                items[bucket_key] = bucket, max(bucket.values()) - now
+
+            self._put(items)
+
+            if gone:
+                self._delete(*gone)
         finally:
-            lock.release()
+            self.unlock(lock)
 
         return latest is not None, over
 
@@ -509,28 +461,21 @@ class CachelibSessionStore:
         max_sessions: int,
         keep: c.Collection[str] = (),
     ) -> list[str]:
-        owner = f"{record.id[:TAG_LENGTH]}:{record.user_key}"
-        lock = self._locked("user", owner)
+        _, over = self._write_user(
+            record.id[:TAG_LENGTH],
+            record.user_key,
+            now,
+            user_data=user_data,
+            session=record,
+            max_sessions=max_sessions,
+            keep={record.id, *keep},
+        )
 
-        try:
-            _, over = self._write_user(
-                owner,
-                record.user_key,
-                user_data,
-                {record.id: record.expires_at},
-                now,
-                session=record,
-                max_sessions=max_sessions,
-                keep={record.id, *keep},
-            )
-        finally:
-            lock.release()
-
-        if self._directory is not None and time.monotonic() >= self._next_sweep:
+        if self.sweeps and time.monotonic() >= self._next_sweep:
             self._sweep_now_and_then()
 
         # Unindexed already; their records go under their own locks, taken
-        # after the user's lock is let go (locks are taken session first).
+        # after the bucket's is let go (locks are taken session first).
         return self._delete_records(over) if over else []
 
     def swap(
@@ -542,14 +487,11 @@ class CachelibSessionStore:
         user_data: dict[str, t.Any],
         wait: bool,
     ) -> Swapped:
-        lock = self.lock("session", record.id)
-
         # Many requests may queue behind a rotation; the ones that cannot
         # take the lock in a moment read the record and follow the winner.
-        if not lock.acquire(blocking=True, timeout=None if wait else FOLLOW_WAIT):
-            if wait:
-                raise StoreUnavailable("Timed out waiting for a session lock.")
+        lock = self.lock("session", record.id, None if wait else FOLLOW_WAIT)
 
+        if lock is None:
             return Swapped(False, self._read_session(record.id), undecided=True)
 
         try:
@@ -558,63 +500,41 @@ class CachelibSessionStore:
             if current is None or current.token != expected:
                 return Swapped(False, current)
 
-            owner = f"{tag_of(record.id)}:{record.user_key}"
-            user_lock = self._locked("user", owner)
-
-            try:
-                # The user's values as they are now: a sync since the
-                # caller read them stays.
-                key = f"{self.prefix}user:{owner}"
-                cached = self.parsed.user(record.user_key, self._fetch(key)[0], key)
-                self._write_user(
-                    owner,
-                    record.user_key,
-                    user_data if cached is None else cached,
-                    {record.id: record.expires_at},
-                    now,
-                    session=record,
-                )
-            finally:
-                user_lock.release()
-
+            # The user's values as they are now: a sync since the caller
+            # read them stays.
+            self._write_user(
+                tag_of(record.id),
+                record.user_key,
+                now,
+                user_data=user_data,
+                session=record,
+                keep_cached=True,
+            )
             return Swapped(True)
         finally:
-            lock.release()
+            self.unlock(lock)
 
     def delete(
         self, user_key: str, session_ids: c.Sequence[str], now: float
     ) -> list[str]:
         tags = self._tags(user_key)
-        ours = [
-            sid for sid in session_ids if is_session_id(sid) and tag_of(sid) in tags
-        ]
+        ours = [s for s in session_ids if is_session_id(s) and tag_of(s) in tags]
         ended = self._delete_records(ours)
-        owners: dict[str, list[str]] = {}
 
-        for session_id in ours:
-            owners.setdefault(f"{tag_of(session_id)}:{user_key}", []).append(session_id)
-
-        for owner, ids in owners.items():
-            lock = self._locked("user", owner)
-
-            try:
-                key = f"{self.prefix}user:{owner}"
-                data = self.parsed.user(user_key, self._fetch(key)[0], key)
-                self._write_user(owner, user_key, data, dict.fromkeys(ids), now)
-            finally:
-                lock.release()
+        for tag in tags:
+            if ids := [s for s in ours if tag_of(s) == tag]:
+                self._write_user(tag, user_key, now, ended=ids, keep_cached=True)
 
         return ended
 
     def _delete_records(self, session_ids: c.Iterable[str]) -> list[str]:
-        """Delete session records, each under its session's lock so that a
-        rotation in flight cannot write one back; returns the ids that were
-        there.
+        """Delete session records (those that were there are returned), each
+        under its lock, so that a rotation in flight cannot write one back.
         """
         ended = []
 
         for session_id in session_ids:
-            lock = self._locked("session", session_id)
+            lock = self.lock("session", session_id)
 
             try:
                 if self._read_session(session_id) is not None:
@@ -622,7 +542,7 @@ class CachelibSessionStore:
 
                 self._delete(f"{self.prefix}session:{session_id}")
             finally:
-                lock.release()
+                self.unlock(lock)
 
         return ended
 
@@ -632,51 +552,35 @@ class CachelibSessionStore:
         written = False
 
         for tag in self._tags(user_key):
-            owner = f"{tag}:{user_key}"
-            lock = self._locked("user", owner)
-
-            try:
-                written |= self._write_user(
-                    owner, user_key, user_data, {}, now, only_live=True
-                )[0]
-            finally:
-                lock.release()
+            live, _ = self._write_user(
+                tag, user_key, now, user_data=user_data, only_live=True
+            )
+            written |= live
 
         return written
 
     # -- expired records ----------------------------------------------------
 
     def cleanup(self, now: float) -> int:
-        """Delete the records that expired before ``now``, where the cache
-        keeps them (a FileSystemCache without a threshold; the others drop
-        them by themselves); return how many. ``flask pow cleanup`` runs it.
+        """Delete expired records where the cache keeps them (a
+        FileSystemCache); return how many. ``flask pow cleanup`` runs it.
         """
-        if self._directory is None:
-            return 0
-
-        return remove_expired_files(self._directory, now)
+        return remove_expired_files(self._directory, now) if self._directory else 0
 
     def _sweep_now_and_then(self) -> None:
-        """Sweep expired records in the background, at most once per
-        :data:`CLEANUP_INTERVAL` across the processes sharing the cache's
-        directory, so that no cron job is needed. The last sweep's time is
-        the modification time of a file beside the locks (the store holds
-        only session records); two processes may both find one due at
-        once, and a sweep twice over does no harm.
+        """Sweep in a thread, at most once per :data:`CLEANUP_INTERVAL` among
+        the processes sharing the directory (a file's modification time says
+        when), so that no cron job is needed. A sweep twice over does no harm.
         """
-        assert self._lock_dir is not None
         self._next_sweep = time.monotonic() + CLEANUP_INTERVAL
         marker = os.path.join(self._lock_dir, "swept")
 
         try:
-            if time.time() - os.stat(marker).st_mtime < CLEANUP_INTERVAL:
+            if os.path.exists(marker) and (
+                time.time() - os.path.getmtime(marker) < CLEANUP_INTERVAL
+            ):
                 return
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return
 
-        try:
             with open(marker, "a"):
                 os.utime(marker)
         except OSError:
@@ -695,67 +599,11 @@ class CachelibSessionStore:
         if removed:
             logger.info("Removed %d expired records from the store.", removed)
 
-    # -- listing ------------------------------------------------------------
-
-    def _index(self, user_key: str) -> dict[str, float]:
-        """The indexes of a user under each secret key, merged."""
-        index = {}
-
-        for tag in self._tags(user_key):
-            key = f"{self.prefix}sessions:{tag}:{user_key}"
-            index.update(self.parsed.expiries(self._fetch(key)[0], key))
-
-        return index
-
-    def session_ids(self, user_key: str) -> list[str]:
-        return list(self._index(user_key))
-
-    def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
-        ids = sorted(sid for sid, exp in self._index(user_key).items() if exp > now)
-
-        if not ids:
-            return []
-
-        keys = [f"{self.prefix}session:{sid}" for sid in ids]
-        return [
-            record
-            for sid, key, value in zip(ids, keys, self._fetch(*keys), strict=True)
-            if (record := self.parsed.session(sid, value, key)) is not None
-        ]
-
-    def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
-        keys = [f"{self.prefix}users:{n:02d}" for n in range(USER_BUCKETS)]
-        # Owners are "<tag>:<user key>"; another application's (a tag not
-        # derived from our secret keys) are not listed.
-        owners: dict[str, str] = {}
-
-        for key, value in zip(keys, self._fetch(*keys), strict=True):
-            for owner, exp in self.parsed.expiries(value, key).items():
-                tag, _, user_key = owner.partition(":")
-
-                if exp > now and user_key and tag in self._tags(user_key):
-                    owners.setdefault(user_key, owner)
-
-        if not owners:
-            return []
-
-        user_keys = sorted(owners)
-        keys = [f"{self.prefix}user:{owners[user_key]}" for user_key in user_keys]
-        return [
-            (user_key, data)
-            for user_key, key, value in zip(
-                user_keys, keys, self._fetch(*keys), strict=True
-            )
-            if (data := self.parsed.user(user_key, value, key)) is not None
-        ]
-
 
 def _changed(
     values: dict[str, float], changes: c.Mapping[str, float | None], now: float
 ) -> dict[str, float]:
-    """A name -> expiry map with ``changes`` applied (``None`` removes a
-    name) and the names that have expired dropped.
-    """
+    """``values`` with ``changes`` (``None`` removes), less the expired."""
     for name, expires_at in changes.items():
         if expires_at is None:
             values.pop(name, None)
@@ -771,9 +619,7 @@ def _changed(
 
 
 def filesystem_path(cache: FileSystemCache) -> str:
-    """The directory of a FileSystemCache, for the lock files beside it
-    (cachelib has no public accessor).
-    """
+    """The directory of a FileSystemCache (cachelib has no public accessor)."""
     path = getattr(cache, "_path", None)
 
     if not isinstance(path, str):
@@ -786,14 +632,10 @@ def filesystem_path(cache: FileSystemCache) -> str:
 
 
 def remove_expired_files(directory: str, now: float) -> int:
-    """Delete the entries of a FileSystemCache directory that expired
-    before ``now``; return how many. cachelib deletes expired files only
-    when it prunes past a threshold, so with ``threshold=0`` (what flask_pow
-    asks for) every idled-out session would stay on disk for good.
-
-    Reads the one thing cachelib's file format puts first in every entry,
-    its expiry as a 4-byte Unix time (0 for none); cachelib's own
-    management files (``__wz_cache*``) are left alone.
+    """Delete a FileSystemCache's entries that expired before ``now`` (which
+    cachelib does only past a threshold); return how many. Reads the expiry
+    its file format puts first (a 4-byte Unix time, 0 for none), and leaves
+    its own ``__wz_cache*`` files alone.
     """
     removed = 0
 
@@ -810,12 +652,7 @@ def remove_expired_files(directory: str, now: float) -> int:
             with open(entry.path, "rb") as f:
                 header = f.read(4)
 
-            if len(header) != 4:
-                continue
-
-            (expires,) = struct.unpack("I", header)
-
-            if expires != 0 and expires <= now:
+            if len(header) == 4 and 0 != struct.unpack("I", header)[0] <= now:
                 os.remove(entry.path)
                 removed += 1
         except FileNotFoundError:

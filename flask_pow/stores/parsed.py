@@ -1,18 +1,16 @@
-"""Stored records, decoded and validated: the one parser of both stores,
-with a memo by the bytes they were read from.
+"""Stored records, decoded and validated: the one parser of both stores.
 
-Most requests read records that have not changed since the last request:
-the same bytes. Parsing them again would give the same result, so it is
-kept in a bounded memo, keyed by the exact bytes and the name the record is
-read under (which validation checks). A changed record is other bytes,
-parsed anew: nothing here can serve an old value. Each caller gets its own
-copy of the mutable parts (a view may change ``current_user``'s JSON column
-in place, or code a record's metadata): a shared value is never handed out.
+Most requests read the same bytes as the last one, so what they parse to is
+kept in a bounded memo keyed by the bytes and the name they are read under
+(which validation checks): a changed record is other bytes, parsed anew.
+Each caller gets its own copy of the mutable parts (a view may change
+``current_user``'s JSON column in place): a shared value is never handed out.
 """
 
 from __future__ import annotations
 
 import collections
+import collections.abc as c
 import copy
 import threading
 import typing as t
@@ -29,45 +27,30 @@ MAX_VALUE_BYTES = 4096
 
 _CONTAINERS = (dict, list, set)
 
+#: A memo key: the kind of record, the name it is read under, its bytes.
+MemoKey = tuple[str, str, bytes]
+
 
 def thaw(value: t.Any) -> t.Any:
-    """A copy of a decoded value whose containers are new: the scalars
-    tagged JSON decodes to (str, numbers, dates, UUID, Decimal, bytes) are
-    immutable and shared.
-    """
+    """A copy of a decoded value with new containers (scalars are shared)."""
     kind = type(value)
 
-    if kind is dict:
+    if kind in _CONTAINERS:
         value = value.copy()
 
-        # Replacing the value of a key does not disturb the iteration.
-        for key, item in value.items():
+    if kind is dict or kind is list:
+        # Replacing an item does not disturb the iteration.
+        for key, item in value.items() if kind is dict else enumerate(value):
             if type(item) in _CONTAINERS:
                 value[key] = thaw(item)
-    elif kind is list:
-        value = value.copy()
-
-        for n, item in enumerate(value):
-            if type(item) in _CONTAINERS:
-                value[n] = thaw(item)
-    elif kind is set:
-        value = value.copy()
 
     return value
 
 
-def _is_flat(value: dict[str, t.Any]) -> bool:
-    """Whether a dict holds no container, so ``dict.copy`` thaws it."""
-    for item in value.values():
-        if type(item) in _CONTAINERS:
-            return False
-
-    return True
-
-
 class ParsedRecords:
-    """A store's parser: session, user and index records from their
-    stored bytes, through a bounded memo.
+    """A store's parser, through a bounded memo. :meth:`session`,
+    :meth:`user` and :meth:`listed_user` are one call each on the request
+    path: the memo is read inline, and flat values copied by ``dict.copy``.
 
     :param corrupt: where a record that does not parse is reported.
     :param report_undecodable: whether bytes that are not tagged JSON are
@@ -78,16 +61,12 @@ class ParsedRecords:
     def __init__(self, corrupt: CorruptLog, *, report_undecodable: bool) -> None:
         self.corrupt = corrupt
         self.report_undecodable = report_undecodable
-        self._memo: collections.OrderedDict[tuple[str, str, bytes], t.Any] = (
-            collections.OrderedDict()
-        )
+        self._memo: collections.OrderedDict[MemoKey, t.Any] = collections.OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
     def decode(self, kind: str, key: str, raw: bytes | None) -> t.Any:
-        """Tagged JSON as stored under ``key``; ``None`` if missing or not
-        tagged JSON.
-        """
+        """Tagged JSON stored under ``key``; ``None`` if missing or not."""
         if raw is None:
             return None
 
@@ -99,7 +78,7 @@ class ParsedRecords:
 
             return None
 
-    def _remember(self, key: tuple[str, str, bytes], value: t.Any) -> None:
+    def _remember(self, key: MemoKey, value: t.Any) -> None:
         size = len(key[2]) + len(key[1])
 
         if size > MAX_VALUE_BYTES:
@@ -116,31 +95,21 @@ class ParsedRecords:
                 old, _ = self._memo.popitem(last=False)
                 self._bytes -= len(old[2]) + len(old[1])
 
-    # Each of the three below is one call on the request path when the
-    # bytes are known: the memo is read inline, and flat values are copied
-    # by ``dict.copy``.
-
     def session(
         self, session_id: str, raw: bytes | None, key: str
     ) -> SessionRecord | None:
-        """The session record stored as ``raw`` under ``key``; ``None`` if
-        missing or corrupt.
-        """
+        """The session stored as ``raw``; ``None`` if missing or corrupt."""
         if raw is None:
             return None
 
         memo_key = ("session", session_id, raw)
 
         with self._lock:
-            held = self._memo.get(memo_key)
-
-            if held is not None:
+            if (held := self._memo.get(memo_key)) is not None:
                 self._memo.move_to_end(memo_key)
 
         if held is None:
-            value = self.decode("session", key, raw)
-
-            if value is None:
+            if (value := self.decode("session", key, raw)) is None:
                 return None
 
             try:
@@ -160,9 +129,8 @@ class ParsedRecords:
     def user(
         self, user_key: str, raw: bytes | None, key: str
     ) -> dict[str, t.Any] | None:
-        """The cached values of ``user_key`` stored as ``raw`` under
-        ``key`` (as :func:`~flask_pow.stores.user_value` wrote them);
-        ``None`` if missing or corrupt.
+        """The values of ``user_key`` stored as ``raw`` (a
+        :func:`~flask_pow.stores.user_value`); ``None`` if missing or corrupt.
         """
         if raw is None:
             return None
@@ -170,45 +138,76 @@ class ParsedRecords:
         memo_key = ("user", user_key, raw)
 
         with self._lock:
-            held = self._memo.get(memo_key)
-
-            if held is not None:
+            if (held := self._memo.get(memo_key)) is not None:
                 self._memo.move_to_end(memo_key)
 
-        if held is None:
-            value = self.decode("user", key, raw)
-
-            if (
-                not isinstance(value, dict)
-                or value.get("key") != user_key
-                or not isinstance(value.get("data"), dict)
-            ):
-                # Bytes that are not tagged JSON: the decoder decided.
-                if value is not None:
-                    self.corrupt("user", key)
-
-                return None
-
-            held = value["data"], _is_flat(value["data"])
-            self._remember(memo_key, held)
+        if held is None and (held := self._parse_user(memo_key, key)) is None:
+            return None
 
         data, flat = held
         return t.cast(dict[str, t.Any], data.copy() if flat else thaw(data))
 
-    def expiries(self, raw: bytes | None, key: str) -> dict[str, float]:
-        """A stored name -> expiry map (an index, a bucket of users); empty
-        if missing or corrupt. Not kept: it changes with every login.
+    def listed_user(
+        self,
+        session_id: str,
+        user_key: str,
+        raw: c.Sequence[bytes | None],
+        keys: c.Sequence[str],
+    ) -> tuple[bool, dict[str, t.Any] | None]:
+        """Whether the index ``raw[1]`` lists ``session_id``, and
+        :meth:`user` of ``raw[0]`` (``keys``: where they are stored).
         """
-        if raw is None:
-            return {}
+        user, index = raw
+        index_memo = ("map", "", index or b"")
+        user_memo = ("user", user_key, user or b"")
 
-        # Decoded here, not by decode(): this runs twice per login.
-        try:
-            value = serialization.loads(raw)
-        except ValueError:
-            if self.report_undecodable:
-                self.corrupt("index", key)
+        with self._lock:
+            if (names := self._memo.get(index_memo)) is not None:
+                self._memo.move_to_end(index_memo)
 
+            if (held := self._memo.get(user_memo)) is not None:
+                self._memo.move_to_end(user_memo)
+
+        if names is None:
+            names = frozenset(self.expiries(index, keys[1]))
+
+            if index is not None:
+                self._remember(index_memo, names)
+
+        if session_id not in names:
+            return False, None
+
+        if held is None and (
+            user is None or (held := self._parse_user(user_memo, keys[0])) is None
+        ):
+            return True, None
+
+        data, flat = held
+        return True, data.copy() if flat else thaw(data)
+
+    def _parse_user(self, memo_key: MemoKey, key: str) -> t.Any:
+        value = self.decode("user", key, memo_key[2])
+
+        if (
+            not isinstance(value, dict)
+            or value.get("key") != memo_key[1]
+            or not isinstance(value.get("data"), dict)
+        ):
+            # Bytes that are not tagged JSON: decode() decided.
+            if value is not None:
+                self.corrupt("user", key)
+
+            return None
+
+        held = value["data"], _is_flat(value["data"])
+        self._remember(memo_key, held)
+        return held
+
+    def expiries(self, raw: bytes | None, key: str) -> dict[str, float]:
+        """A name -> expiry map (an index, a bucket), not kept: it changes
+        with every login. Empty if missing or corrupt.
+        """
+        if (value := self.decode("index", key, raw)) is None:
             return {}
 
         if isinstance(value, dict):
@@ -221,23 +220,6 @@ class ParsedRecords:
         self.corrupt("index", key)
         return {}
 
-    def lists(self, raw: bytes | None, key: str, session_id: str) -> bool:
-        """Whether the name -> expiry map stored as ``raw`` lists
-        ``session_id``.
-        """
-        if raw is None:
-            return False
 
-        memo_key = ("map", "", raw)
-
-        with self._lock:
-            names = self._memo.get(memo_key)
-
-            if names is not None:
-                self._memo.move_to_end(memo_key)
-
-        if names is None:
-            names = frozenset(self.expiries(raw, key))
-            self._remember(memo_key, names)
-
-        return session_id in names
+def _is_flat(value: dict[str, t.Any]) -> bool:
+    return all(type(item) not in _CONTAINERS for item in value.values())

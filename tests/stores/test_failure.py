@@ -15,7 +15,7 @@ from cachelib import SimpleCache
 
 from flask_pow import StoreUnavailable
 from flask_pow import current_user
-from flask_pow.stores.cachelib import CacheLock
+from flask_pow.stores.cachelib import CachelibSessionStore
 from tests.support.env import Env
 from tests.support.env import add_routes
 from tests.support.env import make_pow_app
@@ -130,16 +130,19 @@ class FailingCache(SimpleCache):
         raise ConnectionError("connection refused")
 
 
-def test_cache_lock_failure_is_store_unavailable() -> None:
-    lock = CacheLock(FailingCache(), "lock:session:x")
+def failing_store() -> CachelibSessionStore:
+    return CachelibSessionStore(
+        FailingCache(threshold=100_000), "pow", lambda: ["secret"]
+    )
 
+
+def test_cache_lock_failure_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
-        lock.acquire(blocking=False)
+        failing_store().lock("session", "x", 0)
 
 
 def test_cache_lock_release_failure_does_not_escape() -> None:
-    lock = CacheLock(FailingCache(), "lock:session:x")
-    lock.release()
+    failing_store().unlock(("pow:lock:session:x", b"owner"))
 
 
 def who_is_shown(env: Env) -> None:

@@ -105,16 +105,23 @@ def test_lock_of_a_killed_process_is_released(tmp_path: t.Any) -> None:
     """A process killed while it holds a rotation lock (SIGKILL, mid-request)
     does not leave the session locked: the kernel drops its flock.
     """
-    from flask_pow.stores.cachelib import FileLock
+    from cachelib import FileSystemCache
+
+    from flask_pow.stores.cachelib import CachelibSessionStore
+
+    store = (
+        f"CachelibSessionStore(FileSystemCache({str(tmp_path)!r}, threshold=0),"
+        " 'pow', lambda: ['secret'])"
+    )
 
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from flask_pow.stores.cachelib import FileLock\n"
-            f"lock = FileLock({str(tmp_path)!r}, 'session', 'abc')\n"
-            "assert lock.acquire(blocking=False)\n"
+            "from cachelib import FileSystemCache\n"
+            "from flask_pow.stores.cachelib import CachelibSessionStore\n"
+            f"assert {store}.lock('session', 'abc', 0) is not None\n"
             "print('held', flush=True)\n"
             "time.sleep(60)\n",
         ],
@@ -125,12 +132,15 @@ def test_lock_of_a_killed_process_is_released(tmp_path: t.Any) -> None:
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
-        lock = FileLock(str(tmp_path), "session", "abc")
-        assert not lock.acquire(blocking=False)
+        ours = CachelibSessionStore(
+            FileSystemCache(str(tmp_path), threshold=0), "pow", lambda: ["secret"]
+        )
+        assert ours.lock("session", "abc", 0) is None
         holder.kill()
         holder.wait(timeout=10)
-        assert lock.acquire(blocking=False)
-        lock.release()
+        held = ours.lock("session", "abc", 0)
+        assert held is not None
+        ours.unlock(held)
     finally:
         holder.kill()
         holder.wait(timeout=10)
