@@ -33,73 +33,64 @@ import collections.abc as c
 import datetime as dt
 import decimal
 import json
+import operator
 import typing as t
 import uuid
 
 _TAG = "\x00"
 
+#: Type, tag, encoder, decoder; in order, since datetime is a subclass of
+#: date.
+_TYPES: tuple[
+    tuple[t.Any, str, c.Callable[[t.Any], t.Any], c.Callable[[t.Any], t.Any]], ...
+] = (
+    (dt.datetime, "dt", dt.datetime.isoformat, dt.datetime.fromisoformat),
+    (dt.date, "d", dt.date.isoformat, dt.date.fromisoformat),
+    (dt.time, "tm", dt.time.isoformat, dt.time.fromisoformat),
+    (uuid.UUID, "u", operator.attrgetter("hex"), uuid.UUID),
+    (decimal.Decimal, "dec", str, decimal.Decimal),
+    (
+        (bytes, bytearray, memoryview),
+        "b",
+        lambda value: base64.b64encode(bytes(value)).decode("ascii"),
+        lambda value: base64.b64decode(value, validate=True),
+    ),
+    ((set, frozenset), "set", list, set),
+)
+_DECODERS = {tag: decode for _, tag, _, decode in _TYPES}
+
 
 def _encode(value: t.Any) -> dict[str, t.Any]:
-    # Order matters: datetime is a subclass of date.
-    if isinstance(value, dt.datetime):
-        return {_TAG + "dt": value.isoformat()}
-    if isinstance(value, dt.date):
-        return {_TAG + "d": value.isoformat()}
-    if isinstance(value, dt.time):
-        return {_TAG + "tm": value.isoformat()}
-    if isinstance(value, uuid.UUID):
-        return {_TAG + "u": value.hex}
-    if isinstance(value, decimal.Decimal):
-        return {_TAG + "dec": str(value)}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {_TAG + "b": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, (set, frozenset)):
-        return {_TAG + "set": list(value)}
+    for types, tag, encode, _ in _TYPES:
+        if isinstance(value, types):
+            return {_TAG + tag: encode(value)}
+
     raise TypeError(
         f"Values of type {type(value).__name__!r} cannot be stored by flask_pow."
     )
 
 
-_DECODERS: dict[str, c.Callable[[t.Any], t.Any]] = {}
-
-
 def _escape(value: t.Any) -> t.Any:
-    """``value`` with every dict key that starts with NUL given one more
-    NUL; containers are copied only where such a key is found.
-    """
+    """``value`` with every dict key that starts with NUL given one more."""
     if isinstance(value, dict):
-        items = [
-            (
-                _TAG + key if isinstance(key, str) and key[:1] == _TAG else key,
-                _escape(item),
-            )
-            for key, item in value.items()
-        ]
-
-        if all(
-            new_key is key and new_item is item
-            for (new_key, new_item), (key, item) in zip(
-                items, value.items(), strict=True
-            )
-        ):
-            return value
-
-        return dict(items)
+        return {
+            _TAG + k if isinstance(k, str) and k[:1] == _TAG else k: _escape(v)
+            for k, v in value.items()
+        }
 
     if isinstance(value, (list, tuple)):
-        escaped = [_escape(item) for item in value]
-
-        if all(new is old for new, old in zip(escaped, value, strict=True)):
-            return value
-
-        return escaped
+        return [_escape(item) for item in value]
 
     return value
 
 
 def _decode(obj: dict[str, t.Any]) -> t.Any:
+    # Most objects have no NUL in any key: one join tells.
+    if _TAG not in "".join(obj):
+        return obj
+
     if len(obj) == 1:
-        key = next(iter(obj))
+        ((key, value),) = obj.items()
 
         if key[:1] == _TAG and key[1:2] != _TAG:
             try:
@@ -107,10 +98,7 @@ def _decode(obj: dict[str, t.Any]) -> t.Any:
             except KeyError:
                 raise ValueError(f"unknown tag {key[1:]!r}") from None
 
-            return decoder(obj[key])
-
-    if not any(key[:1] == _TAG for key in obj):
-        return obj
+            return decoder(value)
 
     unescaped = {}
 
@@ -126,23 +114,6 @@ def _decode(obj: dict[str, t.Any]) -> t.Any:
         unescaped[key] = value
 
     return unescaped
-
-
-def _decode_bytes(value: t.Any) -> bytes:
-    return base64.b64decode(value, validate=True)
-
-
-_DECODERS.update(
-    {
-        "dt": dt.datetime.fromisoformat,
-        "d": dt.date.fromisoformat,
-        "tm": dt.time.fromisoformat,
-        "u": uuid.UUID,
-        "dec": decimal.Decimal,
-        "b": _decode_bytes,
-        "set": set,
-    }
-)
 
 
 def dumps(value: t.Any) -> bytes:
