@@ -224,7 +224,7 @@ class Pow(LoginManager):
         # Blueprint before_request functions run after the application's,
         # which load the cached user, and before any view decorator; Flask
         # runs those of parent blueprints for nested ones too.
-        blueprint.before_request(_reload_hook)
+        blueprint.before_request(reload_current_user)
         return blueprint
 
     def user_loader(
@@ -341,10 +341,6 @@ def _synced_users(
         return None
 
     return users, functools.partial(lifecycle.note_committed, state)
-
-
-def _reload_hook() -> None:
-    reload_current_user()
 
 
 def _template_context() -> dict[str, t.Any]:

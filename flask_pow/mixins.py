@@ -15,28 +15,6 @@ import typing as t
 from werkzeug.local import LocalProxy
 
 
-def _same_row(one: object, other: object) -> bool | None:
-    """Whether two mapped instances are the same row: the same mapper base
-    class and primary key, for the cached (detached) user and a row a query
-    returned alike. An instance with no row yet (transient) is only itself.
-    ``None`` if neither is mapped.
-    """
-    # Imported here: users of other adapters need no SQLAlchemy.
-    from sqlalchemy import inspect
-
-    states = inspect(one, raiseerr=False), inspect(other, raiseerr=False)
-
-    if states == (None, None):
-        return None
-
-    keys = [getattr(state, "key", None) for state in states]
-
-    if keys[0] is None or keys[1] is None:
-        return one is other
-
-    return bool(keys[0][:2] == keys[1][:2])
-
-
 class UserMixin:
     """The attributes Flask-Login expects of a user, with its meaning:
     a user object is authenticated and active, not anonymous, and
@@ -92,20 +70,23 @@ class UserMixin:
         if isinstance(other, LocalProxy):
             other = t.cast(UserMixin, other._get_current_object())
 
-        same = _same_row(self, other)
+        # Imported here: users of other adapters need no SQLAlchemy.
+        from sqlalchemy import inspect
 
-        if same is not None:
-            return same
+        states = inspect(self, raiseerr=False), inspect(other, raiseerr=False)
 
-        return bool(self.get_id() == other.get_id())
+        if states == (None, None):
+            return bool(self.get_id() == other.get_id())
 
-    def __ne__(self, other: object) -> bool:
-        equal = self.__eq__(other)
+        keys = [getattr(state, "key", None) for state in states]
 
-        if equal is NotImplemented:
-            return NotImplemented
+        # An instance with no row yet (transient) is only itself.
+        if keys[0] is None or keys[1] is None:
+            return self is other
 
-        return not equal
+        # The same mapper base class and primary key: the cached (detached)
+        # user and a row a query returned alike.
+        return bool(keys[0][:2] == keys[1][:2])
 
 
 class AnonymousUser:

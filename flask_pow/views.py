@@ -31,29 +31,8 @@ F = t.TypeVar("F", bound=c.Callable[..., t.Any])
 EXEMPT_METHODS = frozenset({"OPTIONS"})
 
 
-def _next_url() -> str:
-    # A path, not a full URL, so the login view cannot be turned into an
-    # open redirect by a forged Host header.
-    if request.query_string:
-        return request.full_path
-
-    return request.path
-
-
-def _wants_json() -> bool:
-    # A browser's Accept header prefers HTML (or says */*, which picks the
-    # first offer); a fetch or an API client that asks for JSON, or sends
-    # it, gets JSON.
-    if request.is_json:
-        return True
-
-    offers = ("text/html", "application/json")
-    return request.accept_mimetypes.best_match(offers) == "application/json"
-
-
 def unauthorized() -> ResponseReturnValue:
-    """The response to an anonymous request where a login is required. See
-    :meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>`.
+    """See :meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>`.
 
     :meta private:
     """
@@ -70,6 +49,24 @@ def unauthorized() -> ResponseReturnValue:
     )
 
 
+def needs_refresh() -> ResponseReturnValue:
+    """See :meth:`Pow.needs_refresh <flask_pow.Pow.needs_refresh>`.
+
+    :meta private:
+    """
+    state = get_state()
+    config, manager = state.config, state.manager
+    message = manager.needs_refresh_message
+    return _refuse(
+        signals.user_needs_refresh,
+        manager.needs_refresh_callback,
+        config.needs_refresh_message if message is UNSET else message,
+        manager.needs_refresh_message_category or config.needs_refresh_message_category,
+        ("reauthentication_required", "Please reauthenticate."),
+        manager.refresh_view or config.refresh_view,
+    )
+
+
 def _refuse(
     signal: NamedSignal,
     callback: c.Callable[[], ResponseReturnValue] | None,
@@ -78,10 +75,9 @@ def _refuse(
     json_error: tuple[str, str],
     view: str | None,
 ) -> ResponseReturnValue:
-    """What a request turned away gets, in order: the application's
+    """What a request turned away gets, after ``signal``: the application's
     handler, a JSON 401 to a request that asks for JSON, a redirect to
-    ``view`` with ``message`` flashed and the requested path in ``next``,
-    or a 401. ``signal`` is sent first.
+    ``view`` with ``message`` flashed, or a 401.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     signal.send(app)
@@ -89,7 +85,12 @@ def _refuse(
     if callback is not None:
         return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
 
-    if _wants_json():
+    # A browser's Accept header prefers HTML (or says */*, which picks the
+    # first offer); a fetch or an API client that asks for JSON, or sends
+    # it, gets JSON.
+    offers = ("text/html", "application/json")
+
+    if request.is_json or request.accept_mimetypes.best_match(offers) == offers[1]:
         error, fallback = json_error
         response = jsonify(error=error, message=str(message) if message else fallback)
         response.status_code = 401
@@ -101,7 +102,10 @@ def _refuse(
     if message:
         flash(str(message), category)
 
-    return redirect(url_for(view, next=_next_url()))
+    # A path, not a full URL, so the login view cannot be turned into an
+    # open redirect by a forged Host header.
+    next_url = request.full_path if request.query_string else request.path
+    return redirect(url_for(view, next=next_url))
 
 
 def login_required(view: F) -> F:
@@ -122,26 +126,6 @@ def login_required(view: F) -> F:
         return current_app.ensure_sync(view)(*args, **kwargs)
 
     return t.cast(F, wrapper)
-
-
-def needs_refresh() -> ResponseReturnValue:
-    """The response to a logged-in request whose session is not fresh where
-    a fresh one is required. See :meth:`Pow.needs_refresh
-    <flask_pow.Pow.needs_refresh>`.
-
-    :meta private:
-    """
-    state = get_state()
-    config, manager = state.config, state.manager
-    message = manager.needs_refresh_message
-    return _refuse(
-        signals.user_needs_refresh,
-        manager.needs_refresh_callback,
-        config.needs_refresh_message if message is UNSET else message,
-        manager.needs_refresh_message_category or config.needs_refresh_message_category,
-        ("reauthentication_required", "Please reauthenticate."),
-        manager.refresh_view or config.refresh_view,
-    )
 
 
 def fresh_login_required(view: F) -> F:
@@ -195,12 +179,11 @@ def reload_user(view: F) -> F:
     return t.cast(F, wrapper)
 
 
-def reload_current_user() -> t.Any:
+def reload_current_user() -> None:
     """Reload the current user from the database, once per request (see
     :func:`reload_user`).
 
-    :return: the reloaded user, or ``None``.
     :meta private:
     """
     state = get_state()
-    return reload(state, loaded(state))
+    reload(state, loaded(state))
