@@ -66,10 +66,6 @@ class Pow(LoginManager):
         :class:`~flask_pow.users.UserAdapter`).
     """
 
-    #: The attributes Flask-Login keeps on its ``login_manager``
-    #: (``login_view``, ``login_message``, ``anonymous_user``, ...) are
-    #: :class:`~flask_pow.state.LoginManager`'s.
-
     def __init__(
         self,
         app: Flask | None = None,
@@ -85,9 +81,6 @@ class Pow(LoginManager):
         self._states: WeakKeyDictionary[Flask, PowState] = WeakKeyDictionary()
         self._metadata_callbacks: list[MetadataCallback] = []
         self._request_loaders: list[RequestLoader] = []
-        #: Flask-Login's user loader, kept so that its code runs unchanged,
-        #: and never called (see :meth:`user_loader`).
-        self._user_loader: c.Callable[[str], t.Any] | None = None
 
         if app is not None:
             self.init_app(app)
@@ -183,10 +176,7 @@ class Pow(LoginManager):
         app.cli.add_command(pow_cli)
 
     def get_state(self, app: Flask | None = None) -> PowState:
-        """The state of this extension on an application.
-
-        :meta private:
-        """
+        """:meta private:"""
         if app is None:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
 
@@ -234,7 +224,6 @@ class Pow(LoginManager):
         called: flask_pow loads the user from its cache, not with a query per
         request. Delete the loader when convenient.
         """
-        self._user_loader = callback
         return callback
 
     def request_loader(self, callback: RequestLoader) -> RequestLoader:
@@ -269,13 +258,13 @@ class Pow(LoginManager):
 
     def unauthorized(self) -> ResponseReturnValue:
         """What an anonymous request gets where a login is required, as
-        Flask-Login's ``login_manager.unauthorized()``: sends
-        :data:`~flask_pow.user_unauthorized`, then calls the
-        :meth:`unauthorized_handler` if there is one. Otherwise a request
-        that asks for JSON gets a JSON 401; else the login view of the
-        request's blueprint (``POW_BLUEPRINT_LOGIN_VIEWS``) or
-        ``POW_LOGIN_VIEW``, with ``POW_LOGIN_MESSAGE`` flashed, and the
-        requested path in ``next``; with no login view, a 401.
+        Flask-Login's ``login_manager.unauthorized()``: after
+        :data:`~flask_pow.user_unauthorized`, the :meth:`unauthorized_handler`'s
+        response; or a JSON 401 to a request that asks for JSON; or a redirect
+        to the login view of the request's blueprint
+        (``POW_BLUEPRINT_LOGIN_VIEWS``) or ``POW_LOGIN_VIEW``, with
+        ``POW_LOGIN_MESSAGE`` flashed and the requested path in ``next``; or,
+        with no login view, a 401.
         """
         return unauthorized()
 
@@ -294,13 +283,10 @@ class Pow(LoginManager):
     def needs_refresh(self) -> ResponseReturnValue:
         """What a logged-in request whose session is not fresh gets where a
         fresh one is required, as Flask-Login's
-        ``login_manager.needs_refresh()``: sends
-        :data:`~flask_pow.user_needs_refresh`, then calls the
-        :meth:`needs_refresh_handler` if there is one. Otherwise a request
-        that asks for JSON gets a JSON 401 (``reauthentication_required``);
-        else a redirect to ``POW_REFRESH_VIEW``, with
-        ``POW_NEEDS_REFRESH_MESSAGE`` flashed and the requested path in
-        ``next``; with no refresh view, a 401.
+        ``login_manager.needs_refresh()``: as :meth:`unauthorized`, with
+        :data:`~flask_pow.user_needs_refresh`, the
+        :meth:`needs_refresh_handler`, ``reauthentication_required`` in the
+        JSON, ``POW_REFRESH_VIEW`` and ``POW_NEEDS_REFRESH_MESSAGE``.
         """
         return needs_refresh()
 
@@ -323,9 +309,8 @@ class Pow(LoginManager):
 def _synced_users(
     db: SQLAlchemy,
 ) -> tuple[orm.SQLAlchemyUsers[t.Any], orm.Committed] | None:
-    """What :func:`orm.listen <flask_pow.orm.listen>` hands a commit of
-    ``db`` to: the current application's adapter, if it caches users of
-    ``db`` and syncs on commit, and the function that takes the changes.
+    """The current application's adapter, if it caches users of ``db`` and
+    syncs on commit, and the function that takes a commit's changes.
     """
     if not has_app_context() or "pow" not in current_app.extensions:
         return None

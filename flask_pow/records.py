@@ -113,29 +113,39 @@ _SEALED = re.compile(r"[A-Za-z0-9_-]{43}").fullmatch
 # A session id is 22 characters, or 30 on Redis (a user's hash tag first).
 _ID = re.compile(r"[A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30}").fullmatch
 
+#: The default of a field every record has.
+_REQUIRED: t.Any = object()
+#: The default of ``fresh_at``: a record from before freshness was kept
+#: was fresh at its login.
+_LOGIN: t.Any = object()
+
 #: Each field of a stored record: attribute, stored key, default when
 #: absent, types, shape. The right types are not enough: every value
 #: reaches code that assumes its shape (compare_digest wants ASCII, unseal
 #: 32 bytes, the clock arithmetic finite times).
 _FIELDS: tuple[tuple[str, str, t.Any, t.Any, _Shape], ...] = (
-    ("user_key", "user", None, str, re.compile(r"[^\x00-\x1f\x7f]{1,1024}").fullmatch),
-    ("token", "token", None, str, _DIGEST),
-    ("created_at", "created_at", None, _NUMBER, math.isfinite),
-    ("inserted_at", "inserted_at", None, _NUMBER, math.isfinite),
-    ("expires_at", "expires_at", None, _NUMBER, math.isfinite),
-    ("metadata", "metadata", None, dict, None),
+    (
+        "user_key",
+        "user",
+        _REQUIRED,
+        str,
+        re.compile(r"[^\x00-\x1f\x7f]{1,1024}").fullmatch,
+    ),
+    ("token", "token", _REQUIRED, str, _DIGEST),
+    ("created_at", "created_at", _REQUIRED, _NUMBER, math.isfinite),
+    ("inserted_at", "inserted_at", _REQUIRED, _NUMBER, math.isfinite),
+    ("expires_at", "expires_at", _REQUIRED, _NUMBER, math.isfinite),
+    ("metadata", "metadata", _REQUIRED, dict, None),
     ("previous", "previous", None, _TEXT_OR_NONE, _DIGEST),
     ("previous_until", "previous_until", 0.0, _NUMBER, math.isfinite),
     ("rotated_to", "rotated_to", None, _TEXT_OR_NONE, _SEALED),
-    ("fresh_at", "fresh_at", None, _NUMBER_OR_NONE, math.isfinite),
+    ("fresh_at", "fresh_at", _LOGIN, _NUMBER_OR_NONE, math.isfinite),
     ("kind", "kind", "session", str, re.compile("session|remember").fullmatch),
     ("linked", "linked", None, _TEXT_OR_NONE, _ID),
     ("linked_sealed", "linked_sealed", None, _TEXT_OR_NONE, _SEALED),
     ("remembered_until", "remembered_until", None, _NUMBER_OR_NONE, math.isfinite),
 )
-_REQUIRED = frozenset(
-    ("user", "token", "created_at", "inserted_at", "expires_at", "metadata")
-)
+_REQUIRED_KEYS = frozenset(row[1] for row in _FIELDS if row[2] is _REQUIRED)
 
 
 @dataclasses.dataclass
@@ -176,13 +186,16 @@ class SessionRecord:
         if not isinstance(value, dict):
             raise ValueError("not a dict")
 
-        if not value.keys() >= _REQUIRED:
+        if not value.keys() >= _REQUIRED_KEYS:
             raise ValueError("missing fields")
 
         fields = {}
 
         for name, key, default, types, shape in _FIELDS:
             item = value.get(key, default)
+
+            if item is _LOGIN:
+                item = value["created_at"]
 
             if (
                 not isinstance(item, types)
@@ -193,40 +206,20 @@ class SessionRecord:
 
             fields[name] = item
 
-        if "fresh_at" not in value:
-            # A record from before freshness was kept: its login was.
-            fields["fresh_at"] = fields["created_at"]
-
         if (fields["previous"] is None) != (fields["rotated_to"] is None):
             raise ValueError("bad rotation")
 
         return cls(id=session_id, **fields)
 
     def dump(self) -> dict[str, t.Any]:
-        value: dict[str, t.Any] = {
-            "user": self.user_key,
-            "token": self.token,
-            "created_at": self.created_at,
-            "inserted_at": self.inserted_at,
-            "expires_at": self.expires_at,
-            "metadata": self.metadata,
-            "fresh_at": self.fresh_at,
+        # Every field not at its default: what parse() reads back as this
+        # record.
+        fields = vars(self)
+        return {
+            key: fields[name]
+            for name, key, default, _, _ in _FIELDS
+            if fields[name] != default
         }
-
-        if self.kind != "session":
-            value["kind"] = self.kind
-            value["linked"] = self.linked
-            value["linked_sealed"] = self.linked_sealed
-
-        if self.remembered_until is not None:
-            value["remembered_until"] = self.remembered_until
-
-        if self.previous is not None:
-            value["previous"] = self.previous
-            value["previous_until"] = self.previous_until
-            value["rotated_to"] = self.rotated_to
-
-        return value
 
     def info(self, *, fresh: bool = False) -> SessionInfo:
         return SessionInfo(
