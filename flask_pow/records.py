@@ -31,10 +31,8 @@ def digest(token: str) -> str:
 
 
 def seal(token: str, old_token: str) -> str:
-    """Seal a token so that only a holder of the old one can read it: the
-    store never holds a usable token, even during the grace window. XOR
-    with a pad only the old token gives is its own inverse, so this also
-    unseals.
+    """Seal a token so that only a holder of the old one can read it (XOR
+    with a pad only the old token gives: its own inverse, so also unseal).
     """
     pad = hmac.new(old_token.encode("ascii"), b"flask_pow.rotated_to", "sha256")
     raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -51,9 +49,8 @@ def new_token() -> str:
 
 
 def new_session_id() -> str:
-    """A session id of 128 random bits that does not start with ``-``:
-    operators paste ids into commands (``flask pow sessions show ID``),
-    where a leading dash reads as an option.
+    """A session id of 128 random bits, never starting with ``-``, which
+    reads as an option where an operator pastes it into a command.
     """
     while True:
         session_id = _b64(secrets.token_bytes(16))
@@ -96,11 +93,9 @@ class SessionInfo:
     #: Until when this device is remembered (a remember-me credential was
     #: issued with or restored this session), or ``None``.
     remembered_until: dt.datetime | None = None
-    #: ``"session"``; or ``"remember"`` in a listing, for a device that
-    #: only its remember-me credential keeps: its session ended, and its
-    #: next request logs it in again (until :attr:`remembered_until`,
-    #: which is also its :attr:`expires_at`). End it by this id like any
-    #: other session.
+    #: ``"session"``; or ``"remember"`` in a listing, for a device that only
+    #: its remember-me credential keeps (until :attr:`expires_at`): its next
+    #: request logs it in again. End it by this id like any other session.
     kind: str = "session"
 
 
@@ -113,10 +108,8 @@ _SEALED = re.compile(r"[A-Za-z0-9_-]{43}").fullmatch
 # A session id is 22 characters, or 30 on Redis (a user's hash tag first).
 _ID = re.compile(r"[A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30}").fullmatch
 
-#: The default of a field every record has.
 _REQUIRED: t.Any = object()
-#: The default of ``fresh_at``: a record from before freshness was kept
-#: was fresh at its login.
+#: ``fresh_at`` of a record from before freshness was kept: its login.
 _LOGIN: t.Any = object()
 
 #: Each field of a stored record: attribute, stored key, default when
@@ -169,9 +162,8 @@ class SessionRecord:
     #: ``"remember"`` for a remember-me credential, kept like a session
     #: (same keys, same index) so that every revocation path ends it too.
     kind: str = "session"
-    #: A remember credential's device: the session it last restored, and
-    #: that session's token sealed under the credential's previous token,
-    #: for parallel restores to follow.
+    #: A remember credential's last restored session, and its token sealed
+    #: under the credential's previous one, for parallel restores to follow.
     linked: str | None = None
     linked_sealed: str | None = None
     #: When the remember-me credential of this session's device ends.

@@ -1,23 +1,11 @@
 """Tagged JSON for everything flask_pow stores, and a cachelib serializer
 built on it, so that no backend ever pickles or unpickles a value.
 
-Plain JSON types are written as they are. Other types are written as a
-one-key object whose key starts with a NUL character, which no column name
-or JSON document written by an application is expected to use:
-
-============================  ==========================================
-Python type                   stored as
-============================  ==========================================
-:class:`datetime.datetime`    ``{"\\u0000dt": "<ISO 8601, offset kept>"}``
-:class:`datetime.date`        ``{"\\u0000d": "<ISO 8601>"}``
-:class:`datetime.time`        ``{"\\u0000tm": "<ISO 8601>"}``
-:class:`uuid.UUID`            ``{"\\u0000u": "<hex>"}``
-:class:`decimal.Decimal`      ``{"\\u0000dec": "<str>"}``
-:class:`bytes`                ``{"\\u0000b": "<base64>"}``
-:class:`set`, ``frozenset``   ``{"\\u0000set": [...]}``
-============================  ==========================================
-
-Tuples become lists, as in JSON. Any other type is refused with
+Plain JSON types are written as they are; tuples become lists. The types
+in :data:`_TYPES` (datetimes, dates, times, UUIDs, decimals, bytes, sets)
+are written as a one-key object, ``{"\\u0000dt": "<ISO 8601>"}``: its key
+is NUL and the tag, which no column name or JSON document written by an
+application is expected to use. Any other type is refused with
 :exc:`TypeError` when it is written.
 
 An application's own dict key that starts with NUL (a JSON column holds
@@ -39,8 +27,7 @@ import uuid
 
 _TAG = "\x00"
 
-#: Type, tag, encoder, decoder; in order, since datetime is a subclass of
-#: date.
+#: Type, tag, encoder, decoder; datetime before date, its base class.
 _TYPES: tuple[
     tuple[t.Any, str, c.Callable[[t.Any], t.Any], c.Callable[[t.Any], t.Any]], ...
 ] = (
@@ -85,7 +72,7 @@ def _escape(value: t.Any) -> t.Any:
 
 
 def _decode(obj: dict[str, t.Any]) -> t.Any:
-    # Most objects have no NUL in any key: one join tells.
+    # Most objects have no NUL in any key, which one join tells.
     if _TAG not in "".join(obj):
         return obj
 
@@ -142,12 +129,11 @@ def loads(data: str | bytes) -> t.Any:
 class JSONSerializer:
     """A cachelib serializer writing tagged JSON instead of pickles, for an
     application's own cachelib cache: ``cache.serializer =
-    JSONSerializer()``. flask_pow does not set it on any cache: it encodes
-    its records itself, and stores them as bytes.
+    JSONSerializer()``. (flask_pow encodes its own records itself.)
 
     A value that cannot be decoded, such as a pickle planted in the store, is
-    read as ``None``, which cachelib and flask_pow treat as a miss; it is
-    never unpickled.
+    read as ``None``, which cachelib treats as a miss; it is never
+    unpickled.
     """
 
     def dumps(self, value: t.Any) -> bytes:
@@ -155,9 +141,7 @@ class JSONSerializer:
         return dumps(value)
 
     def loads(self, value: bytes | None) -> t.Any:
-        """Deserialize what :meth:`dumps` wrote; ``None`` on a miss or on
-        anything that is not tagged JSON.
-        """
+        """Deserialize what :meth:`dumps` wrote; ``None`` for anything else."""
         if value is None:
             return None
 

@@ -38,12 +38,9 @@ _PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30})\.([A-Za-z0-9_-]{
 def require_secret_key(
     app: Flask, error: type[Exception] = RuntimeError
 ) -> str | bytes:
-    """The application's secret key, which every signature of flask_pow's
-    is made with.
+    """The application's secret key.
 
-    :param error: the exception to raise if none is set: a setup check
-        raises :exc:`~flask_pow.SetupError`.
-    :raise RuntimeError: if no secret key is set, saying to set one.
+    :raise RuntimeError: (or ``error``) if none is set, saying to set one.
     """
     secret: str | bytes | None = app.secret_key
 
@@ -91,7 +88,6 @@ class TokenSigner:
         self._keys: _KeySet | None = None
 
     def _signers(self) -> _KeySet:
-        """The signers of the current keys, built once per set of keys."""
         app = current_app
         keys = (
             require_secret_key(app),
@@ -140,9 +136,8 @@ class TokenSigner:
 
             verified = match[1], match[2], i > 0
 
-            # Kept with the keys it was verified under: a value verified
-            # under keys that were replaced meanwhile never reaches the new
-            # set.
+            # Kept with the keys it was verified under, so that a change of
+            # keys forgets it.
             if len(keys.verified) >= MAX_VERIFIED:
                 keys.verified.clear()
 
