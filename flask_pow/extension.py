@@ -53,11 +53,6 @@ class Pow(LoginManager):
     and later ``auth.init_app(app, db=db, user_model=User)``. (Any name but
     ``pow``, which is a builtin.)
 
-    The extension reads the ``POW_*`` configuration keys once, in
-    :meth:`init_app`, and registers a ``before_request`` function that sets
-    ``g.current_user`` and an ``after_request`` function that stores logins,
-    logouts and rotations.
-
     :param app: the application to set up now.
     :param db: the Flask-SQLAlchemy extension, with ``user_model``.
     :param user_model: the user model, with ``db``.
@@ -93,9 +88,10 @@ class Pow(LoginManager):
         user_model: type[t.Any] | None = None,
         users: UserAdapter[t.Any] | None = None,
     ) -> None:
-        """Set up an application: read and validate its ``POW_*`` keys, and
-        register the request hooks. Arguments given here win over those given
-        to the constructor.
+        """Set up an application: read and validate its ``POW_*`` keys
+        (once: later changes are ignored), and register the request hooks that
+        set ``g.current_user`` and store logins, logouts and rotations.
+        Arguments given here win over those given to the constructor.
 
         :raise RuntimeError: if a flask_pow extension is already set up on the
             application.

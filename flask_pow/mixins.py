@@ -1,11 +1,6 @@
-"""Flask-Login's user interface: :class:`UserMixin` for user models, and
-:class:`AnonymousUser`, what :data:`~flask_pow.current_user` is when nobody
-is logged in.
-
-flask_pow needs neither: any mapped model can be cached. They are here so
-that code and templates written for Flask-Login (``current_user.is_authenticated``,
-``current_user.get_id()``, ``post.author == current_user``) keep working.
-Flask-Login's own ``UserMixin`` works too.
+"""Flask-Login's user interface, so that code and templates written for
+Flask-Login keep working. flask_pow needs neither class: any mapped model
+can be cached, and Flask-Login's own ``UserMixin`` works too.
 """
 
 from __future__ import annotations

@@ -76,31 +76,21 @@ def _decode(obj: dict[str, t.Any]) -> t.Any:
     if _TAG not in "".join(obj):
         return obj
 
-    if len(obj) == 1:
-        ((key, value),) = obj.items()
+    # Only a tag starts with one NUL, and a tag is alone in its object.
+    tags = [key for key in obj if key[:1] == _TAG and key[1:2] != _TAG]
 
-        if key[:1] == _TAG and key[1:2] != _TAG:
-            try:
-                decoder = _DECODERS[key[1:]]
-            except KeyError:
-                raise ValueError(f"unknown tag {key[1:]!r}") from None
+    if tags and len(obj) == 1:
+        decoder = _DECODERS.get(tags[0][1:])
 
-            return decoder(value)
+        if decoder is None:
+            raise ValueError(f"unknown tag {tags[0][1:]!r}")
 
-    unescaped = {}
+        return decoder(obj[tags[0]])
 
-    for key, value in obj.items():
-        if key[:1] == _TAG:
-            if key[1:2] != _TAG:
-                # Only a tag starts with one NUL, and a tag is alone in its
-                # object: this was not written by dumps().
-                raise ValueError("a key starts with NUL")
+    if tags:
+        raise ValueError("a key starts with NUL")
 
-            key = key[1:]
-
-        unescaped[key] = value
-
-    return unescaped
+    return {key[1:] if key[:1] == _TAG else key: value for key, value in obj.items()}
 
 
 def dumps(value: t.Any) -> bytes:

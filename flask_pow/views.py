@@ -113,9 +113,8 @@ def login_required(view: F) -> F:
     :meth:`~flask_pow.Pow.request_loader` authenticated.
 
     Anyone else gets what :meth:`Pow.unauthorized
-    <flask_pow.Pow.unauthorized>` answers: the ``unauthorized_handler``'s
-    response, a JSON 401 to a request that asks for JSON, a redirect to the
-    login view with the requested path in ``next``, or a 401.
+    <flask_pow.Pow.unauthorized>` answers: by default a redirect to the
+    login view, or a 401.
     """
 
     @functools.wraps(view)
@@ -138,9 +137,8 @@ def fresh_login_required(view: F) -> F:
 
     An anonymous request gets what :func:`login_required` answers; a
     logged-in but not fresh one what :meth:`Pow.needs_refresh
-    <flask_pow.Pow.needs_refresh>` answers: the ``needs_refresh_handler``'s
-    response, a JSON 401 to a request that asks for JSON, a redirect to
-    ``POW_REFRESH_VIEW`` with the requested path in ``next``, or a 401.
+    <flask_pow.Pow.needs_refresh>` answers: by default a redirect to
+    ``POW_REFRESH_VIEW``, or a 401.
     """
 
     @functools.wraps(view)
