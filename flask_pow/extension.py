@@ -245,9 +245,8 @@ class Pow(LoginManager):
         self, callback: UnauthorizedCallback
     ) -> UnauthorizedCallback:
         """Register what :func:`~flask_pow.login_required` answers to an
-        anonymous request, instead of the 401 or the redirect to
-        ``POW_LOGIN_VIEW``, as Flask-Login's ``unauthorized_handler``. The
-        function takes no arguments and returns a response.
+        anonymous request instead, as Flask-Login's ``unauthorized_handler``:
+        a function of no arguments that returns a response.
         """
         self.unauthorized_callback = callback
         return callback
@@ -268,10 +267,9 @@ class Pow(LoginManager):
         self, callback: UnauthorizedCallback
     ) -> UnauthorizedCallback:
         """Register what :func:`~flask_pow.fresh_login_required` answers to a
-        logged-in request whose session is not fresh, instead of the 401 or
-        the redirect to ``POW_REFRESH_VIEW``, as Flask-Login's
-        ``needs_refresh_handler``. The function takes no arguments and
-        returns a response.
+        logged-in request whose session is not fresh instead, as
+        Flask-Login's ``needs_refresh_handler``: a function of no arguments
+        that returns a response.
         """
         self.needs_refresh_callback = callback
         return callback
@@ -308,20 +306,15 @@ def _synced_users(
     """The current application's adapter, if it caches users of ``db`` and
     syncs on commit, and the function that takes a commit's changes.
     """
-    if not has_app_context() or "pow" not in current_app.extensions:
-        return None
+    if has_app_context() and "pow" in current_app.extensions:
+        state = get_state()
+        users = state.users
 
-    state = get_state()
-    users = state.users
+        if isinstance(users, orm.SQLAlchemyUsers) and users.db is db:
+            if state.config.sync_on_commit:
+                return users, functools.partial(lifecycle.note_committed, state)
 
-    if (
-        not state.config.sync_on_commit
-        or not isinstance(users, orm.SQLAlchemyUsers)
-        or users.db is not db
-    ):
-        return None
-
-    return users, functools.partial(lifecycle.note_committed, state)
+    return None
 
 
 def _template_context() -> dict[str, t.Any]:

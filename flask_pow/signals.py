@@ -32,18 +32,15 @@ session_ended = _signals.signal("session-ended")
 #: ``session_id`` and ``user``.
 session_rotated = _signals.signal("session-rotated")
 
-#: Sent once per session revoked through the credentials cache:
-#: :meth:`~flask_pow.CredentialsCache.delete`,
-#: :meth:`~flask_pow.CredentialsCache.delete_user_sessions`,
+#: Sent once per session revoked (by the credentials cache,
 #: :func:`~flask_pow.logout_other_sessions`, the commit of a deleted user
-#: row, or a login past ``POW_MAX_SESSIONS``. Arguments: ``session_id`` and
-#: ``user_key``.
+#: row, or a login past ``POW_MAX_SESSIONS``; not by a logout or a
+#: timeout). Arguments: ``session_id`` and ``user_key``.
 session_revoked = _signals.signal("session-revoked")
 
-#: Sent after :func:`~flask_pow.sync_user`,
-#: :meth:`~flask_pow.CredentialsCache.update_user`, or the commit of a
-#: changed user row wrote a user's values to the cache. Arguments:
-#: ``user_key``, and ``updated``, whether the user had a live session.
+#: Sent after :func:`~flask_pow.sync_user`, ``update_user`` or a commit
+#: wrote a user's values to the cache. Arguments: ``user_key``, and
+#: ``updated``, whether the user had a live session.
 user_synced = _signals.signal("user-synced")
 
 #: Sent when a reload found that the user no longer exists, and ended the
