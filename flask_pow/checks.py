@@ -1,9 +1,5 @@
 """Setup mistakes that cannot be seen in :meth:`~flask_pow.Pow.init_app`,
-caught when requests come, with the fix in the message: no secret key, a
-login view that names no endpoint (both known once the application is
-built), a ``POW_*`` key set after ``init_app`` read the configuration (a
-warning), and a store that lives in one process under a server that runs
-several.
+caught when requests come, with the fix in the message.
 
 :meta private:
 """
@@ -39,8 +35,41 @@ def check_request(app: Flask, state: PowState) -> None:
     :raise SetupError: if the setup cannot serve this request.
     """
     if not state.checked:
-        warn_late_settings(app, state)
-        check_app(app, state)
+        # Warned once, even if a check below fails: a POW_* key set after
+        # init_app read the configuration would otherwise be ignored
+        # without a word (a test fixture's POW_CACHE set after a
+        # module-level Pow(app) sent its sessions to the default store).
+        read, state.read_settings = state.read_settings, None
+        changed = [] if read is None else changed_settings(read, app.config)
+
+        if changed:
+            warnings.warn(
+                f"{', '.join(changed)} changed in the application's config after"
+                " flask_pow read its settings in init_app, and flask_pow ignores"
+                " the change: it goes on with what init_app read. Set POW_* keys"
+                " before Pow(app) or init_app(app), or call init_app after setting"
+                " them (an application factory does both in order).",
+                LateSettingWarning,
+                # No application line to point at: the change happened
+                # somewhere between init_app and this first request.
+                stacklevel=1,
+            )
+
+        # Known only once the application is built.
+        require_secret_key(app, SetupError)
+
+        for setting, endpoint in state.manager.login_views(state.config).items():
+            if endpoint is not None and endpoint not in app.view_functions:
+                known = sorted(e for e in app.view_functions if "login" in e)
+                hint = (
+                    f" Endpoints with 'login' in their name: {known}." if known else ""
+                )
+                raise SetupError(
+                    f"{setting} is {endpoint!r}, which is not an endpoint of this"
+                    " application. It names a view function as url_for() does:"
+                    f" 'login', or 'auth.login' for one in a blueprint.{hint}"
+                )
+
         state.checked = True
 
     # PEP 3333: the server says whether other processes serve the same
@@ -56,52 +85,3 @@ def check_request(app: Flask, state: PowState) -> None:
             " host), POW_CACHE = cachelib.FileSystemCache(...), or"
             " POW_REDIS_URL."
         )
-
-
-def warn_late_settings(app: Flask, state: PowState) -> None:
-    """Warn, once, if a ``POW_*`` key was set, changed or removed after
-    ``init_app`` read the configuration: flask_pow would otherwise ignore it
-    without a word (a test fixture's ``POW_CACHE`` set after a module-level
-    ``Pow(app)`` sent its sessions to the default store).
-    """
-    read, state.read_settings = state.read_settings, None
-
-    if read is None:
-        return
-
-    changed = changed_settings(read, app.config)
-
-    if not changed:
-        return
-
-    names = ", ".join(changed)
-    warnings.warn(
-        f"{names} changed in the application's config after flask_pow read"
-        " its settings in init_app, and flask_pow ignores the change: it goes"
-        " on with what init_app read. Set POW_* keys before Pow(app) or"
-        " init_app(app), or call init_app after setting them (an application"
-        " factory does both in order).",
-        LateSettingWarning,
-        # No application line to point at: the change happened somewhere
-        # between init_app and this first request.
-        stacklevel=1,
-    )
-
-
-def check_app(app: Flask, state: PowState) -> None:
-    """The checks that need a built application, run at its first request.
-
-    :raise SetupError: if the secret key is missing or a login view names
-        no endpoint.
-    """
-    require_secret_key(app, SetupError)
-
-    for setting, endpoint in state.manager.login_views(state.config).items():
-        if endpoint is not None and endpoint not in app.view_functions:
-            known = sorted(e for e in app.view_functions if "login" in e)
-            hint = f" Endpoints with 'login' in their name: {known}." if known else ""
-            raise SetupError(
-                f"{setting} is {endpoint!r}, which is not an endpoint of this"
-                " application. It names a view function as url_for() does:"
-                f" 'login', or 'auth.login' for one in a blueprint.{hint}"
-            )

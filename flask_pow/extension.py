@@ -56,11 +56,6 @@ class Pow(LoginManager):
     and later ``auth.init_app(app, db=db, user_model=User)``. (Any name but
     ``pow``, which is a builtin.)
 
-    The extension reads the ``POW_*`` configuration keys once, in
-    :meth:`init_app`, and registers a ``before_request`` function that sets
-    ``g.current_user`` and an ``after_request`` function that stores logins,
-    logouts and rotations.
-
     :param app: the application to set up now.
     :param db: the Flask-SQLAlchemy extension, with ``user_model``.
     :param user_model: the user model, with ``db``.
@@ -68,10 +63,6 @@ class Pow(LoginManager):
         users that are not Flask-SQLAlchemy models (see
         :class:`~flask_pow.users.UserAdapter`).
     """
-
-    #: The attributes Flask-Login keeps on its ``login_manager``
-    #: (``login_view``, ``login_message``, ``anonymous_user``, ...) are
-    #: :class:`~flask_pow.state.LoginManager`'s.
 
     def __init__(
         self,
@@ -88,9 +79,6 @@ class Pow(LoginManager):
         self._states: WeakKeyDictionary[Flask, PowState] = WeakKeyDictionary()
         self._metadata_callbacks: list[MetadataCallback] = []
         self._request_loaders: list[RequestLoader] = []
-        #: Flask-Login's user loader, kept so that its code runs unchanged,
-        #: and never called (see :meth:`user_loader`).
-        self._user_loader: c.Callable[[str], t.Any] | None = None
 
         if app is not None:
             self.init_app(app)
@@ -103,9 +91,10 @@ class Pow(LoginManager):
         user_model: type[t.Any] | None = None,
         users: UserAdapter[t.Any] | None = None,
     ) -> None:
-        """Set up an application: read and validate its ``POW_*`` keys, and
-        register the request hooks. Arguments given here win over those given
-        to the constructor.
+        """Set up an application: read and validate its ``POW_*`` keys
+        (once: later changes are ignored), and register the request hooks that
+        set ``g.current_user`` and store logins, logouts and rotations.
+        Arguments given here win over those given to the constructor.
 
         :raise RuntimeError: if a flask_pow extension is already set up on the
             application.
@@ -135,7 +124,11 @@ class Pow(LoginManager):
         app_ref = weakref.ref(app)
 
         def secrets() -> list[str | bytes]:
-            # Read at each use: the key may be set after init_app.
+            # Read at each use: the key may be set after init_app. Through a
+            # weak reference, as the state is a value of a WeakKeyDictionary
+            # keyed by the application.
+            app = app_ref()
+            assert app is not None
             keys = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
             return [key for key in keys if key]
 
@@ -181,10 +174,7 @@ class Pow(LoginManager):
         app.cli.add_command(pow_cli)
 
     def get_state(self, app: Flask | None = None) -> PowState:
-        """The state of this extension on an application.
-
-        :meta private:
-        """
+        """:meta private:"""
         if app is None:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
 
@@ -222,7 +212,7 @@ class Pow(LoginManager):
         # Blueprint before_request functions run after the application's,
         # which load the cached user, and before any view decorator; Flask
         # runs those of parent blueprints for nested ones too.
-        blueprint.before_request(_reload_hook)
+        blueprint.before_request(reload_current_user)
         return blueprint
 
     def user_loader(
@@ -232,7 +222,6 @@ class Pow(LoginManager):
         called: flask_pow loads the user from its cache, not with a query per
         request. Delete the loader when convenient.
         """
-        self._user_loader = callback
         return callback
 
     def request_loader(self, callback: RequestLoader) -> RequestLoader:
@@ -258,22 +247,21 @@ class Pow(LoginManager):
         self, callback: UnauthorizedCallback
     ) -> UnauthorizedCallback:
         """Register what :func:`~flask_pow.login_required` answers to an
-        anonymous request, instead of the 401 or the redirect to
-        ``POW_LOGIN_VIEW``, as Flask-Login's ``unauthorized_handler``. The
-        function takes no arguments and returns a response.
+        anonymous request instead, as Flask-Login's ``unauthorized_handler``:
+        a function of no arguments that returns a response.
         """
         self.unauthorized_callback = callback
         return callback
 
     def unauthorized(self) -> ResponseReturnValue:
         """What an anonymous request gets where a login is required, as
-        Flask-Login's ``login_manager.unauthorized()``: sends
-        :data:`~flask_pow.user_unauthorized`, then calls the
-        :meth:`unauthorized_handler` if there is one. Otherwise a request
-        that asks for JSON gets a JSON 401; else the login view of the
-        request's blueprint (``POW_BLUEPRINT_LOGIN_VIEWS``) or
-        ``POW_LOGIN_VIEW``, with ``POW_LOGIN_MESSAGE`` flashed, and the
-        requested path in ``next``; with no login view, a 401.
+        Flask-Login's ``login_manager.unauthorized()``: after
+        :data:`~flask_pow.user_unauthorized`, the :meth:`unauthorized_handler`'s
+        response; or a JSON 401 to a request that asks for JSON; or a redirect
+        to the login view of the request's blueprint
+        (``POW_BLUEPRINT_LOGIN_VIEWS``) or ``POW_LOGIN_VIEW``, with
+        ``POW_LOGIN_MESSAGE`` flashed and the requested path in ``next``; or,
+        with no login view, a 401.
         """
         return unauthorized()
 
@@ -281,10 +269,9 @@ class Pow(LoginManager):
         self, callback: UnauthorizedCallback
     ) -> UnauthorizedCallback:
         """Register what :func:`~flask_pow.fresh_login_required` answers to a
-        logged-in request whose session is not fresh, instead of the 401 or
-        the redirect to ``POW_REFRESH_VIEW``, as Flask-Login's
-        ``needs_refresh_handler``. The function takes no arguments and
-        returns a response.
+        logged-in request whose session is not fresh instead, as
+        Flask-Login's ``needs_refresh_handler``: a function of no arguments
+        that returns a response.
         """
         self.needs_refresh_callback = callback
         return callback
@@ -292,13 +279,10 @@ class Pow(LoginManager):
     def needs_refresh(self) -> ResponseReturnValue:
         """What a logged-in request whose session is not fresh gets where a
         fresh one is required, as Flask-Login's
-        ``login_manager.needs_refresh()``: sends
-        :data:`~flask_pow.user_needs_refresh`, then calls the
-        :meth:`needs_refresh_handler` if there is one. Otherwise a request
-        that asks for JSON gets a JSON 401 (``reauthentication_required``);
-        else a redirect to ``POW_REFRESH_VIEW``, with
-        ``POW_NEEDS_REFRESH_MESSAGE`` flashed and the requested path in
-        ``next``; with no refresh view, a 401.
+        ``login_manager.needs_refresh()``: as :meth:`unauthorized`, with
+        :data:`~flask_pow.user_needs_refresh`, the
+        :meth:`needs_refresh_handler`, ``reauthentication_required`` in the
+        JSON, ``POW_REFRESH_VIEW`` and ``POW_NEEDS_REFRESH_MESSAGE``.
         """
         return needs_refresh()
 
@@ -321,29 +305,18 @@ class Pow(LoginManager):
 def _synced_users(
     db: SQLAlchemy,
 ) -> tuple[orm.SQLAlchemyUsers[t.Any], orm.Committed] | None:
-    """What :func:`orm.listen <flask_pow.orm.listen>` hands a commit of
-    ``db`` to: the current application's adapter, if it caches users of
-    ``db`` and syncs on commit, and the function that takes the changes.
+    """The current application's adapter, if it caches users of ``db`` and
+    syncs on commit, and the function that takes a commit's changes.
     """
     state = find_state() if has_app_context() else None
 
-    if state is None:
-        return None
+    if state is not None and state.config.sync_on_commit:
+        users = state.users
 
-    users = state.users
+        if isinstance(users, orm.SQLAlchemyUsers) and users.db is db:
+            return users, functools.partial(effects.note_committed, state)
 
-    if (
-        not state.config.sync_on_commit
-        or not isinstance(users, orm.SQLAlchemyUsers)
-        or users.db is not db
-    ):
-        return None
-
-    return users, functools.partial(effects.note_committed, state)
-
-
-def _reload_hook() -> None:
-    reload_current_user()
+    return None
 
 
 def _template_context() -> dict[str, t.Any]:

@@ -1,11 +1,6 @@
-"""Flask-Login's user interface: :class:`UserMixin` for user models, and
-:class:`AnonymousUser`, what :data:`~flask_pow.current_user` is when nobody
-is logged in.
-
-flask_pow needs neither: any mapped model can be cached. They are here so
-that code and templates written for Flask-Login (``current_user.is_authenticated``,
-``current_user.get_id()``, ``post.author == current_user``) keep working.
-Flask-Login's own ``UserMixin`` works too.
+"""Flask-Login's user interface, so that code and templates written for
+Flask-Login keep working. flask_pow needs neither class: any mapped model
+can be cached, and Flask-Login's own ``UserMixin`` works too.
 """
 
 from __future__ import annotations
@@ -13,28 +8,6 @@ from __future__ import annotations
 import typing as t
 
 from werkzeug.local import LocalProxy
-
-
-def _same_row(one: object, other: object) -> bool | None:
-    """Whether two mapped instances are the same row: the same mapper base
-    class and primary key, for the cached (detached) user and a row a query
-    returned alike. An instance with no row yet (transient) is only itself.
-    ``None`` if neither is mapped.
-    """
-    # Imported here: users of other adapters need no SQLAlchemy.
-    from sqlalchemy import inspect
-
-    states = inspect(one, raiseerr=False), inspect(other, raiseerr=False)
-
-    if states == (None, None):
-        return None
-
-    keys = [getattr(state, "key", None) for state in states]
-
-    if keys[0] is None or keys[1] is None:
-        return one is other
-
-    return bool(keys[0][:2] == keys[1][:2])
 
 
 class UserMixin:
@@ -92,20 +65,23 @@ class UserMixin:
         if isinstance(other, LocalProxy):
             other = t.cast(UserMixin, other._get_current_object())
 
-        same = _same_row(self, other)
+        # Imported here: users of other adapters need no SQLAlchemy.
+        from sqlalchemy import inspect
 
-        if same is not None:
-            return same
+        states = inspect(self, raiseerr=False), inspect(other, raiseerr=False)
 
-        return bool(self.get_id() == other.get_id())
+        if states == (None, None):
+            return bool(self.get_id() == other.get_id())
 
-    def __ne__(self, other: object) -> bool:
-        equal = self.__eq__(other)
+        keys = [getattr(state, "key", None) for state in states]
 
-        if equal is NotImplemented:
-            return NotImplemented
+        # An instance with no row yet (transient) is only itself.
+        if keys[0] is None or keys[1] is None:
+            return self is other
 
-        return not equal
+        # The same mapper base class and primary key: the cached (detached)
+        # user and a row a query returned alike.
+        return bool(keys[0][:2] == keys[1][:2])
 
 
 class AnonymousUser:

@@ -59,10 +59,10 @@ class Policy:
         """Whether the user proved who they are in this session recently
         enough (:data:`~flask_pow.config.POW_FRESHNESS`).
         """
-        if record.fresh_at is None:
-            return False
-
-        return self.freshness is None or now < record.fresh_at + self.freshness
+        fresh_at, freshness = record.fresh_at, self.freshness
+        return fresh_at is not None and (
+            freshness is None or now < fresh_at + freshness
+        )
 
     def expiry(self, now: float, created_at: float) -> float:
         """When a session written at ``now`` expires: after the idle
@@ -77,10 +77,8 @@ class Policy:
 
     def is_past_absolute(self, record: SessionRecord, now: float) -> bool:
         """Whether a session is past its absolute timeout."""
-        if self.absolute_ttl is None:
-            return False
-
-        return now >= record.created_at + self.absolute_ttl
+        ttl = self.absolute_ttl
+        return ttl is not None and now >= record.created_at + ttl
 
     def match(self, record: SessionRecord, token: str, now: float) -> Match | None:
         """Whether ``token`` opens the session ``record`` holds at ``now``:
@@ -123,23 +121,17 @@ class Policy:
         proved who they are again) makes the session fresh from ``now``.
         """
         fresh = new_token()
-        advanced = dataclasses.replace(record)
-
-        if self.rotation_grace and not hard:
-            advanced.previous = record.token
-            advanced.previous_until = now + self.rotation_grace
-            advanced.rotated_to = seal(fresh, token)
-        else:
-            advanced.previous = advanced.rotated_to = None
-            advanced.previous_until = 0.0
-
-        advanced.token = digest(fresh)
-        advanced.inserted_at = now
-
-        if confirm:
-            advanced.fresh_at = now
-
-        advanced.expires_at = self.expiry(now, record.created_at)
+        grace = bool(self.rotation_grace) and not hard
+        advanced = dataclasses.replace(
+            record,
+            token=digest(fresh),
+            inserted_at=now,
+            expires_at=self.expiry(now, record.created_at),
+            fresh_at=now if confirm else record.fresh_at,
+            previous=record.token if grace else None,
+            previous_until=now + self.rotation_grace if grace else 0.0,
+            rotated_to=seal(fresh, token) if grace else None,
+        )
         return advanced, fresh
 
     def new_session(

@@ -10,6 +10,7 @@ the store learns neither.
 from __future__ import annotations
 
 import base64
+import collections.abc as c
 import dataclasses
 import datetime as dt
 import hashlib
@@ -19,23 +20,9 @@ import re
 import secrets
 import typing as t
 
-#: Session ids and tokens are this many random bytes, base64url-encoded.
-SESSION_ID_BYTES = 16
-TOKEN_BYTES = 32
-
-#: What the fields of a stored record must look like.
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-_SEALED = re.compile(r"[A-Za-z0-9_-]{43}")
-_ID = re.compile(r"[A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30}")
-_USER_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
-
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def digest(token: str) -> str:
@@ -43,51 +30,37 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
-def _pad(token: str) -> bytes:
-    return hmac.new(token.encode("ascii"), b"flask_pow.rotated_to", "sha256").digest()
-
-
-def _xor_pad(token: str, old_token: str) -> str:
-    # XOR with a pad only the old token gives: its own inverse, so the one
-    # operation both seals and unseals.
-    raw = _unb64(token)
-    return _b64(bytes(a ^ b for a, b in zip(raw, _pad(old_token), strict=True)))
-
-
-def seal(new_token: str, old_token: str) -> str:
-    """Seal the new token so that only a holder of the old one can read it:
-    the store never holds a usable token, even during the grace window.
+def seal(token: str, old_token: str) -> str:
+    """Seal a token so that only a holder of the old one can read it (XOR
+    with a pad only the old token gives: its own inverse, so also unseal).
     """
-    return _xor_pad(new_token, old_token)
+    pad = hmac.new(old_token.encode("ascii"), b"flask_pow.rotated_to", "sha256")
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    return _b64(bytes(a ^ b for a, b in zip(raw, pad.digest(), strict=True)))
 
 
-def unseal(sealed: str, old_token: str) -> str:
-    """Read a token sealed by :func:`seal`."""
-    return _xor_pad(sealed, old_token)
+#: Read a token sealed by :func:`seal`.
+unseal = seal
 
 
 def new_token() -> str:
-    """A token of 256 random bits from :mod:`secrets`."""
-    return _b64(secrets.token_bytes(TOKEN_BYTES))
+    """A token of 256 random bits."""
+    return _b64(secrets.token_bytes(32))
 
 
 def new_session_id() -> str:
-    """A session id of 128 random bits, drawn again in the 1 case of 64
-    where it would start with ``-``: operators paste ids into commands
-    (``flask pow sessions show ID``), where a leading dash reads as an
-    option.
+    """A session id of 128 random bits, never starting with ``-``, which
+    reads as an option where an operator pastes it into a command.
     """
     while True:
-        session_id = _b64(secrets.token_bytes(SESSION_ID_BYTES))
+        session_id = _b64(secrets.token_bytes(16))
 
         if not session_id.startswith("-"):
             return session_id
 
 
 def utc(timestamp: float) -> dt.datetime:
-    """A Unix time as an aware UTC datetime, as :class:`SessionInfo` gives
-    every moment.
-    """
+    """A Unix time as an aware UTC datetime."""
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
 
 
@@ -120,12 +93,52 @@ class SessionInfo:
     #: Until when this device is remembered (a remember-me credential was
     #: issued with or restored this session), or ``None``.
     remembered_until: dt.datetime | None = None
-    #: ``"session"``; or ``"remember"`` in a listing, for a device that
-    #: only its remember-me credential keeps: its session ended, and its
-    #: next request logs it in again (until :attr:`remembered_until`,
-    #: which is also its :attr:`expires_at`). End it by this id like any
-    #: other session.
+    #: ``"session"``; or ``"remember"`` in a listing, for a device that only
+    #: its remember-me credential keeps (until :attr:`expires_at`): its next
+    #: request logs it in again. End it by this id like any other session.
     kind: str = "session"
+
+
+_Shape = c.Callable[[t.Any], object] | None
+_NUMBER = (int, float)
+_NUMBER_OR_NONE = (int, float, type(None))
+_TEXT_OR_NONE = (str, type(None))
+_DIGEST = re.compile(r"[0-9a-f]{64}").fullmatch
+_SEALED = re.compile(r"[A-Za-z0-9_-]{43}").fullmatch
+# A session id is 22 characters, or 30 on Redis (a user's hash tag first).
+_ID = re.compile(r"[A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30}").fullmatch
+
+_REQUIRED: t.Any = object()
+#: ``fresh_at`` of a record from before freshness was kept: its login.
+_LOGIN: t.Any = object()
+
+#: Each field of a stored record: attribute, stored key, default when
+#: absent, types, shape. The right types are not enough: every value
+#: reaches code that assumes its shape (compare_digest wants ASCII, unseal
+#: 32 bytes, the clock arithmetic finite times).
+_FIELDS: tuple[tuple[str, str, t.Any, t.Any, _Shape], ...] = (
+    (
+        "user_key",
+        "user",
+        _REQUIRED,
+        str,
+        re.compile(r"[^\x00-\x1f\x7f]{1,1024}").fullmatch,
+    ),
+    ("token", "token", _REQUIRED, str, _DIGEST),
+    ("created_at", "created_at", _REQUIRED, _NUMBER, math.isfinite),
+    ("inserted_at", "inserted_at", _REQUIRED, _NUMBER, math.isfinite),
+    ("expires_at", "expires_at", _REQUIRED, _NUMBER, math.isfinite),
+    ("metadata", "metadata", _REQUIRED, dict, None),
+    ("previous", "previous", None, _TEXT_OR_NONE, _DIGEST),
+    ("previous_until", "previous_until", 0.0, _NUMBER, math.isfinite),
+    ("rotated_to", "rotated_to", None, _TEXT_OR_NONE, _SEALED),
+    ("fresh_at", "fresh_at", _LOGIN, _NUMBER_OR_NONE, math.isfinite),
+    ("kind", "kind", "session", str, re.compile("session|remember").fullmatch),
+    ("linked", "linked", None, _TEXT_OR_NONE, _ID),
+    ("linked_sealed", "linked_sealed", None, _TEXT_OR_NONE, _SEALED),
+    ("remembered_until", "remembered_until", None, _NUMBER_OR_NONE, math.isfinite),
+)
+_REQUIRED_KEYS = frozenset(row[1] for row in _FIELDS if row[2] is _REQUIRED)
 
 
 @dataclasses.dataclass
@@ -145,20 +158,15 @@ class SessionRecord:
     previous: str | None = None
     previous_until: float = 0.0
     rotated_to: str | None = None
-    #: When the user last proved who they are; ``None`` if never.
     fresh_at: float | None = None
-    #: ``"session"``, or ``"remember"`` for a remember-me credential, kept
-    #: like a session (same keys, same index) so that every revocation path
-    #: ends it too.
+    #: ``"remember"`` for a remember-me credential, kept like a session
+    #: (same keys, same index) so that every revocation path ends it too.
     kind: str = "session"
-    #: A remember credential's device: the session it last restored (or
-    #: was issued with), and that session's token sealed under the
-    #: credential's previous token, for parallel restores to follow.
+    #: A remember credential's last restored session, and its token sealed
+    #: under the credential's previous one, for parallel restores to follow.
     linked: str | None = None
     linked_sealed: str | None = None
-    #: A session's remember-me deadline: when the credential issued with
-    #: it (or that restored it) ends; ``None`` if the device is not
-    #: remembered.
+    #: When the remember-me credential of this session's device ends.
     remembered_until: float | None = None
 
     @classmethod
@@ -170,110 +178,40 @@ class SessionRecord:
         if not isinstance(value, dict):
             raise ValueError("not a dict")
 
-        try:
-            record = cls(
-                id=session_id,
-                user_key=value["user"],
-                token=value["token"],
-                created_at=value["created_at"],
-                inserted_at=value["inserted_at"],
-                expires_at=value["expires_at"],
-                metadata=value["metadata"],
-                previous=value.get("previous"),
-                previous_until=value.get("previous_until", 0.0),
-                rotated_to=value.get("rotated_to"),
-                # A record from before freshness was kept: its login was.
-                fresh_at=value.get("fresh_at", value["created_at"]),
-                kind=value.get("kind", "session"),
-                linked=value.get("linked"),
-                linked_sealed=value.get("linked_sealed"),
-                remembered_until=value.get("remembered_until"),
-            )
-        except (KeyError, TypeError):
-            raise ValueError("missing fields") from None
+        if not value.keys() >= _REQUIRED_KEYS:
+            raise ValueError("missing fields")
 
-        for name, kind in (
-            ("user_key", str),
-            ("token", str),
-            ("created_at", (int, float)),
-            ("inserted_at", (int, float)),
-            ("expires_at", (int, float)),
-            ("metadata", dict),
-            ("previous", (str, type(None))),
-            ("previous_until", (int, float)),
-            ("rotated_to", (str, type(None))),
-            ("fresh_at", (int, float, type(None))),
-            ("kind", str),
-            ("linked", (str, type(None))),
-            ("linked_sealed", (str, type(None))),
-            ("remembered_until", (int, float, type(None))),
-        ):
-            value = getattr(record, name)
+        fields = {}
 
-            if not isinstance(value, kind) or isinstance(value, bool):
+        for name, key, default, types, shape in _FIELDS:
+            item = value.get(key, default)
+
+            if item is _LOGIN:
+                item = value["created_at"]
+
+            if (
+                not isinstance(item, types)
+                or isinstance(item, bool)
+                or (item is not None and shape is not None and not shape(item))
+            ):
                 raise ValueError(f"bad {name}")
 
-        # The right types are not enough: every value reaches code that
-        # assumes its shape (compare_digest wants ASCII, unseal 32 bytes).
-        if _USER_KEY.fullmatch(record.user_key) is None:
-            raise ValueError("bad user_key")
+            fields[name] = item
 
-        if _DIGEST.fullmatch(record.token) is None:
-            raise ValueError("bad token")
-
-        if (record.previous is None) != (record.rotated_to is None):
+        if (fields["previous"] is None) != (fields["rotated_to"] is None):
             raise ValueError("bad rotation")
 
-        if record.kind not in ("session", "remember"):
-            raise ValueError("bad kind")
-
-        for name, shape in (
-            ("previous", _DIGEST),
-            ("rotated_to", _SEALED),
-            ("linked", _ID),
-            ("linked_sealed", _SEALED),
-        ):
-            value = getattr(record, name)
-
-            if value is not None and shape.fullmatch(value) is None:
-                raise ValueError(f"bad {name}")
-
-        if not all(
-            math.isfinite(getattr(record, name))
-            for name in ("created_at", "inserted_at", "expires_at", "previous_until")
-        ) or any(
-            value is not None and not math.isfinite(value)
-            for value in (record.fresh_at, record.remembered_until)
-        ):
-            raise ValueError("bad time")
-
-        return record
+        return cls(id=session_id, **fields)
 
     def dump(self) -> dict[str, t.Any]:
-        value: dict[str, t.Any] = {
-            "user": self.user_key,
-            "token": self.token,
-            "created_at": self.created_at,
-            "inserted_at": self.inserted_at,
-            "expires_at": self.expires_at,
-            "metadata": self.metadata,
-            "fresh_at": self.fresh_at,
+        # Every field not at its default: what parse() reads back as this
+        # record.
+        fields = vars(self)
+        return {
+            key: fields[name]
+            for name, key, default, _, _ in _FIELDS
+            if fields[name] != default
         }
-
-        if self.kind != "session":
-            value["kind"] = self.kind
-            value["linked"] = self.linked
-            value["linked_sealed"] = self.linked_sealed
-
-        if self.remembered_until is not None:
-            value["remembered_until"] = self.remembered_until
-
-        if self.previous is not None:
-            value["previous"] = self.previous
-            value["previous_until"] = self.previous_until
-            value["rotated_to"] = self.rotated_to
-
-        return value
 
     def info(self, *, fresh: bool = False) -> SessionInfo:
         return SessionInfo(

@@ -1,23 +1,11 @@
 """Tagged JSON for everything flask_pow stores, and a cachelib serializer
 built on it, so that no backend ever pickles or unpickles a value.
 
-Plain JSON types are written as they are. Other types are written as a
-one-key object whose key starts with a NUL character, which no column name
-or JSON document written by an application is expected to use:
-
-============================  ==========================================
-Python type                   stored as
-============================  ==========================================
-:class:`datetime.datetime`    ``{"\\u0000dt": "<ISO 8601, offset kept>"}``
-:class:`datetime.date`        ``{"\\u0000d": "<ISO 8601>"}``
-:class:`datetime.time`        ``{"\\u0000tm": "<ISO 8601>"}``
-:class:`uuid.UUID`            ``{"\\u0000u": "<hex>"}``
-:class:`decimal.Decimal`      ``{"\\u0000dec": "<str>"}``
-:class:`bytes`                ``{"\\u0000b": "<base64>"}``
-:class:`set`, ``frozenset``   ``{"\\u0000set": [...]}``
-============================  ==========================================
-
-Tuples become lists, as in JSON. Any other type is refused with
+Plain JSON types are written as they are; tuples become lists. The types
+in :data:`_TYPES` (datetimes, dates, times, UUIDs, decimals, bytes, sets)
+are written as a one-key object, ``{"\\u0000dt": "<ISO 8601>"}``: its key
+is NUL and the tag, which no column name or JSON document written by an
+application is expected to use. Any other type is refused with
 :exc:`TypeError` when it is written.
 
 An application's own dict key that starts with NUL (a JSON column holds
@@ -33,116 +21,76 @@ import collections.abc as c
 import datetime as dt
 import decimal
 import json
+import operator
 import typing as t
 import uuid
 
 _TAG = "\x00"
 
+#: Type, tag, encoder, decoder; datetime before date, its base class.
+_TYPES: tuple[
+    tuple[t.Any, str, c.Callable[[t.Any], t.Any], c.Callable[[t.Any], t.Any]], ...
+] = (
+    (dt.datetime, "dt", dt.datetime.isoformat, dt.datetime.fromisoformat),
+    (dt.date, "d", dt.date.isoformat, dt.date.fromisoformat),
+    (dt.time, "tm", dt.time.isoformat, dt.time.fromisoformat),
+    (uuid.UUID, "u", operator.attrgetter("hex"), uuid.UUID),
+    (decimal.Decimal, "dec", str, decimal.Decimal),
+    (
+        (bytes, bytearray, memoryview),
+        "b",
+        lambda value: base64.b64encode(bytes(value)).decode("ascii"),
+        lambda value: base64.b64decode(value, validate=True),
+    ),
+    ((set, frozenset), "set", list, set),
+)
+_DECODERS = {tag: decode for _, tag, _, decode in _TYPES}
+
 
 def _encode(value: t.Any) -> dict[str, t.Any]:
-    # Order matters: datetime is a subclass of date.
-    if isinstance(value, dt.datetime):
-        return {_TAG + "dt": value.isoformat()}
-    if isinstance(value, dt.date):
-        return {_TAG + "d": value.isoformat()}
-    if isinstance(value, dt.time):
-        return {_TAG + "tm": value.isoformat()}
-    if isinstance(value, uuid.UUID):
-        return {_TAG + "u": value.hex}
-    if isinstance(value, decimal.Decimal):
-        return {_TAG + "dec": str(value)}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {_TAG + "b": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, (set, frozenset)):
-        return {_TAG + "set": list(value)}
+    for types, tag, encode, _ in _TYPES:
+        if isinstance(value, types):
+            return {_TAG + tag: encode(value)}
+
     raise TypeError(
         f"Values of type {type(value).__name__!r} cannot be stored by flask_pow."
     )
 
 
-_DECODERS: dict[str, c.Callable[[t.Any], t.Any]] = {}
-
-
 def _escape(value: t.Any) -> t.Any:
-    """``value`` with every dict key that starts with NUL given one more
-    NUL; containers are copied only where such a key is found.
-    """
+    """``value`` with every dict key that starts with NUL given one more."""
     if isinstance(value, dict):
-        items = [
-            (
-                _TAG + key if isinstance(key, str) and key[:1] == _TAG else key,
-                _escape(item),
-            )
-            for key, item in value.items()
-        ]
-
-        if all(
-            new_key is key and new_item is item
-            for (new_key, new_item), (key, item) in zip(
-                items, value.items(), strict=True
-            )
-        ):
-            return value
-
-        return dict(items)
+        return {
+            _TAG + k if isinstance(k, str) and k[:1] == _TAG else k: _escape(v)
+            for k, v in value.items()
+        }
 
     if isinstance(value, (list, tuple)):
-        escaped = [_escape(item) for item in value]
-
-        if all(new is old for new, old in zip(escaped, value, strict=True)):
-            return value
-
-        return escaped
+        return [_escape(item) for item in value]
 
     return value
 
 
 def _decode(obj: dict[str, t.Any]) -> t.Any:
-    if len(obj) == 1:
-        key = next(iter(obj))
-
-        if key[:1] == _TAG and key[1:2] != _TAG:
-            try:
-                decoder = _DECODERS[key[1:]]
-            except KeyError:
-                raise ValueError(f"unknown tag {key[1:]!r}") from None
-
-            return decoder(obj[key])
-
-    if not any(key[:1] == _TAG for key in obj):
+    # Most objects have no NUL in any key, which one join tells.
+    if _TAG not in "".join(obj):
         return obj
 
-    unescaped = {}
+    # Only a tag starts with one NUL, and a tag is alone in its object.
+    tags = [key for key in obj if key[:1] == _TAG and key[1:2] != _TAG]
 
-    for key, value in obj.items():
-        if key[:1] == _TAG:
-            if key[1:2] != _TAG:
-                # Only a tag starts with one NUL, and a tag is alone in its
-                # object: this was not written by dumps().
-                raise ValueError("a key starts with NUL")
+    if tags and len(obj) == 1:
+        decoder = _DECODERS.get(tags[0][1:])
 
-            key = key[1:]
+        if decoder is None:
+            raise ValueError(f"unknown tag {tags[0][1:]!r}")
 
-        unescaped[key] = value
+        return decoder(obj[tags[0]])
 
-    return unescaped
+    if tags:
+        raise ValueError("a key starts with NUL")
 
-
-def _decode_bytes(value: t.Any) -> bytes:
-    return base64.b64decode(value, validate=True)
-
-
-_DECODERS.update(
-    {
-        "dt": dt.datetime.fromisoformat,
-        "d": dt.date.fromisoformat,
-        "tm": dt.time.fromisoformat,
-        "u": uuid.UUID,
-        "dec": decimal.Decimal,
-        "b": _decode_bytes,
-        "set": set,
-    }
-)
+    return {key[1:] if key[:1] == _TAG else key: value for key, value in obj.items()}
 
 
 def dumps(value: t.Any) -> bytes:
@@ -171,12 +119,11 @@ def loads(data: str | bytes) -> t.Any:
 class JSONSerializer:
     """A cachelib serializer writing tagged JSON instead of pickles, for an
     application's own cachelib cache: ``cache.serializer =
-    JSONSerializer()``. flask_pow does not set it on any cache: it encodes
-    its records itself, and stores them as bytes.
+    JSONSerializer()``. (flask_pow encodes its own records itself.)
 
     A value that cannot be decoded, such as a pickle planted in the store, is
-    read as ``None``, which cachelib and flask_pow treat as a miss; it is
-    never unpickled.
+    read as ``None``, which cachelib treats as a miss; it is never
+    unpickled.
     """
 
     def dumps(self, value: t.Any) -> bytes:
@@ -184,9 +131,7 @@ class JSONSerializer:
         return dumps(value)
 
     def loads(self, value: bytes | None) -> t.Any:
-        """Deserialize what :meth:`dumps` wrote; ``None`` on a miss or on
-        anything that is not tagged JSON.
-        """
+        """Deserialize what :meth:`dumps` wrote; ``None`` for anything else."""
         if value is None:
             return None
 

@@ -38,12 +38,9 @@ _PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30})\.([A-Za-z0-9_-]{
 def require_secret_key(
     app: Flask, error: type[Exception] = RuntimeError
 ) -> str | bytes:
-    """The application's secret key, which every signature of flask_pow's
-    is made with.
+    """The application's secret key.
 
-    :param error: the exception to raise if none is set: a setup check
-        raises :exc:`~flask_pow.SetupError`.
-    :raise RuntimeError: if no secret key is set, saying to set one.
+    :raise RuntimeError: (or ``error``) if none is set, saying to set one.
     """
     secret: str | bytes | None = app.secret_key
 
@@ -57,37 +54,23 @@ def require_secret_key(
 
 
 class _Signer(Signer):
-    """An itsdangerous signer that derives each key once, not on every
-    request: the derivation is a deterministic HMAC of the key and salt.
-    """
+    """A signer of one key, derived once, not on every request."""
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._derived: dict[bytes | None, bytes] = {}
+    default_digest_method = staticmethod(hashlib.sha256)
+    default_key_derivation = "hmac"
+
+    def __init__(self, secret_key: str | bytes, salt: str) -> None:
+        super().__init__(secret_key, salt=salt)
+        self._derived = super().derive_key()
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        key = secret_key.encode() if isinstance(secret_key, str) else secret_key
-        derived = self._derived.get(key)
-
-        if derived is None:
-            derived = self._derived[key] = super().derive_key(secret_key)
-
-        return derived
-
-
-def _make(keys: list[t.Any], salt: str) -> Signer:
-    # itsdangerous signs with the last key and verifies with all.
-    return _Signer(
-        keys,
-        salt=salt,
-        key_derivation="hmac",
-        digest_method=hashlib.sha256,
-    )
+        return self._derived
 
 
 class _KeySet(t.NamedTuple):
-    current: Signer
-    with_fallbacks: Signer | None
+    keys: tuple[t.Any, ...]
+    #: One signer per key, the current key's first.
+    signers: list[_Signer]
     #: Values already verified under these keys: an HMAC of the same bytes
     #: under the same keys gives the same answer, and a logged-in client
     #: sends the same value on every request.
@@ -102,29 +85,20 @@ class TokenSigner:
 
     def __init__(self, salt: str = SIGNER_SALT) -> None:
         self.salt = salt
-        self._cache: dict[tuple[t.Any, ...], _KeySet] = {}
+        self._keys: _KeySet | None = None
 
     def _signers(self) -> _KeySet:
-        """Signers for the current key, and for the current and fallback
-        keys (``None`` if there are no fallbacks), with the values verified
-        under them. Built once per set of keys.
-        """
         app = current_app
-        secret = require_secret_key(app)
-        fallbacks = tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
-        cache_key = (secret, fallbacks)
-        signers = self._cache.get(cache_key)
+        keys = (
+            require_secret_key(app),
+            *(app.config.get("SECRET_KEY_FALLBACKS") or ()),
+        )
 
-        if signers is None:
-            signers = _KeySet(
-                _make([secret], self.salt),
-                _make([*fallbacks, secret], self.salt) if fallbacks else None,
-                {},
-            )
-            self._cache.clear()
-            self._cache[cache_key] = signers
+        if self._keys is None or self._keys.keys != keys:
+            signers = [_Signer(key, salt=self.salt) for key in keys]
+            self._keys = _KeySet(keys, signers, {})
 
-        return signers
+        return self._keys
 
     def check(self) -> None:
         """Raise :exc:`RuntimeError` now if no secret key is set."""
@@ -132,7 +106,8 @@ class TokenSigner:
 
     def sign(self, session_id: str, token: str) -> str:
         """The value to keep in the Flask session."""
-        return self._signers().current.sign(f"{session_id}.{token}").decode("ascii")
+        signer = self._signers().signers[0]
+        return signer.sign(f"{session_id}.{token}").decode("ascii")
 
     def read(self, value: object) -> tuple[str, str, bool] | None:
         """The session id and token of a value from the Flask session, and
@@ -143,38 +118,30 @@ class TokenSigner:
             return None
 
         keys = self._signers()
-        current, with_fallbacks = keys.current, keys.with_fallbacks
         verified = keys.verified.get(value)
 
         if verified is not None:
             return verified
 
-        old_key = False
-
-        try:
-            payload = current.unsign(value)
-        except BadSignature:
-            if with_fallbacks is None:
-                return None
-
+        for i, signer in enumerate(keys.signers):
             try:
-                payload = with_fallbacks.unsign(value)
+                payload = signer.unsign(value)
             except BadSignature:
+                continue
+
+            match = _PAYLOAD.match(payload.decode("ascii", "replace"))
+
+            if match is None:
                 return None
 
-            old_key = True
+            verified = match[1], match[2], i > 0
 
-        match = _PAYLOAD.match(payload.decode("ascii", "replace"))
+            # Kept with the keys it was verified under, so that a change of
+            # keys forgets it.
+            if len(keys.verified) >= MAX_VERIFIED:
+                keys.verified.clear()
 
-        if match is None:
-            return None
+            keys.verified[value] = verified
+            return verified
 
-        verified = match[1], match[2], old_key
-
-        # Kept with the keys it was verified under: a value verified under
-        # keys that were replaced meanwhile never reaches the new set.
-        if len(keys.verified) >= MAX_VERIFIED:
-            keys.verified.clear()
-
-        keys.verified[value] = verified
-        return verified
+        return None

@@ -1,15 +1,4 @@
-"""A test client that logs a user in, for applications' own tests.
-
-.. code-block:: python
-
-    from flask_pow.testing import PowClient
-
-    app.test_client_class = PowClient
-
-    def test_profile(app, user):
-        client = app.test_client(user=user)
-        assert client.get("/profile").status_code == 200
-"""
+"""A test client that logs a user in, for applications' own tests."""
 
 from __future__ import annotations
 
@@ -23,6 +12,14 @@ from .state import get_state
 
 class PowClient(FlaskClient):
     """A :class:`~flask.testing.FlaskClient` that can start logged in.
+
+    .. code-block:: python
+
+        app.test_client_class = PowClient
+
+        def test_profile(app, user):
+            client = app.test_client(user=user)
+            assert client.get("/profile").status_code == 200
 
     :param user: log this user in before the first request, as a real
         login would: a session in the store and its signed token in the

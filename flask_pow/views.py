@@ -31,29 +31,8 @@ F = t.TypeVar("F", bound=c.Callable[..., t.Any])
 EXEMPT_METHODS = frozenset({"OPTIONS"})
 
 
-def _next_url() -> str:
-    # A path, not a full URL, so the login view cannot be turned into an
-    # open redirect by a forged Host header.
-    if request.query_string:
-        return request.full_path
-
-    return request.path
-
-
-def _wants_json() -> bool:
-    # A browser's Accept header prefers HTML (or says */*, which picks the
-    # first offer); a fetch or an API client that asks for JSON, or sends
-    # it, gets JSON.
-    if request.is_json:
-        return True
-
-    offers = ("text/html", "application/json")
-    return request.accept_mimetypes.best_match(offers) == "application/json"
-
-
 def unauthorized() -> ResponseReturnValue:
-    """The response to an anonymous request where a login is required. See
-    :meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>`.
+    """See :meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>`.
 
     :meta private:
     """
@@ -70,64 +49,8 @@ def unauthorized() -> ResponseReturnValue:
     )
 
 
-def _refuse(
-    signal: NamedSignal,
-    callback: c.Callable[[], ResponseReturnValue] | None,
-    message: t.Any,
-    category: str,
-    json_error: tuple[str, str],
-    view: str | None,
-) -> ResponseReturnValue:
-    """What a request turned away gets, in order: the application's
-    handler, a JSON 401 to a request that asks for JSON, a redirect to
-    ``view`` with ``message`` flashed and the requested path in ``next``,
-    or a 401. ``signal`` is sent first.
-    """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    signal.send(app)
-
-    if callback is not None:
-        return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
-
-    if _wants_json():
-        error, fallback = json_error
-        response = jsonify(error=error, message=str(message) if message else fallback)
-        response.status_code = 401
-        return response
-
-    if view is None:
-        abort(401)
-
-    if message:
-        flash(str(message), category)
-
-    return redirect(url_for(view, next=_next_url()))
-
-
-def login_required(view: F) -> F:
-    """Let only logged-in users through to the view, and users a
-    :meth:`~flask_pow.Pow.request_loader` authenticated.
-
-    Anyone else gets what :meth:`Pow.unauthorized
-    <flask_pow.Pow.unauthorized>` answers: the ``unauthorized_handler``'s
-    response, a JSON 401 to a request that asks for JSON, a redirect to the
-    login view with the requested path in ``next``, or a 401.
-    """
-
-    @functools.wraps(view)
-    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        if request.method not in EXEMPT_METHODS and current_user_or_none() is None:
-            return unauthorized()
-
-        return current_app.ensure_sync(view)(*args, **kwargs)
-
-    return t.cast(F, wrapper)
-
-
 def needs_refresh() -> ResponseReturnValue:
-    """The response to a logged-in request whose session is not fresh where
-    a fresh one is required. See :meth:`Pow.needs_refresh
-    <flask_pow.Pow.needs_refresh>`.
+    """See :meth:`Pow.needs_refresh <flask_pow.Pow.needs_refresh>`.
 
     :meta private:
     """
@@ -144,6 +67,66 @@ def needs_refresh() -> ResponseReturnValue:
     )
 
 
+def _refuse(
+    signal: NamedSignal,
+    callback: c.Callable[[], ResponseReturnValue] | None,
+    message: t.Any,
+    category: str,
+    json_error: tuple[str, str],
+    view: str | None,
+) -> ResponseReturnValue:
+    """What a request turned away gets, after ``signal``: the application's
+    handler, a JSON 401 to a request that asks for JSON, a redirect to
+    ``view`` with ``message`` flashed, or a 401.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signal.send(app)
+
+    if callback is not None:
+        return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
+
+    # A browser's Accept header prefers HTML (or says */*, which picks the
+    # first offer); a fetch or an API client that asks for JSON, or sends
+    # it, gets JSON.
+    offers = ("text/html", "application/json")
+
+    if request.is_json or request.accept_mimetypes.best_match(offers) == offers[1]:
+        error, fallback = json_error
+        response = jsonify(error=error, message=str(message) if message else fallback)
+        response.status_code = 401
+        return response
+
+    if view is None:
+        abort(401)
+
+    if message:
+        flash(str(message), category)
+
+    # A path, not a full URL, so the login view cannot be turned into an
+    # open redirect by a forged Host header.
+    next_url = request.full_path if request.query_string else request.path
+    return redirect(url_for(view, next=next_url))
+
+
+def login_required(view: F) -> F:
+    """Let only logged-in users through to the view, and users a
+    :meth:`~flask_pow.Pow.request_loader` authenticated.
+
+    Anyone else gets what :meth:`Pow.unauthorized
+    <flask_pow.Pow.unauthorized>` answers: by default a redirect to the
+    login view, or a 401.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        if request.method not in EXEMPT_METHODS and current_user_or_none() is None:
+            return unauthorized()
+
+        return current_app.ensure_sync(view)(*args, **kwargs)
+
+    return t.cast(F, wrapper)
+
+
 def fresh_login_required(view: F) -> F:
     """Let only users whose session is fresh through to the view: they
     proved who they are (a login with a password, or
@@ -154,9 +137,8 @@ def fresh_login_required(view: F) -> F:
 
     An anonymous request gets what :func:`login_required` answers; a
     logged-in but not fresh one what :meth:`Pow.needs_refresh
-    <flask_pow.Pow.needs_refresh>` answers: the ``needs_refresh_handler``'s
-    response, a JSON 401 to a request that asks for JSON, a redirect to
-    ``POW_REFRESH_VIEW`` with the requested path in ``next``, or a 401.
+    <flask_pow.Pow.needs_refresh>` answers: by default a redirect to
+    ``POW_REFRESH_VIEW``, or a 401.
     """
 
     @functools.wraps(view)
@@ -195,12 +177,11 @@ def reload_user(view: F) -> F:
     return t.cast(F, wrapper)
 
 
-def reload_current_user() -> t.Any:
+def reload_current_user() -> None:
     """Reload the current user from the database, once per request (see
     :func:`reload_user`).
 
-    :return: the reloaded user, or ``None``.
     :meta private:
     """
     state = get_state()
-    return reload(state, loaded(state))
+    reload(state, loaded(state))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
@@ -91,3 +94,16 @@ def test_login_without_secret_key_raises_clearly() -> None:
         login_user(Member(id=1, email="a@example.com"))
 
     assert "Set 'SECRET_KEY'" in str(info.value)
+
+
+def test_an_application_is_freed_with_its_state() -> None:
+    """One extension serves many applications (a test suite's factory):
+    its state for each must not keep the application alive.
+    """
+    pow = Pow(db=SQLAlchemy(), user_model=Member)
+    app = make_app()
+    pow.init_app(app)
+    freed = weakref.ref(app)
+    del app
+    gc.collect()
+    assert freed() is None
