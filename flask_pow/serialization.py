@@ -57,18 +57,31 @@ def _encode(value: t.Any) -> dict[str, t.Any]:
     )
 
 
-def _escape(value: t.Any) -> t.Any:
-    """``value`` with every dict key that starts with NUL given one more."""
+_CONTAINERS = (dict, list, tuple)
+
+
+def _escape(value: dict[t.Any, t.Any] | list[t.Any] | tuple[t.Any, ...]) -> t.Any:
+    """A copy of a container with every dict key that starts with NUL given
+    one more. Loops rather than comprehensions, and no call for a plain
+    value: a login dumps several records.
+    """
     if isinstance(value, dict):
-        return {
-            _TAG + k if isinstance(k, str) and k[:1] == _TAG else k: _escape(v)
-            for k, v in value.items()
-        }
+        escaped: dict[t.Any, t.Any] = {}
 
-    if isinstance(value, (list, tuple)):
-        return [_escape(item) for item in value]
+        for key, item in value.items():
+            if isinstance(key, str) and key[:1] == _TAG:
+                key = _TAG + key
 
-    return value
+            escaped[key] = _escape(item) if isinstance(item, _CONTAINERS) else item
+
+        return escaped
+
+    items: list[t.Any] = []
+
+    for item in value:
+        items.append(_escape(item) if isinstance(item, _CONTAINERS) else item)
+
+    return items
 
 
 def _decode(obj: dict[str, t.Any]) -> t.Any:
@@ -99,7 +112,10 @@ def dumps(value: t.Any) -> bytes:
     :raise TypeError: if the value holds a type that cannot be stored.
     """
     return json.dumps(
-        _escape(value), default=_encode, separators=(",", ":"), ensure_ascii=False
+        _escape(value) if isinstance(value, _CONTAINERS) else value,
+        default=_encode,
+        separators=(",", ":"),
+        ensure_ascii=False,
     ).encode("utf-8")
 
 
