@@ -1,25 +1,17 @@
-"""The store protocol on Redis (or Valkey), with native structures: one
-round trip for an authenticated request, atomic scripts for every
-multi-key write, and keys laid out for Redis Cluster.
-
-Every key of one user carries the same hash tag, ``{<tag>}``, so that the
-records one operation touches live in one cluster slot. The tag is 8
-characters of an HMAC of the user key under the application's secret key:
-never stored, so revocation finds a user's sessions from the user key alone
-whatever the store lost, and meaningless to whoever reads a cookie. It is
-also the first 8 characters of each session id, so a request addresses its
-session, its user and their index in one slot from the cookie alone.
-
-Keys, after the cache's own prefix and ``POW_NAMESPACE``:
+"""The store protocol on Redis (or Valkey), natively: one round trip for an
+authenticated request, an atomic script for every multi-key write, and keys
+laid out for Redis Cluster. Every key of one user has the user's tag
+(:func:`~flask_pow.stores.user_tags`) as its hash tag, so one operation
+touches one slot; session ids start with it, so a request finds its slot
+from the cookie alone. Keys, after the cache's prefix and ``POW_NAMESPACE``:
 
 ``session:{tag}<id>``
     the session record (JSON), with a TTL.
 ``user:{tag}<user key>``
     the user's cached columns (JSON), TTL of their latest session.
 ``sessions:{tag}<user key>``
-    a sorted set: session ids scored by expiry; every write prunes the
-    expired ones, at a cost that does not grow with the user's sessions. A
-    session is honoured only while it is in it: a lost index fails closed.
+    the user's index: session ids scored by expiry, pruned by every write.
+    A session is honoured only while it is in it: a lost index fails closed.
 ``users``
     a sorted set: ``[tag, user key]`` (JSON) scored by latest expiry.
 
@@ -69,13 +61,18 @@ MINIMUM_VERSION = (7, 0)
 REFUSALS = frozenset(
     {"OOM", "READONLY", "MASTERDOWN", "LOADING", "BUSY", "NOREPLICAS", "MISCONF"}
 )
+#: Replies raised as classes of their own, without the code in the message.
+_CODES = {
+    "OutOfMemoryError": "OOM",
+    "ReadOnlyError": "READONLY",
+    "MasterDownError": "MASTERDOWN",
+}
 
 
 @functools.cache
 def _errors() -> tuple[_Errors, _Errors, _Errors]:
-    """What redis-py and, where installed, valkey-py (a fork, with the same
-    names) raise for a server out of reach, for an error reply, and for a
-    script called by SHA that the server does not have (a restart).
+    """What redis-py and valkey-py (a fork, where installed) raise for a
+    server out of reach, an error reply, and a script the server lost.
     """
     import redis
 
@@ -93,16 +90,6 @@ def _errors() -> tuple[_Errors, _Errors, _Errors]:
     return (OSError, *away), each("ResponseError"), each("NoScriptError")
 
 
-def _code(error: Exception) -> str:
-    # The client turns some replies into classes of their own and drops the
-    # code from the message; the others keep it as the message's first word.
-    return {
-        "OutOfMemoryError": "OOM",
-        "ReadOnlyError": "READONLY",
-        "MasterDownError": "MASTERDOWN",
-    }.get(type(error).__name__, str(error).split(" ", 1)[0])
-
-
 def _per_node(answer: t.Mapping[str, t.Any]) -> list[t.Mapping[str, t.Any]]:
     # A cluster client answers for every node, by node.
     nodes = list(answer.values())
@@ -116,8 +103,7 @@ class RedisSessionStore:
     ``POW_REDIS_URL`` is set.
     """
 
-    #: The worker's invalidated copy of the sessions it read, or ``None``
-    #: (``POW_REDIS_LOCAL_CACHE``).
+    #: The worker's copy of the sessions it read (``POW_REDIS_LOCAL_CACHE``).
     local: LocalCache | None = None
 
     def __init__(
@@ -126,8 +112,7 @@ class RedisSessionStore:
         namespace: str,
         secrets: t.Callable[[], c.Sequence[str | bytes]],
     ) -> None:
-        # cachelib has no public accessor of its client: check what it holds,
-        # so that a cachelib that renames it gives a clear error.
+        # cachelib has no public accessor of its client: check what it holds.
         client = getattr(cache, "_write_client", None)
 
         if client is None or not hasattr(client, "register_script"):
@@ -143,8 +128,7 @@ class RedisSessionStore:
         prefix = prefix if isinstance(prefix, str) else prefix()
         self.prefix = f"{prefix or ''}{namespace}:"
         self._users_key = f"{self.prefix}users"
-        self.corrupt = CorruptLog()
-        self.parsed = ParsedRecords(self.corrupt, report_undecodable=True)
+        self.parsed = ParsedRecords(CorruptLog(), report_undecodable=True)
         self.unvouched = UnvouchedLog()
         self._version_checked = False
         self._unreachable, self._replies, self._no_script = _errors()
@@ -168,16 +152,14 @@ class RedisSessionStore:
         except self._unreachable as e:
             raise unavailable(e) from e
         except self._replies as e:
-            code = _code(e)
+            code = _CODES.get(type(e).__name__) or str(e).split(" ", 1)[0]
 
             if code not in REFUSALS:
                 raise
 
             if code == "READONLY":
                 # A failover: the connections reach a replica now. Drop
-                # them, so that the next request connects again (to the new
-                # primary, behind the same address), and so do the local
-                # copy's channels.
+                # them (and the local copy's) to reach the new primary.
                 pool = getattr(self.client, "connection_pool", None)
 
                 if pool is not None:
@@ -189,19 +171,16 @@ class RedisSessionStore:
             raise unavailable(e) from e
 
     def _check_version(self) -> None:
-        """Once: warn if the server may evict flask_pow's keys, and refuse a
-        server older than :data:`MINIMUM_VERSION` (logins use ``SET ... NX
-        GET``, writes ``PEXPIRE ... GT``, read scripts ``no-writes``).
+        """Once: warn if the server may evict flask_pow's keys, and refuse
+        one older than :data:`MINIMUM_VERSION`.
         """
         try:
             version = self._server_version()
         except self._unreachable as e:
             raise unavailable(e) from e
 
-        # Every key has a TTL, so even the volatile-* policies take them: a
-        # lost key logs its user out, and under memory pressure many users
-        # at once. A managed service that refuses CONFIG GET is not asked
-        # again.
+        # Every key has a TTL, so even volatile-* policies take them: a lost
+        # key logs its user out, and under memory pressure many at once.
         try:
             found = self.client.config_get("maxmemory-policy")
         except (*self._unreachable, *self._replies):
@@ -237,12 +216,12 @@ class RedisSessionStore:
 
     def _keys(self, tag: str, user_key: str = "") -> tuple[str, str, str]:
         """The tag's session key prefix (a session key is it plus the id
-        past the tag), and the user's record key and index key.
+        past the tag), then the user's index key and record key.
         """
         return (
             f"{self.prefix}session:{{{tag}}}",
-            f"{self.prefix}user:{{{tag}}}{user_key}",
             f"{self.prefix}sessions:{{{tag}}}{user_key}",
+            f"{self.prefix}user:{{{tag}}}{user_key}",
         )
 
     def _session_key(self, session_id: str) -> str:
@@ -257,11 +236,9 @@ class RedisSessionStore:
     # -- reading ------------------------------------------------------------
 
     def clock(self) -> float:
-        """The server's time, as this worker estimates it: its own clock
-        plus the offset measured by the last read (every read asks the
-        server for ``TIME`` in the same round trip). Every deadline of a
-        session (expiry, grace, absolute timeout) is written and compared in
-        this clock, so workers whose clocks disagree still agree on them.
+        """The server's time: this worker's clock plus the offset the last
+        read measured. Every deadline of a session is written and compared
+        in it, so workers whose clocks disagree still agree on them.
         """
         if self._offset is None:
             sent = time.time()
@@ -276,7 +253,7 @@ class RedisSessionStore:
             return None
 
         key = self._session_key(session_id)
-        record = self.parsed.session(session_id, self._call(self.client.get, key), key)
+        record = self._session(session_id, self._call(self.client.get, key))
 
         # Another application's session (other secret keys) is not ours to
         # read, list or end.
@@ -290,7 +267,7 @@ class RedisSessionStore:
         if len(session_id) != SESSION_ID_LENGTH:
             return None
 
-        sessions, users, indexes = self._keys(session_id[:TAG_LENGTH])
+        sessions, indexes, users = self._keys(session_id[:TAG_LENGTH])
         key = sessions + session_id[TAG_LENGTH:]
         local = self.local
         held = None if local is None or fresh else local.get(session_id)
@@ -311,8 +288,7 @@ class RedisSessionStore:
             if len(values) == 2:
                 return None
 
-            # The session, its user and whether the index holds it; a
-            # session the script could not decode comes alone.
+            # The session, its user and whether the index holds it.
             held = values[2], values[3] if len(values) > 3 else None
             vouched = len(values) < 5 or bool(int(values[4]))
 
@@ -335,15 +311,13 @@ class RedisSessionStore:
         return Found(record, user_data, maybe_stale=stale)
 
     def keep_local_copies(self, **settings: t.Any) -> None:
-        """Serve repeat reads from a :class:`~flask_pow.stores.redis_local.LocalCache`
-        that the server keeps true (``POW_REDIS_LOCAL_CACHE``); ``settings``
-        are its keyword arguments.
+        """Serve repeat reads from a :class:`~.redis_local.LocalCache` made
+        with ``settings`` (``POW_REDIS_LOCAL_CACHE``).
         """
         self.local = LocalCache(self.client, self.prefix, **settings)
 
     def _forget(self, user_key: str, *session_ids: str) -> None:
-        # After a write: this worker's copies of what it touched go at once
-        # (the server's message about it is on its way).
+        # After a write, not waiting for the server's message about it.
         if self.local is not None:
             keys = [self._session_key(session_id) for session_id in session_ids]
 
@@ -366,12 +340,8 @@ class RedisSessionStore:
         max_sessions: int = 0,
         keep: c.Collection[str] = (),
     ) -> list[t.Any]:
-        """The write script and the users set, pipelined: one round trip on
-        a single server. A cluster client cannot pipeline scripts, and the
-        two live in different slots anyway: there they are two calls.
-        """
         tag = record.id[:TAG_LENGTH]
-        sessions, user, index = self._keys(tag, record.user_key)
+        sessions, index, user = self._keys(tag, record.user_key)
         keys = [sessions + record.id[TAG_LENGTH:], index, user]
         args = [
             serialization.dumps(record.dump()),
@@ -388,6 +358,9 @@ class RedisSessionStore:
         member = serialization.dumps([tag, record.user_key])
         users_args = [member, repr(record.expires_at), repr(now)]
 
+        # The write script and the users set, pipelined: one round trip on a
+        # single server. A cluster client cannot pipeline scripts, and the
+        # two live in different slots anyway: there they are two calls.
         def run(load: bool = False) -> list[t.Any]:
             pipe = self.client.pipeline(transaction=False)
 
@@ -404,9 +377,9 @@ class RedisSessionStore:
                 try:
                     return self._call(run)
                 except self._no_script:
-                    # The server lost the scripts (a restart): load them in
-                    # the same round trip. redis-py's own pipeline scripts
-                    # would ask SCRIPT EXISTS first, a round trip every time.
+                    # A restart lost the scripts: load them in the same
+                    # round trip (redis-py's would ask SCRIPT EXISTS first,
+                    # on every call).
                     return self._call(run, load=True)
 
             result: list[t.Any] = self._call(self._write, keys=keys, args=args)
@@ -452,22 +425,19 @@ class RedisSessionStore:
     def delete(
         self, user_key: str, session_ids: c.Sequence[str], now: float
     ) -> list[str]:
-        tags = self._tags(user_key)
-        by_tag: dict[str, list[str]] = {}
-
-        for session_id in session_ids:
-            if is_session_id(session_id) and session_id[:TAG_LENGTH] in tags:
-                by_tag.setdefault(session_id[:TAG_LENGTH], []).append(session_id)
-
+        ids = [session_id for session_id in session_ids if is_session_id(session_id)]
         ended: list[bytes] = []
 
         try:
-            for tag, ids in by_tag.items():
-                sessions, user, index = self._keys(tag, user_key)
-                args = [sessions, repr(now), *ids]
-                ended += self._call(self._delete, keys=[index, user], args=args)
+            for tag in self._tags(user_key):
+                if own := [
+                    session_id for session_id in ids if session_id.startswith(tag)
+                ]:
+                    sessions, *keys = self._keys(tag, user_key)
+                    args = [sessions, repr(now), *own]
+                    ended += self._call(self._delete, keys=keys, args=args)
         finally:
-            self._forget(user_key, *session_ids)
+            self._forget(user_key, *ids)
 
         return [session_id.decode() for session_id in ended]
 
@@ -479,8 +449,7 @@ class RedisSessionStore:
 
         try:
             for tag in self._tags(user_key):
-                _, user, index = self._keys(tag, user_key)
-                keys = [index, user]
+                keys = self._keys(tag, user_key)[1:]
                 updated |= bool(self._call(self._update_user, keys=keys, args=args))
         finally:
             self._forget(user_key)
@@ -498,7 +467,7 @@ class RedisSessionStore:
             session_id.decode()
             for tag in self._tags(user_key)
             for session_id in self._call(
-                self.client.zrange, self._keys(tag, user_key)[2], 0, -1
+                self.client.zrange, self._keys(tag, user_key)[1], 0, -1
             )
         ]
 
@@ -506,7 +475,7 @@ class RedisSessionStore:
         records = []
 
         for tag in self._tags(user_key):
-            sessions, _, index = self._keys(tag, user_key)
+            sessions, index, _ = self._keys(tag, user_key)
             found = self._call(self._sessions, keys=[index], args=[sessions, repr(now)])
             records += [
                 record
@@ -524,11 +493,11 @@ class RedisSessionStore:
             pair = self.parsed.decode("users", key, member)
 
             if not isinstance(pair, list) or list(map(type, pair)) != [str, str]:
-                self.corrupt("users", key)
+                self.parsed.corrupt("users", key)
             # Another application's users (other secret keys) share the set
             # when they share the namespace: not listed.
             elif pair[0] in self._tags(pair[1]):
-                pairs.append((pair[1], self._keys(pair[0], pair[1])[1]))
+                pairs.append((pair[1], self._keys(pair[0], pair[1])[2]))
 
         if not pairs:
             return []

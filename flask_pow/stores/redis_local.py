@@ -1,47 +1,25 @@
 """A worker's local copy of the session records it read from Redis, kept
 true by the server: server-assisted client-side caching (``CLIENT
-TRACKING``).
+TRACKING``), as docs/redis.rst ("The local cache") describes.
 
-One connection per worker (per primary, on a cluster: each node sends the
-invalidations of its own slots) asks the server to track every key under
-flask_pow's prefix (``BCAST``) and to send it an invalidation whenever one
-of them changes or expires (``REDIRECT`` to itself, subscribed to
-``__redis__:invalidate``: RESP2, so Redis 6 and later, Valkey, and the
-oldest redis-py flask_pow supports). A request whose session was read before
-is then answered from memory, with no round trip; any change to its session,
-its user or its user's index, by any process, drops the copy.
-
-The copy is used only while the channel is known to deliver:
-
-- the connection is checked (a non-blocking ``poll``) at every lookup, and
-  what arrived is applied first;
-- a ``PING`` goes out on that connection every quarter of ``staleness``
-  (``POW_REDIS_LOCAL_CACHE_STALENESS``, 0.25 s by default) while requests
-  come, and the copy is trusted only while the last answered one was sent
-  less than ``staleness`` ago: the answer proves, by TCP's ordering, that
-  every invalidation sent before it has been read. So a worker whose path
-  to Redis goes silent (no error, no end of stream) answers from its copy
-  for at most ``staleness`` after the last moment it is known to have
-  heard everything; a ping left unanswered for :data:`HEARTBEAT_LIMIT`
-  closes the channel;
-- any error, end of stream or late answer closes the connections and
-  empties the copy; new ones are tried at most every :data:`RECONNECT`
-  seconds, and the copy fills again only once they are tracked and
-  answered; on a cluster, so does any change of the primaries the client
-  knows (a failover, a node added), and a read served by a primary with no
-  channel is not kept;
-- an entry also expires ``ttl`` seconds after it was read, whatever arrives;
-- a fork (a pre-forking server) leaves the parent's connection to the parent.
-
-Reads race with changes: an entry is stored only if no invalidation was
-applied since its read began (:attr:`LocalCache.epoch`), so a change that
-landed while the read was in flight cannot leave an old value behind.
+One connection per worker (per primary, on a cluster) has the server track
+every key under flask_pow's prefix (``BCAST``) and send an invalidation
+whenever one changes or expires (``REDIRECT`` to itself, subscribed to
+``__redis__:invalidate``: RESP2). The copy is used only while that channel
+is known to deliver: what arrived is applied at every lookup, and a
+``PING`` answered less than ``staleness`` after it was sent proves, by
+TCP's ordering, that every invalidation sent before it was read. Any error,
+end of stream, late answer, fork or change of a cluster's primaries closes
+the channels and empties the copy; an entry also expires ``ttl`` seconds
+after it was read, and is not stored if an invalidation was applied while
+its read was in flight (:attr:`LocalCache.epoch`).
 """
 
 from __future__ import annotations
 
 import collections
 import collections.abc as c
+import contextlib
 import dataclasses
 import logging
 import os
@@ -100,6 +78,8 @@ class LocalCache:
     :param max_entries: entries kept at most (least recently used go first).
     :param max_bytes: bytes of values (plus a fixed cost per entry) kept at
         most.
+    :param staleness: how long after the send time of its last answered
+        heartbeat a channel's copy is still trusted.
     """
 
     #: Monotonic clock; tests may replace it.
@@ -116,16 +96,13 @@ class LocalCache:
         staleness: float = 0.25,
     ) -> None:
         self._client = client
-        #: How long after the send time of its last answered heartbeat a
-        #: channel's copy is still trusted.
-        self.staleness = staleness
-        #: A cluster client: one channel per primary, each tracking the
-        #: keys of its own slots.
-        self._cluster = hasattr(client, "get_primaries")
         self.prefix = prefix
         self.ttl = ttl
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.staleness = staleness
+        # A cluster client: one channel per primary, for its own slots.
+        self._cluster = hasattr(client, "get_primaries")
         self.stats = Stats()
         #: Bumped by every invalidation applied and every flush.
         self.epoch = 0
@@ -133,47 +110,73 @@ class LocalCache:
         self._by_key: dict[str, set[str]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
-        #: The tracking channels, empty while there are none; the names of
-        #: the servers they reach; the process that opened them.
+        # The tracking channels (none while there are none), the names of
+        # the servers they reach, and the process that opened them.
         self._channels: list[_Channel] = []
         self._names: frozenset[str] = frozenset()
         self._pid = 0
         self._next_connect = 0.0
-        #: The process opening channels now (outside the lock), or 0.
+        # The process opening channels now (outside the lock), or 0.
         self._connecting = 0
         self._next_topology = 0.0
         self._warned = False
 
-    # -- lookups ------------------------------------------------------------
-
     def get(self, session_id: str) -> tuple[bytes | None, ...] | None:
         """The values held for a session, or ``None`` (not held, expired,
         or the channel is not trusted now). Applies what the server sent
-        first.
+        first; (re)connects at most every :data:`RECONNECT` seconds.
         """
+        pid = os.getpid()
+
         with self._lock:
-            if not self._check():
-                self.stats.bypassed += 1
-                connect = self._claim_connect()
-            else:
+            now = self.clock()
+
+            if self._channels and self._pid != pid:
+                # Forked: the channels are the parent's. Let go of them
+                # without a word (redis-py leaves another process's socket).
+                self._lose(None)
+
+            trusted = bool(self._channels)
+
+            try:
+                for channel in self._channels:
+                    trusted = (
+                        channel.check(now, self._apply, self.staleness) and trusted
+                    )
+
+                if self._channels and self._cluster and now >= self._next_topology:
+                    self._next_topology = now + HEARTBEAT
+
+                    if frozenset(self._pools()) != self._names:
+                        raise ConnectionError("the cluster's primaries changed")
+            except Exception as e:  # noqa: BLE001 - any failure: stop trusting.
+                self._lose(e)
+                trusted = False
+
+            if trusted:
                 entry = self._entries.get(session_id)
 
-                if entry is not None:
-                    if entry.deadline > self.clock():
-                        self._entries.move_to_end(session_id)
-                        self.stats.hits += 1
-                        return entry.values
+                if entry is not None and entry.deadline > now:
+                    self._entries.move_to_end(session_id)
+                    self.stats.hits += 1
+                    return entry.values
 
-                    self._drop(session_id)
-
+                self._drop(session_id)
                 self.stats.misses += 1
                 return None
 
-        if connect:
-            # Outside the lock: the other threads bypass the copy meanwhile
-            # instead of waiting on a server that may not answer.
-            self._connect()
+            self.stats.bypassed += 1
 
+            # Whether this thread opens the channels now: none open, none
+            # being opened by this process, and none tried for a while.
+            if self._channels or self._connecting == pid or now < self._next_connect:
+                return None
+
+            self._connecting = pid
+
+        # Outside the lock: the other threads bypass the copy meanwhile
+        # instead of waiting on a server that may not answer.
+        self._connect()
         return None
 
     def put(
@@ -188,9 +191,15 @@ class LocalCache:
         a change that landed after the server answered.
         """
         size = ENTRY_OVERHEAD + sum(len(v) for v in values if v) + sum(map(len, keys))
+        node = ""
+
         # On a cluster, only what a tracked primary serves: a slot that
         # moved to a primary this worker does not track yet is not kept.
-        node = self._node_of(keys[0]) if self._cluster and keys else ""
+        if self._cluster and keys:
+            try:
+                node = str(self._client.get_node_from_key(keys[0]).name)
+            except Exception:  # noqa: BLE001 - no slot map now: keep nothing.
+                return
 
         with self._lock:
             if (
@@ -233,24 +242,22 @@ class LocalCache:
         with self._lock:
             self._lose(None)
 
-    # -- entries --------------------------------------------------------------
+    # -- under the lock -------------------------------------------------------
 
     def _drop(self, session_id: str) -> None:
         entry = self._entries.pop(session_id, None)
 
-        if entry is None:
-            return
+        if entry is not None:
+            self._bytes -= entry.size
 
-        self._bytes -= entry.size
+            for key in entry.keys:
+                ids = self._by_key.get(key)
 
-        for key in entry.keys:
-            ids = self._by_key.get(key)
+                if ids is not None:
+                    ids.discard(session_id)
 
-            if ids is not None:
-                ids.discard(session_id)
-
-                if not ids:
-                    del self._by_key[key]
+                    if not ids:
+                        del self._by_key[key]
 
     def _invalidate(self, keys: c.Iterable[str]) -> None:
         self.epoch += 1
@@ -265,48 +272,13 @@ class LocalCache:
         self._by_key.clear()
         self._bytes = 0
 
-    # -- the tracking channels -----------------------------------------------
-
-    def _check(self) -> bool:
-        """Apply what the servers sent, keep the heartbeats going, and say
-        whether the copy can be trusted now. Never blocks on healthy
-        channels; (re)connects at most every :data:`RECONNECT` seconds.
-        """
-        now = self.clock()
-
-        if self._channels and self._pid != os.getpid():
-            # Forked: the channels are the parent's. Let go of them without
-            # a word on them (redis-py does not shut down a socket another
-            # process opened).
-            self._lose(None)
-
-        if not self._channels:
-            return False
-
-        try:
-            trusted = True
-
-            for channel in self._channels:
-                trusted = channel.check(now, self._apply, self.staleness) and trusted
-
-            if self._cluster and now >= self._next_topology:
-                self._next_topology = now + HEARTBEAT
-
-                if frozenset(self._pools()) != self._names:
-                    raise ConnectionError("the cluster's primaries changed")
-        except Exception as e:  # noqa: BLE001 - any failure: stop trusting.
-            self._lose(e)
-            return False
-
-        return trusted
-
     def _apply(self, message: t.Any) -> None:
-        """One message from a tracking channel."""
+        invalidation = [b"message", CHANNEL]
+
         if (
             isinstance(message, list)
             and len(message) == 3
-            and message[0] == b"message"
-            and message[1] == CHANNEL
+            and message[:2] == invalidation
         ):
             self.stats.invalidations += 1
 
@@ -317,9 +289,7 @@ class LocalCache:
                 self._invalidate(key.decode("utf-8", "replace") for key in message[2])
 
     def _pools(self) -> dict[str, t.Any]:
-        """The connection pool of each server to track, by name: the server,
-        or every primary the cluster client knows.
-        """
+        """The connection pool of each server to track, by name."""
         if not self._cluster:
             return {"": self._client.connection_pool}
 
@@ -329,30 +299,32 @@ class LocalCache:
             if node.redis_connection is not None
         }
 
-    def _node_of(self, key: str) -> str:
-        try:
-            return str(self._client.get_node_from_key(key).name)
-        except Exception:  # noqa: BLE001 - no slot map now: keep nothing.
-            return "?"
+    def _lose(self, error: Exception | None) -> None:
+        for channel in self._channels:
+            channel.close()
 
-    def _claim_connect(self) -> bool:
-        """Under the lock: whether this thread is the one to open the
-        channels now (none open, none being opened by this process, and the
-        last attempt :data:`RECONNECT` seconds ago or more).
-        """
-        if (
-            self._channels
-            or self._connecting == os.getpid()
-            or self.clock() < self._next_connect
-        ):
-            return False
+        self._channels = []
+        self._names = frozenset()
+        self._flush()
+        self.stats.flushes += 1
 
-        self._connecting = os.getpid()
-        return True
+        if error is not None:
+            self._warn(error)
+
+    def _warn(self, error: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "The Redis local cache lost its invalidation channel (%s):"
+                " every request reads from Redis until it is back.",
+                type(error).__name__,
+            )
+
+    # -- outside the lock -----------------------------------------------------
 
     def _connect(self) -> None:
-        """Open a channel to every server to track (outside the lock), and
-        put them in place; on any failure, try again later.
+        """Open a channel to every server to track, and put them in place;
+        on any failure, try again later.
         """
         channels: list[_Channel] = []
         error: Exception | None = None
@@ -389,27 +361,6 @@ class LocalCache:
             self._flush()
             self._warned = False
 
-    def _lose(self, error: Exception | None) -> None:
-        for channel in self._channels:
-            channel.close()
-
-        self._channels = []
-        self._names = frozenset()
-        self._flush()
-        self.stats.flushes += 1
-
-        if error is not None:
-            self._warn(error)
-
-    def _warn(self, error: Exception) -> None:
-        if not self._warned:
-            self._warned = True
-            logger.warning(
-                "The Redis local cache lost its invalidation channel (%s):"
-                " every request reads from Redis until it is back.",
-                type(error).__name__,
-            )
-
 
 class _Channel:
     """One tracking connection, to the server or to one primary of a
@@ -421,41 +372,34 @@ class _Channel:
         self.conn = conn
         self.poller = select.poll()
         self.poller.register(conn._sock.fileno(), select.POLLIN)
-        #: When the unanswered ping went out (the first one goes out on
-        #: connecting), or ``None``.
+        #: When the unanswered ping went out (the first, on connecting).
         self.ping_sent_at: float | None = now
-        #: When the ping whose answer came last was sent: everything the
-        #: server sent before it has been applied.
+        #: When the last answered ping was sent: all before it is applied.
         self.confirmed_at = -HEARTBEAT_LIMIT
 
     @classmethod
     def open(cls, name: str, pool: t.Any, prefix: str, now: float) -> _Channel:
         """Connect with ``pool``'s settings and ask for invalidations of every
-        key under ``prefix``.
-
-        :raise Exception: whatever the client raises; the caller retries later.
+        key under ``prefix``; raises whatever the client raises.
         """
-        # The pool's address, TLS and credentials; RESP2 (redis-py's
-        # maintenance notifications need RESP3, and are the pool's
-        # business), and no retries: a failure here only means "later".
+        # The pool's address, TLS and credentials; RESP2 (maintenance
+        # notifications need RESP3, and are the pool's business), and no
+        # retries: a failure here only means "later".
         kwargs = {
             key: value
             for key, value in pool.connection_kwargs.items()
             if not key.startswith(("maint_notifications", "orig_"))
         }
-        # Short timeouts whatever the pool's (which may wait forever), and
-        # no health check of redis-py's: its PING would meet a subscribed
-        # connection's answer. The heartbeat here does that job.
+        # Short timeouts whatever the pool's, and no health check of
+        # redis-py's: its PING would meet a subscribed connection's answer.
         kwargs.update(
             protocol=2, retry=None, health_check_interval=0,
             socket_timeout=HEARTBEAT_LIMIT,
         )  # fmt: skip
 
         if "socket_connect_timeout" in kwargs:
-            given = kwargs["socket_connect_timeout"]
-            kwargs["socket_connect_timeout"] = min(
-                given or HEARTBEAT_LIMIT, HEARTBEAT_LIMIT
-            )
+            given = kwargs["socket_connect_timeout"] or HEARTBEAT_LIMIT
+            kwargs["socket_connect_timeout"] = min(given, HEARTBEAT_LIMIT)
 
         conn = pool.connection_class(**kwargs)
 
@@ -485,21 +429,16 @@ class _Channel:
     ) -> bool:
         """Apply what arrived, send a heartbeat when one is due (a quarter
         of ``staleness`` after the last answered one was sent), and say
-        whether that one was sent less than ``staleness`` ago.
-
-        :raise Exception: on any failure of the connection, or a heartbeat
-            left unanswered too long.
+        whether that one was sent less than ``staleness`` ago; raise on any
+        failure, or a heartbeat left unanswered too long.
         """
         if self.poller.poll(0):
             while self.conn.can_read(timeout=0):
                 message = self.conn.read_response()
 
-                if (
-                    isinstance(message, list)
-                    and message
-                    and message[0] == b"pong"
-                    and self.ping_sent_at is not None
-                ):
+                pong = isinstance(message, list) and message[:1] == [b"pong"]
+
+                if pong and self.ping_sent_at is not None:
                     self.confirmed_at = self.ping_sent_at
                     self.ping_sent_at = None
                 else:
@@ -515,7 +454,5 @@ class _Channel:
         return now - self.confirmed_at < staleness
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a broken socket
             self.conn.disconnect()
-        except Exception:  # noqa: BLE001, S110 - closing a broken socket.
-            pass
