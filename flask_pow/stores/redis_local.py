@@ -1,18 +1,14 @@
-"""A worker's local copy of the session records it read from Redis, kept
-true by the server: server-assisted client-side caching (``CLIENT
-TRACKING``), as docs/redis.rst ("The local cache") describes.
+"""A worker's copy of the session records it read from Redis, kept true by
+the server (``CLIENT TRACKING``; docs/redis.rst, "The local cache").
 
-One connection per worker (per primary, on a cluster) has the server track
-every key under flask_pow's prefix (``BCAST``) and send an invalidation
-whenever one changes or expires (``REDIRECT`` to itself, subscribed to
-``__redis__:invalidate``: RESP2). The copy is used only while that channel
-is known to deliver: what arrived is applied at every lookup, and a
-``PING`` answered less than ``staleness`` after it was sent proves, by
-TCP's ordering, that every invalidation sent before it was read. Any error,
-end of stream, late answer, fork or change of a cluster's primaries closes
-the channels and empties the copy; an entry also expires ``ttl`` seconds
-after it was read, and is not stored if an invalidation was applied while
-its read was in flight (:attr:`LocalCache.epoch`).
+One connection per worker (per primary, on a cluster) gets an invalidation
+whenever a key under flask_pow's prefix changes or expires (``BCAST``,
+RESP2 ``REDIRECT`` to itself). The copy is used only while it is known to
+deliver: what arrived is applied at every lookup, and a ``PING`` answered
+within ``staleness`` of its send proves, by TCP's ordering, that all sent
+before it was read. Any error, end of stream, late answer, fork or change
+of a cluster's primaries empties the copy; an entry expires ``ttl`` after
+its read, and is not kept if an invalidation came during it (``epoch``).
 """
 
 from __future__ import annotations
@@ -32,8 +28,7 @@ logger = logging.getLogger("flask_pow")
 
 #: Seconds between two checks of a cluster's primaries.
 HEARTBEAT = 0.5
-#: A heartbeat left unanswered this long closes the channel (the copy has
-#: not been trusted for most of it: see ``staleness``).
+#: A heartbeat left unanswered this long closes the channel.
 HEARTBEAT_LIMIT = 2.0
 #: Seconds between two attempts to connect the tracking connection again.
 RECONNECT = 1.0
@@ -41,6 +36,9 @@ RECONNECT = 1.0
 CHANNEL = b"__redis__:invalidate"
 #: What an entry costs beside its values: keys, tuple, dict and LRU slots.
 ENTRY_OVERHEAD = 400
+
+#: What is held for a session: its record's and its user's stored bytes.
+_Values = tuple[bytes | None, ...]
 
 
 @dataclasses.dataclass
@@ -60,7 +58,7 @@ class Stats:
 
 
 class _Entry(t.NamedTuple):
-    values: tuple[bytes | None, ...]
+    values: _Values
     keys: tuple[str, ...]
     deadline: float
     size: int
@@ -70,14 +68,12 @@ class LocalCache:
     """A bounded, invalidated copy of what :meth:`RedisSessionStore.read
     <flask_pow.stores.redis.RedisSessionStore.read>` fetched, per session id.
 
-    :param client: the store's redis-py (or valkey) client; its pool's
-        connection settings (address, TLS, password, timeouts) are used for
-        the tracking connection.
+    :param client: the store's redis-py (or valkey) client; the tracking
+        connection uses its pool's settings (address, TLS, password).
     :param prefix: every key flask_pow writes starts with it.
     :param ttl: seconds an entry is served at most, invalidated or not.
     :param max_entries: entries kept at most (least recently used go first).
-    :param max_bytes: bytes of values (plus a fixed cost per entry) kept at
-        most.
+    :param max_bytes: bytes kept at most (values, plus a cost per entry).
     :param staleness: how long after the send time of its last answered
         heartbeat a channel's copy is still trusted.
     """
@@ -101,7 +97,6 @@ class LocalCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.staleness = staleness
-        # A cluster client: one channel per primary, for its own slots.
         self._cluster = hasattr(client, "get_primaries")
         self.stats = Stats()
         #: Bumped by every invalidation applied and every flush.
@@ -110,8 +105,7 @@ class LocalCache:
         self._by_key: dict[str, set[str]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
-        # The tracking channels (none while there are none), the names of
-        # the servers they reach, and the process that opened them.
+        # The tracking channels, the servers they reach, who opened them.
         self._channels: list[_Channel] = []
         self._names: frozenset[str] = frozenset()
         self._pid = 0
@@ -121,10 +115,9 @@ class LocalCache:
         self._next_topology = 0.0
         self._warned = False
 
-    def get(self, session_id: str) -> tuple[bytes | None, ...] | None:
-        """The values held for a session, or ``None`` (not held, expired,
-        or the channel is not trusted now). Applies what the server sent
-        first; (re)connects at most every :data:`RECONNECT` seconds.
+    def get(self, session_id: str) -> _Values | None:
+        """The values held for a session, once what arrived is applied;
+        ``None`` if not held, expired, or the channel is not trusted now.
         """
         pid = os.getpid()
 
@@ -132,17 +125,14 @@ class LocalCache:
             now = self.clock()
 
             if self._channels and self._pid != pid:
-                # Forked: the channels are the parent's. Let go of them
-                # without a word (redis-py leaves another process's socket).
+                # Forked: let go of the parent's (redis-py leaves them open).
                 self._lose(None)
 
             trusted = bool(self._channels)
 
             try:
                 for channel in self._channels:
-                    trusted = (
-                        channel.check(now, self._apply, self.staleness) and trusted
-                    )
+                    trusted &= channel.check(now, self._apply, self.staleness)
 
                 if self._channels and self._cluster and now >= self._next_topology:
                     self._next_topology = now + HEARTBEAT
@@ -180,15 +170,10 @@ class LocalCache:
         return None
 
     def put(
-        self,
-        session_id: str,
-        values: tuple[bytes | None, ...],
-        keys: c.Sequence[str],
-        epoch: int,
+        self, session_id: str, values: _Values, keys: c.Sequence[str], epoch: int
     ) -> None:
-        """Keep what a read from the server returned, unless an
-        invalidation was applied since it began (``epoch``), which may be of
-        a change that landed after the server answered.
+        """Keep what a read from the server returned, unless an invalidation
+        was applied since it began (``epoch``).
         """
         size = ENTRY_OVERHEAD + sum(len(v) for v in values if v) + sum(map(len, keys))
         node = ""
@@ -202,18 +187,13 @@ class LocalCache:
                 return
 
         with self._lock:
-            if (
-                epoch != self.epoch
-                or size > self.max_bytes
-                or not self._channels
-                or node not in self._names
-            ):
+            # No channel, no names: nothing is kept.
+            if epoch != self.epoch or size > self.max_bytes or node not in self._names:
                 return
 
             self._drop(session_id)
-            self._entries[session_id] = _Entry(
-                values, tuple(keys), self.clock() + self.ttl, size
-            )
+            deadline = self.clock() + self.ttl
+            self._entries[session_id] = _Entry(values, tuple(keys), deadline, size)
             self._bytes += size
 
             for key in keys:
@@ -223,9 +203,7 @@ class LocalCache:
                 self._drop(next(iter(self._entries)))
 
     def forget(self, keys: c.Iterable[str]) -> None:
-        """Drop every entry that depends on one of ``keys``: this worker
-        wrote them, and must not wait for the server's message to see it.
-        """
+        """Drop the entries that depend on ``keys``, which this worker wrote."""
         with self._lock:
             self._invalidate(keys)
 
@@ -242,6 +220,43 @@ class LocalCache:
         with self._lock:
             self._lose(None)
 
+    def _connect(self) -> None:
+        """Open a channel to every server to track; on a failure, none."""
+        channels: list[_Channel] = []
+        error: Exception | None = None
+
+        try:
+            pools = self._pools()
+
+            for pool in pools.values():
+                channels.append(_Channel.open(pool, self.prefix, self.clock()))
+
+            if not channels:
+                error = ConnectionError("no server to track")
+        except Exception as e:  # noqa: BLE001 - any failure: try later.
+            error = e
+
+        with self._lock:
+            self._connecting = 0
+            self._next_connect = self.clock() + RECONNECT
+
+            if error is not None or self._channels:
+                for channel in channels:
+                    channel.close()
+
+                if error is not None:
+                    self._warn(error)
+
+                return
+
+            self._channels = channels
+            self._names = frozenset(pools)
+            self._pid = os.getpid()
+            self._next_topology = self.clock() + HEARTBEAT
+            # Whatever was held was not tracked by these channels.
+            self._flush()
+            self._warned = False
+
     # -- under the lock -------------------------------------------------------
 
     def _drop(self, session_id: str) -> None:
@@ -251,13 +266,11 @@ class LocalCache:
             self._bytes -= entry.size
 
             for key in entry.keys:
-                ids = self._by_key.get(key)
+                ids = self._by_key.get(key, set())
+                ids.discard(session_id)
 
-                if ids is not None:
-                    ids.discard(session_id)
-
-                    if not ids:
-                        del self._by_key[key]
+                if not ids:
+                    self._by_key.pop(key, None)
 
     def _invalidate(self, keys: c.Iterable[str]) -> None:
         self.epoch += 1
@@ -273,12 +286,10 @@ class LocalCache:
         self._bytes = 0
 
     def _apply(self, message: t.Any) -> None:
-        invalidation = [b"message", CHANNEL]
-
         if (
             isinstance(message, list)
             and len(message) == 3
-            and message[:2] == invalidation
+            and message[:2] == [b"message", CHANNEL]
         ):
             self.stats.invalidations += 1
 
@@ -320,55 +331,11 @@ class LocalCache:
                 type(error).__name__,
             )
 
-    # -- outside the lock -----------------------------------------------------
-
-    def _connect(self) -> None:
-        """Open a channel to every server to track, and put them in place;
-        on any failure, try again later.
-        """
-        channels: list[_Channel] = []
-        error: Exception | None = None
-
-        try:
-            pools = self._pools()
-
-            if not pools:
-                raise ConnectionError("no server to track")
-
-            for name, pool in pools.items():
-                channels.append(_Channel.open(name, pool, self.prefix, self.clock()))
-        except Exception as e:  # noqa: BLE001 - any failure: try later.
-            error = e
-
-        with self._lock:
-            self._connecting = 0
-            self._next_connect = self.clock() + RECONNECT
-
-            if error is not None or self._channels:
-                for channel in channels:
-                    channel.close()
-
-                if error is not None:
-                    self._warn(error)
-
-                return
-
-            self._channels = channels
-            self._names = frozenset(pools)
-            self._pid = os.getpid()
-            self._next_topology = self.clock() + HEARTBEAT
-            # Whatever was held was not tracked by these channels.
-            self._flush()
-            self._warned = False
-
 
 class _Channel:
-    """One tracking connection, to the server or to one primary of a
-    cluster, and its heartbeat.
-    """
+    """One tracking connection (to a server, or a cluster's primary)."""
 
-    def __init__(self, name: str, conn: t.Any, now: float) -> None:
-        self.name = name
+    def __init__(self, conn: t.Any, now: float) -> None:
         self.conn = conn
         self.poller = select.poll()
         self.poller.register(conn._sock.fileno(), select.POLLIN)
@@ -378,13 +345,10 @@ class _Channel:
         self.confirmed_at = -HEARTBEAT_LIMIT
 
     @classmethod
-    def open(cls, name: str, pool: t.Any, prefix: str, now: float) -> _Channel:
-        """Connect with ``pool``'s settings and ask for invalidations of every
-        key under ``prefix``; raises whatever the client raises.
-        """
+    def open(cls, pool: t.Any, prefix: str, now: float) -> _Channel:
+        """Connect with ``pool``'s settings, tracking every key under ``prefix``."""
         # The pool's address, TLS and credentials; RESP2 (maintenance
-        # notifications need RESP3, and are the pool's business), and no
-        # retries: a failure here only means "later".
+        # notifications need RESP3), and no retries: a failure means "later".
         kwargs = {
             key: value
             for key, value in pool.connection_kwargs.items()
@@ -419,7 +383,7 @@ class _Channel:
             conn.read_response()
             # The first heartbeat: trusted once it is answered.
             conn.send_command("PING")
-            return cls(name, conn, now)
+            return cls(conn, now)
         except BaseException:
             conn.disconnect()
             raise
@@ -427,15 +391,13 @@ class _Channel:
     def check(
         self, now: float, apply: c.Callable[[t.Any], None], staleness: float
     ) -> bool:
-        """Apply what arrived, send a heartbeat when one is due (a quarter
-        of ``staleness`` after the last answered one was sent), and say
-        whether that one was sent less than ``staleness`` ago; raise on any
-        failure, or a heartbeat left unanswered too long.
+        """Apply what arrived, send a heartbeat when one is due, and say
+        whether the last answered one was sent less than ``staleness`` ago;
+        raise on any failure, or a heartbeat left unanswered too long.
         """
         if self.poller.poll(0):
             while self.conn.can_read(timeout=0):
                 message = self.conn.read_response()
-
                 pong = isinstance(message, list) and message[:1] == [b"pong"]
 
                 if pong and self.ping_sent_at is not None:
