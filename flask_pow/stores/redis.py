@@ -171,9 +171,7 @@ class RedisSessionStore:
             raise unavailable(e) from e
 
     def _check_version(self) -> None:
-        """Once: warn if the server may evict flask_pow's keys, and refuse
-        one older than :data:`MINIMUM_VERSION`.
-        """
+        """Once: warn if the server may evict keys, refuse one too old."""
         try:
             version = self._server_version()
         except self._unreachable as e:
@@ -215,9 +213,7 @@ class RedisSessionStore:
         return min(tuple(int(n) for n in v[:2] if n.isdigit()) for v in versions)
 
     def _keys(self, tag: str, user_key: str = "") -> tuple[str, str, str]:
-        """The tag's session key prefix (a session key is it plus the id
-        past the tag), then the user's index key and record key.
-        """
+        """A tag's session key prefix, then a user's index and record keys."""
         return (
             f"{self.prefix}session:{{{tag}}}",
             f"{self.prefix}sessions:{{{tag}}}{user_key}",
@@ -225,6 +221,7 @@ class RedisSessionStore:
         )
 
     def _session_key(self, session_id: str) -> str:
+        # The tag's prefix and the id past the tag.
         return self._keys(session_id[:TAG_LENGTH])[0] + session_id[TAG_LENGTH:]
 
     def _session(self, session_id: str, raw: bytes | None) -> SessionRecord | None:
@@ -236,9 +233,8 @@ class RedisSessionStore:
     # -- reading ------------------------------------------------------------
 
     def clock(self) -> float:
-        """The server's time: this worker's clock plus the offset the last
-        read measured. Every deadline of a session is written and compared
-        in it, so workers whose clocks disagree still agree on them.
+        """The server's time, from the offset the last read measured: every
+        deadline is in it, so workers whose clocks disagree agree on them.
         """
         if self._offset is None:
             sent = time.time()
@@ -311,9 +307,7 @@ class RedisSessionStore:
         return Found(record, user_data, maybe_stale=stale)
 
     def keep_local_copies(self, **settings: t.Any) -> None:
-        """Serve repeat reads from a :class:`~.redis_local.LocalCache` made
-        with ``settings`` (``POW_REDIS_LOCAL_CACHE``).
-        """
+        """Serve repeat reads from a :class:`~.redis_local.LocalCache`."""
         self.local = LocalCache(self.client, self.prefix, **settings)
 
     def _forget(self, user_key: str, *session_ids: str) -> None:
@@ -412,9 +406,8 @@ class RedisSessionStore:
         user_data: dict[str, t.Any],
         wait: bool,
     ) -> Swapped:
-        # No lock, so never undecided: the script compares the token digest
-        # and swaps the record in one atomic step, and a loser learns where
-        # the session went in the same round trip.
+        # Never undecided: the script compares and swaps in one atomic step,
+        # and a loser learns where the session went in the same round trip.
         result = self._run_write(record, now, user_data, expected)
 
         if result[0] == b"changed":
@@ -498,9 +491,6 @@ class RedisSessionStore:
             # when they share the namespace: not listed.
             elif pair[0] in self._tags(pair[1]):
                 pairs.append((pair[1], self._keys(pair[0], pair[1])[2]))
-
-        if not pairs:
-            return []
 
         pairs.sort()
         pipe = self.client.pipeline(transaction=False)
