@@ -1,47 +1,21 @@
-"""A worker's local copy of the session records it read from Redis, kept
-true by the server: server-assisted client-side caching (``CLIENT
-TRACKING``).
+"""A worker's copy of the session records it read from Redis, kept true by
+the server (``CLIENT TRACKING``; docs/redis.rst, "The local cache").
 
-One connection per worker (per primary, on a cluster: each node sends the
-invalidations of its own slots) asks the server to track every key under
-flask_pow's prefix (``BCAST``) and to send it an invalidation whenever one
-of them changes or expires (``REDIRECT`` to itself, subscribed to
-``__redis__:invalidate``: RESP2, so Redis 6 and later, Valkey, and the
-oldest redis-py flask_pow supports). A request whose session was read before
-is then answered from memory, with no round trip; any change to its session,
-its user or its user's index, by any process, drops the copy.
-
-The copy is used only while the channel is known to deliver:
-
-- the connection is checked (a non-blocking ``poll``) at every lookup, and
-  what arrived is applied first;
-- a ``PING`` goes out on that connection every quarter of ``staleness``
-  (``POW_REDIS_LOCAL_CACHE_STALENESS``, 0.25 s by default) while requests
-  come, and the copy is trusted only while the last answered one was sent
-  less than ``staleness`` ago: the answer proves, by TCP's ordering, that
-  every invalidation sent before it has been read. So a worker whose path
-  to Redis goes silent (no error, no end of stream) answers from its copy
-  for at most ``staleness`` after the last moment it is known to have
-  heard everything; a ping left unanswered for :data:`HEARTBEAT_LIMIT`
-  closes the channel;
-- any error, end of stream or late answer closes the connections and
-  empties the copy; new ones are tried at most every :data:`RECONNECT`
-  seconds, and the copy fills again only once they are tracked and
-  answered; on a cluster, so does any change of the primaries the client
-  knows (a failover, a node added), and a read served by a primary with no
-  channel is not kept;
-- an entry also expires ``ttl`` seconds after it was read, whatever arrives;
-- a fork (a pre-forking server) leaves the parent's connection to the parent.
-
-Reads race with changes: an entry is stored only if no invalidation was
-applied since its read began (:attr:`LocalCache.epoch`), so a change that
-landed while the read was in flight cannot leave an old value behind.
+One connection per worker (per primary, on a cluster) gets an invalidation
+whenever a key under flask_pow's prefix changes or expires (``BCAST``,
+RESP2 ``REDIRECT`` to itself). The copy is used only while it is known to
+deliver: what arrived is applied at every lookup, and a ``PING`` answered
+within ``staleness`` of its send proves, by TCP's ordering, that all sent
+before it was read. Any error, end of stream, late answer, fork or change
+of a cluster's primaries empties the copy; an entry expires ``ttl`` after
+its read, and is not kept if an invalidation came during it (``epoch``).
 """
 
 from __future__ import annotations
 
 import collections
 import collections.abc as c
+import contextlib
 import dataclasses
 import logging
 import os
@@ -54,8 +28,7 @@ logger = logging.getLogger("flask_pow")
 
 #: Seconds between two checks of a cluster's primaries.
 HEARTBEAT = 0.5
-#: A heartbeat left unanswered this long closes the channel (the copy has
-#: not been trusted for most of it: see ``staleness``).
+#: A heartbeat left unanswered this long closes the channel.
 HEARTBEAT_LIMIT = 2.0
 #: Seconds between two attempts to connect the tracking connection again.
 RECONNECT = 1.0
@@ -63,6 +36,9 @@ RECONNECT = 1.0
 CHANNEL = b"__redis__:invalidate"
 #: What an entry costs beside its values: keys, tuple, dict and LRU slots.
 ENTRY_OVERHEAD = 400
+
+#: What is held for a session: its record's and its user's stored bytes.
+_Values = tuple[bytes | None, ...]
 
 
 @dataclasses.dataclass
@@ -82,7 +58,7 @@ class Stats:
 
 
 class _Entry(t.NamedTuple):
-    values: tuple[bytes | None, ...]
+    values: _Values
     keys: tuple[str, ...]
     deadline: float
     size: int
@@ -92,14 +68,14 @@ class LocalCache:
     """A bounded, invalidated copy of what :meth:`RedisSessionStore.read
     <flask_pow.stores.redis.RedisSessionStore.read>` fetched, per session id.
 
-    :param client: the store's redis-py (or valkey) client; its pool's
-        connection settings (address, TLS, password, timeouts) are used for
-        the tracking connection.
+    :param client: the store's redis-py (or valkey) client; the tracking
+        connection uses its pool's settings (address, TLS, password).
     :param prefix: every key flask_pow writes starts with it.
     :param ttl: seconds an entry is served at most, invalidated or not.
     :param max_entries: entries kept at most (least recently used go first).
-    :param max_bytes: bytes of values (plus a fixed cost per entry) kept at
-        most.
+    :param max_bytes: bytes kept at most (values, plus a cost per entry).
+    :param staleness: how long after the send time of its last answered
+        heartbeat a channel's copy is still trusted.
     """
 
     #: Monotonic clock; tests may replace it.
@@ -116,16 +92,12 @@ class LocalCache:
         staleness: float = 0.25,
     ) -> None:
         self._client = client
-        #: How long after the send time of its last answered heartbeat a
-        #: channel's copy is still trusted.
-        self.staleness = staleness
-        #: A cluster client: one channel per primary, each tracking the
-        #: keys of its own slots.
-        self._cluster = hasattr(client, "get_primaries")
         self.prefix = prefix
         self.ttl = ttl
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.staleness = staleness
+        self._cluster = hasattr(client, "get_primaries")
         self.stats = Stats()
         #: Bumped by every invalidation applied and every flush.
         self.epoch = 0
@@ -133,78 +105,95 @@ class LocalCache:
         self._by_key: dict[str, set[str]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
-        #: The tracking channels, empty while there are none; the names of
-        #: the servers they reach; the process that opened them.
+        # The tracking channels, the servers they reach, who opened them.
         self._channels: list[_Channel] = []
         self._names: frozenset[str] = frozenset()
         self._pid = 0
         self._next_connect = 0.0
-        #: The process opening channels now (outside the lock), or 0.
+        # The process opening channels now (outside the lock), or 0.
         self._connecting = 0
         self._next_topology = 0.0
         self._warned = False
 
-    # -- lookups ------------------------------------------------------------
-
-    def get(self, session_id: str) -> tuple[bytes | None, ...] | None:
-        """The values held for a session, or ``None`` (not held, expired,
-        or the channel is not trusted now). Applies what the server sent
-        first.
+    def get(self, session_id: str) -> _Values | None:
+        """The values held for a session, once what arrived is applied;
+        ``None`` if not held, expired, or the channel is not trusted now.
         """
+        pid = os.getpid()
+
         with self._lock:
-            if not self._check():
-                self.stats.bypassed += 1
-                connect = self._claim_connect()
-            else:
+            now = self.clock()
+
+            if self._channels and self._pid != pid:
+                # Forked: let go of the parent's (redis-py leaves them open).
+                self._lose(None)
+
+            trusted = bool(self._channels)
+
+            try:
+                for channel in self._channels:
+                    trusted &= channel.check(now, self._apply, self.staleness)
+
+                if self._channels and self._cluster and now >= self._next_topology:
+                    self._next_topology = now + HEARTBEAT
+
+                    if frozenset(self._pools()) != self._names:
+                        raise ConnectionError("the cluster's primaries changed")
+            except Exception as e:  # noqa: BLE001 - any failure: stop trusting.
+                self._lose(e)
+                trusted = False
+
+            if trusted:
                 entry = self._entries.get(session_id)
 
-                if entry is not None:
-                    if entry.deadline > self.clock():
-                        self._entries.move_to_end(session_id)
-                        self.stats.hits += 1
-                        return entry.values
+                if entry is not None and entry.deadline > now:
+                    self._entries.move_to_end(session_id)
+                    self.stats.hits += 1
+                    return entry.values
 
-                    self._drop(session_id)
-
+                self._drop(session_id)
                 self.stats.misses += 1
                 return None
 
-        if connect:
-            # Outside the lock: the other threads bypass the copy meanwhile
-            # instead of waiting on a server that may not answer.
-            self._connect()
+            self.stats.bypassed += 1
 
+            # Whether this thread opens the channels now: none open, none
+            # being opened by this process, and none tried for a while.
+            if self._channels or self._connecting == pid or now < self._next_connect:
+                return None
+
+            self._connecting = pid
+
+        # Outside the lock: the other threads bypass the copy meanwhile
+        # instead of waiting on a server that may not answer.
+        self._connect()
         return None
 
     def put(
-        self,
-        session_id: str,
-        values: tuple[bytes | None, ...],
-        keys: c.Sequence[str],
-        epoch: int,
+        self, session_id: str, values: _Values, keys: c.Sequence[str], epoch: int
     ) -> None:
-        """Keep what a read from the server returned, unless an
-        invalidation was applied since it began (``epoch``), which may be of
-        a change that landed after the server answered.
+        """Keep what a read from the server returned, unless an invalidation
+        was applied since it began (``epoch``).
         """
         size = ENTRY_OVERHEAD + sum(len(v) for v in values if v) + sum(map(len, keys))
+        node = ""
+
         # On a cluster, only what a tracked primary serves: a slot that
         # moved to a primary this worker does not track yet is not kept.
-        node = self._node_of(keys[0]) if self._cluster and keys else ""
+        if self._cluster and keys:
+            try:
+                node = str(self._client.get_node_from_key(keys[0]).name)
+            except Exception:  # noqa: BLE001 - no slot map now: keep nothing.
+                return
 
         with self._lock:
-            if (
-                epoch != self.epoch
-                or size > self.max_bytes
-                or not self._channels
-                or node not in self._names
-            ):
+            # No channel, no names: nothing is kept.
+            if epoch != self.epoch or size > self.max_bytes or node not in self._names:
                 return
 
             self._drop(session_id)
-            self._entries[session_id] = _Entry(
-                values, tuple(keys), self.clock() + self.ttl, size
-            )
+            deadline = self.clock() + self.ttl
+            self._entries[session_id] = _Entry(values, tuple(keys), deadline, size)
             self._bytes += size
 
             for key in keys:
@@ -214,9 +203,7 @@ class LocalCache:
                 self._drop(next(iter(self._entries)))
 
     def forget(self, keys: c.Iterable[str]) -> None:
-        """Drop every entry that depends on one of ``keys``: this worker
-        wrote them, and must not wait for the server's message to see it.
-        """
+        """Drop the entries that depend on ``keys``, which this worker wrote."""
         with self._lock:
             self._invalidate(keys)
 
@@ -233,138 +220,19 @@ class LocalCache:
         with self._lock:
             self._lose(None)
 
-    # -- entries --------------------------------------------------------------
-
-    def _drop(self, session_id: str) -> None:
-        entry = self._entries.pop(session_id, None)
-
-        if entry is None:
-            return
-
-        self._bytes -= entry.size
-
-        for key in entry.keys:
-            ids = self._by_key.get(key)
-
-            if ids is not None:
-                ids.discard(session_id)
-
-                if not ids:
-                    del self._by_key[key]
-
-    def _invalidate(self, keys: c.Iterable[str]) -> None:
-        self.epoch += 1
-
-        for key in keys:
-            for session_id in list(self._by_key.get(key, ())):
-                self._drop(session_id)
-
-    def _flush(self) -> None:
-        self.epoch += 1
-        self._entries.clear()
-        self._by_key.clear()
-        self._bytes = 0
-
-    # -- the tracking channels -----------------------------------------------
-
-    def _check(self) -> bool:
-        """Apply what the servers sent, keep the heartbeats going, and say
-        whether the copy can be trusted now. Never blocks on healthy
-        channels; (re)connects at most every :data:`RECONNECT` seconds.
-        """
-        now = self.clock()
-
-        if self._channels and self._pid != os.getpid():
-            # Forked: the channels are the parent's. Let go of them without
-            # a word on them (redis-py does not shut down a socket another
-            # process opened).
-            self._lose(None)
-
-        if not self._channels:
-            return False
-
-        try:
-            trusted = True
-
-            for channel in self._channels:
-                trusted = channel.check(now, self._apply, self.staleness) and trusted
-
-            if self._cluster and now >= self._next_topology:
-                self._next_topology = now + HEARTBEAT
-
-                if frozenset(self._pools()) != self._names:
-                    raise ConnectionError("the cluster's primaries changed")
-        except Exception as e:  # noqa: BLE001 - any failure: stop trusting.
-            self._lose(e)
-            return False
-
-        return trusted
-
-    def _apply(self, message: t.Any) -> None:
-        """One message from a tracking channel."""
-        if (
-            isinstance(message, list)
-            and len(message) == 3
-            and message[0] == b"message"
-            and message[1] == CHANNEL
-        ):
-            self.stats.invalidations += 1
-
-            if message[2] is None:
-                # FLUSHALL / FLUSHDB: everything is gone.
-                self._flush()
-            else:
-                self._invalidate(key.decode("utf-8", "replace") for key in message[2])
-
-    def _pools(self) -> dict[str, t.Any]:
-        """The connection pool of each server to track, by name: the server,
-        or every primary the cluster client knows.
-        """
-        if not self._cluster:
-            return {"": self._client.connection_pool}
-
-        return {
-            node.name: node.redis_connection.connection_pool
-            for node in self._client.get_primaries()
-            if node.redis_connection is not None
-        }
-
-    def _node_of(self, key: str) -> str:
-        try:
-            return str(self._client.get_node_from_key(key).name)
-        except Exception:  # noqa: BLE001 - no slot map now: keep nothing.
-            return "?"
-
-    def _claim_connect(self) -> bool:
-        """Under the lock: whether this thread is the one to open the
-        channels now (none open, none being opened by this process, and the
-        last attempt :data:`RECONNECT` seconds ago or more).
-        """
-        if (
-            self._channels
-            or self._connecting == os.getpid()
-            or self.clock() < self._next_connect
-        ):
-            return False
-
-        self._connecting = os.getpid()
-        return True
-
     def _connect(self) -> None:
-        """Open a channel to every server to track (outside the lock), and
-        put them in place; on any failure, try again later.
-        """
+        """Open a channel to every server to track; on a failure, none."""
         channels: list[_Channel] = []
         error: Exception | None = None
 
         try:
             pools = self._pools()
 
-            if not pools:
-                raise ConnectionError("no server to track")
+            for pool in pools.values():
+                channels.append(_Channel.open(pool, self.prefix, self.clock()))
 
-            for name, pool in pools.items():
-                channels.append(_Channel.open(name, pool, self.prefix, self.clock()))
+            if not channels:
+                error = ConnectionError("no server to track")
         except Exception as e:  # noqa: BLE001 - any failure: try later.
             error = e
 
@@ -389,6 +257,59 @@ class LocalCache:
             self._flush()
             self._warned = False
 
+    # -- under the lock -------------------------------------------------------
+
+    def _drop(self, session_id: str) -> None:
+        entry = self._entries.pop(session_id, None)
+
+        if entry is not None:
+            self._bytes -= entry.size
+
+            for key in entry.keys:
+                ids = self._by_key.get(key, set())
+                ids.discard(session_id)
+
+                if not ids:
+                    self._by_key.pop(key, None)
+
+    def _invalidate(self, keys: c.Iterable[str]) -> None:
+        self.epoch += 1
+
+        for key in keys:
+            for session_id in list(self._by_key.get(key, ())):
+                self._drop(session_id)
+
+    def _flush(self) -> None:
+        self.epoch += 1
+        self._entries.clear()
+        self._by_key.clear()
+        self._bytes = 0
+
+    def _apply(self, message: t.Any) -> None:
+        if (
+            isinstance(message, list)
+            and len(message) == 3
+            and message[:2] == [b"message", CHANNEL]
+        ):
+            self.stats.invalidations += 1
+
+            if message[2] is None:
+                # FLUSHALL / FLUSHDB: everything is gone.
+                self._flush()
+            else:
+                self._invalidate(key.decode("utf-8", "replace") for key in message[2])
+
+    def _pools(self) -> dict[str, t.Any]:
+        """The connection pool of each server to track, by name."""
+        if not self._cluster:
+            return {"": self._client.connection_pool}
+
+        return {
+            node.name: node.redis_connection.connection_pool
+            for node in self._client.get_primaries()
+            if node.redis_connection is not None
+        }
+
     def _lose(self, error: Exception | None) -> None:
         for channel in self._channels:
             channel.close()
@@ -412,50 +333,37 @@ class LocalCache:
 
 
 class _Channel:
-    """One tracking connection, to the server or to one primary of a
-    cluster, and its heartbeat.
-    """
+    """One tracking connection (to a server, or a cluster's primary)."""
 
-    def __init__(self, name: str, conn: t.Any, now: float) -> None:
-        self.name = name
+    def __init__(self, conn: t.Any, now: float) -> None:
         self.conn = conn
         self.poller = select.poll()
         self.poller.register(conn._sock.fileno(), select.POLLIN)
-        #: When the unanswered ping went out (the first one goes out on
-        #: connecting), or ``None``.
+        #: When the unanswered ping went out (the first, on connecting).
         self.ping_sent_at: float | None = now
-        #: When the ping whose answer came last was sent: everything the
-        #: server sent before it has been applied.
+        #: When the last answered ping was sent: all before it is applied.
         self.confirmed_at = -HEARTBEAT_LIMIT
 
     @classmethod
-    def open(cls, name: str, pool: t.Any, prefix: str, now: float) -> _Channel:
-        """Connect with ``pool``'s settings and ask for invalidations of every
-        key under ``prefix``.
-
-        :raise Exception: whatever the client raises; the caller retries later.
-        """
-        # The pool's address, TLS and credentials; RESP2 (redis-py's
-        # maintenance notifications need RESP3, and are the pool's
-        # business), and no retries: a failure here only means "later".
+    def open(cls, pool: t.Any, prefix: str, now: float) -> _Channel:
+        """Connect with ``pool``'s settings, tracking every key under ``prefix``."""
+        # The pool's address, TLS and credentials; RESP2 (maintenance
+        # notifications need RESP3), and no retries: a failure means "later".
         kwargs = {
             key: value
             for key, value in pool.connection_kwargs.items()
             if not key.startswith(("maint_notifications", "orig_"))
         }
-        # Short timeouts whatever the pool's (which may wait forever), and
-        # no health check of redis-py's: its PING would meet a subscribed
-        # connection's answer. The heartbeat here does that job.
+        # Short timeouts whatever the pool's, and no health check of
+        # redis-py's: its PING would meet a subscribed connection's answer.
         kwargs.update(
             protocol=2, retry=None, health_check_interval=0,
             socket_timeout=HEARTBEAT_LIMIT,
         )  # fmt: skip
 
         if "socket_connect_timeout" in kwargs:
-            given = kwargs["socket_connect_timeout"]
-            kwargs["socket_connect_timeout"] = min(
-                given or HEARTBEAT_LIMIT, HEARTBEAT_LIMIT
-            )
+            given = kwargs["socket_connect_timeout"] or HEARTBEAT_LIMIT
+            kwargs["socket_connect_timeout"] = min(given, HEARTBEAT_LIMIT)
 
         conn = pool.connection_class(**kwargs)
 
@@ -475,7 +383,7 @@ class _Channel:
             conn.read_response()
             # The first heartbeat: trusted once it is answered.
             conn.send_command("PING")
-            return cls(name, conn, now)
+            return cls(conn, now)
         except BaseException:
             conn.disconnect()
             raise
@@ -483,23 +391,16 @@ class _Channel:
     def check(
         self, now: float, apply: c.Callable[[t.Any], None], staleness: float
     ) -> bool:
-        """Apply what arrived, send a heartbeat when one is due (a quarter
-        of ``staleness`` after the last answered one was sent), and say
-        whether that one was sent less than ``staleness`` ago.
-
-        :raise Exception: on any failure of the connection, or a heartbeat
-            left unanswered too long.
+        """Apply what arrived, send a heartbeat when one is due, and say
+        whether the last answered one was sent less than ``staleness`` ago;
+        raise on any failure, or a heartbeat left unanswered too long.
         """
         if self.poller.poll(0):
             while self.conn.can_read(timeout=0):
                 message = self.conn.read_response()
+                pong = isinstance(message, list) and message[:1] == [b"pong"]
 
-                if (
-                    isinstance(message, list)
-                    and message
-                    and message[0] == b"pong"
-                    and self.ping_sent_at is not None
-                ):
+                if pong and self.ping_sent_at is not None:
                     self.confirmed_at = self.ping_sent_at
                     self.ping_sent_at = None
                 else:
@@ -515,7 +416,5 @@ class _Channel:
         return now - self.confirmed_at < staleness
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a broken socket
             self.conn.disconnect()
-        except Exception:  # noqa: BLE001, S110 - closing a broken socket.
-            pass

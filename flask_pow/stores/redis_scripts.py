@@ -1,10 +1,12 @@
 """The Lua scripts of the Redis credentials cache. Each runs atomically on
 the server and touches keys of one user's hash tag only, so it also runs
-on Redis Cluster. ``TAG_END`` is replaced by the position after a session
-id's tag when the scripts are registered.
+on Redis Cluster. ``TAG_END`` is the position after a session id's tag: a
+session's key is its tag's session key prefix plus the id from there.
 """
 
 from __future__ import annotations
+
+from . import TAG_LENGTH
 
 # The server's TIME, then GET a session and, in the same slot, its user and
 # whether its user's index still holds it (ARGV[1] and ARGV[2] are the user
@@ -25,9 +27,8 @@ local u = redis.call('GET', ARGV[1] .. rec['user'])
 return {t[1], t[2], s, u or false, vouched}
 """
 
-# Prune a user's index (a sorted set: session id scored by expiry) and
-# return the latest expiry left (0 if none): the cost depends on what is
-# pruned, not on how many sessions the user has. Shared by the scripts below.
+# Prune a sorted set scored by expiry, return the latest expiry left (0 if
+# none): the cost depends on what is pruned, not on how many are left.
 PRUNE = """
 local function prune(index, now)
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
@@ -50,9 +51,7 @@ end
 # flask_pow.stores.least_recently_used orders them. Their ids follow 'ok'
 # and the latest expiry in the reply. Only a login past the cap reads the
 # user's records, at most the cap plus one.
-WRITE = (
-    PRUNE
-    + """
+WRITE = """
 local now = tonumber(ARGV[4])
 if ARGV[6] ~= '' then
   local s = redis.call('GET', KEYS[1])
@@ -108,15 +107,11 @@ if ARGV[6] == '' or redis.call('PEXPIRE', KEYS[3], ttl) == 0 then
 end
 return reply
 """
-)
 
 # Delete sessions of one user (KEYS[1] index, KEYS[2] user record); ARGV[1]
-# is the session key prefix, ARGV[2] now, ARGV[3...] the session ids. Index
-# members are full session ids; a session key is the prefix and the id
-# without its tag. Returns the ids that were there.
-DELETE = (
-    PRUNE
-    + """
+# is the session key prefix, ARGV[2] now, ARGV[3...] the session ids.
+# Returns the ids that were there.
+DELETE = """
 local now = tonumber(ARGV[2])
 local ended = {}
 for i = 3, #ARGV do
@@ -136,19 +131,15 @@ else
 end
 return ended
 """
-)
 
 # Replace a user's cached record if they have a live session.
-UPDATE_USER = (
-    PRUNE
-    + """
+UPDATE_USER = """
 local now = tonumber(ARGV[2])
 local latest = prune(KEYS[1], now)
 if latest == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl_ms(latest, now))
 return 1
 """
-)
 
 # The live sessions of one user: their records, from the index.
 SESSIONS = """#!lua flags=no-writes
@@ -169,10 +160,16 @@ return found
 USERS = """
 local now = tonumber(ARGV[3])
 redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if top[2] then
-  redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(top[2]) - now) * 1000) + 1000)
-end
+local latest = prune(KEYS[1], now)
+if latest > 0 then redis.call('PEXPIRE', KEYS[1], ttl_ms(latest, now)) end
 return 1
 """
+
+# The writes share PRUNE; and Lua has no constants from Python: the tag length
+# goes in.
+WRITE, DELETE, UPDATE_USER, USERS = (
+    PRUNE + s for s in (WRITE, DELETE, UPDATE_USER, USERS)
+)
+WRITE, DELETE, SESSIONS = (
+    s.replace("TAG_END", str(TAG_LENGTH + 1)) for s in (WRITE, DELETE, SESSIONS)
+)
