@@ -23,7 +23,7 @@ from .effects import Login
 from .effects import RequestState
 from .effects import RevokeOthers
 from .effects import Sync
-from .lifecycle import loaded
+from .lifecycle import current
 from .state import get_state
 from .users import resolve_user
 
@@ -74,8 +74,8 @@ def login_user(
     if not force and not getattr(user, "is_active", True):
         return False
 
-    state = get_state()
-    rs = loaded(state)
+    rs = current()
+    state = rs.state
     _refuse_late(rs, "login_user()", "the new session's cookie")
     # Fail here, in the view, rather than after it: no secret key, a user
     # with no identity, or metadata that cannot be stored.
@@ -121,12 +121,13 @@ def _end_current(rs: RequestState) -> None:
     """The request's session ends: a login not stored yet is dropped, a
     stored session is ended after the view.
     """
-    pending = [effect for effect in rs.effects if isinstance(effect, Login)]
-
-    if pending:
-        rs.effects.remove(pending[0])
-    elif rs.record is not None:
-        rs.effects.append(End(rs.record, rs.user))
+    for effect in rs.effects:
+        if isinstance(effect, Login):
+            rs.effects.remove(effect)
+            break
+    else:
+        if rs.record is not None:
+            rs.effects.append(End(rs.record, rs.user))
 
     rs.forget_session()
 
@@ -137,8 +138,8 @@ def logout_user() -> bool:
 
     :return: whether a user was logged in.
     """
-    state = get_state()
-    rs = loaded(state)
+    rs = current()
+    state = rs.state
     was_in = rs.user is not None
 
     if rs.applied:
@@ -190,9 +191,9 @@ def sync_user(user: t.Any) -> None:
         state.credentials.update_user(user)
         return
 
-    rs = loaded(state)
+    rs = current()
     key = state.users.key(user)
-    current = rs.record is not None and key == rs.record.user_key
+    own = rs.record is not None and key == rs.record.user_key
 
     if rs.applied:
         # After the request's writes (a streamed response): written now;
@@ -201,10 +202,10 @@ def sync_user(user: t.Any) -> None:
     else:
         rs.effects.append(Sync(key, state.users.dump(user)))
 
-        if current:
+        if own:
             rs.rotate_at_least("hard")
 
-    if current:
+    if own:
         rs.set_user(user)
 
 
@@ -230,7 +231,7 @@ def database_user(user: t.Any = None) -> t.Any:
         if not has_request_context():
             return None
 
-        user = loaded(state).user
+        user = current().user
 
         if user is None:
             return None
@@ -248,8 +249,8 @@ def logout_other_sessions() -> int:
 
     :return: how many other sessions the user has now.
     """
-    state = get_state()
-    rs = loaded(state)
+    rs = current()
+    state = rs.state
     _refuse_late(rs, "logout_other_sessions()", "the new token's cookie")
     record = rs.record
 
@@ -268,7 +269,7 @@ def login_fresh() -> bool:
     :data:`~flask_pow.config.POW_FRESHNESS`. ``False`` when nobody is logged
     in, and for a user a :meth:`~flask_pow.Pow.request_loader` authenticated.
     """
-    info = loaded(get_state()).session_info
+    info = current().session_info
     return info is not None and info.fresh
 
 
@@ -282,8 +283,8 @@ def confirm_login() -> None:
     :raise RuntimeError: if the request has no session (nobody logged in,
         or a user from a request loader).
     """
-    state = get_state()
-    rs = loaded(state)
+    rs = current()
+    state = rs.state
     _refuse_late(rs, "confirm_login()", "the new token's cookie")
     info = rs.session_info
 

@@ -267,6 +267,7 @@ def _apply(state: PowState, rs: RequestState, done: list[Effect]) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     effects, rs.effects = rs.effects, []
     written: dict[str, t.Any] = {}
+    logged_in = False
 
     for effect in effects:
         if isinstance(effect, Committed):
@@ -288,10 +289,9 @@ def _apply(state: PowState, rs: RequestState, done: list[Effect]) -> None:
             remember.forget(rs.remember)
         else:
             _store_login(state, rs, effect, app)
+            logged_in = True
 
         done.append(effect)
-
-    logged_in = any(isinstance(effect, Login) for effect in done)
 
     if rs.rotate is not None and rs.record is not None and not logged_in:
         _rotate(state, rs, app)

@@ -88,12 +88,17 @@ def mark_failed(state: PowState, sender: Flask, **kwargs: t.Any) -> None:
 # -- loading -----------------------------------------------------------------
 
 
-def loaded(state: PowState) -> RequestState:
-    """The state of the current request, its user loaded."""
-    rs = request_state(state)
+def current() -> RequestState:
+    """The state of the current request, its user loaded. The extension is
+    looked up only if the request has no state yet.
+    """
+    rs: RequestState | None = request.__dict__.get(STATE_ATTRIBUTE)
+
+    if rs is None:
+        rs = request_state(get_state())
 
     if not rs.loaded:
-        load(state, rs)
+        load(rs.state, rs)
     elif "current_user" not in g and not rs.finished:
         # Another context of the same request (a copied request context in a
         # thread, an app context pushed in the view) has a ``g`` of its own.
@@ -239,22 +244,6 @@ def reload(state: PowState, rs: RequestState) -> t.Any:
 # -- the proxies ---------------------------------------------------------------
 
 
-def current_user_or_none() -> t.Any:
-    """The logged-in user of this request, or ``None`` (also outside a
-    request).
-    """
-    if not has_request_context():
-        return None
-
-    rs = request.__dict__.get(STATE_ATTRIBUTE)
-
-    # Loaded, and in this context's g: no lookup (the common case).
-    if rs is None or not rs.loaded or "current_user" not in g:
-        rs = loaded(get_state())
-
-    return rs.user
-
-
 def _current_user_or_anonymous() -> t.Any:
     if not has_request_context():
         if not has_app_context():
@@ -265,10 +254,7 @@ def _current_user_or_anonymous() -> t.Any:
 
         return get_state().manager.anonymous_user()
 
-    rs = request.__dict__.get(STATE_ATTRIBUTE)
-
-    if rs is None or not rs.loaded or "current_user" not in g:
-        rs = loaded(get_state())
+    rs = current()
 
     if rs.user is not None:
         return rs.user
@@ -280,7 +266,7 @@ def _current_user_or_anonymous() -> t.Any:
 
 
 def _current_session() -> SessionInfo | None:
-    return loaded(get_state()).session_info
+    return current().session_info
 
 
 #: The user of the current request: the logged-in user, or when nobody is

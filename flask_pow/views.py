@@ -18,8 +18,7 @@ from flask.typing import ResponseReturnValue
 
 from . import signals
 from .auth import login_fresh
-from .lifecycle import current_user_or_none
-from .lifecycle import loaded
+from .lifecycle import current
 from .lifecycle import reload
 from .state import UNSET
 from .state import get_state
@@ -119,7 +118,7 @@ def login_required(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        if request.method not in EXEMPT_METHODS and current_user_or_none() is None:
+        if request.method not in EXEMPT_METHODS and current().user is None:
             return unauthorized()
 
         return current_app.ensure_sync(view)(*args, **kwargs)
@@ -144,7 +143,7 @@ def fresh_login_required(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
         if request.method not in EXEMPT_METHODS:
-            if current_user_or_none() is None:
+            if current().user is None:
                 return unauthorized()
 
             if not login_fresh():
@@ -183,5 +182,5 @@ def reload_current_user() -> None:
 
     :meta private:
     """
-    state = get_state()
-    reload(state, loaded(state))
+    rs = current()
+    reload(rs.state, rs)
