@@ -1,8 +1,6 @@
-"""The credentials cache: the sessions and cached users of one application,
-with the session rules (:mod:`flask_pow.policy`) applied over a store
-(:class:`~flask_pow.stores.SessionStore`). Nothing here knows keys, locks,
-scripts or Flask: the same code runs on every backend, and signals go out
-through the ``send`` function the extension gives.
+"""The credentials cache: the session rules (:mod:`flask_pow.policy`) over
+a store. No keys, locks, scripts or Flask here: the same code runs on every
+backend, and signals go out through the ``send`` the extension gives.
 """
 
 from __future__ import annotations
@@ -10,6 +8,7 @@ from __future__ import annotations
 import collections.abc as c
 import dataclasses
 import logging
+import operator
 import time
 import typing as t
 
@@ -30,7 +29,6 @@ logger = logging.getLogger("flask_pow")
 #: A record written this many seconds in this worker's future means the
 #: workers' clocks disagree: logged once.
 CLOCK_SKEW_WARNING = 2.0
-#: Sessions revoked per store operation by a revoke-all.
 REVOKE_BATCH = 500
 #: How many times a rotation retries when the session keeps changing.
 ROTATE_ATTEMPTS = 3
@@ -38,61 +36,44 @@ ROTATE_ATTEMPTS = 3
 
 @dataclasses.dataclass
 class Authenticated:
-    """A session a request's token opens, and its user.
+    """A session a request's token opens, and its user (``None``: the
+    session cannot be used, and ``end``: it must end); ``follow``: the token
+    the client holds from now on (a rotated-away one was presented); ``due``:
+    the token is due for a routine rotation.
 
     :meta private:
     """
 
     record: SessionRecord
-    #: The user built from the cache; ``None`` if the session cannot be used.
     user: t.Any
     user_data: dict[str, t.Any] | None
-    #: The token the client should hold from now on, if it presented a
-    #: rotated-away one inside the grace window.
     follow: str | None = None
-    #: The token is due for a routine rotation (``POW_SESSION_TTL_RENEWAL``).
     due: bool = False
-    #: The session must end: past its absolute timeout, or its user is gone.
     end: bool = False
 
 
 def _remembered_device(record: SessionRecord) -> SessionInfo:
-    """How a device is listed whose session ended and whose remember-me
-    credential still logs it in.
-    """
+    """A device whose session ended and whose credential logs it in."""
     return dataclasses.replace(
         record.info(), remembered_until=utc(record.expires_at), kind="remember"
     )
 
 
-def _no_signals(signal: t.Any, **kwargs: t.Any) -> None:
-    pass
-
-
-def _first(pair: tuple[str, t.Any]) -> str:
-    return pair[0]
-
-
 class CredentialsCache:
     """The sessions and cached users of one application, on a
-    :class:`~flask_pow.stores.SessionStore`. Reach it as
-    ``pow.credentials``.
+    :class:`~flask_pow.stores.SessionStore`: ``pow.credentials``. The
+    timeouts are seconds, as :doc:`configuration` describes them.
 
     :param store: where the records live.
     :param users: the user adapter.
-    :param credentials_ttl: idle timeout in seconds.
-    :param rotation_grace: how long a rotated-away token still works.
-    :param absolute_ttl: seconds after login when a session ends, or ``None``.
-    :param max_sessions: live sessions per user; a login past it ends the
-        least recently used ones (:data:`~flask_pow.session_revoked` is sent
-        for each).
-    :param freshness: seconds a proof of identity keeps a session fresh, or
-        ``None`` for its whole life.
-    :param remember_ttl: seconds a remember-me credential lives.
-    :param renewal: seconds after which a token is due for rotation, or
-        ``None`` for never.
-    :param send: sends a signal with keyword arguments, the application as
-        sender.
+    :param credentials_ttl: ``POW_CREDENTIALS_TTL``.
+    :param rotation_grace: ``POW_ROTATION_GRACE``.
+    :param absolute_ttl: ``POW_ABSOLUTE_TTL``.
+    :param max_sessions: ``POW_MAX_SESSIONS``.
+    :param freshness: ``POW_FRESHNESS``.
+    :param remember_ttl: ``POW_REMEMBER_TTL``.
+    :param renewal: ``POW_SESSION_TTL_RENEWAL``.
+    :param send: sends a signal, the application as sender.
     """
 
     #: The clock, seconds since the epoch. Tests may replace it.
@@ -110,12 +91,12 @@ class CredentialsCache:
         freshness: int | None = None,
         remember_ttl: int = 30 * 24 * 3600,
         renewal: int | None = None,
-        send: c.Callable[..., None] = _no_signals,
+        send: c.Callable[..., None] | None = None,
     ) -> None:
         self.store = store
         self.adapter = users
         self.renewal = renewal
-        self.send = send
+        self.send = send or (lambda signal, **kwargs: None)
         # A store that keeps its own clock (Redis: the server's) decides
         # every deadline by it, whatever this worker's clock says.
         self.clock = getattr(store, "clock", None) or self.clock
@@ -130,12 +111,7 @@ class CredentialsCache:
     # -- the request path ---------------------------------------------------
 
     def authenticate(self, session_id: str, token: str) -> Authenticated | None:
-        """Look up the session a client presents and build its user. ``None``
-        unless the token is the session's current one, or its previous one
-        inside the grace window, and its user's index still lists the
-        session. A user record the store lost, or one written for other
-        columns than the adapter caches now, is loaded from the database
-        once and cached again.
+        """The session a client's token opens and its user, or ``None``.
 
         :meta private:
         """
@@ -173,75 +149,46 @@ class CredentialsCache:
         if match is None:
             return None
 
-        absolute = self.policy.absolute_ttl
+        absolute, renewal = self.policy.absolute_ttl, self.renewal
 
         if absolute is not None and now >= record.created_at + absolute:
             return Authenticated(record, None, None, end=True)
 
+        due = renewal is not None and record.inserted_at + renewal < now
+        due = due and match.follow is None
         user_key, user_data = record.user_key, found.user_data
+        user = None
 
-        if user_data is None:
-            # The store lost the user record. The session ends if the user
-            # is gone; an adapter that cannot load by key leaves it.
-            by_key = reloads_by_key(self.adapter)
-            healed = self._recache(
-                user_key,
-                self.adapter.reload_key(user_key) if by_key else None,
-                "Loaded a user whose cached record the store had lost from"
-                " the database, and cached it again.",
-            )
-
-            if healed is None:
-                return Authenticated(record, None, None, end=by_key)
-
-            user, user_data = healed
-        else:
+        if user_data is not None:
             try:
                 user = self.adapter.load(user_data)
             except (ValueError, TypeError, KeyError):
                 self._corrupt("user", f"user:{user_key}")
                 return None
 
-            if self.adapter.is_stale(user_data):
-                healed = self._recache(
-                    user_key,
-                    self.adapter.reload(user),
-                    "Rewrote a cached user whose record held other columns than"
-                    " the model caches now (a deploy changed them).",
-                )
+            if not self.adapter.is_stale(user_data):
+                return Authenticated(record, user, user_data, match.follow, due)
 
-                if healed is None:
-                    return Authenticated(record, None, None, end=True)
+        # The store lost the user record, or it holds other columns than the
+        # adapter caches now (a deploy): loaded once from the database and
+        # cached again. The session ends if the user is gone, unless the
+        # adapter cannot load a lost user by key.
+        if user is None:
+            by_key = reloads_by_key(self.adapter)
+            fresh = self.adapter.reload_key(user_key) if by_key else None
+        else:
+            by_key, fresh = True, self.adapter.reload(user)
 
-                user, user_data = healed
-
-        renewal = self.renewal
-        due = (
-            match.follow is None
-            and renewal is not None
-            and record.inserted_at + renewal < now
-        )
-        return Authenticated(record, user, user_data, match.follow, due)
-
-    def _recache(
-        self, user_key: str, fresh: t.Any | None, why: str
-    ) -> tuple[t.Any, dict[str, t.Any]] | None:
-        """Cache a user just loaded from the database again, for every
-        session of theirs, and log why; ``None`` if there was none.
-        """
         if fresh is None:
-            return None
+            return Authenticated(record, None, None, end=by_key)
 
         user_data = self.adapter.dump(fresh)
-        self.store.write_user(user_key, user_data, self.clock())
-        logger.info(why)
-        return fresh, user_data
+        self.store.write_user(user_key, user_data, now)
+        logger.info("Cached a user again from the database (lost or stale).")
+        return Authenticated(record, fresh, user_data, match.follow, due)
 
     def info_of(self, record: SessionRecord) -> SessionInfo:
-        """What a record says of its session now, freshness included.
-
-        :meta private:
-        """
+        """:meta private:"""
         return record.info(fresh=self.policy.is_fresh(record, self.clock()))
 
     # -- logins -------------------------------------------------------------
@@ -253,20 +200,18 @@ class CredentialsCache:
         *,
         fresh: bool = True,
     ) -> tuple[SessionInfo, str]:
-        """Store a new session for ``user`` and return it with its token.
-        This is what :func:`~flask_pow.login_user` does once the view has
-        returned; call it directly to issue a session outside a request (a
-        test, a login link), and hand the token to the client yourself.
+        """Store a new session for ``user``, as :func:`~flask_pow.login_user`
+        does after the view: to issue one outside a request (a test, a login
+        link) and hand the token to the client yourself.
 
         :param user: the user logging in.
         :param metadata: the session's metadata (JSON-serializable).
-        :param fresh: whether the user proved who they are for this login
-            (:func:`~flask_pow.login_user`'s ``fresh``).
-        :return: the session and the token the client must hold. The token
-            is shown here only: the store keeps its digest.
+        :param fresh: whether the user proved who they are for this login.
+        :return: the session, and its token: shown here only, the store
+            keeps its digest.
         """
         record, token = self.new_login(user, metadata, fresh=fresh)
-        self.store_login(record, self.adapter.dump(user))
+        self.create(record, self.adapter.dump(user), self.clock())
         return self.info_of(record), token
 
     def new_login(
@@ -277,10 +222,7 @@ class CredentialsCache:
         fresh: bool = True,
         remember: bool = False,
     ) -> tuple[SessionRecord, str]:
-        """The record of a new login and its token, not stored yet
-        (:meth:`store_login`): a request knows its new session from the
-        moment it logs someone in. With ``remember``, the record says until
-        when the device's credential (:meth:`remember`) lives.
+        """The record of a new login and its token, not stored yet.
 
         :meta private:
         """
@@ -296,13 +238,6 @@ class CredentialsCache:
 
         return record, token
 
-    def store_login(self, record: SessionRecord, user_data: dict[str, t.Any]) -> None:
-        """Store a session made by :meth:`new_login`.
-
-        :meta private:
-        """
-        self.create(record, user_data, self.clock())
-
     def create(
         self,
         record: SessionRecord,
@@ -310,8 +245,8 @@ class CredentialsCache:
         now: float,
         keep: c.Collection[str] = (),
     ) -> None:
-        """Store a new session or credential; past ``max_sessions`` the
-        user's least recently used ones end (never this one, nor ``keep``).
+        """Store a session or credential; past ``max_sessions`` the user's
+        least recently used ones end (not this one, nor ``keep``).
 
         :meta private:
         """
@@ -337,10 +272,9 @@ class CredentialsCache:
         record: SessionRecord | None = None,
         confirm: bool = False,
     ) -> tuple[str, bool] | None:
-        """Issue a new token for a session, keeping its id, creation time and
-        metadata; the old token keeps working for the grace window. Of
-        concurrent rotations one wins, by a compare-and-set on the token,
-        and the others move to the winner's token.
+        """Issue a new token for a session, keeping its id; the old token
+        works for the grace window. Of concurrent rotations one wins (a
+        compare-and-set on the token) and the others follow its token.
 
         :param session_id: the session.
         :param token: the token the caller holds.
@@ -349,11 +283,10 @@ class CredentialsCache:
             concurrent rotation, and rotate *hard*: no earlier token works
             afterwards, not even inside the grace window.
         :param record: the session's record, if the caller read it.
-        :param confirm: the user proved who they are again
-            (:func:`~flask_pow.confirm_login`): the session is fresh from
-            now. Takes ``wait``.
-        :return: the token the client should hold now and whether this call
-            rotated it, or ``None`` if the client keeps its own.
+        :param confirm: ``wait``, and the session is fresh from now
+            (:func:`~flask_pow.confirm_login`).
+        :return: the client's token from now and whether this call rotated
+            it, or ``None`` if the client keeps its own.
         """
         hard = wait or confirm
 
@@ -408,13 +341,10 @@ class CredentialsCache:
         *,
         remembered: c.Collection[str] | None = None,
     ) -> str | None:
-        """End a session without sending :data:`~flask_pow.session_revoked`
-        (a logout, or a timeout), with the remember-me credentials of its
-        device: ``remembered`` names them when the caller knows (a request
-        with the device's cookie), else they are looked up. ``user_key``, if
-        the caller knows it, saves a read.
+        """End a session (a logout, a timeout; no signal) with its device's
+        remember-me credentials: ``remembered``, or else looked up.
 
-        :return: the user key of the session, or ``None`` if there was none.
+        :return: the session's user key, or ``None`` if there was none.
         :meta private:
         """
         if user_key is None:
@@ -449,9 +379,9 @@ class CredentialsCache:
         return user_key is not None
 
     def delete_user_sessions(self, user: t.Any, *, keep: str | None = None) -> int:
-        """Revoke every session of a user ("log out everywhere"), for
-        example after a password change or when an administrator disables
-        the account. Sends :data:`~flask_pow.session_revoked` for each.
+        """Revoke every session of a user ("log out everywhere": after a
+        password change, or an account disabled), each with
+        :data:`~flask_pow.session_revoked`.
 
         :param user: the user.
         :param keep: a session id to leave alone (the caller's own).
@@ -460,9 +390,8 @@ class CredentialsCache:
         return self.delete_sessions_by_key(self.adapter.key(user), keep=keep)
 
     def delete_sessions_by_key(self, user_key: str, *, keep: str | None = None) -> int:
-        """:meth:`delete_user_sessions` for a user key. Counts, and sends
-        the signal for, what :meth:`sessions` lists: the sessions, and the
-        remembered devices whose session had ended.
+        """:meth:`delete_user_sessions` for a user key. Counts what
+        :meth:`sessions` lists, remembered devices included.
         """
         now = self.clock()
         found = self.store.sessions(user_key, now)
@@ -476,8 +405,8 @@ class CredentialsCache:
         ids = [sid for sid in self.store.session_ids(user_key) if sid not in kept]
         ended = 0
 
-        # In batches, so that a user with thousands of sessions does not
-        # hold the store for long, and a failure part way keeps what is done.
+        # In batches: a user with thousands of sessions holds the store for
+        # a moment only, and a failure part way keeps what is done.
         for start in range(0, len(ids), REVOKE_BATCH):
             batch = ids[start : start + REVOKE_BATCH]
 
@@ -489,18 +418,15 @@ class CredentialsCache:
         return ended
 
     def update_user(self, user: t.Any) -> bool:
-        """Write a user's current values to the cache: the next request of
-        every session of that user sees them, with no query and no rotation.
-        For use outside a request (a background job, a shell); in a request,
-        :func:`~flask_pow.sync_user` also rotates the current token.
+        """Write a user's current values to the cache for every session of
+        theirs, with no rotation: for use outside a request (a job, a shell).
 
         :return: whether the user had a live session to update.
         """
         return self.update_user_data(self.adapter.key(user), self.adapter.dump(user))
 
     def update_user_data(self, user_key: str, user_data: dict[str, t.Any]) -> bool:
-        """:meth:`update_user` with values already dumped by the adapter. A
-        user with no live session is not cached, and nothing is written.
+        """:meth:`update_user` with dumped values.
 
         :meta private:
         """
@@ -511,9 +437,8 @@ class CredentialsCache:
     # -- reading ------------------------------------------------------------
 
     def get(self, session_id: str) -> SessionInfo | None:
-        """The session with this id, or ``None`` if it has ended. The id of
-        a remembered device that :meth:`sessions` lists with ``kind``
-        ``"remember"`` gives it too.
+        """The session with this id (or a remembered device's, as
+        :meth:`sessions` lists it), or ``None`` if it has ended.
         """
         record = self.store.read_session(session_id)
 
@@ -527,10 +452,8 @@ class CredentialsCache:
 
     def sessions(self, user: t.Any) -> list[SessionInfo]:
         """The live sessions of a user, oldest login first, and the devices
-        that a remember-me credential still logs in once their session
-        ended (:attr:`SessionInfo.kind <flask_pow.SessionInfo.kind>`
-        ``"remember"``). Reads the user's index and their session records,
-        never the whole store.
+        a remember-me credential still logs in (:attr:`SessionInfo.kind
+        <flask_pow.SessionInfo.kind>` ``"remember"``), from the user's index.
         """
         return self.sessions_by_key(self.adapter.key(user))
 
@@ -551,8 +474,7 @@ class CredentialsCache:
         infos = [
             dataclasses.replace(self.info_of(r), remembered_until=remembered.get(r.id))
             if r.kind == "session"
-            # A device whose session ended but whose remember-me credential
-            # still logs it in is listed by the credential's id.
+            # A device whose session ended is listed by its credential's id.
             else _remembered_device(r)
             for r in found
             if r.kind == "session" or r.linked not in live
@@ -560,19 +482,16 @@ class CredentialsCache:
         return sorted(infos, key=lambda info: (info.created_at, info.id))
 
     def users(self) -> list[t.Any]:
-        """The users with a live session, loaded from the cache (no query),
-        in user key order.
-        """
+        """The users with a live session, from the cache, by user key."""
         return list(self.users_by_key().values())
 
     def users_by_key(self) -> dict[str, t.Any]:
-        """:meth:`users`, keyed by user key.
-
-        :meta private:
-        """
+        """:meta private:"""
         users = {}
 
-        for user_key, data in sorted(self.store.users(self.clock()), key=_first):
+        for user_key, data in sorted(
+            self.store.users(self.clock()), key=operator.itemgetter(0)
+        ):
             try:
                 users[user_key] = self.adapter.load(data)
             except (ValueError, TypeError, KeyError):

@@ -300,7 +300,7 @@ def _apply(state: PowState, rs: RequestState, done: list[Effect]) -> None:
 def _store_login(state: PowState, rs: RequestState, login: Login, app: Flask) -> None:
     record = login.record
     user_data = state.users.dump(login.user)
-    state.credentials.store_login(record, user_data)
+    state.credentials.create(record, user_data, state.credentials.clock())
     session[state.config.session_key] = state.signer.sign(record.id, login.token)
 
     if login.remember:
