@@ -1,6 +1,6 @@
 """Logging in and out, and telling the cache about a changed user. Each
 call changes what the rest of the request sees at once, and records its
-effect in the request's list, which :func:`flask_pow.lifecycle.apply` runs
+effect in the request's list, which :func:`flask_pow.effects.apply` runs
 once the view has returned.
 """
 
