@@ -126,7 +126,7 @@ class JSONSerializer:
     def loads(self, value: bytes | None) -> t.Any:
         """Deserialize what :meth:`dumps` wrote; ``None`` for anything else."""
         try:
-            return loads(value)  # None too: json.loads raises TypeError
+            return None if value is None else loads(value)
         except ValueError:
             return None
 
