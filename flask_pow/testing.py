@@ -11,15 +11,8 @@ from .state import get_state
 
 
 class PowClient(FlaskClient):
-    """A :class:`~flask.testing.FlaskClient` that can start logged in.
-
-    .. code-block:: python
-
-        app.test_client_class = PowClient
-
-        def test_profile(app, user):
-            client = app.test_client(user=user)
-            assert client.get("/profile").status_code == 200
+    """A :class:`~flask.testing.FlaskClient` that can start logged in: set
+    ``app.test_client_class = PowClient``. See :doc:`testing`.
 
     :param user: log this user in before the first request, as a real
         login would: a session in the store and its signed token in the
