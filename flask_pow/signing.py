@@ -1,9 +1,7 @@
-"""Signing the session id and token kept in :data:`flask.session`.
-
-The value is ``<session id>.<token>.<signature>``: HMAC-SHA256 under
-``SECRET_KEY`` (or one of ``SECRET_KEY_FALLBACKS``, re-signed on the way
-out) with flask_pow's own salt. It is checked before the store is asked
-anything, so guessed ids cannot probe the store.
+"""Signing the session id and token kept in :data:`flask.session`:
+``<session id>.<token>.<signature>``, HMAC-SHA256 under ``SECRET_KEY`` (or a
+``SECRET_KEY_FALLBACKS`` key, then signed again) with flask_pow's own salt,
+checked before the store is asked anything (no probing with guessed ids).
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ import hashlib
 import re
 import typing as t
 
+from flask import Flask
 from flask import current_app
 from itsdangerous import BadSignature
 from itsdangerous import Signer
@@ -25,26 +24,17 @@ MAX_VALUE_LENGTH = 256
 #: Verified values remembered at most (per process), before starting over.
 MAX_VERIFIED = 4096
 
-if t.TYPE_CHECKING:  # pragma: no cover
-    from flask import Flask
-
 # A session id is 22 characters, or 30 on Redis (a user's hash tag first).
 _PAYLOAD = re.compile(r"\A([A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30})\.([A-Za-z0-9_-]{43})\Z")
 
 
-def require_secret_key(
-    app: Flask, error: type[Exception] = RuntimeError
-) -> str | bytes:
-    """The application's secret key, or ``error`` saying to set one."""
-    secret: str | bytes | None = app.secret_key
-
-    if not secret:
+def require_secret_key(app: Flask, error: type[Exception] = RuntimeError) -> None:
+    """Raise ``error``, saying to set one, if the application has no secret key."""
+    if not app.secret_key:
         raise error(
             "flask_pow signs its token with the application's secret key, and"
             " none is set. Set 'SECRET_KEY' in the application's config."
         )
-
-    return secret
 
 
 class _Signer(Signer):
@@ -118,9 +108,7 @@ class TokenSigner:
             except BadSignature:
                 continue
 
-            match = _PAYLOAD.match(payload.decode("ascii", "replace"))
-
-            if match is None:
+            if (match := _PAYLOAD.match(payload.decode("ascii", "replace"))) is None:
                 return None
 
             # Kept with its keys, so that a change of keys forgets it.
