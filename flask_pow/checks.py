@@ -61,11 +61,8 @@ def check_request(app: Flask, state: PowState) -> None:
     # PEP 3333: the server says whether other processes serve the application.
     if state.process_local and request.environ.get("wsgi.multiprocess"):
         raise SetupError(
-            "POW_CACHE is an in-process SimpleCache, but this server runs the"
-            " application in several processes (wsgi.multiprocess): each would"
-            " keep its own sessions, and users would be logged out at random."
-            " Use a store the processes share: leave POW_CACHE unset (a"
-            " FileSystemCache in the instance folder, for the workers of one"
-            " host), POW_CACHE = cachelib.FileSystemCache(...), or"
-            " POW_REDIS_URL."
+            "POW_CACHE is an in-process SimpleCache under several processes"
+            " (wsgi.multiprocess): each would keep its own sessions. Use a"
+            " shared store: leave POW_CACHE unset (a FileSystemCache in the"
+            " instance folder), set a cachelib.FileSystemCache, or POW_REDIS_URL."
         )

@@ -1,6 +1,4 @@
-"""Signals sent by flask_pow, with the application as sender (documented in
-docs/api.rst). None carries a token.
-"""
+"""flask_pow's signals, the application as sender (docs/api.rst has them)."""
 
 from __future__ import annotations
 

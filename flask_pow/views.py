@@ -96,20 +96,27 @@ def _refuse(
     return redirect(url_for(view, next=next_url))
 
 
+def _required(view: F, fresh: bool) -> F:
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        if request.method not in EXEMPT_METHODS:
+            if current_user_or_none() is None:
+                return unauthorized()
+
+            if fresh and not login_fresh():
+                return needs_refresh()
+
+        return current_app.ensure_sync(view)(*args, **kwargs)
+
+    return t.cast(F, wrapper)
+
+
 def login_required(view: F) -> F:
     """Let only logged-in users through to the view, and users a
     :meth:`~flask_pow.Pow.request_loader` authenticated; anyone else gets
     what :meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>` answers.
     """
-
-    @functools.wraps(view)
-    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        if request.method not in EXEMPT_METHODS and current_user_or_none() is None:
-            return unauthorized()
-
-        return current_app.ensure_sync(view)(*args, **kwargs)
-
-    return t.cast(F, wrapper)
+    return _required(view, fresh=False)
 
 
 def fresh_login_required(view: F) -> F:
@@ -117,19 +124,7 @@ def fresh_login_required(view: F) -> F:
     proved who they are within :data:`~flask_pow.config.POW_FRESHNESS`.
     See :doc:`fresh-logins`.
     """
-
-    @functools.wraps(view)
-    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        if request.method not in EXEMPT_METHODS:
-            if current_user_or_none() is None:
-                return unauthorized()
-
-            if not login_fresh():
-                return needs_refresh()
-
-        return current_app.ensure_sync(view)(*args, **kwargs)
-
-    return t.cast(F, wrapper)
+    return _required(view, fresh=True)
 
 
 def reload_user(view: F) -> F:
