@@ -1,6 +1,4 @@
-"""Flask-Login's user interface, for code and templates written for it.
-flask_pow needs neither class; Flask-Login's own ``UserMixin`` works too.
-"""
+"""Flask-Login's user interface, for code written for it (flask_pow needs none)."""
 
 from __future__ import annotations
 
@@ -13,10 +11,9 @@ class UserMixin:
     """The attributes Flask-Login expects of a user: authenticated, active,
     not anonymous, and :meth:`get_id` its ``id`` as text.
 
-    Two users are equal when they have the same mapped (base) class and
-    primary key, so ``post.author == current_user`` holds for the cached
-    user; users not mapped compare by :meth:`get_id`. The hash stays the
-    object's own. See :doc:`migrating`.
+    Users are equal with the same mapped (base) class and primary key, so
+    ``post.author == current_user`` holds; users not mapped compare by
+    :meth:`get_id`. The hash stays the object's own. See :doc:`migrating`.
     """
 
     __hash__ = object.__hash__

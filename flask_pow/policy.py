@@ -33,8 +33,7 @@ class Match:
     """A token that opens a session."""
 
     #: The token the client should hold from now on, when it presented a
-    #: rotated-away token inside the grace window; ``None`` when it holds
-    #: the current one.
+    #: rotated-away one inside the grace window; else ``None``.
     follow: str | None = None
 
 
@@ -44,15 +43,13 @@ class Policy:
 
     :param credentials_ttl: the idle timeout, in seconds.
     :param rotation_grace: how long a rotated-away token still works.
-    :param absolute_ttl: seconds after login when a session ends, or
-        ``None``.
+    :param absolute_ttl: seconds after login when a session ends, or ``None``.
     """
 
     credentials_ttl: int
     rotation_grace: int
     absolute_ttl: int | None = None
-    #: How long a proof of identity keeps a session fresh, in seconds;
-    #: ``None``: for the session's whole life.
+    #: Seconds a proof of identity keeps a session fresh; ``None``: all its life.
     freshness: int | None = None
 
     def is_fresh(self, record: SessionRecord, now: float) -> bool:

@@ -1,9 +1,7 @@
-"""The records of one session, and the tokens that authenticate it.
-
-A token is 256 random bits; the store keeps its SHA-256 digest. After a
-rotation the new token is kept *sealed* under the old one for the grace
-window: a client holding the old token can follow, a reader of the store
-learns neither.
+"""The records of one session, and its tokens: 256 random bits, of which the
+store keeps the SHA-256 digest. After a rotation the new token is kept
+*sealed* under the old one for the grace window: a client holding the old
+token can follow, a reader of the store learns neither.
 """
 
 from __future__ import annotations
@@ -136,8 +134,7 @@ class SessionRecord:
     previous_until: float = 0.0
     rotated_to: str | None = None
     fresh_at: float | None = None
-    # "remember": a remember-me credential, kept like a session so that
-    # every revocation ends it too.
+    # "remember": a remember-me credential, so every revocation ends it too.
     kind: str = "session"
     # A remember credential's last restored session, and its token sealed
     # under the credential's previous one, for parallel restores to follow.

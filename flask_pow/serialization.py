@@ -19,11 +19,10 @@ import typing as t
 import uuid
 
 _TAG = "\x00"
+_Codec = c.Callable[[t.Any], t.Any]
 
 # Type, tag, encoder, decoder; datetime before date, its base class.
-_TYPES: tuple[
-    tuple[t.Any, str, c.Callable[[t.Any], t.Any], c.Callable[[t.Any], t.Any]], ...
-] = (
+_TYPES: tuple[tuple[t.Any, str, _Codec, _Codec], ...] = (
     (dt.datetime, "dt", dt.datetime.isoformat, dt.datetime.fromisoformat),
     (dt.date, "d", dt.date.isoformat, dt.date.fromisoformat),
     (dt.time, "tm", dt.time.isoformat, dt.time.fromisoformat),
@@ -38,6 +37,7 @@ _TYPES: tuple[
     ((set, frozenset), "set", list, set),
 )
 _DECODERS = {tag: decode for _, tag, _, decode in _TYPES}
+_CONTAINERS = (dict, list, tuple)
 
 
 def _encode(value: t.Any) -> dict[str, t.Any]:
@@ -48,9 +48,6 @@ def _encode(value: t.Any) -> dict[str, t.Any]:
     raise TypeError(
         f"Values of type {type(value).__name__!r} cannot be stored by flask_pow."
     )
-
-
-_CONTAINERS = (dict, list, tuple)
 
 
 def _escape(value: dict[t.Any, t.Any] | list[t.Any] | tuple[t.Any, ...]) -> t.Any:

@@ -14,9 +14,8 @@ class PowClient(FlaskClient):
     """A :class:`~flask.testing.FlaskClient` that can start logged in: set
     ``app.test_client_class = PowClient``. See :doc:`testing`.
 
-    :param user: log this user in before the first request, as a real
-        login would: a session in the store and its signed token in the
-        client's Flask session.
+    :param user: log this user in before the first request, as a real login
+        would (a session in the store, its signed token in the Flask session).
     :param metadata: the session's metadata.
     """
 

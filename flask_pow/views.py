@@ -75,8 +75,7 @@ def _refuse(
     if callback is not None:
         return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
 
-    # A browser prefers HTML (or says */*: the first offer); JSON to a client
-    # that asks for it or sends it.
+    # JSON to a client that asks for it or sends it; a browser prefers HTML.
     offers = ("text/html", "application/json")
 
     if request.is_json or request.accept_mimetypes.best_match(offers) == offers[1]:
