@@ -1,8 +1,4 @@
-"""Setup mistakes that cannot be seen in :meth:`~flask_pow.Pow.init_app`,
-caught when requests come, with the fix in the message.
-
-:meta private:
-"""
+"""Setup mistakes that only requests show, with the fix in the message."""
 
 from __future__ import annotations
 
@@ -19,9 +15,7 @@ from .state import PowState
 
 
 class SetupError(RuntimeError):
-    """flask_pow is set up in a way that cannot work; the message says what
-    to change.
-    """
+    """flask_pow is set up in a way that cannot work; the message says why."""
 
 
 def is_process_local(state: PowState) -> bool:
@@ -30,15 +24,10 @@ def is_process_local(state: PowState) -> bool:
 
 
 def check_request(app: Flask, state: PowState) -> None:
-    """Run before flask_pow reads anything for a request.
-
-    :raise SetupError: if the setup cannot serve this request.
-    """
+    """Raise :exc:`SetupError` if the setup cannot serve this request."""
     if not state.checked:
         # Warned once, even if a check below fails: a POW_* key set after
-        # init_app read the configuration would otherwise be ignored
-        # without a word (a test fixture's POW_CACHE set after a
-        # module-level Pow(app) sent its sessions to the default store).
+        # init_app would otherwise be ignored without a word.
         read, state.read_settings = state.read_settings, None
         changed = [] if read is None else changed_settings(read, app.config)
 
@@ -50,12 +39,9 @@ def check_request(app: Flask, state: PowState) -> None:
                 " before Pow(app) or init_app(app), or call init_app after setting"
                 " them (an application factory does both in order).",
                 LateSettingWarning,
-                # No application line to point at: the change happened
-                # somewhere between init_app and this first request.
-                stacklevel=1,
+                stacklevel=1,  # no application line made the change
             )
 
-        # Known only once the application is built.
         require_secret_key(app, SetupError)
 
         for setting, endpoint in state.manager.login_views(state.config).items():
@@ -72,16 +58,11 @@ def check_request(app: Flask, state: PowState) -> None:
 
         state.checked = True
 
-    # PEP 3333: the server says whether other processes serve the same
-    # application. Each would have its own in-process store, and a user
-    # would be logged in on one worker and not on the next.
+    # PEP 3333: the server says whether other processes serve the application.
     if state.process_local and request.environ.get("wsgi.multiprocess"):
         raise SetupError(
-            "POW_CACHE is an in-process SimpleCache, but this server runs the"
-            " application in several processes (wsgi.multiprocess): each would"
-            " keep its own sessions, and users would be logged out at random."
-            " Use a store the processes share: leave POW_CACHE unset (a"
-            " FileSystemCache in the instance folder, for the workers of one"
-            " host), POW_CACHE = cachelib.FileSystemCache(...), or"
-            " POW_REDIS_URL."
+            "POW_CACHE is an in-process SimpleCache under several processes"
+            " (wsgi.multiprocess): each would keep its own sessions. Use a"
+            " shared store: leave POW_CACHE unset (a FileSystemCache in the"
+            " instance folder), set a cachelib.FileSystemCache, or POW_REDIS_URL."
         )

@@ -1,7 +1,4 @@
-"""Flask-Login's user interface, so that code and templates written for
-Flask-Login keep working. flask_pow needs neither class: any mapped model
-can be cached, and Flask-Login's own ``UserMixin`` works too.
-"""
+"""Flask-Login's user interface, for code written for it (flask_pow needs none)."""
 
 from __future__ import annotations
 
@@ -11,25 +8,20 @@ from werkzeug.local import LocalProxy
 
 
 class UserMixin:
-    """The attributes Flask-Login expects of a user, with its meaning:
-    a user object is authenticated and active, not anonymous, and
-    :meth:`get_id` is its ``id`` as text.
+    """The attributes Flask-Login expects of a user: authenticated, active,
+    not anonymous, and :meth:`get_id` its ``id`` as text.
 
-    Two users are equal when they are the same user: the same mapped class
-    (or base class) and primary key. So ``post.author == current_user``
-    holds although the cached user is another instance than the row
-    ``post.author`` loaded. Users that are not mapped compare by
-    :meth:`get_id`, as under Flask-Login. The hash stays the object's own,
-    as in Flask-Login, so the ORM's identity sets are not disturbed.
+    Users are equal with the same mapped (base) class and primary key, so
+    ``post.author == current_user`` holds; users not mapped compare by
+    :meth:`get_id`. The hash stays the object's own. See :doc:`migrating`.
     """
 
     __hash__ = object.__hash__
 
     @property
     def is_active(self) -> bool:
-        """Whether the user may log in: :func:`~flask_pow.login_user`
-        refuses an inactive user unless ``force=True``. Override it, or map
-        a column of that name.
+        """Whether :func:`~flask_pow.login_user` accepts the user without
+        ``force=True``. Override it, or map a column of that name.
         """
         return True
 
@@ -60,8 +52,7 @@ class UserMixin:
         if not isinstance(other, UserMixin):
             return NotImplemented
 
-        # current_user passes the isinstance test above as the user it
-        # stands for, but SQLAlchemy cannot inspect the proxy itself.
+        # current_user passes as its user, but SQLAlchemy cannot inspect it.
         if isinstance(other, LocalProxy):
             other = t.cast(UserMixin, other._get_current_object())
 
@@ -75,25 +66,18 @@ class UserMixin:
 
         keys = [getattr(state, "key", None) for state in states]
 
-        # An instance with no row yet (transient) is only itself.
+        # A transient instance (no row yet) is only itself.
         if keys[0] is None or keys[1] is None:
             return self is other
 
-        # The same mapper base class and primary key: the cached (detached)
-        # user and a row a query returned alike.
         return bool(keys[0][:2] == keys[1][:2])
 
 
 class AnonymousUser:
     """What :data:`~flask_pow.current_user` is when nobody is logged in, as
-    Flask-Login's ``AnonymousUserMixin``: not authenticated, not active,
-    anonymous, no id. Unlike Flask-Login's, it is falsy, so ``if
-    current_user:`` reads "if someone is logged in".
-
-    ``g.current_user`` is ``None`` in that case, never this object. Set
-    :attr:`Pow.anonymous_user <flask_pow.Pow.anonymous_user>` to a subclass
-    to add methods that templates call on any user
-    (``current_user.can("edit")``).
+    Flask-Login's ``AnonymousUserMixin``, but falsy. Subclass it in
+    :attr:`Pow.anonymous_user <flask_pow.Pow.anonymous_user>` to add methods
+    templates call on any user. See :doc:`migrating`.
     """
 
     is_authenticated = False

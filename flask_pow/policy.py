@@ -33,8 +33,7 @@ class Match:
     """A token that opens a session."""
 
     #: The token the client should hold from now on, when it presented a
-    #: rotated-away token inside the grace window; ``None`` when it holds
-    #: the current one.
+    #: rotated-away one inside the grace window; else ``None``.
     follow: str | None = None
 
 
@@ -44,30 +43,24 @@ class Policy:
 
     :param credentials_ttl: the idle timeout, in seconds.
     :param rotation_grace: how long a rotated-away token still works.
-    :param absolute_ttl: seconds after login when a session ends, or
-        ``None``.
+    :param absolute_ttl: seconds after login when a session ends, or ``None``.
     """
 
     credentials_ttl: int
     rotation_grace: int
     absolute_ttl: int | None = None
-    #: How long a proof of identity keeps a session fresh, in seconds;
-    #: ``None``: for the session's whole life.
+    #: Seconds a proof of identity keeps a session fresh; ``None``: all its life.
     freshness: int | None = None
 
     def is_fresh(self, record: SessionRecord, now: float) -> bool:
-        """Whether the user proved who they are in this session recently
-        enough (:data:`~flask_pow.config.POW_FRESHNESS`).
-        """
+        """Whether the user proved who they are within ``POW_FRESHNESS``."""
         fresh_at, freshness = record.fresh_at, self.freshness
         return fresh_at is not None and (
             freshness is None or now < fresh_at + freshness
         )
 
     def expiry(self, now: float, created_at: float) -> float:
-        """When a session written at ``now`` expires: after the idle
-        timeout, and never after its absolute timeout.
-        """
+        """When a session written at ``now`` expires (idle, capped by absolute)."""
         expires = now + self.credentials_ttl
 
         if self.absolute_ttl is not None:
@@ -81,9 +74,8 @@ class Policy:
         return ttl is not None and now >= record.created_at + ttl
 
     def match(self, record: SessionRecord, token: str, now: float) -> Match | None:
-        """Whether ``token`` opens the session ``record`` holds at ``now``:
-        ``None`` if not, else a :class:`Match` that says whether the client
-        must move to another token.
+        """Whether ``token`` opens the session at ``now``: ``None``, or a
+        :class:`Match` that says whether the client must move to another token.
         """
         if now >= record.expires_at:
             return None
@@ -112,13 +104,10 @@ class Policy:
         hard: bool = False,
         confirm: bool = False,
     ) -> tuple[SessionRecord, str]:
-        """Rotate a session: the record as it is after the rotation (a copy;
-        ``record`` is left as it was) and the fresh token. ``token`` is the
-        current token, which seals the fresh one for the grace window.
-
-        A ``hard`` rotation (a privilege change) keeps no grace window: every
-        earlier token of the session is dead at once. ``confirm`` (the user
-        proved who they are again) makes the session fresh from ``now``.
+        """Rotate a session: a copy of the record after the rotation, and the
+        fresh token, sealed under the current ``token`` for the grace window.
+        ``hard`` (a privilege change) keeps no grace window; ``confirm`` (the
+        user proved who they are again) makes the session fresh from ``now``.
         """
         fresh = new_token()
         grace = bool(self.rotation_grace) and not hard
@@ -143,9 +132,7 @@ class Policy:
         *,
         fresh: bool = True,
     ) -> tuple[SessionRecord, str]:
-        """The record of a new login, and its token; ``fresh`` if the user
-        proved who they are for it.
-        """
+        """The record of a new login, and its token; ``fresh`` if proved."""
         token = new_token()
         record = SessionRecord(
             id=session_id,

@@ -1,10 +1,7 @@
-"""The records of one session, and the tokens that authenticate it.
-
-A token is 256 random bits, known to the client only: the store keeps its
-SHA-256 digest. After a rotation the new token is kept *sealed* under the old
-one (XOR with an HMAC keyed by the old token) for the grace window, so a
-client holding the old token can be moved to the new one while a reader of
-the store learns neither.
+"""The records of one session, and its tokens: 256 random bits, of which the
+store keeps the SHA-256 digest. After a rotation the new token is kept
+*sealed* under the old one for the grace window: a client holding the old
+token can follow, a reader of the store learns neither.
 """
 
 from __future__ import annotations
@@ -31,15 +28,12 @@ def digest(token: str) -> str:
 
 
 def seal(token: str, old_token: str) -> str:
-    """Seal a token so that only a holder of the old one can read it (XOR
-    with a pad only the old token gives: its own inverse, so also unseal).
-    """
+    """XOR a token with a pad only the old token gives (so also unseals)."""
     pad = hmac.new(old_token.encode("ascii"), b"flask_pow.rotated_to", "sha256")
     raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     return _b64(bytes(a ^ b for a, b in zip(raw, pad.digest(), strict=True)))
 
 
-#: Read a token sealed by :func:`seal`.
 unseal = seal
 
 
@@ -49,9 +43,7 @@ def new_token() -> str:
 
 
 def new_session_id() -> str:
-    """A session id of 128 random bits, never starting with ``-``, which
-    reads as an option where an operator pastes it into a command.
-    """
+    """128 random bits, never starting with ``-`` (an option on a command line)."""
     while True:
         session_id = _b64(secrets.token_bytes(16))
 
@@ -66,9 +58,7 @@ def utc(timestamp: float) -> dt.datetime:
 
 @dataclasses.dataclass(frozen=True)
 class SessionInfo:
-    """One session as the store has it. Holds no token: nothing here lets
-    anyone log in.
-    """
+    """One session as the store has it, with no token: nothing here logs in."""
 
     #: The stable id of this login on this device; survives rotations.
     id: str
@@ -78,24 +68,19 @@ class SessionInfo:
     created_at: dt.datetime
     #: When the current token was issued (login or last rotation).
     inserted_at: dt.datetime
-    #: When the session ends unless rotated first (idle timeout, capped by the
-    #: absolute timeout).
+    #: When the session ends unless rotated first (idle, or absolute, timeout).
     expires_at: dt.datetime
     #: ``ip`` and ``user_agent`` at login, plus the application's own keys.
     metadata: dict[str, t.Any]
-    #: When the user last proved who they are in this session (a login with
-    #: a password, or :func:`~flask_pow.confirm_login`); ``None`` if never
-    #: (a login with ``fresh=False``).
+    #: When the user last proved who they are (a login with a password, or
+    #: :func:`~flask_pow.confirm_login`); ``None`` if never (``fresh=False``).
     fresh_at: dt.datetime | None = None
-    #: Whether the session is fresh now: proved within ``POW_FRESHNESS``
-    #: (for its whole life when that is ``None``).
+    #: Whether the session is fresh now (proved within ``POW_FRESHNESS``).
     fresh: bool = False
-    #: Until when this device is remembered (a remember-me credential was
-    #: issued with or restored this session), or ``None``.
+    #: Until when this device's remember-me credential lasts, or ``None``.
     remembered_until: dt.datetime | None = None
-    #: ``"session"``; or ``"remember"`` in a listing, for a device that only
-    #: its remember-me credential keeps (until :attr:`expires_at`): its next
-    #: request logs it in again. End it by this id like any other session.
+    #: ``"session"``, or ``"remember"`` for a listed device that only its
+    #: remember-me credential keeps (until :attr:`expires_at`); end it by id.
     kind: str = "session"
 
 
@@ -103,27 +88,20 @@ _Shape = c.Callable[[t.Any], object] | None
 _NUMBER = (int, float)
 _NUMBER_OR_NONE = (int, float, type(None))
 _TEXT_OR_NONE = (str, type(None))
+_USER_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,1024}").fullmatch
 _DIGEST = re.compile(r"[0-9a-f]{64}").fullmatch
 _SEALED = re.compile(r"[A-Za-z0-9_-]{43}").fullmatch
-# A session id is 22 characters, or 30 on Redis (a user's hash tag first).
+# 22 characters, or 30 on Redis (a user's hash tag first).
 _ID = re.compile(r"[A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30}").fullmatch
 
 _REQUIRED: t.Any = object()
-#: ``fresh_at`` of a record from before freshness was kept: its login.
+# fresh_at of a record from before freshness was kept: its login.
 _LOGIN: t.Any = object()
 
-#: Each field of a stored record: attribute, stored key, default when
-#: absent, types, shape. The right types are not enough: every value
-#: reaches code that assumes its shape (compare_digest wants ASCII, unseal
-#: 32 bytes, the clock arithmetic finite times).
+# Attribute, stored key, default, types, shape: code downstream assumes the
+# shape (compare_digest wants ASCII, unseal 32 bytes, the clock finite times).
 _FIELDS: tuple[tuple[str, str, t.Any, t.Any, _Shape], ...] = (
-    (
-        "user_key",
-        "user",
-        _REQUIRED,
-        str,
-        re.compile(r"[^\x00-\x1f\x7f]{1,1024}").fullmatch,
-    ),
+    ("user_key", "user", _REQUIRED, str, _USER_KEY),
     ("token", "token", _REQUIRED, str, _DIGEST),
     ("created_at", "created_at", _REQUIRED, _NUMBER, math.isfinite),
     ("inserted_at", "inserted_at", _REQUIRED, _NUMBER, math.isfinite),
@@ -143,10 +121,7 @@ _REQUIRED_KEYS = frozenset(row[1] for row in _FIELDS if row[2] is _REQUIRED)
 
 @dataclasses.dataclass
 class SessionRecord:
-    """A ``session:<id>`` record, validated.
-
-    :meta private:
-    """
+    """A ``session:<id>`` record, validated."""
 
     id: str
     user_key: str
@@ -159,27 +134,20 @@ class SessionRecord:
     previous_until: float = 0.0
     rotated_to: str | None = None
     fresh_at: float | None = None
-    #: ``"remember"`` for a remember-me credential, kept like a session
-    #: (same keys, same index) so that every revocation path ends it too.
+    # "remember": a remember-me credential, so every revocation ends it too.
     kind: str = "session"
-    #: A remember credential's last restored session, and its token sealed
-    #: under the credential's previous one, for parallel restores to follow.
+    # A remember credential's last restored session, and its token sealed
+    # under the credential's previous one, for parallel restores to follow.
     linked: str | None = None
     linked_sealed: str | None = None
-    #: When the remember-me credential of this session's device ends.
+    # When the remember-me credential of this session's device ends.
     remembered_until: float | None = None
 
     @classmethod
     def parse(cls, session_id: str, value: t.Any) -> SessionRecord:
-        """Validate a stored value.
-
-        :raise ValueError: if it is not a session record.
-        """
-        if not isinstance(value, dict):
-            raise ValueError("not a dict")
-
-        if not value.keys() >= _REQUIRED_KEYS:
-            raise ValueError("missing fields")
+        """Validate a stored value, or raise :exc:`ValueError`."""
+        if not isinstance(value, dict) or not value.keys() >= _REQUIRED_KEYS:
+            raise ValueError("not a session record")
 
         fields = {}
 
@@ -204,8 +172,7 @@ class SessionRecord:
         return cls(id=session_id, **fields)
 
     def dump(self) -> dict[str, t.Any]:
-        # Every field not at its default: what parse() reads back as this
-        # record.
+        # Every field not at its default, which parse() reads back as such.
         fields = vars(self)
         return {
             key: fields[name]
@@ -214,6 +181,7 @@ class SessionRecord:
         }
 
     def info(self, *, fresh: bool = False) -> SessionInfo:
+        fresh_at, until = self.fresh_at, self.remembered_until
         return SessionInfo(
             id=self.id,
             user_key=self.user_key,
@@ -221,9 +189,7 @@ class SessionRecord:
             inserted_at=utc(self.inserted_at),
             expires_at=utc(self.expires_at),
             metadata=dict(self.metadata),
-            fresh_at=None if self.fresh_at is None else utc(self.fresh_at),
+            fresh_at=None if fresh_at is None else utc(fresh_at),
             fresh=fresh,
-            remembered_until=None
-            if self.remembered_until is None
-            else utc(self.remembered_until),
+            remembered_until=None if until is None else utc(until),
         )

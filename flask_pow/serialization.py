@@ -1,17 +1,10 @@
-"""Tagged JSON for everything flask_pow stores, and a cachelib serializer
-built on it, so that no backend ever pickles or unpickles a value.
+"""Tagged JSON for everything flask_pow stores, so that no backend ever
+pickles a value.
 
-Plain JSON types are written as they are; tuples become lists. The types
-in :data:`_TYPES` (datetimes, dates, times, UUIDs, decimals, bytes, sets)
-are written as a one-key object, ``{"\\u0000dt": "<ISO 8601>"}``: its key
-is NUL and the tag, which no column name or JSON document written by an
-application is expected to use. Any other type is refused with
-:exc:`TypeError` when it is written.
-
-An application's own dict key that starts with NUL (a JSON column holds
-whatever a user typed) is written with one more NUL in front, and read back
-without it, so no value can pass for a tag: every value round-trips
-exactly.
+Plain JSON is written as it is (tuples as lists); a type of :data:`_TYPES`
+as a one-key object, ``{"\\u0000dt": "<ISO 8601>"}`` (NUL and the tag); any
+other type raises :exc:`TypeError`. An application's dict key starting with
+NUL gets one more NUL, dropped on reading, so no value can pass for a tag.
 """
 
 from __future__ import annotations
@@ -26,11 +19,10 @@ import typing as t
 import uuid
 
 _TAG = "\x00"
+_Codec = c.Callable[[t.Any], t.Any]
 
-#: Type, tag, encoder, decoder; datetime before date, its base class.
-_TYPES: tuple[
-    tuple[t.Any, str, c.Callable[[t.Any], t.Any], c.Callable[[t.Any], t.Any]], ...
-] = (
+# Type, tag, encoder, decoder; datetime before date, its base class.
+_TYPES: tuple[tuple[t.Any, str, _Codec, _Codec], ...] = (
     (dt.datetime, "dt", dt.datetime.isoformat, dt.datetime.fromisoformat),
     (dt.date, "d", dt.date.isoformat, dt.date.fromisoformat),
     (dt.time, "tm", dt.time.isoformat, dt.time.fromisoformat),
@@ -45,6 +37,7 @@ _TYPES: tuple[
     ((set, frozenset), "set", list, set),
 )
 _DECODERS = {tag: decode for _, tag, _, decode in _TYPES}
+_CONTAINERS = (dict, list, tuple)
 
 
 def _encode(value: t.Any) -> dict[str, t.Any]:
@@ -57,14 +50,8 @@ def _encode(value: t.Any) -> dict[str, t.Any]:
     )
 
 
-_CONTAINERS = (dict, list, tuple)
-
-
 def _escape(value: dict[t.Any, t.Any] | list[t.Any] | tuple[t.Any, ...]) -> t.Any:
-    """A copy of a container with every dict key that starts with NUL given
-    one more. Loops rather than comprehensions, and no call for a plain
-    value: a login dumps several records.
-    """
+    """A copy with one more NUL on each dict key starting with NUL (loops: fast)."""
     if isinstance(value, dict):
         escaped: dict[t.Any, t.Any] = {}
 
@@ -85,32 +72,25 @@ def _escape(value: dict[t.Any, t.Any] | list[t.Any] | tuple[t.Any, ...]) -> t.An
 
 
 def _decode(obj: dict[str, t.Any]) -> t.Any:
-    # Most objects have no NUL in any key, which one join tells.
-    if _TAG not in "".join(obj):
+    if _TAG not in "".join(obj):  # most objects: one join tells
         return obj
 
     # Only a tag starts with one NUL, and a tag is alone in its object.
     tags = [key for key in obj if key[:1] == _TAG and key[1:2] != _TAG]
 
-    if tags and len(obj) == 1:
-        decoder = _DECODERS.get(tags[0][1:])
+    if tags:
+        decoder = _DECODERS.get(tags[0][1:]) if len(obj) == 1 else None
 
         if decoder is None:
-            raise ValueError(f"unknown tag {tags[0][1:]!r}")
+            raise ValueError("a bad tag, or a key starting with NUL")
 
         return decoder(obj[tags[0]])
-
-    if tags:
-        raise ValueError("a key starts with NUL")
 
     return {key[1:] if key[:1] == _TAG else key: value for key, value in obj.items()}
 
 
 def dumps(value: t.Any) -> bytes:
-    """Serialize a value to compact tagged JSON.
-
-    :raise TypeError: if the value holds a type that cannot be stored.
-    """
+    """Compact tagged JSON; :exc:`TypeError` for a type that cannot be stored."""
     return json.dumps(
         _escape(value) if isinstance(value, _CONTAINERS) else value,
         default=_encode,
@@ -120,26 +100,20 @@ def dumps(value: t.Any) -> bytes:
 
 
 def loads(data: str | bytes) -> t.Any:
-    """Deserialize tagged JSON written by :func:`dumps`.
-
-    :raise ValueError: if the data is not valid tagged JSON.
-    """
+    """Read what :func:`dumps` wrote; :exc:`ValueError` for anything else."""
     try:
         return json.loads(data, object_hook=_decode)
     except (TypeError, ValueError, ArithmeticError, RecursionError) as e:
-        # JSONDecodeError and UnicodeDecodeError are ValueErrors; a bad tag
-        # value can raise TypeError or decimal.InvalidOperation.
+        # A bad tag value can raise TypeError or decimal.InvalidOperation.
         raise ValueError(f"not a flask_pow record: {type(e).__name__}") from None
 
 
 class JSONSerializer:
     """A cachelib serializer writing tagged JSON instead of pickles, for an
-    application's own cachelib cache: ``cache.serializer =
-    JSONSerializer()``. (flask_pow encodes its own records itself.)
+    application's own cache: ``cache.serializer = JSONSerializer()``.
 
-    A value that cannot be decoded, such as a pickle planted in the store, is
-    read as ``None``, which cachelib treats as a miss; it is never
-    unpickled.
+    A value it cannot decode, such as a planted pickle, reads as ``None``
+    (a miss); it is never unpickled.
     """
 
     def dumps(self, value: t.Any) -> bytes:
@@ -148,11 +122,8 @@ class JSONSerializer:
 
     def loads(self, value: bytes | None) -> t.Any:
         """Deserialize what :meth:`dumps` wrote; ``None`` for anything else."""
-        if value is None:
-            return None
-
         try:
-            return loads(value)
+            return None if value is None else loads(value)
         except ValueError:
             return None
 

@@ -11,19 +11,11 @@ from .state import get_state
 
 
 class PowClient(FlaskClient):
-    """A :class:`~flask.testing.FlaskClient` that can start logged in.
+    """A :class:`~flask.testing.FlaskClient` that can start logged in: set
+    ``app.test_client_class = PowClient``. See :doc:`testing`.
 
-    .. code-block:: python
-
-        app.test_client_class = PowClient
-
-        def test_profile(app, user):
-            client = app.test_client(user=user)
-            assert client.get("/profile").status_code == 200
-
-    :param user: log this user in before the first request, as a real
-        login would: a session in the store and its signed token in the
-        client's Flask session.
+    :param user: log this user in before the first request, as a real login
+        would (a session in the store, its signed token in the Flask session).
     :param metadata: the session's metadata.
     """
 

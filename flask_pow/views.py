@@ -25,16 +25,12 @@ from .state import get_state
 
 F = t.TypeVar("F", bound=c.Callable[..., t.Any])
 
-#: Methods that pass ``login_required`` unauthenticated: a CORS preflight
-#: carries no cookie.
+#: Methods let through unauthenticated: a CORS preflight carries no cookie.
 EXEMPT_METHODS = frozenset({"OPTIONS"})
 
 
 def unauthorized() -> ResponseReturnValue:
-    """See :meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>`.
-
-    :meta private:
-    """
+    """:meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>`."""
     state = get_state()
     config, manager = state.config, state.manager
     message = manager.login_message
@@ -49,10 +45,7 @@ def unauthorized() -> ResponseReturnValue:
 
 
 def needs_refresh() -> ResponseReturnValue:
-    """See :meth:`Pow.needs_refresh <flask_pow.Pow.needs_refresh>`.
-
-    :meta private:
-    """
+    """:meth:`Pow.needs_refresh <flask_pow.Pow.needs_refresh>`."""
     state = get_state()
     config, manager = state.config, state.manager
     message = manager.needs_refresh_message
@@ -74,19 +67,14 @@ def _refuse(
     json_error: tuple[str, str],
     view: str | None,
 ) -> ResponseReturnValue:
-    """What a request turned away gets, after ``signal``: the application's
-    handler, a JSON 401 to a request that asks for JSON, a redirect to
-    ``view`` with ``message`` flashed, or a 401.
-    """
+    """After ``signal``: the handler, a JSON 401, a redirect to ``view``, or a 401."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     signal.send(app)
 
     if callback is not None:
         return current_app.ensure_sync(callback)()  # type: ignore[no-any-return]
 
-    # A browser's Accept header prefers HTML (or says */*, which picks the
-    # first offer); a fetch or an API client that asks for JSON, or sends
-    # it, gets JSON.
+    # JSON to a client that asks for it or sends it; a browser prefers HTML.
     offers = ("text/html", "application/json")
 
     if request.is_json or request.accept_mimetypes.best_match(offers) == offers[1]:
@@ -101,52 +89,19 @@ def _refuse(
     if message:
         flash(str(message), category)
 
-    # A path, not a full URL, so the login view cannot be turned into an
-    # open redirect by a forged Host header.
+    # A path, not a URL: a forged Host header makes no open redirect.
     next_url = request.full_path if request.query_string else request.path
     return redirect(url_for(view, next=next_url))
 
 
-def login_required(view: F) -> F:
-    """Let only logged-in users through to the view, and users a
-    :meth:`~flask_pow.Pow.request_loader` authenticated.
-
-    Anyone else gets what :meth:`Pow.unauthorized
-    <flask_pow.Pow.unauthorized>` answers: by default a redirect to the
-    login view, or a 401.
-    """
-
-    @functools.wraps(view)
-    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        if request.method not in EXEMPT_METHODS and current().user is None:
-            return unauthorized()
-
-        return current_app.ensure_sync(view)(*args, **kwargs)
-
-    return t.cast(F, wrapper)
-
-
-def fresh_login_required(view: F) -> F:
-    """Let only users whose session is fresh through to the view: they
-    proved who they are (a login with a password, or
-    :func:`~flask_pow.confirm_login`) within
-    :data:`~flask_pow.config.POW_FRESHNESS`. For the views where an old
-    stolen cookie must not be enough: changing the password or the email,
-    payment details.
-
-    An anonymous request gets what :func:`login_required` answers; a
-    logged-in but not fresh one what :meth:`Pow.needs_refresh
-    <flask_pow.Pow.needs_refresh>` answers: by default a redirect to
-    ``POW_REFRESH_VIEW``, or a 401.
-    """
-
+def _required(view: F, fresh: bool) -> F:
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
         if request.method not in EXEMPT_METHODS:
             if current().user is None:
                 return unauthorized()
 
-            if not login_fresh():
+            if fresh and not login_fresh():
                 return needs_refresh()
 
         return current_app.ensure_sync(view)(*args, **kwargs)
@@ -154,21 +109,31 @@ def fresh_login_required(view: F) -> F:
     return t.cast(F, wrapper)
 
 
+def login_required(view: F) -> F:
+    """Let only logged-in users through to the view, and users a
+    :meth:`~flask_pow.Pow.request_loader` authenticated; anyone else gets
+    what :meth:`Pow.unauthorized <flask_pow.Pow.unauthorized>` answers.
+    """
+    return _required(view, fresh=False)
+
+
+def fresh_login_required(view: F) -> F:
+    """Let only users whose session is fresh through to the view: they
+    proved who they are within :data:`~flask_pow.config.POW_FRESHNESS`.
+    See :doc:`fresh-logins`.
+    """
+    return _required(view, fresh=True)
+
+
 def reload_user(view: F) -> F:
     """Make a view see the current user as the database has it now, not as
-    the cache does: for views where a stale value is not acceptable, such as
-    authorization checks.
-
-    If the user no longer exists, their session ends and the request is
-    anonymous; a :func:`login_required` view then answers 401 or redirects,
-    whichever order the two decorators are in, since the reload happens
-    before the view's decorators run.
+    the cache does. If the user is gone, the session ends and the request is
+    anonymous, whatever the order of decorators. See :doc:`freshness`.
     """
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        # Normally done before the request's decorators run, from the mark
-        # below; this covers a view called some other way.
+        # Done before the decorators (the mark below), unless called otherwise.
         reload_current_user()
         return current_app.ensure_sync(view)(*args, **kwargs)
 
@@ -177,10 +142,6 @@ def reload_user(view: F) -> F:
 
 
 def reload_current_user() -> None:
-    """Reload the current user from the database, once per request (see
-    :func:`reload_user`).
-
-    :meta private:
-    """
+    """Reload the current user, once per request (:func:`reload_user`)."""
     rs = current()
     reload(rs.state, rs)
