@@ -300,7 +300,8 @@ _PENDING = "flask_pow.pending_users"
 _COMMITTED = "flask_pow.committed_transactions"
 
 Committed = t.Callable[[dict[str, dict[str, t.Any] | None]], None]
-Find = t.Callable[[], tuple[SQLAlchemyUsers[t.Any], Committed] | None]
+Found = tuple[SQLAlchemyUsers[t.Any], Committed] | None
+Find = t.Callable[[], Found]
 
 _listened: weakref.WeakSet[t.Any] = weakref.WeakSet()
 
