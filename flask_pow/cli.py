@@ -1,10 +1,4 @@
-"""``flask pow``: list, inspect and revoke sessions from the shell.
-
-Exit status: 0 on success, 1 when something asked for is not found (or a
-confirmation is declined), 2 on a usage or configuration error, with a
-one-line message on standard error. Nothing printed holds a token or lets
-anyone log in.
-"""
+"""``flask pow``: list, inspect and revoke sessions (see docs/cli.rst)."""
 
 from __future__ import annotations
 
@@ -39,10 +33,9 @@ def _state() -> PowState:
 
     if is_process_local(state):
         _fail(
-            "POW_CACHE is an in-process cache (SimpleCache): the sessions live"
-            " in the memory of the server processes, which this command cannot"
-            " see. Set POW_REDIS_URL, or POW_CACHE to a cachelib FileSystemCache"
-            " or RedisCache.",
+            "POW_CACHE is an in-process cache (SimpleCache), which this command"
+            " cannot see. Set POW_REDIS_URL, or POW_CACHE to a cachelib"
+            " FileSystemCache or RedisCache.",
             2,
         )
 
@@ -50,10 +43,7 @@ def _state() -> PowState:
 
 
 def _find_user(state: PowState, text: str) -> tuple[str, str]:
-    """The user that ``--user`` names (see docs/cli.rst), as its key and its
-    label (``""`` when it has none), among the users with a live session.
-    Exits with status 1 if it names none, or more than one.
-    """
+    """The key and label of the one user with a session that ``--user`` names."""
     credentials = state.credentials
     users = credentials.users_by_key()
     field, given, rest = text.partition("=")
@@ -62,15 +52,13 @@ def _find_user(state: PowState, text: str) -> tuple[str, str]:
     if given and field in fields:
         text, fields = rest, (field,)
 
-    # Every user the text names, and how.
     found: dict[str, list[str]] = {}
     tried = []
 
     if "key" in fields:
         tried.append("a user key")
 
-        # A user whose cached record cannot be read is missing from the
-        # users index, but their sessions can still be listed and ended.
+        # A user whose cached record is unreadable is not in the users index.
         if text in users or credentials.sessions_by_key(text):
             found.setdefault(text, []).append("its user key")
 
@@ -132,7 +120,6 @@ def _duration(delta: dt.timedelta) -> str:
 
 
 def _when(moment: dt.datetime, now: dt.datetime | None = None) -> str:
-    """The moment; with ``now``, and how long ago it was."""
     when = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
     return when if now is None else f"{when} ({_duration(now - moment)} ago)"
 
@@ -142,11 +129,14 @@ def _label(state: PowState, user: t.Any) -> str:
 
 
 def _as_json(info: SessionInfo, label: str) -> dict[str, t.Any]:
-    data: dict[str, t.Any] = {"id": info.id, "user": info.user_key}
-    data["label"] = label or None
-    fields = "created_at inserted_at expires_at fresh_at fresh remembered_until"
+    data: dict[str, t.Any] = {
+        "id": info.id,
+        "user": info.user_key,
+        "label": label or None,
+    }
+    fields = "created_at inserted_at expires_at fresh_at fresh remembered_until kind"
 
-    for name in (*fields.split(), "kind", "metadata"):
+    for name in (*fields.split(), "metadata"):
         value = getattr(info, name)
         data[name] = value.isoformat() if isinstance(value, dt.datetime) else value
 
@@ -158,8 +148,17 @@ def _echo_json(value: t.Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
-def _echo_table(headers: str, rows: list[list[str]]) -> None:
-    """Print ``rows`` under the ``|``-separated ``headers``, in columns."""
+def _echo_list(
+    as_json: bool, data: list[t.Any], empty: str, headers: str, rows: list[list[str]]
+) -> None:
+    if as_json:
+        _echo_json(data)
+        return
+
+    if not rows:
+        click.echo(empty)
+        return
+
     titles = headers.split("|")
     widths = [max(len(cell) for cell in col) for col in zip(titles, *rows, strict=True)]
 
@@ -169,23 +168,16 @@ def _echo_table(headers: str, rows: list[list[str]]) -> None:
 
 
 @pow_cli.group("sessions", invoke_without_command=True)
-@click.option(
-    "--user",
-    metavar="USER",
-    help="Only this user: an id, a user key or the label the listing shows.",
-)
+@click.option("--user", metavar="USER", help="Only this user: an id, key or label.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 @with_appcontext
 def sessions_command(ctx: click.Context, user: str | None, as_json: bool) -> None:
     """List the active sessions (or run a subcommand)."""
-    # The group's own options before a subcommand would be ignored:
-    # "sessions --user 1 revoke" would end nothing.
+    # Ignored before a subcommand: "sessions --user 1 revoke" would end nothing.
     if (name := ctx.invoked_subcommand) is not None:
         command = sessions_command.get_command(ctx, name)
-        takes = (
-            {opt for param in command.params for opt in param.opts} if command else ()
-        )
+        takes = {opt for param in getattr(command, "params", ()) for opt in param.opts}
 
         for option, given in (("--user", user is not None), ("--json", as_json)):
             if given and option in takes:
@@ -200,25 +192,11 @@ def sessions_command(ctx: click.Context, user: str | None, as_json: bool) -> Non
 
     # From the users and per-user indexes: never a scan of the store.
     if user is None:
-        users = credentials.users_by_key().items()
-        named = [(key, _label(state, found_user)) for key, found_user in users]
+        named = [(k, _label(state, u)) for k, u in credentials.users_by_key().items()]
     else:
         named = [_find_user(state, user)]
 
-    found = [
-        (info, label)
-        for key, label in named
-        for info in credentials.sessions_by_key(key)
-    ]
-
-    if as_json:
-        _echo_json([_as_json(info, label) for info, label in found])
-        return
-
-    if not found:
-        click.echo("No active sessions.")
-        return
-
+    found = [(s, label) for k, label in named for s in credentials.sessions_by_key(k)]
     now = utc(credentials.clock())
     rows = [
         [
@@ -233,8 +211,9 @@ def sessions_command(ctx: click.Context, user: str | None, as_json: bool) -> Non
         ]
         for info, label in found
     ]
+    data = [_as_json(info, label) for info, label in found]
     headers = "SESSION|USER|LABEL|LOGGED IN|ROTATED|EXPIRES IN|IP|USER AGENT"
-    _echo_table(headers, rows)
+    _echo_list(as_json, data, "No active sessions.", headers, rows)
 
 
 @sessions_command.command("show")
@@ -292,19 +271,13 @@ def show_command(session_id: str, as_json: bool) -> None:
 
 @sessions_command.command("revoke")
 @click.argument("session_ids", nargs=-1, metavar="[SESSION_ID]...")
-@click.option(
-    "--user",
-    metavar="USER",
-    help="Every session of this user: an id, a user key or a label.",
-)
+@click.option("--user", metavar="USER", help="All sessions of a user: id, key, label.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def revoke_command(session_ids: tuple[str, ...], user: str | None, yes: bool) -> None:
     """End sessions: by id, or all of a user's with --user."""
-    if not session_ids and user is None:
-        _fail("Give session ids, or --user USER.", 2)
-
-    if session_ids and user is not None:
-        _fail("Give session ids or --user USER, not both.", 2)
+    if bool(session_ids) == (user is not None):
+        both = " or --user USER, not both" if session_ids else ", or --user USER"
+        _fail(f"Give session ids{both}.", 2)
 
     state = _state()
     credentials = state.credentials
@@ -337,14 +310,12 @@ def revoke_command(session_ids: tuple[str, ...], user: str | None, yes: bool) ->
 
 @pow_cli.command("cleanup")
 def cleanup_command() -> None:
-    """Delete expired session records the store keeps on disk. Needed only
-    for a FileSystemCache, and run by flask_pow itself once an hour; Redis
-    and Memcached expire records by themselves.
+    """Delete the expired records a FileSystemCache keeps on disk (flask_pow
+    also does it hourly; Redis and Memcached need none).
     """
     # A file's expiry is in this host's clock, whatever the sessions use.
     removed = _state().credentials.store.cleanup(time.time())
-    noun = "record" if removed == 1 else "records"
-    click.echo(f"Removed {removed} expired {noun}.")
+    click.echo(f"Removed {removed} expired record{'s' * (removed != 1)}.")
 
 
 @pow_cli.command("users")
@@ -359,12 +330,7 @@ def users_command(as_json: bool) -> None:
         if (count := len(credentials.sessions_by_key(key)))
     ]
 
-    if as_json:
-        rows = [
-            {"user": k, "label": name or None, "sessions": n} for k, name, n in found
-        ]
-        _echo_json(rows)
-    elif not found:
-        click.echo("No users with active sessions.")
-    else:
-        _echo_table("USER|LABEL|SESSIONS", [[k, name, str(n)] for k, name, n in found])
+    data = [{"user": k, "label": name or None, "sessions": n} for k, name, n in found]
+    rows = [[k, name, str(n)] for k, name, n in found]
+    empty = "No users with active sessions."
+    _echo_list(as_json, data, empty, "USER|LABEL|SESSIONS", rows)

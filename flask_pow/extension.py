@@ -19,6 +19,7 @@ from . import checks
 from . import effects
 from . import lifecycle
 from . import orm
+from .cli import pow_cli
 from .config import PowConfig
 from .config import load_config
 from .config import read_settings
@@ -45,23 +46,16 @@ if t.TYPE_CHECKING:  # pragma: no cover
 
 class Pow(LoginManager):
     """Server-side auth sessions for Flask: the logged-in user comes from a
-    credentials cache, without a database query per request.
-
-    .. code-block:: python
-
-        db = SQLAlchemy(app)
-        auth = Pow(app, db=db, user_model=User)
-
-    or, with an application factory, ``auth = Pow()`` in ``extensions.py``
-    and later ``auth.init_app(app, db=db, user_model=User)``. (Any name but
-    ``pow``, which is a builtin.)
+    credentials cache, without a database query per request:
+    ``auth = Pow(app, db=db, user_model=User)``, or ``auth = Pow()`` and then
+    ``auth.init_app(app, db=db, user_model=User)`` in the factory (see
+    :doc:`quickstart`; any name but ``pow``, a builtin).
 
     :param app: the application to set up now.
     :param db: the Flask-SQLAlchemy extension, with ``user_model``.
     :param user_model: the user model, with ``db``.
     :param users: a user adapter instead of ``db`` and ``user_model``, for
-        users that are not Flask-SQLAlchemy models (see
-        :class:`~flask_pow.users.UserAdapter`).
+        users that are not Flask-SQLAlchemy models (see :doc:`users`).
     """
 
     def __init__(
@@ -91,13 +85,11 @@ class Pow(LoginManager):
         user_model: type[t.Any] | None = None,
         users: UserAdapter[t.Any] | None = None,
     ) -> None:
-        """Set up an application: read and validate its ``POW_*`` keys
-        (once: later changes are ignored), and register the request hooks that
-        set ``g.current_user`` and store logins, logouts and rotations.
-        Arguments given here win over those given to the constructor.
+        """Set up an application: read and validate its ``POW_*`` keys (once:
+        see :doc:`configuration`), and register the request hooks. Arguments
+        given here win over those given to the constructor.
 
-        :raise RuntimeError: if a flask_pow extension is already set up on the
-            application.
+        :raise RuntimeError: if a flask_pow extension is already set up on it.
         :raise ValueError: if a setting or the user source is invalid.
         :raise TypeError: if a setting has the wrong type.
         """
@@ -120,13 +112,10 @@ class Pow(LoginManager):
                 orm.listen(db, functools.partial(_synced_users, db))
 
         users = as_adapter(users)
-
         app_ref = weakref.ref(app)
 
         def secrets() -> list[str | bytes]:
-            # Read at each use: the key may be set after init_app. Through a
-            # weak reference, as the state is a value of a WeakKeyDictionary
-            # keyed by the application.
+            # At each use (set after init_app?), weakly: the state is the app's.
             app = app_ref()
             assert app is not None
             keys = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
@@ -135,17 +124,15 @@ class Pow(LoginManager):
         def send(signal: t.Any, **kwargs: t.Any) -> None:
             signal.send(app_ref(), **kwargs)
 
+        names = "credentials_ttl rotation_grace absolute_ttl max_sessions freshness"
+        rules = {name: getattr(config, name) for name in names.split()}
         credentials = CredentialsCache(
             store_for(config, secrets),
             users,
-            credentials_ttl=config.credentials_ttl,
-            rotation_grace=config.rotation_grace,
-            absolute_ttl=config.absolute_ttl,
-            max_sessions=config.max_sessions,
-            freshness=config.freshness,
             remember_ttl=config.remember_ttl,
             renewal=config.session_ttl_renewal,
             send=send,
+            **rules,
         )
         state = self._states[app] = PowState(
             config=config,
@@ -168,9 +155,6 @@ class Pow(LoginManager):
             functools.partial(lifecycle.mark_failed, state), app, weak=False
         )
         app.context_processor(_template_context)
-
-        from .cli import pow_cli
-
         app.cli.add_command(pow_cli)
 
     def get_state(self, app: Flask | None = None) -> PowState:
@@ -189,9 +173,7 @@ class Pow(LoginManager):
 
     @property
     def credentials(self) -> CredentialsCache:
-        """The :class:`~flask_pow.credentials.CredentialsCache` of the current
-        application: read, list and end sessions.
-        """
+        """The :class:`~flask_pow.CredentialsCache` of the current application."""
         return self.get_state().credentials
 
     @property
@@ -200,38 +182,27 @@ class Pow(LoginManager):
         return self.get_state().config
 
     def reload_blueprint(self, blueprint: Blueprint) -> Blueprint:
-        """Make every view of a blueprint, and of the blueprints nested in
-        it, reload the user from the database, as :func:`~flask_pow.reload_user`
-        does for one view. Views elsewhere stay on the cache. Call it before
-        the blueprint is registered on the application.
+        """Make every view of a blueprint, and of the blueprints nested in it,
+        reload the user from the database, as :func:`~flask_pow.reload_user`
+        does for one view. Call it before the blueprint is registered.
 
-        ``POW_RELOAD_BLUEPRINTS`` does the same by name, from configuration.
-
-        :return: the blueprint, so that this can be a one-liner.
+        :return: the blueprint.
         """
-        # Blueprint before_request functions run after the application's,
-        # which load the cached user, and before any view decorator; Flask
-        # runs those of parent blueprints for nested ones too.
+        # Runs after the application's before_request, which loads the user.
         blueprint.before_request(reload_current_user)
         return blueprint
 
     def user_loader(
         self, callback: c.Callable[[str], t.Any]
     ) -> c.Callable[[str], t.Any]:
-        """Accepted so that Flask-Login code runs unchanged, and never
-        called: flask_pow loads the user from its cache, not with a query per
-        request. Delete the loader when convenient.
-        """
+        """Accepted so that Flask-Login code runs unchanged, and never called."""
         return callback
 
     def request_loader(self, callback: RequestLoader) -> RequestLoader:
         """Register a function that authenticates a request that has no
-        session, as Flask-Login's ``request_loader``: it is called with the
-        request and returns a user (an API key in a header) or ``None``.
-        Its user is ``g.current_user`` for that request only, and
-        :func:`~flask_pow.login_required` lets it through; nothing is
-        stored and no cookie is set. Sends
-        :data:`~flask_pow.user_loaded_from_request`.
+        session, as Flask-Login's ``request_loader``: called with the request,
+        it returns a user or ``None``. The user is that request's only:
+        nothing is stored and no cookie is set. See :doc:`lifecycle`.
 
         .. code-block:: python
 
@@ -247,21 +218,17 @@ class Pow(LoginManager):
         self, callback: UnauthorizedCallback
     ) -> UnauthorizedCallback:
         """Register what :func:`~flask_pow.login_required` answers to an
-        anonymous request instead, as Flask-Login's ``unauthorized_handler``:
-        a function of no arguments that returns a response.
+        anonymous request, as Flask-Login's ``unauthorized_handler``: a
+        function of no arguments that returns a response.
         """
         self.unauthorized_callback = callback
         return callback
 
     def unauthorized(self) -> ResponseReturnValue:
         """What an anonymous request gets where a login is required, as
-        Flask-Login's ``login_manager.unauthorized()``: after
-        :data:`~flask_pow.user_unauthorized`, the :meth:`unauthorized_handler`'s
-        response; or a JSON 401 to a request that asks for JSON; or a redirect
-        to the login view of the request's blueprint
-        (``POW_BLUEPRINT_LOGIN_VIEWS``) or ``POW_LOGIN_VIEW``, with
-        ``POW_LOGIN_MESSAGE`` flashed and the requested path in ``next``; or,
-        with no login view, a 401.
+        Flask-Login's ``login_manager.unauthorized()``: the
+        :meth:`unauthorized_handler`'s response, else a JSON 401, a redirect to
+        the login view, or a 401 (see :data:`~flask_pow.config.POW_LOGIN_VIEW`).
         """
         return unauthorized()
 
@@ -269,28 +236,23 @@ class Pow(LoginManager):
         self, callback: UnauthorizedCallback
     ) -> UnauthorizedCallback:
         """Register what :func:`~flask_pow.fresh_login_required` answers to a
-        logged-in request whose session is not fresh instead, as
-        Flask-Login's ``needs_refresh_handler``: a function of no arguments
-        that returns a response.
+        session that is not fresh, as Flask-Login's ``needs_refresh_handler``:
+        a function of no arguments that returns a response.
         """
         self.needs_refresh_callback = callback
         return callback
 
     def needs_refresh(self) -> ResponseReturnValue:
-        """What a logged-in request whose session is not fresh gets where a
-        fresh one is required, as Flask-Login's
-        ``login_manager.needs_refresh()``: as :meth:`unauthorized`, with
-        :data:`~flask_pow.user_needs_refresh`, the
-        :meth:`needs_refresh_handler`, ``reauthentication_required`` in the
-        JSON, ``POW_REFRESH_VIEW`` and ``POW_NEEDS_REFRESH_MESSAGE``.
+        """What a session that is not fresh gets where a fresh one is
+        required, as Flask-Login's ``login_manager.needs_refresh()``: see
+        :doc:`fresh-logins`.
         """
         return needs_refresh()
 
     def session_metadata(self, callback: MetadataCallback) -> MetadataCallback:
         """Register a function that adds keys to a session's metadata at
-        login. It is called in the login request with the user, and returns a
-        mapping of JSON-serializable values, which can be read later from
-        :data:`~flask_pow.current_session` and in session listings:
+        login: called with the user, it returns JSON-serializable values, read
+        later from :data:`~flask_pow.current_session` and session listings:
 
         .. code-block:: python
 
@@ -302,12 +264,8 @@ class Pow(LoginManager):
         return callback
 
 
-def _synced_users(
-    db: SQLAlchemy,
-) -> tuple[orm.SQLAlchemyUsers[t.Any], orm.Committed] | None:
-    """The current application's adapter, if it caches users of ``db`` and
-    syncs on commit, and the function that takes a commit's changes.
-    """
+def _synced_users(db: SQLAlchemy) -> orm.Found:
+    """The current app's adapter, if it syncs ``db`` on commit, and its callback."""
     state = find_state() if has_app_context() else None
 
     if state is not None and state.config.sync_on_commit:
