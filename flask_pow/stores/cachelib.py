@@ -6,17 +6,12 @@ write runs under short locks: a session's, then its user's bucket's. A lock
 is a key written with ``add``, or on a :class:`~cachelib.FileSystemCache`
 (whose ``add`` checks then sets) an ``flock`` beside the directory, which
 the kernel drops if the holder dies. Records, under the namespace (the tag:
-:func:`~flask_pow.stores.user_tags`):
-
-``session:<session id>``
-    One login on one device (:class:`~flask_pow.records.SessionRecord`).
-``user:<tag>:<user key>``
-    The user's cached values; TTL of their latest session.
-``sessions:<tag>:<user key>``
-    The index: session id -> expiry time, pruned of expired ids on write.
-``users:<bucket>``
-    ``<tag>:<user key>`` -> expiry of that user's latest session, in 64
-    buckets by hash, so that listing users reads 64 keys, not a scan.
+:func:`~flask_pow.stores.user_tags`): ``session:<session id>``, a
+:class:`~flask_pow.records.SessionRecord`; ``user:<tag>:<user key>``, the
+user's cached values; ``sessions:<tag>:<user key>``, the index (session id
+-> expiry); ``users:<bucket>``, ``<tag>:<user key>`` -> expiry of the user's
+latest session, in 64 buckets by hash, so that listing users reads 64 keys.
+A user's records live as long as their latest session.
 """
 
 from __future__ import annotations
@@ -71,6 +66,7 @@ FOLLOW_WAIT = 2.0
 
 #: A lock held: the key and owner of a cache lock, or a lock file's descriptor.
 Held = tuple[str, bytes] | int
+_T = t.TypeVar("_T")
 
 
 class StoredBytes:
@@ -111,9 +107,8 @@ class CachelibSessionStore:
         self.cache = own
         self.prefix = f"{namespace}:"
         self._secrets = secrets
-        self.corrupt = CorruptLog()
         self.unvouched = UnvouchedLog()
-        self.parsed = ParsedRecords(self.corrupt, report_undecodable=False)
+        self.parsed = ParsedRecords(CorruptLog(), report_undecodable=False)
         #: Whether expired records must be swept (a FileSystemCache).
         self.sweeps = isinstance(cache, FileSystemCache)
         #: The directory of a FileSystemCache, and of its lock files.
@@ -208,16 +203,14 @@ class CachelibSessionStore:
                 path = os.path.join(self._lock_dir, f"{kind}-{stripe:02d}")
                 held = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
-            while True:
+            # At least one try, then until the deadline.
+            while delay == 0.001 or time.monotonic() < deadline:
                 if isinstance(held, int):
                     with contextlib.suppress(BlockingIOError):
                         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         return held
                 elif self.cache.add(*held, timeout=LOCK_TTL):
                     return held
-
-                if time.monotonic() >= deadline:
-                    break
 
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
@@ -252,11 +245,7 @@ class CachelibSessionStore:
         return user_tags(user_key, self._secrets())
 
     def _read_session(self, session_id: str) -> SessionRecord | None:
-        if not is_session_id(session_id):
-            return None
-
-        key = f"{self.prefix}session:{session_id}"
-        return self.parsed.session(session_id, self._fetch(key)[0], key)
+        return self._records([session_id]).get(session_id)
 
     def read_session(self, session_id: str) -> SessionRecord | None:
         # Another application's record (or an untagged old one) reads as missing.
@@ -296,15 +285,26 @@ class CachelibSessionStore:
         return self._tags(user_key)[0] + new_session_id()
 
     def _records(self, session_ids: c.Iterable[str]) -> dict[str, SessionRecord]:
-        ids = list(session_ids)
+        ids = [sid for sid in session_ids if is_session_id(sid)]
         keys = [f"{self.prefix}session:{sid}" for sid in ids]
-        records = {}
+        return self._parsed(self.parsed.session, ids, keys)
 
-        for sid, key, value in zip(ids, keys, self._fetch(*keys), strict=True):
-            if (record := self.parsed.session(sid, value, key)) is not None:
-                records[sid] = record
+    def _parsed(
+        self,
+        parse: c.Callable[[str, bytes | None, str], _T | None],
+        names: list[str],
+        keys: list[str],
+    ) -> dict[str, _T]:
+        """What ``parse`` makes of each name's record (``keys``), if anything."""
+        found = {}
 
-        return records
+        for name, key, value in zip(
+            names, keys, self._fetch(*keys) if keys else [], strict=True
+        ):
+            if (item := parse(name, value, key)) is not None:
+                found[name] = item
+
+        return found
 
     def _index(self, user_key: str) -> dict[str, float]:
         keys = [
@@ -322,7 +322,7 @@ class CachelibSessionStore:
 
     def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
         ids = sorted(sid for sid, exp in self._index(user_key).items() if exp > now)
-        return list(self._records(ids).values()) if ids else []
+        return list(self._records(ids).values())
 
     def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
         keys = [f"{self.prefix}users:{n:02d}" for n in range(USER_BUCKETS)]
@@ -338,12 +338,7 @@ class CachelibSessionStore:
 
         user_keys = sorted(owners)
         keys = [f"{self.prefix}user:{owners[user_key]}" for user_key in user_keys]
-        values = self._fetch(*keys) if keys else []
-        return [
-            (user_key, data)
-            for user_key, key, value in zip(user_keys, keys, values, strict=True)
-            if (data := self.parsed.user(user_key, value, key)) is not None
-        ]
+        return list(self._parsed(self.parsed.user, user_keys, keys).items())
 
     def _write_user(
         self,
@@ -526,15 +521,11 @@ class CachelibSessionStore:
     def write_user(
         self, user_key: str, user_data: dict[str, t.Any], now: float
     ) -> bool:
-        written = False
-
-        for tag in self._tags(user_key):
-            live, _ = self._write_user(
-                tag, user_key, now, user_data=user_data, only_live=True
-            )
-            written |= live
-
-        return written
+        written = [
+            self._write_user(tag, user_key, now, user_data=user_data, only_live=True)[0]
+            for tag in self._tags(user_key)
+        ]
+        return any(written)
 
     def cleanup(self, now: float) -> int:
         """Delete expired records where the cache keeps them (a
