@@ -117,7 +117,7 @@ class CachelibSessionStore:
         threshold = getattr(cache, "_threshold", 0)
         fix = "a threshold"
 
-        if self.sweeps:
+        if isinstance(cache, FileSystemCache):
             # The file count (written with the writer's serializer) and the
             # pruning it drives are the application's object's.
             own._threshold = 0  # type: ignore[attr-defined]
