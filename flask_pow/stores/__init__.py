@@ -1,16 +1,8 @@
 """Where credentials live: the few operations the credentials cache needs
-from a backend, with the same meaning on every backend.
-
-:class:`~flask_pow.CredentialsCache` applies the session rules
-(:mod:`flask_pow.policy`) over a :class:`SessionStore`, and never sees keys,
-locks or scripts. :func:`store_for` picks one over any cachelib cache
-(:mod:`~flask_pow.stores.cachelib`) or the native one for Redis and Valkey
-(:mod:`~flask_pow.stores.redis`); ``tests/stores/test_contract.py`` runs the
-same tests against both. A store holds sessions, each user's cached values
-and index of sessions (session id -> expiry), and what it needs to list
-users. Deadlines are Unix times from the caller's clock (``now``). Every
-failure to reach or write the store is :exc:`StoreUnavailable`; a corrupt or
-foreign record reads as missing and is logged once (:class:`CorruptLog`).
+from a backend, the same on every backend (``tests/stores/test_contract.py``).
+Deadlines are Unix times from the caller's clock (``now``). Every failure to
+reach or write the store is :exc:`StoreUnavailable`; a corrupt or foreign
+record reads as missing and is logged once (:class:`CorruptLog`).
 """
 
 from __future__ import annotations
@@ -44,10 +36,7 @@ class StoreUnavailable(ServiceUnavailable):
 
 
 def unavailable(error: Exception) -> StoreUnavailable:
-    """The :exc:`StoreUnavailable` to raise for a backend's error, logged.
-
-    :meta private:
-    """
+    """The :exc:`StoreUnavailable` to raise for a backend's error, logged."""
     # Only the type: a cache error message may quote a key (a session id).
     logger.error("The credentials store failed: %s", type(error).__name__)
     return StoreUnavailable()
@@ -60,8 +49,7 @@ class Found:
     record: SessionRecord
     #: The user's cached values, or ``None`` if the user record is missing.
     user_data: dict[str, t.Any] | None
-    #: Served from a copy that may lag the store (the Redis local cache): a
-    #: token that does not match is checked against the store before refusal.
+    #: Served from a copy that may lag the store (the Redis local cache).
     maybe_stale: bool = False
 
 
@@ -73,8 +61,8 @@ class Swapped:
     ok: bool
     #: When not written: the session as it is now (``None`` if it is gone).
     current: SessionRecord | None = None
-    #: Not written because another writer held the session too long, so
-    #: ``current`` may be overwritten yet (lock-based stores, not waiting).
+    #: Not written because another writer held the lock too long:
+    #: ``current`` may be overwritten yet.
     undecided: bool = False
 
 
@@ -88,10 +76,8 @@ class SessionStore(t.Protocol):
 
     def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
         """The session with its user's cached values; ``None`` if there is
-        none, or if its user's index does not list it (the store lost keys:
-        refused, so that revocation, which works through the index, never
-        misses a live session). ``fresh`` skips a local copy
-        (:attr:`Found.maybe_stale`).
+        none, or if its user's index does not list it (revocation works
+        through the index). ``fresh`` skips a local copy (:attr:`Found.maybe_stale`).
         """
 
     def read_session(self, session_id: str) -> SessionRecord | None:
@@ -122,17 +108,16 @@ class SessionStore(t.Protocol):
         wait: bool,
     ) -> Swapped:
         """Write ``record`` over the session of the same id if, and only if,
-        the stored one still has the token digest ``expected``, and refresh
-        the index; ``user_data`` is written only where the user record is
-        missing. Without ``wait`` a lock-based store gives up after a short
-        wait for a concurrent writer (:attr:`Swapped.undecided`).
+        the stored one has the token digest ``expected``; ``user_data`` is
+        written only where the user record is missing. Without ``wait`` a
+        lock-based store may give up (:attr:`Swapped.undecided`).
         """
 
     def delete(
         self, user_key: str, session_ids: c.Sequence[str], now: float
     ) -> list[str]:
-        """Delete sessions of one user and unindex them; the user's records
-        go when no session is left. Returns the ids that were there.
+        """Delete and unindex sessions of one user (and the user's records
+        with the last); return the ids that were there.
         """
 
     def session_ids(self, user_key: str) -> list[str]:
@@ -152,17 +137,14 @@ class SessionStore(t.Protocol):
         """``(user key, cached values)`` of every user with a live session."""
 
     def cleanup(self, now: float) -> int:
-        """Delete records that expired before ``now`` where the backend
-        keeps them; return how many.
-        """
+        """Delete records expired before ``now``; return how many."""
 
 
 def store_for(
     config: PowConfig, secrets: c.Callable[[], c.Sequence[str | bytes]]
 ) -> SessionStore:
     """The store for ``POW_CACHE``: native on a cachelib ``RedisCache`` or
-    ``ValkeyCache`` (with its local cache if ``POW_REDIS_LOCAL_CACHE``),
-    over the cachelib API for any other cache.
+    ``ValkeyCache``, over the cachelib API for any other cache.
 
     :param config: the application's settings.
     :param secrets: the application's secret keys, current first; called
@@ -198,23 +180,15 @@ TAG_LENGTH = 8
 SESSION_ID_LENGTH = TAG_LENGTH + 22
 
 
-def tag_of(session_id: str) -> str:
-    """The tag a session id starts with (its user's, under some secret)."""
-    return session_id[:TAG_LENGTH]
-
-
 def is_session_id(session_id: str) -> bool:
     """Whether an id has the shape a store issues: any other names nothing."""
     return len(session_id) == SESSION_ID_LENGTH
 
 
 def user_tags(user_key: str, secrets: c.Iterable[str | bytes]) -> list[str]:
-    """A user's tags, one per secret key (fallbacks' sessions may be live),
-    derived, never stored. Every key of a user's records and every session
-    id carries one, so that applications with different secret keys that
-    share a store never see each other's records, revocation finds a user's
-    sessions from the user key alone, one user's records live in one Redis
-    Cluster slot, and a session id does not tell who the user is.
+    """A user's tags, one per secret key, current first (see
+    ``docs/security.rst``). A tag also puts one user's records in one Redis
+    Cluster slot, and hides the user key from the session id.
     """
     tags = []
 
@@ -240,9 +214,8 @@ def least_recently_used(
     keep: c.Collection[str],
 ) -> list[str]:
     """The ids a cap on a user's credentials ends first, none of ``keep``:
-    least recently used first (when its token was issued, or for a
-    remember-me credential the session it last restored), and ids whose
-    record is gone before all.
+    ids whose record is gone, then by last use (its token's issue, or for a
+    remember-me credential that of the session it last restored).
     """
 
     def last_used(session_id: str) -> tuple[float, str]:
@@ -276,36 +249,31 @@ class CorruptLog:
     def __call__(self, kind: str, key: str) -> None:
         name = hashlib.sha256(key.encode()).hexdigest()[:12]
 
-        if name in self._warned:
-            return
+        if name not in self._warned:
+            if len(self._warned) > 10_000:
+                self._warned.clear()
 
-        if len(self._warned) > 10_000:
-            self._warned.clear()
-
-        self._warned.add(name)
-        logger.warning(
-            "Ignored a corrupt or foreign %s record in the credentials"
-            " cache (key digest %s); it is treated as missing.",
-            kind,
-            name,
-        )
+            self._warned.add(name)
+            logger.warning(
+                "Ignored a corrupt or foreign %s record in the credentials"
+                " cache (key digest %s); it is treated as missing.",
+                kind,
+                name,
+            )
 
 
 class UnvouchedLog:
     """Logs, once per process, that a session was refused because its
-    user's index no longer holds it: a session that "log out everywhere"
-    cannot find must not work.
+    user's index no longer lists it.
     """
 
-    def __init__(self) -> None:
-        self.logged = False
+    logged = False
 
     def __call__(self, session_id: str) -> None:
         if not self.logged:
             self.logged = True
             logger.warning(
                 "Refused a session that its user's index no longer lists: the"
-                " credentials store lost keys (eviction under maxmemory, a"
-                " flush, a failover). Its holder must log in again. Logged"
-                " once per process."
+                " credentials store lost keys (eviction, a flush, a failover)."
+                " Its holder must log in again. Logged once per process."
             )

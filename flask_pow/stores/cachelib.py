@@ -2,27 +2,22 @@
 Memcached, or any other :class:`~cachelib.BaseCache`).
 
 cachelib has no compare-and-set and cannot list keys, so every multi-key
-write runs under short locks: a session's, then its user's bucket's (which
-covers the user's records). A lock is a key written with ``add``, atomic on
-the in-process, Redis and Memcached caches; on a
-:class:`~cachelib.FileSystemCache`, whose ``add`` checks then sets, it is an
-``flock`` beside the directory, which the kernel drops if the holder dies.
-Records, under the namespace (the tag: :func:`~flask_pow.stores.user_tags`):
-
-``session:<session id>``
-    One login on one device (:class:`~flask_pow.records.SessionRecord`).
-``user:<tag>:<user key>``
-    The user's cached values; TTL of their latest session.
-``sessions:<tag>:<user key>``
-    The index: session id -> expiry time, pruned of expired ids on write.
-``users:<bucket>``
-    ``<tag>:<user key>`` -> expiry of that user's latest session, in 64
-    buckets by hash, so that listing users reads 64 keys, not a scan.
+write runs under short locks: a session's, then its user's bucket's. A lock
+is a key written with ``add``, or on a :class:`~cachelib.FileSystemCache`
+(whose ``add`` checks then sets) an ``flock`` beside the directory, which
+the kernel drops if the holder dies. Records, under the namespace (the tag:
+:func:`~flask_pow.stores.user_tags`): ``session:<session id>``, a
+:class:`~flask_pow.records.SessionRecord`; ``user:<tag>:<user key>``, the
+user's cached values; ``sessions:<tag>:<user key>``, the index (session id
+-> expiry); ``users:<bucket>``, ``<tag>:<user key>`` -> expiry of the user's
+latest session, in 64 buckets by hash, so that listing users reads 64 keys.
+A user's records live as long as their latest session.
 """
 
 from __future__ import annotations
 
 import collections.abc as c
+import contextlib
 import copy
 import fcntl
 import hashlib
@@ -51,7 +46,6 @@ from . import Swapped
 from . import UnvouchedLog
 from . import is_session_id
 from . import least_recently_used
-from . import tag_of
 from . import unavailable
 from . import user_tags
 from .parsed import ParsedRecords
@@ -66,23 +60,21 @@ SMALL_THRESHOLD = 10_000
 USER_BUCKETS = 64
 #: Seconds between sweeps of expired records from a FileSystemCache.
 CLEANUP_INTERVAL = 3600
-#: Seconds a rotation that finds the session locked waits to follow the
-#: holder's token: enough for a queue of parallel requests to drain, so that
-#: each response carries the newest (a permanent session re-sends it).
+#: Seconds a rotation that finds the session locked waits before it follows
+#: the holder's token (see ``docs/lifecycle.rst``).
 FOLLOW_WAIT = 2.0
 
 #: A lock held: the key and owner of a cache lock, or a lock file's descriptor.
 Held = tuple[str, bytes] | int
+_T = t.TypeVar("_T")
 
 
 class StoredBytes:
-    """The serializer of flask_pow's copy of a cachelib cache: flask_pow
-    hands it tagged JSON it encoded itself, stored as it is and read back
-    as bytes, so nothing is pickled or unpickled, whatever the store holds.
+    """The serializer of flask_pow's copy of a cachelib cache: the tagged
+    JSON it is handed is stored and read back as bytes, never unpickled.
     """
 
-    # ``bytes`` of bytes is that same object: a C call, so that a read or
-    # a write through cachelib costs no Python call of its own.
+    # ``bytes`` of bytes is that same object, and a C call.
     dumps = loads = bytes
 
     def dump(self, value: bytes, f: t.IO[bytes]) -> None:
@@ -95,12 +87,9 @@ class StoredBytes:
 class CachelibSessionStore:
     """:class:`~flask_pow.stores.SessionStore` on a cachelib cache.
 
-    flask_pow's records are written as tagged JSON
-    (:mod:`~flask_pow.serialization`) through a copy of the application's
-    cache object with its serializer swapped (:class:`StoredBytes`): the
-    same storage (dict, directory, client), while the application's own
-    values keep the serializer it chose (cachelib reads ``serializer`` from
-    the instance for every get and set).
+    flask_pow's records go, as tagged JSON, through a copy of the cache
+    object with its serializer swapped: the same storage, while the
+    application's own values keep the serializer it chose.
 
     :param cache: the cachelib cache.
     :param namespace: the prefix of every key flask_pow writes.
@@ -118,9 +107,8 @@ class CachelibSessionStore:
         self.cache = own
         self.prefix = f"{namespace}:"
         self._secrets = secrets
-        self.corrupt = CorruptLog()
         self.unvouched = UnvouchedLog()
-        self.parsed = ParsedRecords(self.corrupt, report_undecodable=False)
+        self.parsed = ParsedRecords(CorruptLog(), report_undecodable=False)
         #: Whether expired records must be swept (a FileSystemCache).
         self.sweeps = isinstance(cache, FileSystemCache)
         #: The directory of a FileSystemCache, and of its lock files.
@@ -130,10 +118,8 @@ class CachelibSessionStore:
         fix = "a threshold"
 
         if isinstance(cache, FileSystemCache):
-            # A thresholded FileSystemCache counts its files in a file
-            # written with the serializer of whichever object writes: the
-            # count, and the pruning it drives, are the application's
-            # object's; flask_pow sweeps its own records.
+            # The file count (written with the writer's serializer) and the
+            # pruning it drives are the application's object's.
             own._threshold = 0  # type: ignore[attr-defined]
             self._directory = filesystem_path(cache)
             self._lock_dir = self._directory + ".pow-locks"
@@ -151,8 +137,6 @@ class CachelibSessionStore:
                 stacklevel=caller_stacklevel(),
             )
 
-    # -- the cache ----------------------------------------------------------
-
     def _fetch(self, *keys: str) -> list[bytes | None]:
         """The bytes under keys; anything else (a value unpickled) is ``None``."""
         try:
@@ -166,15 +150,17 @@ class CachelibSessionStore:
             if type(value) is not bytes:
                 values[n] = None
 
-        # FileSystemCache reads a file it cannot open as a miss: a miss is
-        # checked against the directory, so that a volume that went away is
+        # A FileSystemCache misses a file it cannot open: a volume gone is
         # an outage, not a logout.
         if self._directory and None in values and not os.path.isdir(self._directory):
             raise unavailable(NotADirectoryError(self._directory))
 
         return values
 
-    def _put(self, items: c.Mapping[str, tuple[t.Any, float]]) -> None:
+    def _put(
+        self, items: c.Mapping[str, tuple[t.Any, float]], gone: c.Sequence[str] = ()
+    ) -> None:
+        """Write ``items`` (value, TTL), then delete ``gone``."""
         # TTLs rounded up: no key lives forever, none expires before its time.
         for key, (value, ttl) in items.items():
             data = serialization.dumps(value)
@@ -189,11 +175,11 @@ class CachelibSessionStore:
             if not ok:
                 raise StoreUnavailable("The session store refused a write.")
 
-    def _delete(self, *keys: str) -> None:
-        try:
-            self.cache.delete_many(*keys)
-        except Exception as e:
-            raise unavailable(e) from e
+        if gone:
+            try:
+                self.cache.delete_many(*gone)
+            except Exception as e:
+                raise unavailable(e) from e
 
     @t.overload
     def lock(self, kind: str, name: str) -> Held: ...
@@ -201,9 +187,9 @@ class CachelibSessionStore:
     def lock(self, kind: str, name: str, wait: float | None) -> Held | None: ...
     def lock(self, kind: str, name: str, wait: float | None = None) -> Held | None:
         """Take a short lock on ``name`` among the locks of one ``kind``
-        (``"session"``, then ``"users"`` if both are held). Waits up to
-        ``wait`` seconds for another holder, then returns ``None``; without
-        ``wait``, up to the lock's TTL, then raises :exc:`StoreUnavailable`.
+        (``"session"`` before ``"users"``). Waits up to ``wait`` seconds,
+        then returns ``None``; without ``wait``, up to the lock's TTL, then
+        raises :exc:`StoreUnavailable`.
         """
         deadline = time.monotonic() + (LOCK_TTL + 1 if wait is None else wait)
         delay = 0.001
@@ -211,25 +197,20 @@ class CachelibSessionStore:
 
         try:
             if self._lock_dir:
-                # A fixed set of files, shared by hash: two names on one
-                # file only wait for each other. Each kind has its own, so
-                # that a holder of a session lock can take its user's.
+                # 64 files per kind, shared by hash: two names on one file
+                # only wait for each other.
                 stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
                 path = os.path.join(self._lock_dir, f"{kind}-{stripe:02d}")
                 held = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
-            while True:
+            # At least one try, then until the deadline.
+            while delay == 0.001 or time.monotonic() < deadline:
                 if isinstance(held, int):
-                    try:
+                    with contextlib.suppress(BlockingIOError):
                         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         return held
-                    except BlockingIOError:
-                        pass
                 elif self.cache.add(*held, timeout=LOCK_TTL):
                     return held
-
-                if time.monotonic() >= deadline:
-                    break
 
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
@@ -251,42 +232,33 @@ class CachelibSessionStore:
             os.close(held)
             return
 
-        # Not atomic: the lock could expire and be taken by another between
-        # the read and the delete, if its holder stalled for seconds. A
+        # Not atomic (a holder stalled past the TTL may delete another's). A
         # memcached client may give the value back as text.
         try:
             if self.cache.get(held[0]) in (held[1], held[1].decode()):
                 self.cache.delete(held[0])
         except Exception as e:
-            # Logged, not raised: it would hide the error of the work under
-            # the lock, and the lock expires by itself.
+            # Logged, not raised over the work's own error: the lock expires.
             unavailable(e)
-
-    # -- reading ------------------------------------------------------------
 
     def _tags(self, user_key: str) -> list[str]:
         return user_tags(user_key, self._secrets())
 
     def _read_session(self, session_id: str) -> SessionRecord | None:
-        if not is_session_id(session_id):
-            return None
-
-        key = f"{self.prefix}session:{session_id}"
-        return self.parsed.session(session_id, self._fetch(key)[0], key)
+        return self._records([session_id]).get(session_id)
 
     def read_session(self, session_id: str) -> SessionRecord | None:
-        # Another application's record (or one from before records were
-        # tagged) reads as missing.
+        # Another application's record (or an untagged old one) reads as missing.
         record = self._read_session(session_id)
 
-        if record is None or tag_of(record.id) not in self._tags(record.user_key):
+        if record is None or session_id[:TAG_LENGTH] not in self._tags(record.user_key):
             return None
 
         return record
 
     def read(self, session_id: str, *, fresh: bool = False) -> Found | None:
-        # The request path, written out. The id comes from a cookie signed
-        # with our secret key: the session is ours (no tag check).
+        # The request path, inline. The id comes from a cookie signed with
+        # our secret key: the session is ours (no tag check).
         if len(session_id) != SESSION_ID_LENGTH:
             return None
 
@@ -313,15 +285,26 @@ class CachelibSessionStore:
         return self._tags(user_key)[0] + new_session_id()
 
     def _records(self, session_ids: c.Iterable[str]) -> dict[str, SessionRecord]:
-        ids = list(session_ids)
+        ids = [sid for sid in session_ids if is_session_id(sid)]
         keys = [f"{self.prefix}session:{sid}" for sid in ids]
-        records = {}
+        return self._parsed(self.parsed.session, ids, keys)
 
-        for sid, key, value in zip(ids, keys, self._fetch(*keys), strict=True):
-            if (record := self.parsed.session(sid, value, key)) is not None:
-                records[sid] = record
+    def _parsed(
+        self,
+        parse: c.Callable[[str, bytes | None, str], _T | None],
+        names: list[str],
+        keys: list[str],
+    ) -> dict[str, _T]:
+        """What ``parse`` makes of each name's record (``keys``), if anything."""
+        found = {}
 
-        return records
+        for name, key, value in zip(
+            names, keys, self._fetch(*keys) if keys else [], strict=True
+        ):
+            if (item := parse(name, value, key)) is not None:
+                found[name] = item
+
+        return found
 
     def _index(self, user_key: str) -> dict[str, float]:
         keys = [
@@ -339,12 +322,11 @@ class CachelibSessionStore:
 
     def sessions(self, user_key: str, now: float) -> list[SessionRecord]:
         ids = sorted(sid for sid, exp in self._index(user_key).items() if exp > now)
-        return list(self._records(ids).values()) if ids else []
+        return list(self._records(ids).values())
 
     def users(self, now: float) -> list[tuple[str, dict[str, t.Any]]]:
         keys = [f"{self.prefix}users:{n:02d}" for n in range(USER_BUCKETS)]
-        # Owners are "<tag>:<user key>"; another application's (a tag not
-        # derived from our secret keys) are not listed.
+        # Owners are "<tag>:<user key>"; another application's are not listed.
         owners: dict[str, str] = {}
 
         for key, value in zip(keys, self._fetch(*keys), strict=True):
@@ -356,14 +338,7 @@ class CachelibSessionStore:
 
         user_keys = sorted(owners)
         keys = [f"{self.prefix}user:{owners[user_key]}" for user_key in user_keys]
-        values = self._fetch(*keys) if keys else []
-        return [
-            (user_key, data)
-            for user_key, key, value in zip(user_keys, keys, values, strict=True)
-            if (data := self.parsed.user(user_key, value, key)) is not None
-        ]
-
-    # -- writes -------------------------------------------------------------
+        return list(self._parsed(self.parsed.user, user_keys, keys).items())
 
     def _write_user(
         self,
@@ -379,11 +354,10 @@ class CachelibSessionStore:
         max_sessions: int | None = None,
         keep: c.Collection[str] = (),
     ) -> tuple[bool, list[str]]:
-        """Under the lock of the user's bucket: write ``session`` and index
-        it, unindex ``ended``, unindex the least recently used past
-        ``max_sessions`` (none of ``keep``), and write ``user_data`` (the
-        cached values instead, if ``keep_cached`` and there are some). With
-        no session left, delete the user's records (``only_live``: write
+        """Under the bucket's lock: index ``session`` and unindex ``ended``
+        and the least recently used past ``max_sessions`` (none of ``keep``);
+        write them, and ``user_data`` unless ``keep_cached`` finds values. No
+        session left: delete the user's records (``only_live``: write
         nothing). Returns whether one is left, and the ids over the cap.
         """
         owner = f"{tag}:{user_key}"
@@ -435,18 +409,14 @@ class CachelibSessionStore:
                 items[index_key] = index, latest - now
 
                 if user_data is not None:
-                    # The key is kept beside the data, so that a record
-                    # moved under another key is refused.
+                    # The key beside the data: a record moved is refused.
                     value = {"key": user_key, "data": user_data}
                     items[user_record_key] = value, latest - now
 
             if bucket:
                 items[bucket_key] = bucket, max(bucket.values()) - now
 
-            self._put(items)
-
-            if gone:
-                self._delete(*gone)
+            self._put(items, gone)
         finally:
             self.unlock(lock)
 
@@ -472,10 +442,13 @@ class CachelibSessionStore:
         )
 
         if self.sweeps and time.monotonic() >= self._next_sweep:
-            self._sweep_now_and_then()
+            self._next_sweep = time.monotonic() + CLEANUP_INTERVAL
+            threading.Thread(
+                target=self._sweep, name="flask_pow cleanup", daemon=True
+            ).start()
 
         # Unindexed already; their records go under their own locks, taken
-        # after the bucket's is let go (locks are taken session first).
+        # after the bucket's is let go (session locks come first).
         return self._delete_records(over) if over else []
 
     def swap(
@@ -487,8 +460,8 @@ class CachelibSessionStore:
         user_data: dict[str, t.Any],
         wait: bool,
     ) -> Swapped:
-        # Many requests may queue behind a rotation; the ones that cannot
-        # take the lock in a moment read the record and follow the winner.
+        # Requests queued behind a rotation that cannot take the lock in a
+        # moment follow the winner.
         lock = self.lock("session", record.id, None if wait else FOLLOW_WAIT)
 
         if lock is None:
@@ -500,10 +473,9 @@ class CachelibSessionStore:
             if current is None or current.token != expected:
                 return Swapped(False, current)
 
-            # The user's values as they are now: a sync since the caller
-            # read them stays.
+            # keep_cached: a sync since the caller read the values stays.
             self._write_user(
-                tag_of(record.id),
+                record.id[:TAG_LENGTH],
                 record.user_key,
                 now,
                 user_data=user_data,
@@ -518,18 +490,18 @@ class CachelibSessionStore:
         self, user_key: str, session_ids: c.Sequence[str], now: float
     ) -> list[str]:
         tags = self._tags(user_key)
-        ours = [s for s in session_ids if is_session_id(s) and tag_of(s) in tags]
+        ours = [s for s in session_ids if is_session_id(s) and s[:TAG_LENGTH] in tags]
         ended = self._delete_records(ours)
 
         for tag in tags:
-            if ids := [s for s in ours if tag_of(s) == tag]:
+            if ids := [s for s in ours if s[:TAG_LENGTH] == tag]:
                 self._write_user(tag, user_key, now, ended=ids, keep_cached=True)
 
         return ended
 
     def _delete_records(self, session_ids: c.Iterable[str]) -> list[str]:
-        """Delete session records (those that were there are returned), each
-        under its lock, so that a rotation in flight cannot write one back.
+        """Delete session records, each under its lock (so that a rotation in
+        flight cannot write one back); return those that were there.
         """
         ended = []
 
@@ -540,7 +512,7 @@ class CachelibSessionStore:
                 if self._read_session(session_id) is not None:
                     ended.append(session_id)
 
-                self._delete(f"{self.prefix}session:{session_id}")
+                self._put({}, [f"{self.prefix}session:{session_id}"])
             finally:
                 self.unlock(lock)
 
@@ -549,17 +521,11 @@ class CachelibSessionStore:
     def write_user(
         self, user_key: str, user_data: dict[str, t.Any], now: float
     ) -> bool:
-        written = False
-
-        for tag in self._tags(user_key):
-            live, _ = self._write_user(
-                tag, user_key, now, user_data=user_data, only_live=True
-            )
-            written |= live
-
-        return written
-
-    # -- expired records ----------------------------------------------------
+        written = [
+            self._write_user(tag, user_key, now, user_data=user_data, only_live=True)[0]
+            for tag in self._tags(user_key)
+        ]
+        return any(written)
 
     def cleanup(self, now: float) -> int:
         """Delete expired records where the cache keeps them (a
@@ -567,12 +533,10 @@ class CachelibSessionStore:
         """
         return remove_expired_files(self._directory, now) if self._directory else 0
 
-    def _sweep_now_and_then(self) -> None:
-        """Sweep in a thread, at most once per :data:`CLEANUP_INTERVAL` among
-        the processes sharing the directory (a file's modification time says
-        when), so that no cron job is needed. A sweep twice over does no harm.
+    def _sweep(self) -> None:
+        """Clean up, at most once per :data:`CLEANUP_INTERVAL` among the
+        processes sharing the directory (a marker file's time says when).
         """
-        self._next_sweep = time.monotonic() + CLEANUP_INTERVAL
         marker = os.path.join(self._lock_dir, "swept")
 
         try:
@@ -583,17 +547,9 @@ class CachelibSessionStore:
 
             with open(marker, "a"):
                 os.utime(marker)
-        except OSError:
-            return
 
-        threading.Thread(
-            target=self._sweep, name="flask_pow cleanup", daemon=True
-        ).start()
-
-    def _sweep(self) -> None:
-        try:
             removed = self.cleanup(time.time())
-        except StoreUnavailable:
+        except (OSError, StoreUnavailable):
             return
 
         if removed:
@@ -610,7 +566,7 @@ def _changed(
         else:
             values[name] = expires_at
 
-    # A loop, not a comprehension: this runs twice per login.
+    # A loop, not a comprehension: no call of its own.
     for name, expires_at in list(values.items()):
         if expires_at <= now:
             del values[name]
@@ -632,33 +588,26 @@ def filesystem_path(cache: FileSystemCache) -> str:
 
 
 def remove_expired_files(directory: str, now: float) -> int:
-    """Delete a FileSystemCache's entries that expired before ``now`` (which
-    cachelib does only past a threshold); return how many. Reads the expiry
-    its file format puts first (a 4-byte Unix time, 0 for none), and leaves
-    its own ``__wz_cache*`` files alone.
+    """Delete a FileSystemCache's entries that expired before ``now``, by
+    the 4-byte expiry its file format puts first (0: none), but not its own
+    ``__wz_cache*`` files; return how many.
     """
     removed = 0
 
     try:
-        entries = list(os.scandir(directory))
+        for entry in list(os.scandir(directory)):
+            if entry.name.startswith("__wz_cache") or not entry.is_file():
+                continue
+
+            # Rewritten or removed by another process meanwhile: skipped.
+            with contextlib.suppress(FileNotFoundError):
+                with open(entry.path, "rb") as f:
+                    header = f.read(4)
+
+                if len(header) == 4 and 0 != struct.unpack("I", header)[0] <= now:
+                    os.remove(entry.path)
+                    removed += 1
     except OSError as e:
         raise unavailable(e) from e
-
-    for entry in entries:
-        if entry.name.startswith("__wz_cache") or not entry.is_file():
-            continue
-
-        try:
-            with open(entry.path, "rb") as f:
-                header = f.read(4)
-
-            if len(header) == 4 and 0 != struct.unpack("I", header)[0] <= now:
-                os.remove(entry.path)
-                removed += 1
-        except FileNotFoundError:
-            # Rewritten or removed by another process meanwhile.
-            continue
-        except OSError as e:
-            raise unavailable(e) from e
 
     return removed

@@ -1,10 +1,9 @@
 """Stored records, decoded and validated: the one parser of both stores.
 
-Most requests read the same bytes as the last one, so what they parse to is
-kept in a bounded memo keyed by the bytes and the name they are read under
-(which validation checks): a changed record is other bytes, parsed anew.
-Each caller gets its own copy of the mutable parts (a view may change
-``current_user``'s JSON column in place): a shared value is never handed out.
+What bytes parse to is kept in a bounded memo keyed by the bytes and the
+name they are read under (a changed record is other bytes, parsed anew).
+Each caller gets its own copy of the mutable parts: a view may change
+``current_user``'s JSON column in place.
 """
 
 from __future__ import annotations
@@ -19,8 +18,7 @@ from .. import serialization
 from ..records import SessionRecord
 from . import CorruptLog
 
-#: Stored bytes the memo keeps at most (the parsed values cost a few times
-#: more); the least recently used go first.
+#: Stored bytes the memo keeps at most; the least recently used go first.
 MAX_BYTES = 2 * 1024 * 1024
 #: Longer values are parsed every time (a user record with big columns).
 MAX_VALUE_BYTES = 4096
@@ -48,9 +46,8 @@ def thaw(value: t.Any) -> t.Any:
 
 
 class ParsedRecords:
-    """A store's parser, through a bounded memo. :meth:`session`,
-    :meth:`user` and :meth:`listed_user` are one call each on the request
-    path: the memo is read inline, and flat values copied by ``dict.copy``.
+    """A store's parser, through a bounded memo, read inline: :meth:`session`
+    and :meth:`listed_user` are one call each on the request path.
 
     :param corrupt: where a record that does not parse is reported.
     :param report_undecodable: whether bytes that are not tagged JSON are
@@ -98,7 +95,7 @@ class ParsedRecords:
     def session(
         self, session_id: str, raw: bytes | None, key: str
     ) -> SessionRecord | None:
-        """The session stored as ``raw``; ``None`` if missing or corrupt."""
+        """The session stored as ``raw``, or ``None``."""
         if raw is None:
             return None
 
@@ -129,9 +126,7 @@ class ParsedRecords:
     def user(
         self, user_key: str, raw: bytes | None, key: str
     ) -> dict[str, t.Any] | None:
-        """The values of ``user_key`` stored as ``raw`` (a
-        :func:`~flask_pow.stores.user_value`); ``None`` if missing or corrupt.
-        """
+        """The values of ``user_key`` stored as ``raw``, or ``None``."""
         if raw is None:
             return None
 
@@ -193,8 +188,7 @@ class ParsedRecords:
             or value.get("key") != memo_key[1]
             or not isinstance(value.get("data"), dict)
         ):
-            # Bytes that are not tagged JSON: decode() decided.
-            if value is not None:
+            if value is not None:  # else decode() decided
                 self.corrupt("user", key)
 
             return None
@@ -204,8 +198,8 @@ class ParsedRecords:
         return held
 
     def expiries(self, raw: bytes | None, key: str) -> dict[str, float]:
-        """A name -> expiry map (an index, a bucket), not kept: it changes
-        with every login. Empty if missing or corrupt.
+        """A name -> expiry map (an index, a bucket), not memoized; empty if
+        missing or corrupt.
         """
         if (value := self.decode("index", key, raw)) is None:
             return {}
