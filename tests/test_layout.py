@@ -35,6 +35,8 @@ LAYERS = [
     {
         "stores",
         "stores.cachelib",
+        "stores.filesystem",
+        "stores.locks",
         "stores.parsed",
         "stores.redis",
         "stores.redis_local",

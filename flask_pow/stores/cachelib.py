@@ -2,10 +2,8 @@
 Memcached, or any other :class:`~cachelib.BaseCache`).
 
 cachelib has no compare-and-set and cannot list keys, so every multi-key
-write runs under short locks: a session's, then its user's bucket's. A lock
-is a key written with ``add``, or on a :class:`~cachelib.FileSystemCache`
-(whose ``add`` checks then sets) an ``flock`` beside the directory, which
-the kernel drops if the holder dies. Records, under the namespace (the tag:
+write runs under short locks (:mod:`~flask_pow.stores.locks`): a
+session's, then its user's bucket's. Records, under the namespace (the tag:
 :func:`~flask_pow.stores.user_tags`): ``session:<session id>``, a
 :class:`~flask_pow.records.SessionRecord`; ``user:<tag>:<user key>``, the
 user's cached values; ``sessions:<tag>:<user key>``, the index (session id
@@ -17,13 +15,10 @@ A user's records live as long as their latest session.
 from __future__ import annotations
 
 import collections.abc as c
-import contextlib
 import copy
-import fcntl
 import hashlib
 import logging
 import os
-import struct
 import threading
 import time
 import typing as t
@@ -44,28 +39,25 @@ from . import Found
 from . import StoreUnavailable
 from . import Swapped
 from . import UnvouchedLog
+from . import filesystem
 from . import is_session_id
 from . import least_recently_used
+from . import locks
 from . import unavailable
 from . import user_tags
+from .locks import Held
 from .parsed import ParsedRecords
 
 logger = logging.getLogger("flask_pow")
 
-#: How long a lock lives if its holder dies without releasing it.
-LOCK_TTL = 5
 #: Below this many items an in-process or file cache may evict live sessions.
 SMALL_THRESHOLD = 10_000
 #: Number of ``users:<bucket>`` records.
 USER_BUCKETS = 64
-#: Seconds between sweeps of expired records from a FileSystemCache.
-CLEANUP_INTERVAL = 3600
 #: Seconds a rotation that finds the session locked waits before it follows
 #: the holder's token (see ``docs/lifecycle.rst``).
 FOLLOW_WAIT = 2.0
 
-#: A lock held: the key and owner of a cache lock, or a lock file's descriptor.
-Held = tuple[str, bytes] | int
 _T = t.TypeVar("_T")
 
 
@@ -87,9 +79,8 @@ class StoredBytes:
 class CachelibSessionStore:
     """:class:`~flask_pow.stores.SessionStore` on a cachelib cache.
 
-    flask_pow's records go, as tagged JSON, through a copy of the cache
-    object with its serializer swapped: the same storage, while the
-    application's own values keep the serializer it chose.
+    Records go, as tagged JSON, through a copy of the cache object with its
+    serializer swapped: the application's values keep the one it chose.
 
     :param cache: the cachelib cache.
     :param namespace: the prefix of every key flask_pow writes.
@@ -121,7 +112,7 @@ class CachelibSessionStore:
             # The file count (written with the writer's serializer) and the
             # pruning it drives are the application's object's.
             own._threshold = 0  # type: ignore[attr-defined]
-            self._directory = filesystem_path(cache)
+            self._directory = filesystem.path(cache)
             self._lock_dir = self._directory + ".pow-locks"
             os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
             fix = "threshold=0 (no limit) or a threshold"
@@ -186,60 +177,11 @@ class CachelibSessionStore:
     @t.overload
     def lock(self, kind: str, name: str, wait: float | None) -> Held | None: ...
     def lock(self, kind: str, name: str, wait: float | None = None) -> Held | None:
-        """Take a short lock on ``name`` among the locks of one ``kind``
-        (``"session"`` before ``"users"``). Waits up to ``wait`` seconds,
-        then returns ``None``; without ``wait``, up to the lock's TTL, then
-        raises :exc:`StoreUnavailable`.
-        """
-        deadline = time.monotonic() + (LOCK_TTL + 1 if wait is None else wait)
-        delay = 0.001
-        held: Held = f"{self.prefix}lock:{kind}:{name}", os.urandom(8).hex().encode()
-
-        try:
-            if self._lock_dir:
-                # 64 files per kind, shared by hash: two names on one file
-                # only wait for each other.
-                stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 64
-                path = os.path.join(self._lock_dir, f"{kind}-{stripe:02d}")
-                held = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-            # At least one try, then until the deadline.
-            while delay == 0.001 or time.monotonic() < deadline:
-                if isinstance(held, int):
-                    with contextlib.suppress(BlockingIOError):
-                        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        return held
-                elif self.cache.add(*held, timeout=LOCK_TTL):
-                    return held
-
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-        except Exception as e:
-            raise unavailable(e) from e
-
-        if isinstance(held, int):
-            os.close(held)
-
-        if wait is None:
-            raise StoreUnavailable("Timed out waiting for a session store lock.")
-
-        return None
+        """:func:`flask_pow.stores.locks.lock` in this store."""
+        return locks.lock(self.cache, self.prefix, self._lock_dir, kind, name, wait)
 
     def unlock(self, held: Held) -> None:
-        """Let a lock go."""
-        if isinstance(held, int):
-            fcntl.flock(held, fcntl.LOCK_UN)
-            os.close(held)
-            return
-
-        # Not atomic (a holder stalled past the TTL may delete another's). A
-        # memcached client may give the value back as text.
-        try:
-            if self.cache.get(held[0]) in (held[1], held[1].decode()):
-                self.cache.delete(held[0])
-        except Exception as e:
-            # Logged, not raised over the work's own error: the lock expires.
-            unavailable(e)
+        locks.unlock(self.cache, held)
 
     def _tags(self, user_key: str) -> list[str]:
         return user_tags(user_key, self._secrets())
@@ -442,9 +384,12 @@ class CachelibSessionStore:
         )
 
         if self.sweeps and time.monotonic() >= self._next_sweep:
-            self._next_sweep = time.monotonic() + CLEANUP_INTERVAL
+            self._next_sweep = time.monotonic() + filesystem.CLEANUP_INTERVAL
             threading.Thread(
-                target=self._sweep, name="flask_pow cleanup", daemon=True
+                target=filesystem.sweep,
+                args=(self._directory, self._lock_dir),
+                name="flask_pow cleanup",
+                daemon=True,
             ).start()
 
         # Unindexed already; their records go under their own locks, taken
@@ -531,29 +476,10 @@ class CachelibSessionStore:
         """Delete expired records where the cache keeps them (a
         FileSystemCache); return how many. ``flask pow cleanup`` runs it.
         """
-        return remove_expired_files(self._directory, now) if self._directory else 0
+        if not self._directory:
+            return 0
 
-    def _sweep(self) -> None:
-        """Clean up, at most once per :data:`CLEANUP_INTERVAL` among the
-        processes sharing the directory (a marker file's time says when).
-        """
-        marker = os.path.join(self._lock_dir, "swept")
-
-        try:
-            if os.path.exists(marker) and (
-                time.time() - os.path.getmtime(marker) < CLEANUP_INTERVAL
-            ):
-                return
-
-            with open(marker, "a"):
-                os.utime(marker)
-
-            removed = self.cleanup(time.time())
-        except (OSError, StoreUnavailable):
-            return
-
-        if removed:
-            logger.info("Removed %d expired records from the store.", removed)
+        return filesystem.remove_expired_files(self._directory, now)
 
 
 def _changed(
@@ -572,42 +498,3 @@ def _changed(
             del values[name]
 
     return values
-
-
-def filesystem_path(cache: FileSystemCache) -> str:
-    """The directory of a FileSystemCache (cachelib has no public accessor)."""
-    path = getattr(cache, "_path", None)
-
-    if not isinstance(path, str):
-        raise TypeError(
-            "Cannot find the directory of this FileSystemCache: this cachelib"
-            " version keeps it elsewhere."
-        )
-
-    return os.path.abspath(path)
-
-
-def remove_expired_files(directory: str, now: float) -> int:
-    """Delete a FileSystemCache's entries that expired before ``now``, by
-    the 4-byte expiry its file format puts first (0: none), but not its own
-    ``__wz_cache*`` files; return how many.
-    """
-    removed = 0
-
-    try:
-        for entry in list(os.scandir(directory)):
-            if entry.name.startswith("__wz_cache") or not entry.is_file():
-                continue
-
-            # Rewritten or removed by another process meanwhile: skipped.
-            with contextlib.suppress(FileNotFoundError):
-                with open(entry.path, "rb") as f:
-                    header = f.read(4)
-
-                if len(header) == 4 and 0 != struct.unpack("I", header)[0] <= now:
-                    os.remove(entry.path)
-                    removed += 1
-    except OSError as e:
-        raise unavailable(e) from e
-
-    return removed

@@ -1,0 +1,85 @@
+"""What a :class:`~cachelib.FileSystemCache` needs beyond cachelib: its
+directory (cachelib has no public accessor), and the sweep of its expired
+files (cachelib removes them only when it prunes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import time
+
+from cachelib import FileSystemCache
+
+from . import StoreUnavailable
+from . import unavailable
+
+logger = logging.getLogger("flask_pow")
+
+#: Seconds between sweeps of expired records, among all processes.
+CLEANUP_INTERVAL = 3600
+
+
+def path(cache: FileSystemCache) -> str:
+    """The directory of a FileSystemCache."""
+    directory = getattr(cache, "_path", None)
+
+    if not isinstance(directory, str):
+        raise TypeError(
+            "Cannot find the directory of this FileSystemCache: this cachelib"
+            " version keeps it elsewhere."
+        )
+
+    return os.path.abspath(directory)
+
+
+def sweep(directory: str, lock_dir: str) -> None:
+    """Remove expired files, at most once per :data:`CLEANUP_INTERVAL`
+    among the processes sharing the directory (a marker file's time says
+    when). Run in a thread of its own.
+    """
+    marker = os.path.join(lock_dir, "swept")
+
+    try:
+        if os.path.exists(marker) and (
+            time.time() - os.path.getmtime(marker) < CLEANUP_INTERVAL
+        ):
+            return
+
+        with open(marker, "a"):
+            os.utime(marker)
+
+        removed = remove_expired_files(directory, time.time())
+    except (OSError, StoreUnavailable):
+        return
+
+    if removed:
+        logger.info("Removed %d expired records from the store.", removed)
+
+
+def remove_expired_files(directory: str, now: float) -> int:
+    """Delete a FileSystemCache's entries that expired before ``now``, by
+    the 4-byte expiry its file format puts first (0: none), but not its own
+    ``__wz_cache*`` files; return how many.
+    """
+    removed = 0
+
+    try:
+        for entry in list(os.scandir(directory)):
+            if entry.name.startswith("__wz_cache") or not entry.is_file():
+                continue
+
+            # Rewritten or removed by another process meanwhile: skipped.
+            with contextlib.suppress(FileNotFoundError):
+                with open(entry.path, "rb") as f:
+                    header = f.read(4)
+
+                if len(header) == 4 and 0 != struct.unpack("I", header)[0] <= now:
+                    os.remove(entry.path)
+                    removed += 1
+    except OSError as e:
+        raise unavailable(e) from e
+
+    return removed
