@@ -76,7 +76,8 @@ def login_user(
 
     rs = current()
     state = rs.state
-    _refuse_late(rs, "login_user()", "the new session's cookie")
+    if rs.applied:
+        _refuse_late("login_user()", "the new session's cookie")
     # Fail here, in the view, rather than after it: no secret key, a user
     # with no identity, or metadata that cannot be stored.
     state.signer.check()
@@ -103,18 +104,17 @@ def login_user(
     return True
 
 
-def _refuse_late(rs: RequestState, call: str, needs: str) -> None:
-    """Raise if the request's effects were already applied: what ``call``
+def _refuse_late(call: str, needs: str) -> t.NoReturn:
+    """Raise: the request's effects were already applied, and what ``call``
     does needs ``needs``, which goes out with the response's headers.
     """
-    if rs.applied:
-        raise RuntimeError(
-            f"{call} was called after flask_pow applied this request's"
-            " changes (inside a streamed response's generator, or an"
-            " after_request function registered before flask_pow's): it"
-            f" needs {needs}, which can no longer be sent. Call it in the"
-            " view, before it returns its response."
-        )
+    raise RuntimeError(
+        f"{call} was called after flask_pow applied this request's"
+        " changes (inside a streamed response's generator, or an"
+        " after_request function registered before flask_pow's): it"
+        f" needs {needs}, which can no longer be sent. Call it in the"
+        " view, before it returns its response."
+    )
 
 
 def _end_current(rs: RequestState) -> None:
@@ -251,7 +251,8 @@ def logout_other_sessions() -> int:
     """
     rs = current()
     state = rs.state
-    _refuse_late(rs, "logout_other_sessions()", "the new token's cookie")
+    if rs.applied:
+        _refuse_late("logout_other_sessions()", "the new token's cookie")
     record = rs.record
 
     if record is None or rs.token is None:
@@ -285,7 +286,8 @@ def confirm_login() -> None:
     """
     rs = current()
     state = rs.state
-    _refuse_late(rs, "confirm_login()", "the new token's cookie")
+    if rs.applied:
+        _refuse_late("confirm_login()", "the new token's cookie")
     info = rs.session_info
 
     if info is None:

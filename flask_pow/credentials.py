@@ -23,6 +23,7 @@ from .stores import StoreUnavailable
 from .users import UserAdapter
 from .users import check_user_key
 from .users import reloads_by_key
+from .users import resolve_user
 
 logger = logging.getLogger("flask_pow")
 
@@ -210,6 +211,7 @@ class CredentialsCache:
         :return: the session, and its token: shown here only, the store
             keeps its digest.
         """
+        user = resolve_user(user)
         record, token = self.new_login(user, metadata, fresh=fresh)
         self.create(record, self.adapter.dump(user), self.clock())
         return self.info_of(record), token
@@ -387,7 +389,8 @@ class CredentialsCache:
         :param keep: a session id to leave alone (the caller's own).
         :return: how many sessions were ended.
         """
-        return self.delete_sessions_by_key(self.adapter.key(user), keep=keep)
+        user_key = self.adapter.key(resolve_user(user))
+        return self.delete_sessions_by_key(user_key, keep=keep)
 
     def delete_sessions_by_key(self, user_key: str, *, keep: str | None = None) -> int:
         """:meth:`delete_user_sessions` for a user key. Counts what
@@ -423,6 +426,7 @@ class CredentialsCache:
 
         :return: whether the user had a live session to update.
         """
+        user = resolve_user(user)
         return self.update_user_data(self.adapter.key(user), self.adapter.dump(user))
 
     def update_user_data(self, user_key: str, user_data: dict[str, t.Any]) -> bool:
@@ -455,7 +459,7 @@ class CredentialsCache:
         a remember-me credential still logs in (:attr:`SessionInfo.kind
         <flask_pow.SessionInfo.kind>` ``"remember"``), from the user's index.
         """
-        return self.sessions_by_key(self.adapter.key(user))
+        return self.sessions_by_key(self.adapter.key(resolve_user(user)))
 
     def sessions_by_key(self, user_key: str) -> list[SessionInfo]:
         """:meth:`sessions` for a user key."""

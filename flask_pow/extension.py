@@ -119,7 +119,7 @@ class Pow(LoginManager):
             app = app_ref()
             assert app is not None
             keys = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
-            return [key for key in keys if key]
+            return list(filter(None, keys))
 
         def send(signal: t.Any, **kwargs: t.Any) -> None:
             signal.send(app_ref(), **kwargs)

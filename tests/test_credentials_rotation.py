@@ -14,6 +14,8 @@ from flask.testing import FlaskClient
 
 from flask_pow import current_session
 from flask_pow import session_rotated
+from flask_pow.stores import locks
+from flask_pow.stores.cachelib import CachelibSessionStore
 from tests.support.env import Env
 from tests.support.env import MakeEnv
 from tests.support.sessions import pow_value
@@ -165,14 +167,15 @@ def test_loser_of_rotation_lock_carries_on(
     with env.app.app_context():
         store = env.pow.get_state().credentials.store
 
-    lock = store.lock("session", sid, 0)  # type: ignore[attr-defined]
+    assert isinstance(store, CachelibSessionStore)
+    lock = locks.lock(*store._locking, "session", sid, 0)
     assert lock is not None
 
     try:
         assert env.me(logged_in) == "ada@example.com free"
         assert pow_value(logged_in) == before
     finally:
-        store.unlock(lock)  # type: ignore[attr-defined]
+        locks.unlock(store.cache, lock)
 
     with env.app.app_context():
         info = env.pow.credentials.get(sid)
@@ -214,7 +217,8 @@ def test_permanent_session_loser_waits_for_a_slow_winner(
     env.clock.advance(RENEWAL + 1)
     state = env.pow.get_state(env.app)
     backend = state.credentials.store
-    lock = backend.lock("session", sid, 0)  # type: ignore[attr-defined]
+    assert isinstance(backend, CachelibSessionStore)
+    lock = locks.lock(*backend._locking, "session", sid, 0)
     assert lock is not None
     answers: list[str] = []
     loser = threading.Thread(target=lambda: answers.append(env.me(logged_in)))
@@ -226,9 +230,9 @@ def test_permanent_session_loser_waits_for_a_slow_winner(
     assert record is not None
     now = env.clock()
     advanced, fresh = state.credentials.policy.advance(record, token, now)
-    key = f"{backend.prefix}session:{sid}"  # type: ignore[attr-defined]
-    backend._put({key: (advanced.dump(), 600)})  # type: ignore[attr-defined]
-    backend.unlock(lock)  # type: ignore[attr-defined]
+    key = f"{backend.prefix}session:{sid}"
+    backend._put({key: (advanced.dump(), 600)})
+    locks.unlock(backend.cache, lock)
     loser.join(timeout=10)
     assert answers == ["ada@example.com free"]
     after = pow_value(logged_in)

@@ -45,7 +45,6 @@ from . import least_recently_used
 from . import locks
 from . import unavailable
 from . import user_tags
-from .locks import Held
 from .parsed import ParsedRecords
 
 logger = logging.getLogger("flask_pow")
@@ -117,6 +116,9 @@ class CachelibSessionStore:
             os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
             fix = "threshold=0 (no limit) or a threshold"
 
+        #: Where this store's locks live: :func:`flask_pow.stores.locks.lock`.
+        self._locking = (own, self.prefix, self._lock_dir)
+
         if isinstance(cache, (SimpleCache, FileSystemCache)) and (
             0 < threshold < SMALL_THRESHOLD
         ):
@@ -171,17 +173,6 @@ class CachelibSessionStore:
                 self.cache.delete_many(*gone)
             except Exception as e:
                 raise unavailable(e) from e
-
-    @t.overload
-    def lock(self, kind: str, name: str) -> Held: ...
-    @t.overload
-    def lock(self, kind: str, name: str, wait: float | None) -> Held | None: ...
-    def lock(self, kind: str, name: str, wait: float | None = None) -> Held | None:
-        """:func:`flask_pow.stores.locks.lock` in this store."""
-        return locks.lock(self.cache, self.prefix, self._lock_dir, kind, name, wait)
-
-    def unlock(self, held: Held) -> None:
-        locks.unlock(self.cache, held)
 
     def _tags(self, user_key: str) -> list[str]:
         return user_tags(user_key, self._secrets())
@@ -312,7 +303,7 @@ class CachelibSessionStore:
         if session is not None:
             changes[session.id] = session.expires_at
 
-        lock = self.lock("users", bucket_key)
+        lock = locks.lock(*self._locking, "users", bucket_key)
 
         try:
             keys = index_key, bucket_key, user_record_key
@@ -360,7 +351,7 @@ class CachelibSessionStore:
 
             self._put(items, gone)
         finally:
-            self.unlock(lock)
+            locks.unlock(self.cache, lock)
 
         return latest is not None, over
 
@@ -407,7 +398,9 @@ class CachelibSessionStore:
     ) -> Swapped:
         # Requests queued behind a rotation that cannot take the lock in a
         # moment follow the winner.
-        lock = self.lock("session", record.id, None if wait else FOLLOW_WAIT)
+        lock = locks.lock(
+            *self._locking, "session", record.id, None if wait else FOLLOW_WAIT
+        )
 
         if lock is None:
             return Swapped(False, self._read_session(record.id), undecided=True)
@@ -429,7 +422,7 @@ class CachelibSessionStore:
             )
             return Swapped(True)
         finally:
-            self.unlock(lock)
+            locks.unlock(self.cache, lock)
 
     def delete(
         self, user_key: str, session_ids: c.Sequence[str], now: float
@@ -451,7 +444,7 @@ class CachelibSessionStore:
         ended = []
 
         for session_id in session_ids:
-            lock = self.lock("session", session_id)
+            lock = locks.lock(*self._locking, "session", session_id)
 
             try:
                 if self._read_session(session_id) is not None:
@@ -459,7 +452,7 @@ class CachelibSessionStore:
 
                 self._put({}, [f"{self.prefix}session:{session_id}"])
             finally:
-                self.unlock(lock)
+                locks.unlock(self.cache, lock)
 
         return ended
 

@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import os
 import time
+import typing as t
 
 from cachelib import BaseCache
 
@@ -25,6 +26,19 @@ LOCK_TTL = 5
 Held = tuple[str, bytes] | int
 
 
+@t.overload
+def lock(
+    cache: BaseCache, prefix: str, lock_dir: str, kind: str, name: str
+) -> Held: ...
+@t.overload
+def lock(
+    cache: BaseCache,
+    prefix: str,
+    lock_dir: str,
+    kind: str,
+    name: str,
+    wait: float | None,
+) -> Held | None: ...
 def lock(
     cache: BaseCache,
     prefix: str,

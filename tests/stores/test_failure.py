@@ -15,6 +15,7 @@ from cachelib import SimpleCache
 
 from flask_pow import StoreUnavailable
 from flask_pow import current_user
+from flask_pow.stores import locks
 from flask_pow.stores.cachelib import CachelibSessionStore
 from tests.support.env import Env
 from tests.support.env import add_routes
@@ -138,11 +139,11 @@ def failing_store() -> CachelibSessionStore:
 
 def test_cache_lock_failure_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
-        failing_store().lock("session", "x", 0)
+        locks.lock(*failing_store()._locking, "session", "x", 0)
 
 
 def test_cache_lock_release_failure_does_not_escape() -> None:
-    failing_store().unlock(("pow:lock:session:x", b"owner"))
+    locks.unlock(failing_store().cache, ("pow:lock:session:x", b"owner"))
 
 
 def who_is_shown(env: Env) -> None:

@@ -107,6 +107,7 @@ def test_lock_of_a_killed_process_is_released(tmp_path: t.Any) -> None:
     """
     from cachelib import FileSystemCache
 
+    from flask_pow.stores import locks
     from flask_pow.stores.cachelib import CachelibSessionStore
 
     store = (
@@ -120,8 +121,9 @@ def test_lock_of_a_killed_process_is_released(tmp_path: t.Any) -> None:
             "-c",
             "import sys, time\n"
             "from cachelib import FileSystemCache\n"
+            "from flask_pow.stores import locks\n"
             "from flask_pow.stores.cachelib import CachelibSessionStore\n"
-            f"assert {store}.lock('session', 'abc', 0) is not None\n"
+            f"assert locks.lock(*{store}._locking, 'session', 'abc', 0) is not None\n"
             "print('held', flush=True)\n"
             "time.sleep(60)\n",
         ],
@@ -135,12 +137,12 @@ def test_lock_of_a_killed_process_is_released(tmp_path: t.Any) -> None:
         ours = CachelibSessionStore(
             FileSystemCache(str(tmp_path), threshold=0), "pow", lambda: ["secret"]
         )
-        assert ours.lock("session", "abc", 0) is None
+        assert locks.lock(*ours._locking, "session", "abc", 0) is None
         holder.kill()
         holder.wait(timeout=10)
-        held = ours.lock("session", "abc", 0)
+        held = locks.lock(*ours._locking, "session", "abc", 0)
         assert held is not None
-        ours.unlock(held)
+        locks.unlock(ours.cache, held)
     finally:
         holder.kill()
         holder.wait(timeout=10)
