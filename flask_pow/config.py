@@ -1,7 +1,5 @@
-"""The ``POW_*`` configuration keys: one table of settings, the body of
-:class:`PowConfig`, read once in :meth:`~flask_pow.Pow.init_app`. A bad value
-raises :exc:`ValueError` (:exc:`TypeError` for a wrong type) there, naming the
-key, the value and the fix, never at request time.
+"""The ``POW_*`` keys: one table of settings, the body of :class:`PowConfig`,
+read and validated once in :meth:`~flask_pow.Pow.init_app` (docs/configuration.rst).
 """
 
 from __future__ import annotations
@@ -11,8 +9,8 @@ import copy
 import dataclasses
 import datetime as dt
 import difflib
-import math
 import os
+import re
 import sys
 import typing as t
 import warnings
@@ -21,7 +19,6 @@ from cachelib import BaseCache
 from cachelib.redis_base import BaseRedisCache
 
 #: Attribute names never cached (:mod:`fnmatch`, case-insensitive): secrets.
-#: A column merely named like a hash (``avatar_hash``) is not one.
 DEFAULT_CACHE_EXCLUDE: tuple[str, ...] = tuple(
     """
     *password* *passwd* *passphrase* *passcode* *pincode* pin_hash pin_digest
@@ -32,23 +29,18 @@ DEFAULT_CACHE_EXCLUDE: tuple[str, ...] = tuple(
 )
 
 #: Remember cookie flags that, unset, follow Flask's ``SESSION_COOKIE_*``.
-REMEMBER_COOKIE_FLAGS = tuple(
-    f"POW_REMEMBER_COOKIE_{flag}"
-    for flag in ("SECURE", "HTTPONLY", "SAMESITE", "DOMAIN", "PATH")
-)
+_COOKIE_FLAGS = ("secure", "httponly", "samesite", "domain", "path")
 
 
 def caller_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside flask_pow, such as the
-    application's ``Pow(app)``, however deep the warning is given.
-    """
+    """The ``stacklevel`` of the first frame outside flask_pow (``Pow(app)``)."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame = sys._getframe(1)
     level = 1
 
-    while frame.f_back is not None and os.path.abspath(
-        frame.f_code.co_filename
-    ).startswith(package):
+    while frame.f_back and os.path.abspath(frame.f_code.co_filename).startswith(
+        package
+    ):
         frame = frame.f_back
         level += 1
 
@@ -56,24 +48,18 @@ def caller_stacklevel() -> int:
 
 
 class InsecureTTLWarning(UserWarning):
-    """The configured ``POW_CREDENTIALS_TTL`` is longer than the 30 minutes
-    OWASP recommends as an idle timeout. ``POW_ACCEPT_LONG_IDLE = True``
-    says the choice is deliberate, and silences it.
+    """``POW_CREDENTIALS_TTL`` is longer than the 30 minutes OWASP recommends
+    as an idle timeout; ``POW_ACCEPT_LONG_IDLE = True`` silences it.
     """
 
 
 class UnknownSettingWarning(UserWarning):
-    """A ``POW_*`` key in the application's config that flask_pow does not
-    read: most likely a typo, which would otherwise be silently ignored.
-    """
+    """A ``POW_*`` key in the config that flask_pow does not read: a typo?"""
 
 
 class LateSettingWarning(UserWarning):
-    """A ``POW_*`` key was set, changed or removed in the application's
-    config after :meth:`~flask_pow.Pow.init_app` read it (a test fixture
-    that sets ``POW_CACHE`` after a module-level ``Pow(app)``). flask_pow
-    goes on with what ``init_app`` read; given once, at the application's
-    first request.
+    """A ``POW_*`` key was set, changed or removed after
+    :meth:`~flask_pow.Pow.init_app` read it; given once. See :doc:`configuration`.
     """
 
 
@@ -94,12 +80,9 @@ def flag(key: str, value: object) -> bool:
 
 
 def seconds(
-    minimum: float = -math.inf, *, none: bool = False, whole: bool = True
+    minimum: float = float("-inf"), *, none: bool = False, whole: bool = True
 ) -> Validator:
-    """Seconds from a timedelta or a number, at least ``minimum``: whole
-    seconds (what cachelib timeouts take) unless not ``whole``; with
-    ``none``, ``None`` too.
-    """
+    """Seconds from a timedelta or a number, at least ``minimum``."""
 
     def validate(key: str, value: object) -> float | None:
         if value is None and none:
@@ -110,10 +93,8 @@ def seconds(
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             total = float(value)
         else:
-            kinds = (
-                ", a number of seconds, or None" if none else " or a number of seconds"
-            )
-            raise TypeError(f"{key} must be a timedelta{kinds}, got {value!r}.")
+            kinds = "a timedelta or a number of seconds" + (", or None" if none else "")
+            raise TypeError(f"{key} must be {kinds}, got {value!r}.")
 
         if whole and total != int(total):
             raise ValueError(
@@ -158,9 +139,6 @@ def optional(validate: Validator) -> Validator:
 def prefix(key: str, value: object) -> str:
     name = text(key, value)
 
-    # Redis Cluster hashes only what is between the first { and the next }:
-    # a brace here would move every key's hash tag, and the scripts, which
-    # touch one user's keys in one slot, would fail.
     if "{" in name or "}" in name:
         raise ValueError(
             f"{key} must not contain '{{' or '}}' (Redis Cluster hash"
@@ -171,8 +149,7 @@ def prefix(key: str, value: object) -> str:
 
 
 def message(key: str, value: object) -> t.Any:
-    # A lazy translation (Flask-Babel's lazy_gettext) is not a str, and is
-    # turned into one when it is flashed.
+    # Not only str: a lazy translation (lazy_gettext) is one when flashed.
     if isinstance(value, (bytes, int, float, list, tuple, dict, set)):
         raise TypeError(
             f"{key} must be a string, or None to flash nothing, got {value!r}."
@@ -184,11 +161,9 @@ def message(key: str, value: object) -> t.Any:
 def names(
     what: str = "names", into: c.Callable[[tuple[str, ...]], t.Any] = tuple
 ) -> Validator:
-    """A list of non-empty strings, made ``into`` a tuple or a frozenset."""
+    """A list of non-empty strings (not one bare string), made ``into``."""
 
     def validate(key: str, value: object) -> t.Any:
-        # A bare string is iterable too, and would silently become one name
-        # per character.
         if isinstance(value, (str, bytes)) or not isinstance(value, c.Iterable):
             raise TypeError(
                 f"{key} must be a list of {what}, got {value!r}."
@@ -197,11 +172,10 @@ def names(
 
         items = tuple(value)
 
-        for name in items:
-            if not isinstance(name, str) or not name:
-                raise ValueError(
-                    f"{key} must contain only non-empty strings, got {name!r}."
-                )
+        if bad := [name for name in items if not isinstance(name, str) or not name]:
+            raise ValueError(
+                f"{key} must contain only non-empty strings, got {bad[0]!r}."
+            )
 
         return into(items)
 
@@ -225,15 +199,6 @@ def login_views(key: str, value: object) -> dict[str, str | None]:
     }
 
 
-# -- the table ---------------------------------------------------------------
-
-
-class Setting(t.NamedTuple):
-    key: str
-    default: object
-    validate: Validator
-
-
 def setting(default: object, validate: Validator) -> t.Any:
     """A :class:`PowConfig` field, read from its ``POW_`` key in capitals."""
     return dataclasses.field(metadata={"setting": (default, validate)})
@@ -241,15 +206,10 @@ def setting(default: object, validate: Validator) -> t.Any:
 
 @dataclasses.dataclass(frozen=True)
 class PowConfig:
-    """The validated ``POW_*`` settings of one application, durations in
-    whole seconds (what cachelib timeouts take). A field that one key fills
-    is a ``setting(default, validator)`` row; :func:`load_config` builds the
-    two others from the keys of ``_INPUTS``.
-    """
+    """The validated ``POW_*`` settings, durations in whole seconds: one row a key."""
 
     cache: BaseCache
-    #: The ``POW_REMEMBER_COOKIE_*`` flags that were set, by lower-case name
-    #: (``secure``, ``httponly``, ...); the others follow the session's.
+    #: The ``POW_REMEMBER_COOKIE_*`` flags set, by lower-case name.
     remember_cookie: t.Mapping[str, t.Any]
     namespace: str = setting("credentials", prefix)
     session_key: str = setting("pow_auth", text)
@@ -286,34 +246,23 @@ class PowConfig:
     redis_local_cache_max_bytes: int = setting(32 * 1024 * 1024, count)
 
 
-#: The keys that fill no one field: the cache is built from the first two,
-#: the remember cookie's flags are gathered, the last silences the warning
-#: about a long idle timeout.
-_INPUTS = (
-    Setting("POW_CACHE", None, as_given),
-    Setting("POW_REDIS_URL", None, as_given),
-    *(Setting(key, None, as_given) for key in REMEMBER_COOKIE_FLAGS),
-    Setting("POW_ACCEPT_LONG_IDLE", False, flag),
-)
-_FIELDS = {
-    field.name: Setting(f"POW_{field.name.upper()}", *field.metadata["setting"])
-    for field in dataclasses.fields(PowConfig)
-    if "setting" in field.metadata
+_ROWS = {
+    f"POW_{f.name.upper()}": f for f in dataclasses.fields(PowConfig) if f.metadata
 }
-#: Every setting flask_pow reads, in the order it checks them.
-SETTINGS = (*_INPUTS, *_FIELDS.values())
-KNOWN_SETTINGS = frozenset(row.key for row in SETTINGS)
+#: Every key flask_pow reads, in the order it checks them: (default, validator).
+SETTINGS: dict[str, tuple[object, Validator]] = {
+    "POW_CACHE": (None, as_given),
+    "POW_REDIS_URL": (None, as_given),
+    **{f"POW_REMEMBER_COOKIE_{f.upper()}": (None, as_given) for f in _COOKIE_FLAGS},
+    "POW_ACCEPT_LONG_IDLE": (False, flag),
+    **{key: field.metadata["setting"] for key, field in _ROWS.items()},
+}
+KNOWN_SETTINGS = frozenset(SETTINGS)
 
 
 def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> PowConfig:
-    """Set the defaults of the ``POW_*`` keys in ``config``, so that they
-    can be seen there, validate them, and warn about any other ``POW_*`` key.
-
-    :raise ValueError: if a value is out of range.
-    :raise TypeError: if a value has the wrong type.
-    """
+    """Set the ``POW_*`` defaults in ``config``, validate, warn of unknown keys."""
     for key in config:
-        # A typo such as POW_CREDENTIAL_TTL would otherwise be ignored.
         if key.startswith("POW_") and key not in KNOWN_SETTINGS:
             close = difflib.get_close_matches(key, sorted(KNOWN_SETTINGS), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -323,23 +272,19 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
                 stacklevel=caller_stacklevel(),
             )
 
-    for row in SETTINGS:
-        # A copy: a default dict changed in one application's config would
-        # otherwise change every other's.
-        config.setdefault(row.key, copy.copy(row.default))
+    # A copy: a default dict changed in one app's config would change others'.
+    for key, (default, _) in SETTINGS.items():
+        config.setdefault(key, copy.copy(default))
 
-    checked = {row.key: row.validate(row.key, config[row.key]) for row in SETTINGS}
-    values = {name: checked[row.key] for name, row in _FIELDS.items()}
+    checked = {key: check(key, config[key]) for key, (_, check) in SETTINGS.items()}
+    values = {field.name: checked[key] for key, field in _ROWS.items()}
     ttl = values["credentials_ttl"]
-    renewal = values["session_ttl_renewal"]
 
-    if renewal is not None and renewal >= ttl:
+    if (renewal := values["session_ttl_renewal"]) is not None and renewal >= ttl:
         raise ValueError(
             f"POW_SESSION_TTL_RENEWAL ({renewal} s) must be shorter than"
-            f" POW_CREDENTIALS_TTL ({ttl} s): a session's records"
-            " expire that long after its last rotation, so it would end before"
-            " it is ever renewed. Lower the renewal, or set it to None to never"
-            " rotate."
+            f" POW_CREDENTIALS_TTL ({ttl} s), or a session ends before it is"
+            " renewed. Lower it, or set it to None to never rotate."
         )
 
     if values["rotation_grace"] >= ttl:
@@ -355,42 +300,29 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             f" got {config['POW_REDIS_LOCAL_CACHE_STALENESS']!r}."
         )
 
-    # OWASP: an idle timeout of at most 30 minutes.
     if ttl > 1800 and not checked["POW_ACCEPT_LONG_IDLE"]:
         warnings.warn(
-            f"POW_CREDENTIALS_TTL is {ttl} seconds. OWASP recommends"
-            " an idle timeout of at most 30 minutes to limit session hijacking;"
-            " consider lowering it, or set POW_ACCEPT_LONG_IDLE = True if the"
-            " choice is deliberate.",
+            f"POW_CREDENTIALS_TTL is {ttl} s, above OWASP's 30 minutes of idle"
+            " timeout: lower it, or set POW_ACCEPT_LONG_IDLE = True if deliberate.",
             InsecureTTLWarning,
             stacklevel=caller_stacklevel(),
         )
 
     cache = _cache(checked["POW_CACHE"], checked["POW_REDIS_URL"], instance_path)
 
-    # The local cache needs a Redis (or Valkey) store, whose servers track
-    # keys for their clients.
     if values["redis_local_cache"] and not isinstance(cache, BaseRedisCache):
         raise ValueError(
             "POW_REDIS_LOCAL_CACHE needs a Redis store (POW_CACHE a RedisCache or"
             f" ValkeyCache, or POW_REDIS_URL); POW_CACHE is a {type(cache).__name__}."
         )
 
-    remember_cookie = {
-        key.removeprefix("POW_REMEMBER_COOKIE_").lower(): checked[key]
-        for key in REMEMBER_COOKIE_FLAGS
-        if checked[key] is not None
-    }
+    flags = {f: checked[f"POW_REMEMBER_COOKIE_{f.upper()}"] for f in _COOKIE_FLAGS}
+    remember_cookie = {f: value for f, value in flags.items() if value is not None}
     return PowConfig(cache=cache, remember_cookie=remember_cookie, **values)
 
 
-# -- what init_app read, and what changed since ------------------------------
-
-
 def _is_data(value: object) -> bool:
-    # Plain data is compared by equality, against a copy (so that a list
-    # changed in place is seen); any other object (a cache, a lazy
-    # translation) by identity, since it is that object that flask_pow uses.
+    # Plain data is compared by equality with a copy, other objects by identity.
     if isinstance(value, dict):
         value = [*value.keys(), *value.values()]
 
@@ -401,11 +333,7 @@ def _is_data(value: object) -> bool:
 
 
 def read_settings(config: c.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    """Every ``POW_*`` key of the config, plain data copied, for
-    :func:`changed_settings`.
-
-    :meta private:
-    """
+    """Every ``POW_*`` key of the config, plain data copied."""
     return {
         key: copy.deepcopy(value) if _is_data(value) else value
         for key, value in config.items()
@@ -416,11 +344,7 @@ def read_settings(config: c.Mapping[str, t.Any]) -> dict[str, t.Any]:
 def changed_settings(
     read: c.Mapping[str, t.Any], config: c.Mapping[str, t.Any]
 ) -> list[str]:
-    """The ``POW_*`` keys added, removed or changed in ``config`` since
-    :func:`read_settings` returned ``read``.
-
-    :meta private:
-    """
+    """The ``POW_*`` keys added, removed or changed since ``read``."""
     gone = object()  # not data: the same only as itself
     keys = set(read).union(key for key in config if key.startswith("POW_"))
     pairs = {key: (read.get(key, gone), config.get(key, gone)) for key in keys}
@@ -431,49 +355,38 @@ def changed_settings(
     )
 
 
-# -- the cache object --------------------------------------------------------
-
-
 def _cache(value: object, url: object, instance_path: str) -> BaseCache:
     if url is not None:
         if value is not None:
             raise ValueError(
-                "POW_CACHE and POW_REDIS_URL are both set; set only one. Use"
-                " POW_CACHE = cachelib.RedisCache(host=redis_client) for a client"
-                " you configure yourself."
+                "POW_CACHE and POW_REDIS_URL are both set; set only one (POW_CACHE ="
+                " cachelib.RedisCache(host=client) for a client you configure)."
             )
 
-        schemes = ("redis", "rediss", "unix")
-
-        if not isinstance(url, str) or url.partition("://")[0] not in schemes:
+        if not isinstance(url, str) or not re.match(r"(rediss?|unix)://", url):
             raise ValueError(
                 "POW_REDIS_URL must be a redis://, rediss:// or unix:// URL, such"
                 f" as 'redis://localhost:6379/0', got {url!r}."
             )
 
-        import redis
+        import redis.backoff
+        import redis.retry
         from cachelib import RedisCache
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
-        # Unless the URL sets its own (?socket_timeout=0.5), a request waits
-        # at most 2 s on a server that went away before it answers 503. One
-        # immediate retry: a pooled connection the server dropped (a restart)
-        # reconnects; a server that is down answers 503 at once.
+        # Unless the URL sets its own, a request waits at most 2 s on a server
+        # gone away; one immediate retry reconnects a dropped connection.
         client = redis.Redis.from_url(
             url,
             socket_timeout=2.0,
             socket_connect_timeout=2.0,
-            retry=Retry(NoBackoff(), 1),
+            retry=redis.retry.Retry(redis.backoff.NoBackoff(), 1),
         )
         return RedisCache(host=client)
 
     if value is None:
         from cachelib import FileSystemCache
 
-        # In the instance folder: it survives restarts and reloads, and the
-        # workers of one host share it. threshold=0: cachelib's pruning would
-        # evict live sessions.
+        # threshold=0: cachelib's pruning would evict live sessions.
         folder = os.path.join(instance_path, "flask_pow")
         return FileSystemCache(folder, threshold=0, mode=0o600)
 

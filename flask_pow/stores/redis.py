@@ -1,21 +1,8 @@
 """The store protocol on Redis (or Valkey), natively: one round trip for an
 authenticated request, an atomic script for every multi-key write, and keys
-laid out for Redis Cluster. Every key of one user has the user's tag
-(:func:`~flask_pow.stores.user_tags`) as its hash tag, so one operation
-touches one slot; session ids start with it, so a request finds its slot
-from the cookie alone. Keys, after the cache's prefix and ``POW_NAMESPACE``:
-
-``session:{tag}<id>``
-    the session record (JSON), with a TTL.
-``user:{tag}<user key>``
-    the user's cached columns (JSON), TTL of their latest session.
-``sessions:{tag}<user key>``
-    the user's index: session ids scored by expiry, pruned by every write.
-    A session is honoured only while it is in it: a lost index fails closed.
-``users``
-    a sorted set: ``[tag, user key]`` (JSON) scored by latest expiry.
-
-No path uses ``KEYS``, ``SCAN`` or ``FLUSHDB``.
+laid out for Redis Cluster, each under its user's tag (docs/redis.rst, "Keys").
+A session is honoured only while its user's index holds it: a lost index fails
+closed. No path uses ``KEYS``, ``SCAN`` or ``FLUSHDB``.
 """
 
 from __future__ import annotations
@@ -54,10 +41,8 @@ _Errors = tuple[type[Exception], ...]
 #: The oldest server flask_pow works with (Valkey reports 7.2.4).
 MINIMUM_VERSION = (7, 0)
 
-#: Error replies of a healthy server that refuses for now: out of memory
-#: under ``maxmemory`` with ``noeviction``, a replica after a failover, a
-#: primary cut off from its replicas or its disk, a server still loading,
-#: a script running too long. Each is a 503, not a 500.
+#: Error replies of a healthy server that refuses for now (out of memory, a
+#: replica after a failover, ...: docs/redis.rst): a 503, not a 500.
 REFUSALS = frozenset(
     {"OOM", "READONLY", "MASTERDOWN", "LOADING", "BUSY", "NOREPLICAS", "MISCONF"}
 )
@@ -71,9 +56,7 @@ _CODES = {
 
 @functools.cache
 def _errors() -> tuple[_Errors, _Errors, _Errors]:
-    """What redis-py and valkey-py (a fork, where installed) raise for a
-    server out of reach, an error reply, and a script the server lost.
-    """
+    """What redis-py and valkey-py raise: server away, error reply, lost script."""
     import redis
 
     clients: list[t.Any] = [redis]
@@ -117,14 +100,13 @@ class RedisSessionStore:
 
         if client is None or not hasattr(client, "register_script"):
             raise TypeError(
-                f"Cannot find the Redis client of {type(cache).__name__}: this"
-                " cachelib version keeps it elsewhere. Set POW_REDIS_URL instead."
+                f"Cannot find the Redis client of {type(cache).__name__} in this"
+                " cachelib version: set POW_REDIS_URL instead."
             )
 
         self.client: t.Any = client
         self._secrets = secrets
-        # cachelib's public key_prefix: a string, or a function giving one.
-        prefix = cache.key_prefix
+        prefix = cache.key_prefix  # a string, or a function giving one
         prefix = prefix if isinstance(prefix, str) else prefix()
         self.prefix = f"{prefix or ''}{namespace}:"
         self._users_key = f"{self.prefix}users"
@@ -132,7 +114,6 @@ class RedisSessionStore:
         self.unvouched = UnvouchedLog()
         self._version_checked = False
         self._unreachable, self._replies, self._no_script = _errors()
-        # A RedisCluster (redis-py or valkey) routes by slot; it has nodes.
         self._cluster = hasattr(client, "get_nodes")
         #: The server's clock minus this worker's, from the last read.
         self._offset: float | None = None
@@ -158,11 +139,8 @@ class RedisSessionStore:
                 raise
 
             if code == "READONLY":
-                # A failover: the connections reach a replica now. Drop
-                # them (and the local copy's) to reach the new primary.
-                pool = getattr(self.client, "connection_pool", None)
-
-                if pool is not None:
+                # A failover: reconnect (the copy too) to reach the new primary.
+                if (pool := getattr(self.client, "connection_pool", None)) is not None:
                     pool.disconnect()
 
                 if self.local is not None:
@@ -177,8 +155,7 @@ class RedisSessionStore:
         except self._unreachable as e:
             raise unavailable(e) from e
 
-        # Every key has a TTL, so even volatile-* policies take them: a lost
-        # key logs its user out, and under memory pressure many at once.
+        # Every key has a TTL: even volatile-* policies take them.
         try:
             found = self.client.config_get("maxmemory-policy")
         except (*self._unreachable, *self._replies):
@@ -188,20 +165,17 @@ class RedisSessionStore:
 
         if evicting := sorted(policies - {"noeviction"}):
             logger.warning(
-                "Redis may evict flask_pow's keys (maxmemory-policy %s): under"
-                " memory pressure users would be logged out. Set"
-                " maxmemory-policy noeviction on the server that holds"
-                " sessions (a full server then answers 503 to logins, and"
-                " logged-in users stay logged in).",
+                "Redis may evict flask_pow's keys (maxmemory-policy %s), logging"
+                " users out under memory pressure: set maxmemory-policy"
+                " noeviction on the server that holds sessions.",
                 ", ".join(evicting),
             )
 
         if version < MINIMUM_VERSION:
+            needed, have = (".".join(map(str, v)) for v in (MINIMUM_VERSION, version))
             raise RuntimeError(
-                f"flask_pow needs Redis {'.'.join(map(str, MINIMUM_VERSION))} or"
-                f" later (or Valkey); this server is"
-                f" {'.'.join(map(str, version))}. Upgrade it, or use another"
-                " POW_CACHE."
+                f"flask_pow needs Redis {needed} or later (or Valkey); this server"
+                f" is {have}. Upgrade it, or use another POW_CACHE."
             )
 
         self._version_checked = True
@@ -221,7 +195,6 @@ class RedisSessionStore:
         )
 
     def _session_key(self, session_id: str) -> str:
-        # The tag's prefix and the id past the tag.
         return self._keys(session_id[:TAG_LENGTH])[0] + session_id[TAG_LENGTH:]
 
     def _session(self, session_id: str, raw: bytes | None) -> SessionRecord | None:
@@ -230,12 +203,8 @@ class RedisSessionStore:
     def _tags(self, user_key: str) -> list[str]:
         return user_tags(user_key, self._secrets())
 
-    # -- reading ------------------------------------------------------------
-
     def clock(self) -> float:
-        """The server's time, from the offset the last read measured: every
-        deadline is in it, so workers whose clocks disagree agree on them.
-        """
+        """The server's time (from the last read): every worker's deadlines agree."""
         if self._offset is None:
             sent = time.time()
             seconds, micros = self._call(self.client.time)
@@ -251,8 +220,7 @@ class RedisSessionStore:
         key = self._session_key(session_id)
         record = self._session(session_id, self._call(self.client.get, key))
 
-        # Another application's session (other secret keys) is not ours to
-        # read, list or end.
+        # Another application's session (other secret keys) is not ours.
         if record is None or session_id[:TAG_LENGTH] not in self._tags(record.user_key):
             return None
 
@@ -276,8 +244,7 @@ class RedisSessionStore:
             sent = time.time()
             args = [users, indexes, session_id]
             values = self._call(self._read, keys=[key], args=args)
-            # The server read its clock between sending and receiving: the
-            # midpoint is off by at most half a round trip.
+            # The server read its clock at about the midpoint of the round trip.
             server = int(values[0]) + int(values[1]) / 1_000_000
             self._offset = server - (sent + time.time()) / 2
 
@@ -320,8 +287,6 @@ class RedisSessionStore:
 
             self.local.forget(keys)
 
-    # -- writes -------------------------------------------------------------
-
     def new_session_id(self, user_key: str, now: float) -> str:
         return self._tags(user_key)[0] + new_session_id()
 
@@ -352,15 +317,13 @@ class RedisSessionStore:
         member = serialization.dumps([tag, record.user_key])
         users_args = [member, repr(record.expires_at), repr(now)]
 
-        # The write script and the users set, pipelined: one round trip on a
-        # single server. A cluster client cannot pipeline scripts, and the
-        # two live in different slots anyway: there they are two calls.
+        # The write script and the users set in one pipelined round trip; on a
+        # cluster (no scripts in pipelines, two slots) two calls.
         def run(load: bool = False) -> list[t.Any]:
             pipe = self.client.pipeline(transaction=False)
 
-            if load:
-                pipe.script_load(self._write.script)
-                pipe.script_load(self._users.script)
+            for script in (self._write, self._users) if load else ():
+                pipe.script_load(script.script)
 
             pipe.evalsha(self._write.sha, len(keys), *keys, *args)
             pipe.evalsha(self._users.sha, 1, self._users_key, *users_args)
@@ -371,9 +334,7 @@ class RedisSessionStore:
                 try:
                     return self._call(run)
                 except self._no_script:
-                    # A restart lost the scripts: load them in the same
-                    # round trip (redis-py's would ask SCRIPT EXISTS first,
-                    # on every call).
+                    # A restart lost the scripts: load them in the same trip.
                     return self._call(run, load=True)
 
             result: list[t.Any] = self._call(self._write, keys=keys, args=args)
@@ -406,8 +367,7 @@ class RedisSessionStore:
         user_data: dict[str, t.Any],
         wait: bool,
     ) -> Swapped:
-        # Never undecided: the script compares and swaps in one atomic step,
-        # and a loser learns where the session went in the same round trip.
+        # Never undecided: a loser learns where the session went at once.
         result = self._run_write(record, now, user_data, expected)
 
         if result[0] == b"changed":
@@ -423,9 +383,7 @@ class RedisSessionStore:
 
         try:
             for tag in self._tags(user_key):
-                if own := [
-                    session_id for session_id in ids if session_id.startswith(tag)
-                ]:
+                if own := [sid for sid in ids if sid.startswith(tag)]:
                     sessions, *keys = self._keys(tag, user_key)
                     args = [sessions, repr(now), *own]
                     ended += self._call(self._delete, keys=keys, args=args)
@@ -450,10 +408,7 @@ class RedisSessionStore:
         return updated
 
     def cleanup(self, now: float) -> int:
-        # Every key has a TTL: Redis deletes them itself.
-        return 0
-
-    # -- listing ------------------------------------------------------------
+        return 0  # Every key has a TTL: Redis deletes them itself.
 
     def session_ids(self, user_key: str) -> list[str]:
         return [
@@ -487,18 +442,13 @@ class RedisSessionStore:
 
             if not isinstance(pair, list) or list(map(type, pair)) != [str, str]:
                 self.parsed.corrupt("users", key)
-            # Another application's users (other secret keys) share the set
-            # when they share the namespace: not listed.
+            # Not another application's (other secret keys, same namespace).
             elif pair[0] in self._tags(pair[1]):
                 pairs.append((pair[1], self._keys(pair[0], pair[1])[2]))
 
         pairs.sort()
-        pipe = self.client.pipeline(transaction=False)
-
-        for _, user in pairs:
-            pipe.get(user)
-
-        values = self._call(pipe.execute)
+        get = self.client.mget_nonatomic if self._cluster else self.client.mget
+        values = self._call(get, [user for _, user in pairs]) if pairs else []
         return [
             (user_key, data)
             for (user_key, user), value in zip(pairs, values, strict=True)

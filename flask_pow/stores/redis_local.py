@@ -1,14 +1,6 @@
 """A worker's copy of the session records it read from Redis, kept true by
-the server (``CLIENT TRACKING``; docs/redis.rst, "The local cache").
-
-One connection per worker (per primary, on a cluster) gets an invalidation
-whenever a key under flask_pow's prefix changes or expires (``BCAST``,
-RESP2 ``REDIRECT`` to itself). The copy is used only while it is known to
-deliver: what arrived is applied at every lookup, and a ``PING`` answered
-within ``staleness`` of its send proves, by TCP's ordering, that all sent
-before it was read. Any error, end of stream, late answer, fork or change
-of a cluster's primaries empties the copy; an entry expires ``ttl`` after
-its read, and is not kept if an invalidation came during it (``epoch``).
+``CLIENT TRACKING`` (BCAST, RESP2 REDIRECT to a connection per primary) and
+trusted while a PING is answered in time (docs/redis.rst, "The local cache").
 """
 
 from __future__ import annotations
@@ -34,7 +26,7 @@ HEARTBEAT_LIMIT = 2.0
 RECONNECT = 1.0
 #: The channel tracking invalidations arrive on (RESP2 redirect).
 CHANNEL = b"__redis__:invalidate"
-#: What an entry costs beside its values: keys, tuple, dict and LRU slots.
+#: What an entry costs beside its values (keys, tuple, dict and LRU slots).
 ENTRY_OVERHEAD = 400
 
 #: What is held for a session: its record's and its user's stored bytes.
@@ -43,17 +35,13 @@ _Values = tuple[bytes | None, ...]
 
 @dataclasses.dataclass
 class Stats:
-    """Counters of a :class:`LocalCache`, for benchmarks and logs."""
+    """Counters of a :class:`LocalCache` (docs/redis.rst, "The local cache")."""
 
-    #: Lookups answered from memory.
     hits: int = 0
-    #: Lookups not held (or expired).
     misses: int = 0
-    #: Lookups made while the channel was not trusted.
     bypassed: int = 0
     #: Invalidation messages applied (a flush counts as one).
     invalidations: int = 0
-    #: Times the copy was emptied because the channel was lost.
     flushes: int = 0
 
 
@@ -65,17 +53,9 @@ class _Entry(t.NamedTuple):
 
 
 class LocalCache:
-    """A bounded, invalidated copy of what :meth:`RedisSessionStore.read
-    <flask_pow.stores.redis.RedisSessionStore.read>` fetched, per session id.
-
-    :param client: the store's redis-py (or valkey) client; the tracking
-        connection uses its pool's settings (address, TLS, password).
-    :param prefix: every key flask_pow writes starts with it.
-    :param ttl: seconds an entry is served at most, invalidated or not.
-    :param max_entries: entries kept at most (least recently used go first).
-    :param max_bytes: bytes kept at most (values, plus a cost per entry).
-    :param staleness: how long after the send time of its last answered
-        heartbeat a channel's copy is still trusted.
+    """A bounded copy of what ``RedisSessionStore.read`` fetched, by session
+    id, invalidated for every key under ``prefix``: an entry is served ``ttl``
+    seconds at most, the least recently used go past ``max_entries`` or bytes.
     """
 
     #: Monotonic clock; tests may replace it.
@@ -99,13 +79,13 @@ class LocalCache:
         self.staleness = staleness
         self._cluster = hasattr(client, "get_primaries")
         self.stats = Stats()
-        #: Bumped by every invalidation applied and every flush.
+        #: Bumped by every invalidation and flush: see :meth:`put`.
         self.epoch = 0
         self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._by_key: dict[str, set[str]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
-        # The tracking channels, the servers they reach, who opened them.
+        # The tracking channels, the servers they reach, the process of both.
         self._channels: list[_Channel] = []
         self._names: frozenset[str] = frozenset()
         self._pid = 0
@@ -116,17 +96,14 @@ class LocalCache:
         self._warned = False
 
     def get(self, session_id: str) -> _Values | None:
-        """The values held for a session, once what arrived is applied;
-        ``None`` if not held, expired, or the channel is not trusted now.
-        """
+        """A session's values, if held and trusted once what arrived is applied."""
         pid = os.getpid()
 
         with self._lock:
             now = self.clock()
 
             if self._channels and self._pid != pid:
-                # Forked: let go of the parent's (redis-py leaves them open).
-                self._lose(None)
+                self._lose(None)  # forked: let go of the parent's
 
             trusted = bool(self._channels)
 
@@ -157,29 +134,24 @@ class LocalCache:
 
             self.stats.bypassed += 1
 
-            # Whether this thread opens the channels now: none open, none
-            # being opened by this process, and none tried for a while.
+            # This thread opens the channels unless open, opening, or tried just now.
             if self._channels or self._connecting == pid or now < self._next_connect:
                 return None
 
             self._connecting = pid
 
-        # Outside the lock: the other threads bypass the copy meanwhile
-        # instead of waiting on a server that may not answer.
+        # Outside the lock: the other threads bypass the copy meanwhile.
         self._connect()
         return None
 
     def put(
         self, session_id: str, values: _Values, keys: c.Sequence[str], epoch: int
     ) -> None:
-        """Keep what a read from the server returned, unless an invalidation
-        was applied since it began (``epoch``).
-        """
+        """Keep what a read returned, unless an invalidation came since ``epoch``."""
         size = ENTRY_OVERHEAD + sum(len(v) for v in values if v) + sum(map(len, keys))
         node = ""
 
-        # On a cluster, only what a tracked primary serves: a slot that
-        # moved to a primary this worker does not track yet is not kept.
+        # On a cluster, only what a tracked primary serves (not a slot just moved).
         if self._cluster and keys:
             try:
                 node = str(self._client.get_node_from_key(keys[0]).name)
@@ -187,7 +159,6 @@ class LocalCache:
                 return
 
         with self._lock:
-            # No channel, no names: nothing is kept.
             if epoch != self.epoch or size > self.max_bytes or node not in self._names:
                 return
 
@@ -221,7 +192,7 @@ class LocalCache:
             self._lose(None)
 
     def _connect(self) -> None:
-        """Open a channel to every server to track; on a failure, none."""
+        """Open a channel to every server to track, or none."""
         channels: list[_Channel] = []
         error: Exception | None = None
 
@@ -253,8 +224,7 @@ class LocalCache:
             self._names = frozenset(pools)
             self._pid = os.getpid()
             self._next_topology = self.clock() + HEARTBEAT
-            # Whatever was held was not tracked by these channels.
-            self._flush()
+            self._flush()  # what was held was not tracked by these channels
             self._warned = False
 
     # -- under the lock -------------------------------------------------------
@@ -275,9 +245,8 @@ class LocalCache:
     def _invalidate(self, keys: c.Iterable[str]) -> None:
         self.epoch += 1
 
-        for key in keys:
-            for session_id in list(self._by_key.get(key, ())):
-                self._drop(session_id)
+        for session_id in {i for key in keys for i in self._by_key.get(key, ())}:
+            self._drop(session_id)
 
     def _flush(self) -> None:
         self.epoch += 1
@@ -286,21 +255,16 @@ class LocalCache:
         self._bytes = 0
 
     def _apply(self, message: t.Any) -> None:
-        if (
-            isinstance(message, list)
-            and len(message) == 3
-            and message[:2] == [b"message", CHANNEL]
-        ):
-            self.stats.invalidations += 1
+        match message:
+            case [b"message", channel, keys] if channel == CHANNEL:
+                self.stats.invalidations += 1
 
-            if message[2] is None:
-                # FLUSHALL / FLUSHDB: everything is gone.
-                self._flush()
-            else:
-                self._invalidate(key.decode("utf-8", "replace") for key in message[2])
+                if keys is None:  # FLUSHALL / FLUSHDB
+                    self._flush()
+                else:
+                    self._invalidate(key.decode("utf-8", "replace") for key in keys)
 
     def _pools(self) -> dict[str, t.Any]:
-        """The connection pool of each server to track, by name."""
         if not self._cluster:
             return {"": self._client.connection_pool}
 
@@ -339,23 +303,20 @@ class _Channel:
         self.conn = conn
         self.poller = select.poll()
         self.poller.register(conn._sock.fileno(), select.POLLIN)
-        #: When the unanswered ping went out (the first, on connecting).
+        #: When the unanswered ping went out, and when the last answered one did.
         self.ping_sent_at: float | None = now
-        #: When the last answered ping was sent: all before it is applied.
         self.confirmed_at = -HEARTBEAT_LIMIT
 
     @classmethod
     def open(cls, pool: t.Any, prefix: str, now: float) -> _Channel:
         """Connect with ``pool``'s settings, tracking every key under ``prefix``."""
-        # The pool's address, TLS and credentials; RESP2 (maintenance
-        # notifications need RESP3), and no retries: a failure means "later".
+        # RESP2 (maintenance notifications need RESP3), no retry, short timeouts,
+        # and no health check: its PING would meet a subscribed connection's answer.
         kwargs = {
             key: value
             for key, value in pool.connection_kwargs.items()
             if not key.startswith(("maint_notifications", "orig_"))
         }
-        # Short timeouts whatever the pool's, and no health check of
-        # redis-py's: its PING would meet a subscribed connection's answer.
         kwargs.update(
             protocol=2, retry=None, health_check_interval=0,
             socket_timeout=HEARTBEAT_LIMIT,
@@ -381,8 +342,7 @@ class _Channel:
 
             conn.send_command("SUBSCRIBE", CHANNEL)
             conn.read_response()
-            # The first heartbeat: trusted once it is answered.
-            conn.send_command("PING")
+            conn.send_command("PING")  # the first heartbeat
             return cls(conn, now)
         except BaseException:
             conn.disconnect()
@@ -391,9 +351,8 @@ class _Channel:
     def check(
         self, now: float, apply: c.Callable[[t.Any], None], staleness: float
     ) -> bool:
-        """Apply what arrived, send a heartbeat when one is due, and say
-        whether the last answered one was sent less than ``staleness`` ago;
-        raise on any failure, or a heartbeat left unanswered too long.
+        """Apply what arrived, send a heartbeat if due; whether the last answered
+        one went out less than ``staleness`` ago. Raise on any failure.
         """
         if self.poller.poll(0):
             while self.conn.can_read(timeout=0):

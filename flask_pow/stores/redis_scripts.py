@@ -1,18 +1,14 @@
-"""The Lua scripts of the Redis credentials cache. Each runs atomically on
-the server and touches keys of one user's hash tag only, so it also runs
-on Redis Cluster. ``TAG_END`` is the position after a session id's tag: a
-session's key is its tag's session key prefix plus the id from there.
+"""The Lua scripts of the Redis store: each is atomic and touches one user's
+hash tag only, so it runs on Redis Cluster. A session's key is its tag's
+session key prefix plus the id from ``TAG_END``, the position after the tag.
 """
 
 from __future__ import annotations
 
 from . import TAG_LENGTH
 
-# The server's TIME, then GET a session and, in the same slot, its user and
-# whether its user's index still holds it (ARGV[1] and ARGV[2] are the user
-# and index key prefixes, ARGV[3] the session id): one round trip. Every
-# deadline is kept in the server's clock; a session its index does not vouch
-# for is refused, so that a lost index fails closed.
+# The server's TIME, a session, its user and whether its user's index vouches
+# for it (ARGV: the user and index key prefixes, the session id), in one trip.
 READ = """#!lua flags=no-writes
 local t = redis.call('TIME')
 local s = redis.call('GET', KEYS[1])
@@ -27,30 +23,24 @@ local u = redis.call('GET', ARGV[1] .. rec['user'])
 return {t[1], t[2], s, u or false, vouched}
 """
 
-# Prune a sorted set scored by expiry, return the latest expiry left (0 if
-# none): the cost depends on what is pruned, not on how many are left.
+# Prune a sorted set scored by expiry; return the latest expiry left, or 0.
 PRUNE = """
 local function prune(index, now)
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
   local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  if top[2] then return tonumber(top[2]) end
-  return 0
+  return tonumber(top[2]) or 0
 end
 local function ttl_ms(latest, now)
   return math.ceil((latest - now) * 1000) + 1000
 end
 """
 
-# Write a session record, index it, and refresh the user record: a login
-# (ARGV[6] empty: the user record is ARGV[5]) or a rotation (ARGV[6] holds
-# the token digest the session must still have, a compare-and-set against a
-# concurrent rotation; the user record is kept as it is now, and ARGV[5]
-# written only if it is missing). Past ARGV[8] live credentials (0: no cap),
-# the least recently used are ended (ARGV[9] is the session key prefix),
-# never the one written nor those in ARGV[10] (ids separated by spaces): as
-# flask_pow.stores.least_recently_used orders them. Their ids follow 'ok'
-# and the latest expiry in the reply. Only a login past the cap reads the
-# user's records, at most the cap plus one.
+# Write a session, index it, refresh the user record (ARGV[5]): a login, or
+# with ARGV[6] a rotation, compare-and-set on the token digest, which keeps the
+# user record and writes ARGV[5] only if it is missing. Past ARGV[8] sessions
+# (0: no cap) the least recently used are ended, as stores.least_recently_used
+# orders them, never the one written nor ARGV[10]'s (ids split by spaces); ARGV[9]
+# is the session key prefix. The reply: 'ok', the latest expiry, the ended ids.
 WRITE = """
 local now = tonumber(ARGV[4])
 if ARGV[6] ~= '' then
@@ -84,10 +74,8 @@ if cap > 0 and over > 0 then
   end
   local used = {}
   for _, sid in ipairs(ids) do
-    local u = issued[sid] or -math.huge
-    local l = linked[sid] and issued[linked[sid]]
-    if l and l > u then u = l end
-    used[sid] = u
+    local via = linked[sid] and issued[linked[sid]] or -math.huge
+    used[sid] = math.max(issued[sid] or -math.huge, via)
   end
   table.sort(ids, function(a, b)
     if used[a] ~= used[b] then return used[a] < used[b] end
@@ -108,9 +96,8 @@ end
 return reply
 """
 
-# Delete sessions of one user (KEYS[1] index, KEYS[2] user record); ARGV[1]
-# is the session key prefix, ARGV[2] now, ARGV[3...] the session ids.
-# Returns the ids that were there.
+# Delete a user's sessions (KEYS: index, user record; ARGV: the session key
+# prefix, now, the ids); return the ids that were there.
 DELETE = """
 local now = tonumber(ARGV[2])
 local ended = {}
@@ -155,8 +142,7 @@ end
 return found
 """
 
-# Record a user's latest expiry in the users set (a greater score only),
-# prune it, and keep its TTL at its latest member.
+# Raise a user's latest expiry in the users set, prune it, expire it with its last.
 USERS = """
 local now = tonumber(ARGV[3])
 redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
@@ -165,8 +151,7 @@ if latest > 0 then redis.call('PEXPIRE', KEYS[1], ttl_ms(latest, now)) end
 return 1
 """
 
-# The writes share PRUNE; and Lua has no constants from Python: the tag length
-# goes in.
+# The writes share PRUNE; Lua has no constants from Python: the tag length goes in.
 WRITE, DELETE, UPDATE_USER, USERS = (
     PRUNE + s for s in (WRITE, DELETE, UPDATE_USER, USERS)
 )
