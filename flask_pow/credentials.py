@@ -27,11 +27,9 @@ from .users import resolve_user
 
 logger = logging.getLogger("flask_pow")
 
-#: A record written this many seconds in this worker's future means the
-#: workers' clocks disagree: logged once.
+#: A record this many seconds in this worker's future: the clocks disagree.
 CLOCK_SKEW_WARNING = 2.0
 REVOKE_BATCH = 500
-#: How many times a rotation retries when the session keeps changing.
 ROTATE_ATTEMPTS = 3
 
 
@@ -127,10 +125,8 @@ class CredentialsCache:
             self._warned_skew = True
             logger.warning(
                 "A session record was written %.0f s in this worker's future:"
-                " the clocks of the processes sharing the credentials store"
-                " disagree, and session deadlines are off by as much. Keep"
-                " them in sync (NTP), or use Redis, whose server clock"
-                " flask_pow uses.",
+                " the workers' clocks disagree, and so do session deadlines."
+                " Keep them in sync (NTP), or use Redis, whose clock is used.",
                 record.inserted_at - now,
             )
 
@@ -188,6 +184,9 @@ class CredentialsCache:
         logger.info("Cached a user again from the database (lost or stale).")
         return Authenticated(record, fresh, user_data, match.follow, due)
 
+    def _key(self, user: t.Any) -> str:  # a proxy too
+        return self.adapter.key(resolve_user(user))
+
     def info_of(self, record: SessionRecord) -> SessionInfo:
         """:meta private:"""
         return record.info(fresh=self.policy.is_fresh(record, self.clock()))
@@ -201,15 +200,13 @@ class CredentialsCache:
         *,
         fresh: bool = True,
     ) -> tuple[SessionInfo, str]:
-        """Store a new session for ``user``, as :func:`~flask_pow.login_user`
-        does after the view: to issue one outside a request (a test, a login
-        link) and hand the token to the client yourself.
+        """Store a new session for ``user`` as :func:`~flask_pow.login_user`
+        does, to hand its token to a client yourself (a test, a login link).
 
         :param user: the user logging in.
         :param metadata: the session's metadata (JSON-serializable).
         :param fresh: whether the user proved who they are for this login.
-        :return: the session, and its token: shown here only, the store
-            keeps its digest.
+        :return: the session, and its token (the store keeps its digest).
         """
         user = resolve_user(user)
         record, token = self.new_login(user, metadata, fresh=fresh)
@@ -389,8 +386,7 @@ class CredentialsCache:
         :param keep: a session id to leave alone (the caller's own).
         :return: how many sessions were ended.
         """
-        user_key = self.adapter.key(resolve_user(user))
-        return self.delete_sessions_by_key(user_key, keep=keep)
+        return self.delete_sessions_by_key(self._key(user), keep=keep)
 
     def delete_sessions_by_key(self, user_key: str, *, keep: str | None = None) -> int:
         """:meth:`delete_user_sessions` for a user key. Counts what
@@ -459,7 +455,7 @@ class CredentialsCache:
         a remember-me credential still logs in (:attr:`SessionInfo.kind
         <flask_pow.SessionInfo.kind>` ``"remember"``), from the user's index.
         """
-        return self.sessions_by_key(self.adapter.key(resolve_user(user)))
+        return self.sessions_by_key(self._key(user))
 
     def sessions_by_key(self, user_key: str) -> list[SessionInfo]:
         """:meth:`sessions` for a user key."""
