@@ -376,12 +376,14 @@ class CachelibSessionStore:
 
         if self.sweeps and time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + filesystem.CLEANUP_INTERVAL
-            threading.Thread(
-                target=filesystem.sweep,
-                args=(self._directory, self._lock_dir),
-                name="flask_pow cleanup",
-                daemon=True,
-            ).start()
+
+            if filesystem.sweep_due(self._lock_dir):
+                threading.Thread(
+                    target=filesystem.sweep,
+                    args=(self._directory,),
+                    name="flask_pow cleanup",
+                    daemon=True,
+                ).start()
 
         # Unindexed already; their records go under their own locks, taken
         # after the bucket's is let go (session locks come first).

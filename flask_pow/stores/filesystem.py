@@ -35,10 +35,10 @@ def path(cache: FileSystemCache) -> str:
     return os.path.abspath(directory)
 
 
-def sweep(directory: str, lock_dir: str) -> None:
-    """Remove expired files, at most once per :data:`CLEANUP_INTERVAL`
-    among the processes sharing the directory (a marker file's time says
-    when). Run in a thread of its own.
+def sweep_due(lock_dir: str) -> bool:
+    """Whether to sweep now: at most once per :data:`CLEANUP_INTERVAL` among
+    the processes sharing the directory, by a marker file's time, touched
+    here (in the caller's thread: the sweep itself runs in one of its own).
     """
     marker = os.path.join(lock_dir, "swept")
 
@@ -46,13 +46,21 @@ def sweep(directory: str, lock_dir: str) -> None:
         if os.path.exists(marker) and (
             time.time() - os.path.getmtime(marker) < CLEANUP_INTERVAL
         ):
-            return
+            return False
 
         with open(marker, "a"):
             os.utime(marker)
+    except OSError:
+        return False
 
+    return True
+
+
+def sweep(directory: str) -> None:
+    """Remove expired files, and log how many."""
+    try:
         removed = remove_expired_files(directory, time.time())
-    except (OSError, StoreUnavailable):
+    except StoreUnavailable:
         return
 
     if removed:
