@@ -568,3 +568,29 @@ def test_user_loaded_from_request_is_sent(
 ) -> None:
     with_api_keys.app.test_client().get("/private", headers={"X-Api-Key": "ada-key"})
     assert heard == ["accessed", "from-request ada@example.com"]
+
+
+# -- LOGIN_DISABLED ------------------------------------------------------------
+
+
+def guarded(site: Site) -> Site:
+    @site.app.get("/guarded")
+    @login_required
+    def view() -> str:
+        return "through"
+
+    return site
+
+
+def test_login_disabled_lets_anonymous_requests_through_login_required() -> None:
+    site = guarded(Site(LOGIN_DISABLED=True))
+    assert text(site.app.test_client(), "/guarded") == "through"
+
+
+def test_login_disabled_is_read_at_each_request(site: Site) -> None:
+    client = guarded(site).app.test_client()
+    assert client.get("/guarded").status_code == 401
+    site.app.config["LOGIN_DISABLED"] = True
+    assert text(client, "/guarded") == "through"
+    site.app.config["LOGIN_DISABLED"] = False
+    assert client.get("/guarded").status_code == 401

@@ -85,6 +85,16 @@ def test_freshness_ends_after_pow_freshness(fresh_env: Env, user_id: int) -> Non
     assert client.get("/fresh").json == {"fresh": False, "session": True}
 
 
+def test_login_disabled_lets_a_stale_session_through(
+    fresh_env: Env, user_id: int
+) -> None:
+    fresh_env.app.config["LOGIN_DISABLED"] = True
+    client = fresh_env.app.test_client()
+    client.post(f"/login-remembered/{user_id}")
+    assert client.get("/settings").text == "settings"
+    assert fresh_env.app.test_client().get("/settings").text == "settings"
+
+
 def test_stale_session_is_sent_to_the_refresh_view_with_next(
     fresh_env: Env, user_id: int
 ) -> None:
