@@ -14,7 +14,6 @@ from flask import current_app
 from flask import has_request_context
 from flask import request
 
-from . import remember
 from . import serialization
 from . import signals
 from .effects import ClearCookie
@@ -23,6 +22,7 @@ from .effects import Login
 from .effects import RequestState
 from .effects import RevokeOthers
 from .effects import Sync
+from .effects import log_out
 from .lifecycle import current
 from .state import get_state
 from .users import resolve_user
@@ -150,17 +150,7 @@ def logout_user() -> bool:
         rs.set_user(None)
 
         if record is not None:
-            state.credentials.end(
-                record.id,
-                record.user_key,
-                remembered=remember.device(state, rs.remember),
-            )
-            signals.send_logged_out(
-                current_app._get_current_object(),  # type: ignore[attr-defined]
-                user,
-                record.id,
-                record.user_key,
-            )
+            log_out(state, rs, record, user)
 
         return was_in
 

@@ -274,10 +274,7 @@ def _apply(state: PowState, rs: RequestState, done: list[Effect]) -> None:
             _write_changes(state, effect.changes)
             written.update(effect.changes)
         elif isinstance(effect, End):
-            record = effect.record
-            device = remember.device(state, rs.remember)
-            credentials.end(record.id, record.user_key, remembered=device)
-            signals.send_logged_out(app, effect.user, record.id, record.user_key)
+            log_out(state, rs, effect.record, effect.user)
         elif isinstance(effect, Sync):
             # A sync_user after a commit that already wrote the same values.
             if written.get(effect.user_key) != effect.user_data:
@@ -295,6 +292,17 @@ def _apply(state: PowState, rs: RequestState, done: list[Effect]) -> None:
 
     if rs.rotate is not None and rs.record is not None and not logged_in:
         _rotate(state, rs, app)
+
+
+def log_out(
+    state: PowState, rs: RequestState, record: SessionRecord, user: t.Any
+) -> None:
+    """End a logged-in session now, with its device's credential, and send
+    the logout signals.
+    """
+    remember.end_with_device(state, rs.remember, record.id, record.user_key)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signals.send_logged_out(app, user, record.id, record.user_key)
 
 
 def _store_login(state: PowState, rs: RequestState, login: Login, app: Flask) -> None:

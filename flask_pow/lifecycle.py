@@ -171,8 +171,9 @@ def _load_session(
     if found.user is None:
         # Past the absolute timeout, or the user is gone from the database.
         if found.end:
-            device = remember.device(state, rs.remember)
-            state.credentials.end(session_id, found.record.user_key, remembered=device)
+            remember.end_with_device(
+                state, rs.remember, session_id, found.record.user_key
+            )
 
         return False
 
@@ -228,9 +229,7 @@ def reload(state: PowState, rs: RequestState) -> t.Any:
         rs.set_user(fresh)
         return fresh
 
-    state.credentials.end(
-        record.id, record.user_key, remembered=remember.device(state, rs.remember)
-    )
+    remember.end_with_device(state, rs.remember, record.id, record.user_key)
     rs.forget_session()
     rs.set_user(None)
     signals.user_reloaded_gone.send(

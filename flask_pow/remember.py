@@ -192,6 +192,13 @@ def device(state: PowState, cookie: RememberCookie) -> list[str]:
     return [] if found is None else [found[0]]
 
 
+def end_with_device(
+    state: PowState, cookie: RememberCookie, session_id: str, user_key: str
+) -> None:
+    """End a session, and the credential of this request's device with it."""
+    state.credentials.end(session_id, user_key, remembered=device(state, cookie))
+
+
 def restore(state: PowState, cookie: RememberCookie) -> Restored | None:
     """With no live session, the session the device's credential restores
     (a new one, not fresh, with a new remember token for the cookie). A
