@@ -33,8 +33,12 @@ from werkzeug.security import generate_password_hash
 from .devices import describe_device
 from .errors import register_error_pages
 from .extensions import auth
+from .models import ROLES
+from .models import Permission
+from .models import Role
 from .models import User
 from .models import db
+from .models import role_named
 from .security import check_csrf
 from .security import csrf_token
 from .views import account
@@ -73,6 +77,9 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
         # minutes (EXAMPLE_FRESHNESS seconds to try it sooner).
         POW_FRESHNESS=int(os.environ.get("EXAMPLE_FRESHNESS", "600")),
         POW_REFRESH_VIEW="account.reauthenticate",
+        # The header shows the user's role and what it permits on every page:
+        # cached with the user, so no query (docs/users.rst).
+        POW_CACHE_RELATIONSHIPS=["role"],
         POW_REDIS_URL=os.environ.get("POW_REDIS_URL") or None,
         # On Redis, each worker answers repeat requests from its own copy,
         # which Redis invalidates: no round trip (docs/redis.rst).
@@ -91,6 +98,7 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     app.before_request(logged_out_elsewhere)
     app.before_request(check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["permission"] = Permission
     app.jinja_env.filters["device"] = describe_device
     app.register_blueprint(account)
     app.register_blueprint(admin)
@@ -107,6 +115,7 @@ def _create_database() -> None:
     # and the demo user: the first one wins, the others find them made.
     try:
         db.create_all()
+        _add_roles()
         _add_demo_user()
     except (OperationalError, IntegrityError):
         db.session.rollback()
@@ -153,13 +162,21 @@ def _read_key(path: pathlib.Path) -> str:
     return key
 
 
+def _add_roles() -> None:
+    if db.session.scalar(sa.select(Role).limit(1)) is None:
+        db.session.add_all(
+            Role(name=name, permissions=permissions) for name, permissions in ROLES
+        )
+        db.session.commit()
+
+
 def _add_demo_user() -> None:
     if db.session.scalar(sa.select(User).where(User.email == DEMO_EMAIL)) is None:
         db.session.add(
             User(
                 email=DEMO_EMAIL,
                 name="Demo",
-                is_admin=True,
+                role=role_named("admin"),
                 password_hash=generate_password_hash(DEMO_PASSWORD),
             )
         )

@@ -35,8 +35,11 @@ from flask_pow import reload_user
 from flask_pow import sync_user
 
 from .extensions import auth
+from .models import Permission
+from .models import Role
 from .models import User
 from .models import db
+from .models import role_named
 
 PLANS = ("free", "pro")
 
@@ -61,7 +64,10 @@ def register() -> str | Response:
             flash("That email is taken.")
         else:
             user = User(
-                email=email, name=name, password_hash=generate_password_hash(password)
+                email=email,
+                name=name,
+                role=role_named("member"),
+                password_hash=generate_password_hash(password),
             )
             db.session.add(user)
             db.session.commit()
@@ -260,8 +266,8 @@ admin = auth.reload_blueprint(Blueprint("admin", __name__, url_prefix="/admin"))
 @admin.before_request
 @login_required
 def require_admin() -> None:
-    # Runs after the user was reloaded: a revoked admin flag counts at once.
-    if not g.current_user.is_admin:
+    # Runs after the user was reloaded: a role taken away counts at once.
+    if not g.current_user.can(Permission.SEE_USERS):
         abort(403, "Administrators only.")
 
 
@@ -272,4 +278,29 @@ def admin_index() -> str:
         (user, len(credentials.sessions_by_key(key)))
         for key, user in credentials.users_by_key().items()
     ]
-    return render_template("admin.html", users=users)
+    roles = db.session.scalars(sa.select(Role).order_by(Role.id)).all()
+    return render_template(
+        "admin.html", users=users, roles=roles, permissions=list(Permission)
+    )
+
+
+@admin.post("/roles/<int:role_id>")
+def change_role(role_id: int) -> Response:
+    if not g.current_user.can(Permission.ADMINISTER):
+        abort(403, "Only administrators change roles.")
+
+    role = db.session.get(Role, role_id) or abort(404)
+    chosen = [p for p in Permission if request.form.get(str(p.name)) == "on"]
+    # An administrator cannot lock everyone out of this page.
+    role.permissions = sum(chosen) | (role.permissions & Permission.ADMINISTER)
+    # Sync on commit rewrites every cached user with this role: their next
+    # page shows the change, still with no query.
+    db.session.commit()
+    flash(f"The {role.name} role now has: {_names(role.permissions) or 'nothing'}.")
+    return redirect(url_for("admin.admin_index"))
+
+
+def _names(permissions: int) -> str:
+    return ", ".join(
+        str(p.name).lower().replace("_", " ") for p in Permission if permissions & p
+    )

@@ -11,12 +11,12 @@ from .config import LateSettingWarning as LateSettingWarning
 from .config import PowConfig as PowConfig
 from .config import UnknownSettingWarning as UnknownSettingWarning
 from .credentials import CredentialsCache as CredentialsCache
+from .detached import NotCachedError as NotCachedError
 from .extension import Pow as Pow
 from .lifecycle import current_session as current_session
 from .lifecycle import current_user as current_user
 from .mixins import AnonymousUser as AnonymousUser
 from .mixins import UserMixin as UserMixin
-from .orm import NotCachedError as NotCachedError
 from .orm import SQLAlchemyUsers as SQLAlchemyUsers
 from .records import SessionInfo as SessionInfo
 from .serialization import JSONSerializer as JSONSerializer

@@ -23,6 +23,7 @@ from .effects import RequestState
 from .effects import RevokeOthers
 from .effects import Sync
 from .effects import log_out
+from .effects import request_state
 from .lifecycle import current
 from .state import get_state
 from .users import resolve_user
@@ -203,7 +204,9 @@ def database_user(user: t.Any = None) -> t.Any:
     """The row of a user, attached to the database session, for what the
     cached user cannot do: read a relationship or an excluded column, or
     change the user and commit. Costs one query, or none when the session
-    already holds the row (after :func:`~flask_pow.reload_user`).
+    already holds the row (after :func:`~flask_pow.reload_user`). In a
+    request the row is held until it ends, so a second call, and the
+    relationships the row has loaded, cost no query again.
 
     .. code-block:: python
 
@@ -226,7 +229,20 @@ def database_user(user: t.Any = None) -> t.Any:
         if user is None:
             return None
 
-    return state.users.row(resolve_user(user))
+    user = resolve_user(user)
+
+    if not has_request_context():
+        return state.users.row(user)
+
+    # Held for the request: the session's identity map holds rows weakly.
+    rows = request_state(state).rows
+    key = state.users.key(user)
+    row = rows.get(key)
+
+    if row is None or not state.users.in_session(row):
+        row = rows[key] = state.users.row(user)
+
+    return row
 
 
 def logout_other_sessions() -> int:

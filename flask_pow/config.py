@@ -224,6 +224,7 @@ class PowConfig:
     cache_exclude: tuple[str, ...] = setting(
         DEFAULT_CACHE_EXCLUDE, names("column name patterns")
     )
+    cache_relationships: tuple[str, ...] = setting((), names("relationship names"))
     login_view: str | None = setting(None, optional(text))
     reload: bool = setting(False, flag)
     reload_blueprints: frozenset[str] = setting((), names(into=frozenset))

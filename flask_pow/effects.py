@@ -133,6 +133,9 @@ class RequestState:
     finished: bool = False
     #: The ``g`` the request was dispatched with.
     dispatch_g: t.Any = None
+    #: Rows :func:`~flask_pow.database_user` gave, by user key: held for the
+    #: request, so that a second call, or their relationships, cost no query.
+    rows: dict[str, t.Any] = dataclasses.field(default_factory=dict)
 
     def set_user(self, user: t.Any) -> None:
         g.current_user = self.user = user

@@ -19,6 +19,7 @@ from . import checks
 from . import effects
 from . import lifecycle
 from . import orm
+from . import sync
 from .cli import pow_cli
 from .config import PowConfig
 from .config import load_config
@@ -106,10 +107,21 @@ class Pow(LoginManager):
                     " Flask-SQLAlchemy model), or 'users' (a user adapter)."
                 )
 
-            users = orm.SQLAlchemyUsers(db, user_model, exclude=config.cache_exclude)
+            users = orm.SQLAlchemyUsers(
+                db,
+                user_model,
+                exclude=config.cache_exclude,
+                relationships=config.cache_relationships,
+            )
 
             if config.sync_on_commit:
-                orm.listen(db, functools.partial(_synced_users, db))
+                sync.listen(db, functools.partial(_synced_users, db))
+
+        elif config.cache_relationships:
+            raise ValueError(
+                "POW_CACHE_RELATIONSHIPS is for the built-in adapter (db and"
+                " user_model); a user adapter of your own dumps what it caches."
+            )
 
         users = as_adapter(users)
         app_ref = weakref.ref(app)
@@ -264,7 +276,7 @@ class Pow(LoginManager):
         return callback
 
 
-def _synced_users(db: SQLAlchemy) -> orm.Found:
+def _synced_users(db: SQLAlchemy) -> sync.Found:
     """The current app's adapter, if it syncs ``db`` on commit, and its callback."""
     state = find_state() if has_app_context() else None
 

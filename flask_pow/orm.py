@@ -1,24 +1,24 @@
-"""All of flask_pow that knows SQLAlchemy: the adapter, and sync on commit."""
+"""The SQLAlchemy user adapter: which columns and relationships of a user
+are cached, how they are read back, and how a commit finds the users it
+changed (for :mod:`flask_pow.sync`).
+"""
 
 from __future__ import annotations
 
-import enum
-import fnmatch
+import collections.abc as c
 import logging
 import typing as t
 import urllib.parse
-import weakref
 
 import sqlalchemy as sa
-import sqlalchemy.exc as sa_exc
 import sqlalchemy.orm as sa_orm
-from sqlalchemy.orm.attributes import instance_dict
-from sqlalchemy.orm.attributes import instance_state
-from sqlalchemy.orm.base import LoaderCallableStatus
-from sqlalchemy.orm.base import PassiveFlag
-from sqlalchemy.orm.exc import DetachedInstanceError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import serialization
+from .detached import NotCached
+from .detached import Related
+from .detached import Shape
+from .detached import refuse_cached_user
 from .users import UserAdapter
 from .users import identity_key
 
@@ -31,66 +31,8 @@ logger = logging.getLogger("flask_pow")
 
 LABEL_COLUMNS = ("email", "username", "name", "login")
 
-
-class NotCachedError(DetachedInstanceError):
-    """A cached user's attribute that the cache does not hold was read."""
-
-    code = None  # type: ignore[assignment]
-
-
-class _NotCached:
-    """The loader of an attribute a cached user does not hold: it raises."""
-
-    WHY = {
-        "excluded": "is not in flask_pow's cache: a pattern of POW_CACHE_EXCLUDE"
-        " matches it. If it is not a secret, narrow POW_CACHE_EXCLUDE to cache"
-        " it; otherwise read it from the row:",
-        "missing": "is not in this user's cached record, written before the"
-        " column was cached; the user's next login or sync writes it. Until"
-        " then read it from the row:",
-        "relationship": "is a relationship, and the cached user holds columns"
-        " only. Read it from the row:",
-    }
-
-    def __init__(self, model: str, key: str, kind: str) -> None:
-        self.key = key
-        self.column = kind != "relationship"
-        self.message = (
-            f"{model}.{key} {self.WHY[kind]} flask_pow.database_user(), or"
-            " @reload_user on the view."
-        )
-
-    def __call__(
-        self, state: sa_orm.InstanceState[t.Any], passive: PassiveFlag
-    ) -> t.Any:
-        if state.session_id is not None:
-            del state.callables[self.key]
-            impl = state.manager[self.key].impl
-
-            if self.column:
-                state.expired_attributes.add(self.key)
-
-            return impl._fire_loader_callables(state, self.key, passive)
-
-        if not passive & PassiveFlag.SQL_OK:
-            return LoaderCallableStatus.PASSIVE_NO_RESULT
-
-        raise NotCachedError(self.message)
-
-
-#: The states of cached users (not ``state.info``, which reading creates).
-_cached_states: weakref.WeakSet[sa_orm.InstanceState[t.Any]] = weakref.WeakSet()
-
-
-def _refuse_cached_user(session: sa_orm.Session, state: t.Any) -> None:
-    if state in _cached_states:
-        raise sa_exc.InvalidRequestError(
-            f"This {state.class_.__name__} is flask_pow's cached current_user,"
-            " built from the cache: it is not a database row, and cannot be put"
-            " in a database session (db.session.add(), delete(), or a relationship"
-            " that cascades to it, as in Post(author=current_user)). Use the row:"
-            " flask_pow.database_user(), or @reload_user on the view."
-        )
+#: Users loaded at a time to rewrite the holders of a changed related row.
+RELOAD_BATCH = 500
 
 
 class SQLAlchemyUsers(UserAdapter[U]):
@@ -99,11 +41,19 @@ class SQLAlchemyUsers(UserAdapter[U]):
 
     :param db: the Flask-SQLAlchemy extension, used by :meth:`reload`.
     :param model: the user model.
-    :param exclude: :mod:`fnmatch` patterns of attribute names never cached.
+    :param exclude: :mod:`fnmatch` patterns of column names never cached,
+        on the user model and on its cached relationships' models.
+    :param relationships: names of relationships of the user model cached
+        with the user (:data:`~flask_pow.config.POW_CACHE_RELATIONSHIPS`).
     """
 
     def __init__(
-        self, db: SQLAlchemy, model: type[U], *, exclude: t.Iterable[str] = ()
+        self,
+        db: SQLAlchemy,
+        model: type[U],
+        *,
+        exclude: t.Iterable[str] = (),
+        relationships: t.Iterable[str] = (),
     ) -> None:
         mapper = sa.inspect(model, raiseerr=False)
 
@@ -116,50 +66,55 @@ class SQLAlchemyUsers(UserAdapter[U]):
         self.model = model
         self._mapper: sa_orm.Mapper[t.Any] = mapper
         self._name = mapper.class_.__name__
-        self._pk = sorted(
-            mapper.get_property_by_column(column).key for column in mapper.primary_key
-        )
-        columns = [prop.key for prop in mapper.column_attrs]
         patterns = [pattern.lower() for pattern in exclude]
-        excluded = [
-            name
-            for name in columns
-            if any(fnmatch.fnmatchcase(name.lower(), pattern) for pattern in patterns)
+        relationships = list(relationships)
+        self._shape = Shape(mapper, patterns, relationships)
+        self._pk = self._shape.pk
+        self._names = self._shape.names
+        self._related = [
+            Related(prop, Shape(prop.mapper, patterns))
+            for prop in map(self._relationship, relationships)
         ]
-
-        for name in sorted(set(self._pk) & set(excluded)):
-            raise ValueError(
-                f"POW_CACHE_EXCLUDE excludes {name!r}, a primary key column"
-                f" of {self._name}; the cache cannot identify users without"
-                " it. Narrow the pattern."
-            )
-
-        self._names = [name for name in columns if name not in excluded]
-        self._name_set = frozenset(self._names)
-        kinds = dict.fromkeys(excluded, "excluded")
-        kinds.update((prop.key, "relationship") for prop in mapper.relationships)
-        self._not_cached = {n: _NotCached(self._name, n, k) for n, k in kinds.items()}
-        self._enums: dict[str, type[enum.Enum]] = {
-            name: kind.enum_class
-            for name in self._names
-            if isinstance(kind := mapper.column_attrs[name].columns[0].type, sa.Enum)
-            and kind.enum_class
-        }
-        self._label = next((n for n in LABEL_COLUMNS if n in self._name_set), None)
+        self._keys = self._shape.name_set.union(r.key for r in self._related)
+        self._label = next((n for n in LABEL_COLUMNS if n in self._keys), None)
 
         # Every session's attaches, once per process; raw: given the state.
-        if not sa.event.contains(sa_orm.Session, "before_attach", _refuse_cached_user):
+        if not sa.event.contains(sa_orm.Session, "before_attach", refuse_cached_user):
             sa.event.listen(
-                sa_orm.Session, "before_attach", _refuse_cached_user, raw=True
+                sa_orm.Session, "before_attach", refuse_cached_user, raw=True
             )
+
+    def _relationship(self, key: str) -> sa_orm.RelationshipProperty[t.Any]:
+        prop = self._mapper.relationships.get(key)
+
+        if prop is None:
+            names = ", ".join(sorted(self._mapper.relationships.keys())) or "none"
+            raise ValueError(
+                f"POW_CACHE_RELATIONSHIPS names {key!r}, which is not a"
+                f" relationship of {self._name} (its relationships: {names})."
+            )
+
+        if prop.lazy in ("dynamic", "write_only"):
+            raise ValueError(
+                f"POW_CACHE_RELATIONSHIPS names {self._name}.{key}, a"
+                f" {prop.lazy!r} relationship: it is a query, not rows, and"
+                " cannot be cached. Cache a plain relationship instead."
+            )
+
+        return prop
 
     @property
     def cached_columns(self) -> list[str]:
         """The attribute names that are written to the cache."""
         return list(self._names)
 
+    @property
+    def cached_relationships(self) -> list[str]:
+        """The relationships that are written to the cache with the user."""
+        return [related.key for related in self._related]
+
     def key(self, user: U) -> str:
-        ident = self._ident(user)
+        ident = self.ident(user)
 
         for name, value in ident.items():
             if value is None:
@@ -174,63 +129,61 @@ class SQLAlchemyUsers(UserAdapter[U]):
         return f"{self._name}:{ident}"
 
     def dump(self, user: U) -> dict[str, t.Any]:
-        data = {}
+        data = self._shape.dump(user)
 
-        # Loops, not comprehensions: one call less each, at every login.
-        for name in self._names:
-            value = getattr(user, name)
-            data[name] = value.name if isinstance(value, enum.Enum) else value
+        for related in self._related:
+            data[related.key] = related.dump(user)
 
         try:
             serialization.dumps(data)
         except TypeError:
-            for name, value in data.items():
-                try:
-                    serialization.dumps(value)
-                except TypeError:
-                    raise TypeError(
-                        f"The column {self._name}.{name} holds a"
-                        f" {type(value).__name__}, which flask_pow cannot cache."
-                        " Add it to POW_CACHE_EXCLUDE."
-                    ) from None
-            raise  # pragma: no cover
+            raise TypeError(self._unstorable(data)) from None
 
         return data
 
+    def _unstorable(self, data: dict[str, t.Any]) -> str:
+        """Name the first column whose value cannot be stored."""
+        rows = [(self._name, data)]
+
+        for related in self._related:
+            value = data[related.key]
+            rows += [
+                (related.shape.name, row) for row in ([value], value)[related.many]
+            ]
+
+        for model, row in rows:
+            for name, value in (row or {}).items():
+                try:
+                    serialization.dumps(value)
+                except TypeError:
+                    return (
+                        f"The column {model}.{name} holds a {type(value).__name__},"
+                        " which flask_pow cannot cache. Add it to POW_CACHE_EXCLUDE."
+                    )
+
+        return "A cached value cannot be stored."  # pragma: no cover
+
     def load(self, data: dict[str, t.Any]) -> U:
-        if not isinstance(data, dict) or any(name not in data for name in self._pk):
-            raise ValueError(f"not a cached {self._name}")
+        instance = self._shape.new(data)
+        missing = self._shape.missing(data)
 
-        instance = self._mapper.class_manager.new_instance()
-        # Filled as SQLAlchemy's loader fills a row's: no attribute events.
-        values = instance_dict(instance)
-        values.update({name: data[name] for name in self._names if name in data})
-        missing = self._name_set.difference(data)
+        for related in self._related:
+            if related.key in data:
+                rows = related.build(data[related.key])
+                set_committed_value(instance, related.key, rows)
+            else:
+                missing[related.key] = NotCached(
+                    self._name, related.key, "missing", column=False
+                )
 
-        try:
-            for name, enum_class in self._enums.items():
-                if values.get(name) is not None:
-                    values[name] = enum_class[values[name]]
-        except (KeyError, TypeError):
-            raise ValueError(f"not a cached {self._name}") from None
-
-        # Detached: an attribute not cached raises rather than reading None.
-        sa_orm.make_transient_to_detached(instance)
-
-        if self._not_cached or missing:
-            loaders: dict[str, t.Any] = dict(self._not_cached)
-            loaders.update(
-                (name, _NotCached(self._name, name, "missing")) for name in missing
-            )
-            state = instance_state(instance)
-            state.expired_attributes.difference_update(loaders)
-            state.callables = loaders
-
-        _cached_states.add(instance_state(instance))
+        self._shape.detach(instance, True, missing)
         return t.cast(U, instance)
 
     def is_stale(self, data: dict[str, t.Any]) -> bool:
-        return data.keys() != self._name_set
+        if data.keys() != self._keys:
+            return True
+
+        return any(related.is_stale(data[related.key]) for related in self._related)
 
     def reload_key(self, user_key: str) -> U | None:
         kind, _, identity = user_key.partition(":")
@@ -262,14 +215,13 @@ class SQLAlchemyUsers(UserAdapter[U]):
         return text if python_type is str else python_type(text)
 
     def reload(self, user: U) -> U | None:
-        return self.db.session.get(
-            self.model, self._ident(user), populate_existing=True
-        )
+        return self.db.session.get(self.model, self.ident(user), populate_existing=True)
 
     def row(self, user: U) -> U | None:
-        return self.db.session.get(self.model, self._ident(user))
+        return self.db.session.get(self.model, self.ident(user))
 
-    def _ident(self, user: U) -> dict[str, t.Any]:
+    def ident(self, user: U) -> dict[str, t.Any]:
+        """The user's primary key values, by attribute name."""
         ident = {}
 
         for name in self._pk:
@@ -289,100 +241,99 @@ class SQLAlchemyUsers(UserAdapter[U]):
         state = sa.inspect(user, raiseerr=False)
 
         if state is not None and state.modified and state.detached:
-            changed = ", ".join(a.key for a in state.attrs if a.history.has_changes())
+            changed = [a.key for a in state.attrs if a.history.has_changes()]
+
+            # Post(author=current_user) marks the cached user's backref as
+            # changed, with no change to its values: nothing to warn of.
+            if not (changed := [key for key in changed if key in self._keys]):
+                return
+
             logger.warning(
                 "The cached current_user was changed in this request (%s), but it"
                 " is not in the database session, so nothing was saved. Change the"
                 " row instead: flask_pow.database_user(), then commit.",
-                changed,
+                ", ".join(changed),
             )
 
+    # -- for sync on commit (flask_pow.sync) --------------------------------
 
-#: ``session.info`` keys: users a flush changed or deleted; their values by
-#: transaction, until it commits (a savepoint's go to its parent); and the
-#: transactions that committed.
-_FLUSHED = "flask_pow.flushed_users"
-_PENDING = "flask_pow.pending_users"
-_COMMITTED = "flask_pow.committed_transactions"
+    def changed(self, user: U) -> bool:
+        """Whether a row's cached columns or relationships have changed."""
+        attrs = sa.inspect(user).attrs
+        return any(attrs[key].history.has_changes() for key in self._keys)
 
-Committed = t.Callable[[dict[str, dict[str, t.Any] | None]], None]
-Found = tuple[SQLAlchemyUsers[t.Any], Committed] | None
-Find = t.Callable[[], Found]
+    def holders(self, session: sa_orm.Session, row: t.Any) -> dict[str, t.Any]:
+        """The users (key: identity) whose cached relationships hold ``row``,
+        if it is of a cached relationship's model and was changed or deleted:
+        as the database has them now (one query a relationship), and those
+        the row was linked to or unlinked from in the session.
+        """
+        found: dict[str, t.Any] = {}
+        deleted = row in session.deleted
+        attrs = sa.inspect(row).attrs
 
-_listened: weakref.WeakSet[t.Any] = weakref.WeakSet()
+        for related in self._related:
+            shape = related.shape
 
+            if not isinstance(row, shape.mapper.class_):
+                continue
 
-def listen(db: SQLAlchemy, find: Find) -> None:
-    """Once per ``db``: a commit hands ``find()[1]`` the new values of the
-    cached users whose rows it changed (``None`` for a deleted user).
-    """
-    if db in _listened:
-        return
+            links = [
+                user
+                for key in shape.mapper.relationships.keys()
+                for user in attrs[key].history.sum()
+                if attrs[key].history.has_changes() and isinstance(user, self.model)
+            ]
 
-    _listened.add(db)
-    listener = _CommitListener(find)
-    events = "after_flush after_flush_postexec after_commit after_transaction_end"
+            if not (deleted or links or shape.changed(row)):
+                continue
 
-    for event in events.split():
-        sa.event.listen(db.session, event, getattr(listener, event))
+            columns = [getattr(self.model, name) for name in self._pk]
+            query = sa.select(*columns).where(related.holding(row))
+            idents = [
+                dict(zip(self._pk, values, strict=True))
+                for values in session.connection().execute(query)
+            ]
+            idents += [self.ident(user) for user in links]
 
+            for ident in idents:
+                found[identity_key(self._name, *ident.items())] = ident
 
-class _CommitListener:
-    def __init__(self, find: Find) -> None:
-        self.find = find
+        return found
 
-    def _adapter(self) -> SQLAlchemyUsers[t.Any] | None:
-        found = self.find()
-        return None if found is None else found[0]
-
-    def after_flush(self, session: sa_orm.Session, context: t.Any) -> None:
-        users = self._adapter()
-
-        if users is None:
-            return
-
-        model, names = users.model, users._names
-        flushed = session.info.setdefault(_FLUSHED, [])
-        flushed += [
-            (user, False)
-            for user in session.dirty
-            if isinstance(user, model)
-            and any(sa.inspect(user).attrs[n].history.has_changes() for n in names)
+    def dump_current(
+        self, session: sa_orm.Session, idents: c.Mapping[str, t.Any]
+    ) -> dict[str, dict[str, t.Any] | None]:
+        """The users' values as the session's transaction has them now
+        (``None`` for one that is gone), read in a session of their own on its
+        connection: the application's session and its rows are left alone.
+        """
+        dumped: dict[str, dict[str, t.Any] | None] = dict.fromkeys(idents)
+        options = [
+            sa_orm.selectinload(getattr(self.model, related.key))
+            for related in self._related
         ]
-        flushed += [(user, True) for user in session.deleted if isinstance(user, model)]
+        pairs = list(idents.items())
 
-    def after_flush_postexec(self, session: sa_orm.Session, context: t.Any) -> None:
-        flushed = session.info.pop(_FLUSHED, None)
-        users = self._adapter()
+        with sa_orm.Session(bind=session.connection()) as reading:
+            for start in range(0, len(pairs), RELOAD_BATCH):
+                batch = pairs[start : start + RELOAD_BATCH]
 
-        if not flushed or users is None:
-            return
+                if len(self._pk) == 1:
+                    column = getattr(self.model, self._pk[0])
+                    ids = [ident[self._pk[0]] for _, ident in batch]
+                    query = sa.select(self.model).where(column.in_(ids))
+                    rows: list[U | None] = list(
+                        reading.scalars(query.options(*options))
+                    )
+                else:
+                    rows = [
+                        reading.get(self.model, ident, options=options)
+                        for _, ident in batch
+                    ]
 
-        innermost = session.get_nested_transaction() or session.get_transaction()
-        pending = session.info.setdefault(_PENDING, {}).setdefault(innermost, {})
+                for row in rows:
+                    if row is not None:
+                        dumped[self.key(row)] = self.dump(row)
 
-        for user, deleted in flushed:
-            pending[users.key(user)] = None if deleted else users.dump(user)
-
-    def after_commit(self, session: sa_orm.Session) -> None:
-        innermost = session.get_nested_transaction() or session.get_transaction()
-        session.info.setdefault(_COMMITTED, set()).add(innermost)
-
-    def after_transaction_end(
-        self, session: sa_orm.Session, transaction: sa_orm.SessionTransaction
-    ) -> None:
-        committed = session.info.get(_COMMITTED, set())
-        was_committed = transaction in committed
-        committed.discard(transaction)
-        pending = session.info.get(_PENDING, {}).pop(transaction, None)
-
-        if transaction.parent is None:
-            session.info.pop(_FLUSHED, None)
-
-        if not pending or not was_committed:
-            return
-
-        if transaction.parent is not None:
-            session.info[_PENDING].setdefault(transaction.parent, {}).update(pending)
-        elif (found := self.find()) is not None:
-            found[1](pending)
+        return dumped

@@ -290,6 +290,7 @@ def test_the_defaults_read_into_pow_config() -> None:
         "absolute_ttl": None,
         "max_sessions": 100,
         "cache_exclude": app.config["POW_CACHE_EXCLUDE"],
+        "cache_relationships": (),
         "login_view": None,
         "reload": False,
         "reload_blueprints": frozenset(),

@@ -11,6 +11,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
 from flask_pow import login_user
+from tests.support.dict_users import DictUsers
 from tests.support.models import Member
 
 
@@ -83,6 +84,14 @@ def test_missing_user_source_raises() -> None:
 def test_unmapped_user_model_raises() -> None:
     with pytest.raises(TypeError, match="must be a mapped SQLAlchemy model"):
         Pow(make_app(), db=SQLAlchemy(), user_model=dict)
+
+
+def test_cached_relationships_with_an_adapter_of_ones_own_are_refused() -> None:
+    app = make_app()
+    app.config["POW_CACHE_RELATIONSHIPS"] = ["role"]
+
+    with pytest.raises(ValueError, match="POW_CACHE_RELATIONSHIPS is for the built-in"):
+        Pow(app, users=DictUsers())
 
 
 def test_login_without_secret_key_raises_clearly() -> None:

@@ -43,7 +43,7 @@ LAYERS = [
         "stores.redis_scripts",
     },
     # The credentials rules, and all of SQLAlchemy.
-    {"credentials", "orm"},
+    {"credentials", "detached", "orm", "sync"},
     # The extension's state, and the one lookup of it.
     {"state"},
     # The request: its checks, remember-me, its effects, its lifecycle.

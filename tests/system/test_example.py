@@ -29,6 +29,7 @@ from example.app import create_app
 from example.app import describe_store
 from example.app import secret_key
 from example.devices import describe_device
+from example.models import Role
 from example.models import User
 from example.models import db
 from tests.support.servers import RedisServer
@@ -188,7 +189,7 @@ def test_admin_area_reloads_and_checks_flag(demo: Flask) -> None:
     assert client.get("/admin/").status_code == 200
 
     with demo.app_context():
-        db.session.execute(sa.update(User).values(is_admin=False))
+        db.session.execute(sa.update(User).values(role_id=None))
         db.session.commit()
 
     assert client.get("/admin/").status_code == 403
@@ -682,3 +683,66 @@ def test_stale_login_is_asked_for_the_password_again(demo: Flask) -> None:
     right = client.post("/reauthenticate?next=/password", data=form)
     assert right.headers["Location"] == "/password"
     assert client.get("/password").status_code == 200
+
+
+def count_queries(app: Flask, client: FlaskClient, path: str) -> tuple[str, int]:
+    """The page at ``path``, and how many SQL statements it cost."""
+    statements: list[str] = []
+
+    def note(*args: t.Any) -> None:
+        statements.append(args[2])
+
+    with app.app_context():
+        engine = db.engine
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+
+    try:
+        return page(client, path), len(statements)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+
+
+@pytest.mark.parametrize("path", ["/", "/devices"])
+def test_a_logged_in_page_with_the_role_costs_no_query(demo: Flask, path: str) -> None:
+    client = demo.test_client()
+    log_in(client)
+
+    html, queries = count_queries(demo, client, path)
+
+    assert '<span class="role" id="role">admin</span>' in html
+    assert ">Admin</a>" in html
+    assert queries == 0
+
+
+def test_a_role_given_a_permission_shows_on_its_members_next_page(
+    demo: Flask,
+) -> None:
+    member = demo.test_client()
+    post(member, "/register", email="ann@example.com", name="Ann", password="x" * 12)
+    assert ">Admin</a>" not in page(member)
+    admin = demo.test_client()
+    log_in(admin)
+
+    with demo.app_context():
+        role_id = db.session.scalar(sa.select(Role.id).where(Role.name == "member"))
+
+    post(admin, f"/admin/roles/{role_id}", SEE_USERS="on")
+    html, queries = count_queries(demo, member, "/")
+
+    assert ">Admin</a>" in html
+    assert queries == 0
+    assert member.get("/admin/").status_code == 200
+
+
+def test_only_an_administrator_changes_roles(demo: Flask) -> None:
+    moderator = demo.test_client()
+    post(moderator, "/register", email="mo@example.com", name="Mo", password="x" * 12)
+
+    with demo.app_context():
+        user = db.session.scalar(sa.select(User).where(User.email == "mo@example.com"))
+        user.role = db.session.scalar(sa.select(Role).where(Role.name == "moderator"))
+        db.session.commit()
+
+    assert moderator.get("/admin/").status_code == 200
+    assert post(moderator, "/admin/roles/1", SEE_USERS="on").status_code == 403
