@@ -45,8 +45,15 @@ def login_url(
     """The URL of a login page, with ``next_url`` in its query string for
     the page to send the user back to after the login: the URL
     :func:`login_required` redirects to. Flask-Login's ``login_url``, with
-    its arguments and the URLs it builds, so ``url_for`` calls and test
-    assertions written for Flask-Login keep working.
+    its arguments and the URLs it builds, so code and test assertions
+    written for Flask-Login keep working. Call it where
+    :func:`~flask.url_for` works.
+
+    With ``next_url``,
+    :data:`~flask_pow.config.FORCE_HOST_FOR_REDIRECTS` in the application's
+    config (read at each call, as Flask-Login reads it) replaces the host of
+    the URL returned: a login page given as an endpoint or a path becomes
+    ``//host/login?next=...``, on the scheme of the request.
 
     :param login_view: The endpoint of the login view, as
         :func:`~flask.url_for` takes it, or a URL: a value that starts with
@@ -60,11 +67,6 @@ def login_url(
         given: the login page gets a path on its own site, not a URL.
         Without it, the URL of the login page is returned as it is.
     :param next_field: The name of the query parameter.
-
-    With ``next_url``, ``FORCE_HOST_FOR_REDIRECTS`` in the application's
-    config (read at each call, as Flask-Login reads it) replaces the host
-    of the URL returned: a login page given as an endpoint or a path becomes
-    ``//host/login?next=...``, on the scheme of the request.
     """
     page = _expand_login_view(login_view)
 
