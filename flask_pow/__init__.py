@@ -40,4 +40,5 @@ from .users import UserAdapter as UserAdapter
 from .users import identity_key as identity_key
 from .views import fresh_login_required as fresh_login_required
 from .views import login_required as login_required
+from .views import login_url as login_url
 from .views import reload_user as reload_user

@@ -10,6 +10,7 @@ from flask import request
 
 from .config import LateSettingWarning
 from .config import changed_settings
+from .config import is_login_url
 from .signing import require_secret_key
 from .state import PowState
 
@@ -44,17 +45,18 @@ def check_request(app: Flask, state: PowState) -> None:
 
         require_secret_key(app, SetupError)
 
-        for setting, endpoint in state.manager.login_views(state.config).items():
-            if endpoint is not None and endpoint not in app.view_functions:
-                known = sorted(e for e in app.view_functions if "login" in e)
-                hint = (
-                    f" Endpoints with 'login' in their name: {known}." if known else ""
-                )
-                raise SetupError(
-                    f"{setting} is {endpoint!r}, which is not an endpoint of this"
-                    " application. It names a view function as url_for() does:"
-                    f" 'login', or 'auth.login' for one in a blueprint.{hint}"
-                )
+        for setting, view in state.manager.login_views(state.config).items():
+            if view is None or is_login_url(view) or view in app.view_functions:
+                continue
+
+            known = sorted(e for e in app.view_functions if "login" in e)
+            hint = f" Endpoints with 'login' in their name: {known}." if known else ""
+            raise SetupError(
+                f"{setting} is {view!r}, which is not an endpoint of this"
+                " application. It names a view function as url_for() does:"
+                " 'login', or 'auth.login' for one in a blueprint; or it is a URL,"
+                f" starting with '/', 'http://' or 'https://'.{hint}"
+            )
 
         state.checked = True
 

@@ -182,11 +182,21 @@ def names(
     return validate
 
 
+#: How a login view given as a URL starts, as Flask-Login tells one from an
+#: endpoint: a path on the site, or a page elsewhere (single sign-on).
+LOGIN_URL_PREFIXES = ("/", "http://", "https://")
+
+
+def is_login_url(view: str) -> bool:
+    """Whether a login or refresh view is a URL rather than an endpoint."""
+    return view.startswith(LOGIN_URL_PREFIXES)
+
+
 def login_views(key: str, value: object) -> dict[str, str | None]:
     if not isinstance(value, c.Mapping):
         raise TypeError(
-            f"{key} must map blueprint names to login endpoints, such as"
-            f" {{'admin': 'admin.login'}}, got {value!r}."
+            f"{key} must map blueprint names to login endpoints or URLs, such"
+            f" as {{'admin': 'admin.login'}}, got {value!r}."
         )
 
     for name in value:

@@ -43,8 +43,8 @@ class LoginManager:
     #: subclass of :class:`~flask_pow.AnonymousUser` to give it the methods
     #: your templates call on any user.
     anonymous_user: type[t.Any] = AnonymousUser
-    #: Flask-Login's ``login_manager.login_view``: wins over
-    #: ``POW_LOGIN_VIEW``.
+    #: Flask-Login's ``login_manager.login_view``, an endpoint or a URL:
+    #: wins over ``POW_LOGIN_VIEW``.
     login_view: str | None = None
     #: Wins over ``POW_BLUEPRINT_LOGIN_VIEWS`` for the blueprints it names.
     blueprint_login_views: dict[str, str | None]
@@ -53,8 +53,8 @@ class LoginManager:
     login_message: t.Any = UNSET
     #: When set, wins over ``POW_LOGIN_MESSAGE_CATEGORY``.
     login_message_category: str | None = None
-    #: Flask-Login's ``login_manager.refresh_view``: wins over
-    #: ``POW_REFRESH_VIEW``.
+    #: Flask-Login's ``login_manager.refresh_view``, an endpoint or a URL:
+    #: wins over ``POW_REFRESH_VIEW``.
     refresh_view: str | None = None
     #: When set (``None`` too: flash nothing), wins over
     #: ``POW_NEEDS_REFRESH_MESSAGE``.

@@ -5,6 +5,10 @@ from __future__ import annotations
 import collections.abc as c
 import functools
 import typing as t
+from urllib.parse import parse_qs
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 from blinker import NamedSignal
 from flask import abort
@@ -13,11 +17,13 @@ from flask import flash
 from flask import jsonify
 from flask import redirect
 from flask import request
+from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from . import signals
 from .auth import login_fresh
+from .config import is_login_url
 from .lifecycle import current
 from .lifecycle import reload
 from .state import UNSET
@@ -27,6 +33,71 @@ F = t.TypeVar("F", bound=c.Callable[..., t.Any])
 
 #: Methods let through unauthenticated: a CORS preflight carries no cookie.
 EXEMPT_METHODS = frozenset({"OPTIONS"})
+
+#: The key in :data:`flask.session` that holds the page a refused request
+#: asked for, with ``USE_SESSION_FOR_NEXT``: Flask-Login's.
+NEXT_SESSION_KEY = "next"
+
+
+def login_url(
+    login_view: str, next_url: str | None = None, next_field: str = "next"
+) -> str:
+    """The URL of a login page, with ``next_url`` in its query string for
+    the page to send the user back to after the login: the URL
+    :func:`login_required` redirects to. Flask-Login's ``login_url``, with
+    its arguments and the URLs it builds, so code and test assertions
+    written for Flask-Login keep working. Call it where
+    :func:`~flask.url_for` works.
+
+    With ``next_url``,
+    :data:`~flask_pow.config.FORCE_HOST_FOR_REDIRECTS` in the application's
+    config (read at each call, as Flask-Login reads it) replaces the host of
+    the URL returned: a login page given as an endpoint or a path becomes
+    ``//host/login?next=...``, on the scheme of the request.
+
+    :param login_view: The endpoint of the login view, as
+        :func:`~flask.url_for` takes it, or a URL: a value that starts with
+        ``/``, ``http://`` or ``https://``, such as ``"/accounts/login"``
+        or a single sign-on page, ``"https://sso.example.com/login"``. The
+        query string of a URL is kept.
+    :param next_url: The page to come back to, percent-encoded into the
+        query string (``/login?next=%2Fsecret``). When the login page is on
+        the same scheme and host as ``next_url`` (a login page given as an
+        endpoint or a path always is), only its path and query string are
+        given: the login page gets a path on its own site, not a URL.
+        Without it, the URL of the login page is returned as it is.
+    :param next_field: The name of the query parameter.
+    """
+    page = _expand_login_view(login_view)
+
+    if next_url is None:
+        return page
+
+    parts = urlsplit(page)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    query[next_field] = [_next_param(page, next_url)]
+    host = current_app.config.get("FORCE_HOST_FOR_REDIRECTS") or parts.netloc
+    return urlunsplit(parts._replace(netloc=host, query=urlencode(query, doseq=True)))
+
+
+def _expand_login_view(login_view: str) -> str:
+    """The URL of a login view given as an endpoint or a URL."""
+    return login_view if is_login_url(login_view) else url_for(login_view)
+
+
+def _next_param(login_page: str, next_url: str) -> str:
+    """``next_url`` as ``login_page`` is given it: its path and query string
+    when both are on the same site (a relative ``login_page`` is), else the
+    whole URL, which a page on another host needs to send the user back.
+    """
+    page, target = urlsplit(login_page), urlsplit(next_url)
+    same_scheme = not page.scheme or page.scheme == target.scheme
+    same_host = not page.netloc or page.netloc == target.netloc
+
+    if same_scheme and same_host:
+        return urlunsplit(("", "", target.path, target.query, ""))
+
+    return next_url
 
 
 def unauthorized() -> ResponseReturnValue:
@@ -89,9 +160,24 @@ def _refuse(
     if message:
         flash(str(message), category)
 
-    # A path, not a URL: a forged Host header makes no open redirect.
-    next_url = request.full_path if request.query_string else request.path
-    return redirect(url_for(view, next=next_url))
+    return redirect(_login_redirect(view))
+
+
+def _login_redirect(view: str) -> str:
+    """The URL a refused browser request is sent to, with the page it asked
+    for: in the query string, or in :data:`flask.session` under
+    :data:`NEXT_SESSION_KEY` when the application's config sets
+    ``USE_SESSION_FOR_NEXT`` (read at each request, as Flask-Login reads it).
+    """
+    # The request's URL, as Flask-Login gives it: the script root (an
+    # application mounted under a prefix) included, the path percent-encoded.
+    # _next_param reduces it to a path for a login page on this site, so a
+    # forged Host header makes no open redirect.
+    if current_app.config.get("USE_SESSION_FOR_NEXT"):
+        session[NEXT_SESSION_KEY] = _next_param(_expand_login_view(view), request.url)
+        return login_url(view)
+
+    return login_url(view, next_url=request.url)
 
 
 def _required(view: F, fresh: bool) -> F:

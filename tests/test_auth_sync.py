@@ -230,7 +230,7 @@ def test_reload_of_deleted_user_redirects_to_login_view(make_env: MakeEnv) -> No
     delete_users_by_sql(env)
     response = client.get("/fresh")
     assert response.status_code == 302
-    assert response.location == "/sign-in?next=/fresh"
+    assert response.location == "/sign-in?next=%2Ffresh"
 
 
 def test_pow_reload_with_deleted_user_is_anonymous(make_env: MakeEnv) -> None:

@@ -169,7 +169,8 @@ def test_durations_accept_seconds_and_timedelta() -> None:
             ["admin.login"],
             TypeError,
             "POW_BLUEPRINT_LOGIN_VIEWS must map blueprint names to login"
-            " endpoints, such as {'admin': 'admin.login'}, got ['admin.login'].",
+            " endpoints or URLs, such as {'admin': 'admin.login'}, got"
+            " ['admin.login'].",
         ),
         (
             "POW_BLUEPRINT_LOGIN_VIEWS",

@@ -308,7 +308,7 @@ def test_login_required_redirects_to_login_view(make_env: MakeEnv) -> None:
 
     response = env.app.test_client().get("/private?tab=2")
     assert response.status_code == 302
-    assert response.location == "/sign-in?next=/private?tab%3D2"
+    assert response.location == "/sign-in?next=%2Fprivate%3Ftab%3D2"
 
 
 def test_login_required_lets_preflight_through(client: FlaskClient) -> None:

@@ -107,8 +107,8 @@ def test_stale_session_is_sent_to_the_refresh_view_with_next(
         response = client.get("/settings?tab=password")
 
     assert response.status_code == 302
-    assert (
-        response.headers["Location"] == "/reauthenticate?next=/settings?tab%3Dpassword"
+    assert response.headers["Location"] == (
+        "/reauthenticate?next=%2Fsettings%3Ftab%3Dpassword"
     )
     assert sent == [fresh_env.app]
     assert client.get("/reauthenticate").text == (

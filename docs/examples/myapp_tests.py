@@ -47,7 +47,7 @@ def test_login_form(app):
 
 def test_login_required_redirects(app):
     response = app.test_client().get("/posts")
-    assert response.location == "/login?next=/posts"
+    assert response.location == "/login?next=%2Fposts"
 
 
 def test_strangers_stay_anonymous(app, ada):

@@ -115,8 +115,9 @@ def test_login_view_that_is_no_endpoint_fails_at_the_first_request() -> None:
     assert str(info.value) == (
         "POW_LOGIN_VIEW is 'login', which is not an endpoint of this"
         " application. It names a view function as url_for() does: 'login', or"
-        " 'auth.login' for one in a blueprint. Endpoints with 'login' in their"
-        " name: ['auth_login']."
+        " 'auth.login' for one in a blueprint; or it is a URL, starting with '/',"
+        " 'http://' or 'https://'. Endpoints with 'login' in their name:"
+        " ['auth_login']."
     )
 
 
@@ -143,7 +144,12 @@ def test_existing_login_view_passes() -> None:
     def sign_in() -> str:
         return "sign in"
 
-    assert app.test_client().get("/private").location == "/sign-in?next=/private"
+    assert app.test_client().get("/private").location == "/sign-in?next=%2Fprivate"
+
+
+def test_login_view_given_as_a_url_passes() -> None:
+    app, _ = make_app(POW_LOGIN_VIEW="https://sso.example.com/login")
+    assert app.test_client().get("/").status_code == 404
 
 
 # -- real servers ----------------------------------------------------------------

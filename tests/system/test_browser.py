@@ -328,7 +328,7 @@ def test_password_change_asks_for_the_password_then_logs_out_others(
         clock.advance(31)  # the logins are no longer fresh
         phone.goto(f"{site}/devices")
         phone.click("#change-password")
-        phone.wait_for_url(f"{site}/reauthenticate?next=/password")
+        phone.wait_for_url(f"{site}/reauthenticate?next=%2Fpassword")
         assert phone.inner_text(".flash") == (
             "Please reauthenticate to access this page."
         )
@@ -384,7 +384,7 @@ def test_remember_me_logs_back_in_after_the_session_cookie_is_gone(
 
     # Logged in by the remember cookie, not by a password: not fresh.
     page.click("#change-password")
-    page.wait_for_url(f"{site}/reauthenticate?next=/password")
+    page.wait_for_url(f"{site}/reauthenticate?next=%2Fpassword")
     page.fill("input[name=password]", DEMO_PASSWORD)
     page.click("form.stack button")
     page.wait_for_url(f"{site}/password")

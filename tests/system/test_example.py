@@ -674,7 +674,7 @@ def test_stale_login_is_asked_for_the_password_again(demo: Flask) -> None:
     credentials = demo.extensions["pow"].get_state(demo).credentials
     credentials.clock = lambda: time.time() + 601
     response = client.get("/password")
-    assert response.headers["Location"] == "/reauthenticate?next=/password"
+    assert response.headers["Location"] == "/reauthenticate?next=%2Fpassword"
     form = {"csrf": token(client, "/reauthenticate"), "password": "wrong"}
     wrong = client.post("/reauthenticate?next=/password", data=form)
     assert wrong.status_code == 200

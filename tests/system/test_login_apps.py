@@ -149,7 +149,7 @@ def test_login_required_redirects_with_the_message(site: Site) -> None:
     client = site.client()
     response = client.get("/profile")
     assert response.status_code == 302
-    assert response.location.startswith("/login?next=")
+    assert response.location == "/login?next=%2Fprofile"
     assert text(client, "/login") == (
         "[('info', 'Please log in to access this page.')]"
     )
