@@ -15,6 +15,7 @@ from .detached import NotCachedError as NotCachedError
 from .extension import Pow as Pow
 from .lifecycle import current_session as current_session
 from .lifecycle import current_user as current_user
+from .loader import LoaderUsers as LoaderUsers
 from .mixins import AnonymousUser as AnonymousUser
 from .mixins import UserMixin as UserMixin
 from .orm import SQLAlchemyUsers as SQLAlchemyUsers

@@ -45,6 +45,13 @@ def check_request(app: Flask, state: PowState) -> None:
 
         require_secret_key(app, SetupError)
 
+        if state.loads_by_callback and state.manager.user_callback is None:
+            raise SetupError(
+                "Pow(app, user_model=...) without db caches users that are not"
+                " SQLAlchemy models, and loads them with the function registered"
+                " by @login_manager.user_loader: register one."
+            )
+
         for setting, view in state.manager.login_views(state.config).items():
             if view is None or is_login_url(view) or view in app.view_functions:
                 continue

@@ -25,6 +25,7 @@ from .config import PowConfig
 from .config import load_config
 from .config import read_settings
 from .credentials import CredentialsCache
+from .loader import LoaderUsers
 from .state import LoginManager
 from .state import MetadataCallback
 from .state import PowState
@@ -100,11 +101,22 @@ class Pow(LoginManager):
         users = users or self.users
         config = load_config(app.config, app.instance_path)
 
+        if users is None and db is None and orm.is_plain_class(user_model):
+            users = LoaderUsers(
+                t.cast(type[t.Any], user_model),
+                self._load_user,
+                exclude=config.cache_exclude,
+            )
+            loads_by_callback = True
+        else:
+            loads_by_callback = False
+
         if users is None:
             if db is None or user_model is None:
                 raise ValueError(
                     "Pow needs to know the users: pass 'db' and 'user_model' (a"
-                    " Flask-SQLAlchemy model), or 'users' (a user adapter)."
+                    " Flask-SQLAlchemy model), 'user_model' alone (a plain class"
+                    " whose users @user_loader loads), or 'users' (a user adapter)."
                 )
 
             users = orm.SQLAlchemyUsers(
@@ -119,8 +131,8 @@ class Pow(LoginManager):
 
         elif config.cache_relationships:
             raise ValueError(
-                "POW_CACHE_RELATIONSHIPS is for the built-in adapter (db and"
-                " user_model); a user adapter of your own dumps what it caches."
+                "POW_CACHE_RELATIONSHIPS is for SQLAlchemy models (db and"
+                " user_model); other users cache what their adapter dumps."
             )
 
         users = as_adapter(users)
@@ -155,6 +167,7 @@ class Pow(LoginManager):
             request_loaders=self._request_loaders,
         )
         state.process_local = checks.is_process_local(state)
+        state.loads_by_callback = loads_by_callback
         state.read_settings = read_settings(app.config)
         register(app, self)
         request_started.connect(
@@ -207,8 +220,28 @@ class Pow(LoginManager):
     def user_loader(
         self, callback: c.Callable[[str], t.Any]
     ) -> c.Callable[[str], t.Any]:
-        """Accepted so that Flask-Login code runs unchanged, and never called."""
+        """Register the function that loads a user by id, as Flask-Login's
+        ``user_loader``: called with the user's ``get_id()`` text, it returns
+        the user or ``None``.
+
+        With ``Pow(app, user_model=User)`` and no ``db`` (users that are not
+        SQLAlchemy models), flask_pow caches the users' attributes and calls
+        it only when a user must be read from the source of truth (a
+        :func:`~flask_pow.reload_user`, a lost record), never per request
+        (:class:`~flask_pow.LoaderUsers`). With SQLAlchemy models it is
+        accepted, so that Flask-Login code runs unchanged, and never called.
+        """
+        self.user_callback = callback
         return callback
+
+    def _load_user(self, ident: str) -> t.Any:
+        if self.user_callback is None:
+            raise checks.SetupError(
+                "Pow(app, user_model=...) without db loads users with the"
+                " function registered by @login_manager.user_loader: register one."
+            )
+
+        return self.user_callback(ident)
 
     def request_loader(self, callback: RequestLoader) -> RequestLoader:
         """Register a function that authenticates a request that has no

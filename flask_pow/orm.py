@@ -35,6 +35,11 @@ LABEL_COLUMNS = ("email", "username", "name", "login")
 RELOAD_BATCH = 500
 
 
+def is_plain_class(model: object) -> bool:
+    """Whether ``model`` is a class that SQLAlchemy does not map."""
+    return isinstance(model, type) and sa.inspect(model, raiseerr=False) is None
+
+
 class SQLAlchemyUsers(UserAdapter[U]):
     """The adapter for a Flask-SQLAlchemy (or any SQLAlchemy) mapped model.
     See :doc:`users`.

@@ -64,6 +64,8 @@ class LoginManager:
 
     def __init__(self) -> None:
         self.blueprint_login_views = {}
+        #: The function given to ``@user_loader``.
+        self.user_callback: c.Callable[[str], t.Any] | None = None
         self.unauthorized_callback: UnauthorizedCallback | None = None
         self.needs_refresh_callback: UnauthorizedCallback | None = None
 
@@ -119,6 +121,8 @@ class PowState:
     checked: bool = False
     #: The store lives in this process's memory only.
     process_local: bool = False
+    #: The users are loaded by the manager's ``user_loader`` function.
+    loads_by_callback: bool = False
     #: The ``POW_*`` keys as ``init_app`` read them, compared with the
     #: application's config at its first request, then dropped.
     read_settings: dict[str, t.Any] | None = None

@@ -23,6 +23,7 @@ LAYERS = [
     # Plain values and rules: no request, no store.
     {
         "config",
+        "loader",
         "mixins",
         "policy",
         "records",
