@@ -53,10 +53,14 @@ def login_user(
     :param remember: also issue a remember-me credential for this device,
         in its own cookie (``POW_REMEMBER_COOKIE_NAME``): when the session
         has ended, the next request logs the user in again (not fresh),
-        until ``POW_REMEMBER_TTL`` after this login. See
-        :doc:`fresh-logins`.
-    :param duration: accepted for Flask-Login's sake; the lifetime is
-        ``POW_REMEMBER_TTL``, the same for every login of the application.
+        until ``duration`` (else ``POW_REMEMBER_TTL``) after this login.
+        See :doc:`fresh-logins`.
+    :param duration: how long the remember-me credential lasts from this
+        login, instead of ``POW_REMEMBER_TTL``, as a
+        :class:`~datetime.timedelta` (as Flask-Login): the credential's
+        expiry in the store and its cookie's, kept by every use of it.
+        Checked even without ``remember``, so that a bad value fails
+        whichever way the "remember me" box was ticked.
     :param force: log the user in even if ``user.is_active`` is false.
     :param fresh: whether the user proved who they are for this login (a
         password); :func:`~flask_pow.fresh_login_required` lets only fresh
@@ -67,8 +71,11 @@ def login_user(
         JSON-serializable (tagged JSON types are fine).
     :return: ``False``, with nothing stored and nobody logged in, for an
         inactive user; ``True`` otherwise.
-    :raise TypeError: if the metadata cannot be stored.
+    :raise TypeError: if the metadata cannot be stored, or ``duration`` is
+        not a timedelta.
+    :raise ValueError: if ``duration`` is not positive.
     """
+    remember_for = _remember_seconds(duration)
     user = resolve_user(user)
 
     if not force and not getattr(user, "is_active", True):
@@ -94,7 +101,7 @@ def login_user(
 
     serialization.dumps(values)
     record, token = state.credentials.new_login(
-        user, values, fresh=fresh, remember=bool(remember)
+        user, values, fresh=fresh, remember=bool(remember), remember_for=remember_for
     )
     _end_current(rs)
     rs.effects.append(Login(user, record, token, bool(remember)))
@@ -102,6 +109,28 @@ def login_user(
     rs.record = record
     rs.set_user(user)
     return True
+
+
+def _remember_seconds(duration: object) -> float | None:
+    """The seconds of ``login_user``'s ``duration``, ``None`` for the
+    setting's.
+    """
+    if duration is None:
+        return None
+
+    # A number is refused, as Flask-Login refuses it: seconds or days?
+    if not isinstance(duration, dt.timedelta):
+        raise TypeError(
+            "login_user()'s duration must be a datetime.timedelta, such as"
+            f" timedelta(days=14), or None for POW_REMEMBER_TTL; got {duration!r}."
+        )
+
+    seconds = duration.total_seconds()
+
+    if seconds <= 0:
+        raise ValueError(f"login_user()'s duration must be positive, got {duration!r}.")
+
+    return seconds
 
 
 def _refuse_late(call: str, needs: str) -> t.NoReturn:

@@ -7,6 +7,7 @@ of the user. Parallel requests run on every backend.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import typing as t
 
@@ -14,12 +15,14 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
+from werkzeug.test import TestResponse
 
 from flask_pow import current_session
 from flask_pow import login_fresh
 from flask_pow import login_user
 from flask_pow import remember_token_reused
 from flask_pow import user_loaded_from_remember
+from flask_pow.records import utc
 from tests.support.env import Env
 from tests.support.env import MakeEnv
 from tests.support.hostile import hostile
@@ -34,6 +37,12 @@ def add_remember_routes(env: Env) -> None:
     @env.app.post("/login-remember/<int:user_id>")
     def login_remember(user_id: int) -> str:
         login_user(env.db.session.get(env.User, user_id), remember=True)
+        return "ok"
+
+    @env.app.post("/login-remember/<int:user_id>/for/<int:seconds>")
+    def login_remember_for(user_id: int, seconds: int) -> str:
+        user = env.db.session.get(env.User, user_id)
+        login_user(user, remember=True, duration=dt.timedelta(seconds=seconds))
         return "ok"
 
     @env.app.get("/fresh")
@@ -51,6 +60,23 @@ def remembered(env: Env, user_id: int) -> FlaskClient:
     client = env.app.test_client()
     assert client.post(f"/login-remember/{user_id}").status_code == 200
     return client
+
+
+def remembered_for(env: Env, user_id: int, seconds: int) -> FlaskClient:
+    """A client logged in with ``remember=True`` and a ``duration``."""
+    client = env.app.test_client()
+    response = client.post(f"/login-remember/{user_id}/for/{seconds}")
+    assert response.status_code == 200
+    return client
+
+
+def remember_header(response: TestResponse) -> str:
+    """The response's ``Set-Cookie`` header for the remember-me cookie."""
+    return next(
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith("remember_token=")
+    )
 
 
 def remember_value(client: FlaskClient) -> str | None:
@@ -501,3 +527,130 @@ def test_current_session_knows_the_device_is_remembered(
     assert client.get("/remembered-until").text == during
     drop_session(client)
     assert client.get("/remembered-until").text == during  # restored
+
+
+# -- login_user's duration -------------------------------------------------------
+
+WEEK = 7 * 24 * 3600
+
+
+def test_duration_sets_the_remember_cookies_max_age(renv: Env, user_id: int) -> None:
+    response = renv.app.test_client().post(f"/login-remember/{user_id}/for/{WEEK}")
+    assert f"Max-Age={WEEK};" in remember_header(response)
+
+
+def test_duration_sets_the_credentials_expiry(renv: Env, user_id: int) -> None:
+    login_at = renv.clock.now
+    remembered_for(renv, user_id, WEEK)
+
+    with renv.app.app_context():
+        [info] = renv.pow.credentials.sessions_by_key(f"User:{user_id}")
+
+    assert info.remembered_until == utc(login_at + WEEK)
+
+
+def test_duration_restores_a_session_within_it(renv: Env, user_id: int) -> None:
+    client = remembered_for(renv, user_id, WEEK)
+    renv.clock.advance(WEEK - 60)
+    drop_session(client)
+    assert renv.me(client) == "ada@example.com free"
+
+
+def test_duration_shorter_than_the_remember_ttl_ends_the_credential(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered_for(renv, user_id, WEEK)
+    renv.clock.advance(WEEK)
+    drop_session(client)
+    assert renv.me(client) == "anonymous"
+
+
+def test_duration_longer_than_the_remember_ttl_lasts_however_used(
+    renv: Env, user_id: int
+) -> None:
+    """Each restore replaces the credential's token and keeps its expiry:
+    the login's duration, not ``POW_REMEMBER_TTL`` from the login.
+    """
+    duration = 2 * REMEMBER_TTL
+    client = remembered_for(renv, user_id, duration)
+
+    for _ in range(3):
+        renv.clock.advance(duration // 3 - 10)
+        drop_session(client)
+        assert renv.me(client) == "ada@example.com free"
+
+    renv.clock.advance(60)
+    drop_session(client)
+    assert renv.me(client) == "anonymous"
+
+
+def test_restore_sets_the_cookie_for_the_rest_of_the_duration(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered_for(renv, user_id, WEEK)
+    renv.clock.advance(24 * 3600)
+    drop_session(client)
+    assert f"Max-Age={WEEK - 24 * 3600};" in remember_header(client.get("/me"))
+
+
+def test_restored_session_is_remembered_until_the_durations_end(
+    renv: Env, user_id: int
+) -> None:
+    login_at = renv.clock.now
+    client = remembered_for(renv, user_id, WEEK)
+    renv.clock.advance(TTL + 1)  # the session idles out
+    assert renv.me(client) == "ada@example.com free"
+
+    with renv.app.app_context():
+        [info] = renv.pow.credentials.sessions_by_key(f"User:{user_id}")
+
+    assert info.kind == "session"
+    assert info.remembered_until == utc(login_at + WEEK)
+
+
+@pytest.mark.parametrize(
+    ("duration", "error", "message"),
+    [
+        (
+            dt.timedelta(0),
+            ValueError,
+            "login_user()'s duration must be positive, got datetime.timedelta(0).",
+        ),
+        (
+            dt.timedelta(seconds=-1),
+            ValueError,
+            "login_user()'s duration must be positive, got"
+            " datetime.timedelta(days=-1, seconds=86399).",
+        ),
+        (
+            3600,
+            TypeError,
+            "login_user()'s duration must be a datetime.timedelta, such as"
+            " timedelta(days=14), or None for POW_REMEMBER_TTL; got 3600.",
+        ),
+        (
+            "14d",
+            TypeError,
+            "login_user()'s duration must be a datetime.timedelta, such as"
+            " timedelta(days=14), or None for POW_REMEMBER_TTL; got '14d'.",
+        ),
+    ],
+)
+def test_bad_duration_raises_naming_it(
+    env: Env, user_id: int, duration: object, error: type[Exception], message: str
+) -> None:
+    with env.app.test_request_context():
+        user = env.db.session.get(env.User, user_id)
+
+        with pytest.raises(error) as info:
+            login_user(user, remember=True, duration=duration)  # type: ignore[arg-type]
+
+    assert str(info.value) == message
+
+
+def test_bad_duration_raises_without_remember_too(env: Env, user_id: int) -> None:
+    with env.app.test_request_context():
+        user = env.db.session.get(env.User, user_id)
+
+        with pytest.raises(TypeError, match="duration must be a datetime.timedelta"):
+            login_user(user, duration=3600)  # type: ignore[arg-type]
