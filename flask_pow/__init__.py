@@ -10,6 +10,7 @@ from .config import InsecureTTLWarning as InsecureTTLWarning
 from .config import LateSettingWarning as LateSettingWarning
 from .config import PowConfig as PowConfig
 from .config import UnknownSettingWarning as UnknownSettingWarning
+from .config import UnsupportedSettingWarning as UnsupportedSettingWarning
 from .credentials import CredentialsCache as CredentialsCache
 from .extension import Pow as Pow
 from .lifecycle import current_session as current_session

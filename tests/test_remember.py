@@ -335,6 +335,35 @@ def test_remember_cookie_flags_follow_the_session_cookie_unless_set(
     assert "SameSite=Strict" in header
 
 
+def test_flask_logins_remember_cookie_settings_shape_the_cookie(
+    make_env: MakeEnv, user_id: int
+) -> None:
+    env = make_env(
+        REMEMBER_COOKIE_NAME="keep_me",
+        REMEMBER_COOKIE_DURATION=dt.timedelta(days=7),
+        REMEMBER_COOKIE_DOMAIN="example.com",
+        REMEMBER_COOKIE_PATH="/app",
+        REMEMBER_COOKIE_SECURE=True,
+        REMEMBER_COOKIE_SAMESITE="Strict",
+    )
+    add_remember_routes(env)
+    response = env.app.test_client().post(f"/login-remember/{user_id}")
+    header = next(
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith("keep_me=")
+    )
+    flags = set(header.split("; ")[1:])
+    assert flags >= {
+        f"Max-Age={7 * 24 * 3600}",
+        "Domain=example.com",
+        "Path=/app",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+    }
+
+
 def test_remember_credential_is_not_a_session(renv: Env, user_id: int) -> None:
     """Listings, ``get`` and the count of a revoke-all show sessions only."""
     remembered(renv, user_id)
