@@ -24,6 +24,7 @@ from .effects import RevokeOthers
 from .effects import Sync
 from .effects import log_out
 from .lifecycle import current
+from .remember import presented
 from .state import get_state
 from .users import resolve_user
 
@@ -291,6 +292,41 @@ def login_fresh() -> bool:
     """
     info = current().session_info
     return info is not None and info.fresh
+
+
+def login_remembered() -> bool:
+    """Whether the current login is remembered across browser sessions, as
+    Flask-Login's ``login_remembered``: the session has a remember-me
+    credential that has not run out (it was logged in with
+    ``remember=True``, or restored by a remember-me cookie), and the
+    device holds its cookie (sent with the request, or set by this
+    response). ``False`` when nobody is logged in, after
+    :func:`logout_user`, for a login without ``remember``, and for a user a
+    :meth:`~flask_pow.Pow.request_loader` authenticated. Unlike
+    Flask-Login's, it is already ``True`` in the request of the login.
+
+    It reads no store: a credential ended on its own while its session
+    lives (evicted by :data:`~flask_pow.config.POW_MAX_SESSIONS`) still
+    counts until the session ends.
+    """
+    rs = current()
+    record = rs.record
+
+    if record is None or record.remembered_until is None:
+        return False
+
+    if record.remembered_until <= rs.state.credentials.clock():
+        return False
+
+    logging_in = any(
+        isinstance(effect, Login) and effect.record is record for effect in rs.effects
+    )
+    cookie = rs.remember
+    return (
+        logging_in
+        or cookie.issue is not None
+        or presented(rs.state, cookie) is not None
+    )
 
 
 def confirm_login() -> None:

@@ -19,7 +19,9 @@ from werkzeug.test import TestResponse
 
 from flask_pow import current_session
 from flask_pow import login_fresh
+from flask_pow import login_remembered
 from flask_pow import login_user
+from flask_pow import logout_user
 from flask_pow import remember_token_reused
 from flask_pow import user_loaded_from_remember
 from flask_pow.records import utc
@@ -48,6 +50,10 @@ def add_remember_routes(env: Env) -> None:
     @env.app.get("/fresh")
     def fresh() -> str:
         return str(login_fresh())
+
+    @env.app.get("/remembered")
+    def remembered() -> str:
+        return str(login_remembered())
 
 
 @pytest.fixture
@@ -683,3 +689,66 @@ def test_bad_duration_raises_without_remember_too(env: Env, user_id: int) -> Non
 
         with pytest.raises(TypeError, match="duration must be a datetime.timedelta"):
             login_user(user, duration=3600)  # type: ignore[arg-type]
+
+
+# -- login_remembered() ----------------------------------------------------------
+
+
+def test_login_remembered_after_a_remember_login(renv: Env, user_id: int) -> None:
+    client = remembered(renv, user_id)
+    assert client.get("/remembered").text == "True"
+
+
+def test_login_remembered_in_the_request_of_the_login(renv: Env, user_id: int) -> None:
+    @renv.app.post("/login-remember-and-ask/<int:user_id>")
+    def login_and_ask(user_id: int) -> str:
+        login_user(renv.db.session.get(renv.User, user_id), remember=True)
+        return str(login_remembered())
+
+    client = renv.app.test_client()
+    assert client.post(f"/login-remember-and-ask/{user_id}").text == "True"
+
+
+def test_login_remembered_in_the_request_that_restored_the_session(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+    drop_session(client)
+    assert client.get("/remembered").text == "True"
+
+
+def test_login_not_remembered_without_remember(renv: Env, user_id: int) -> None:
+    client = renv.app.test_client()
+    renv.login(client, user_id)
+    assert client.get("/remembered").text == "False"
+
+
+def test_login_not_remembered_when_anonymous(renv: Env) -> None:
+    assert renv.app.test_client().get("/remembered").text == "False"
+
+
+def test_login_not_remembered_after_logout_in_the_same_request(
+    renv: Env, user_id: int
+) -> None:
+    @renv.app.post("/logout-and-ask")
+    def logout_and_ask() -> str:
+        logout_user()
+        return str(login_remembered())
+
+    client = remembered(renv, user_id)
+    assert client.post("/logout-and-ask").text == "False"
+
+
+def test_login_not_remembered_without_the_cookie(renv: Env, user_id: int) -> None:
+    client = remembered(renv, user_id)
+    client.delete_cookie("remember_token")
+    assert client.get("/remembered").text == "False"
+
+
+def test_login_not_remembered_once_the_credential_ran_out(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered_for(renv, user_id, 60)
+    renv.clock.advance(61)  # the session lives on
+    assert renv.me(client) == "ada@example.com free"
+    assert client.get("/remembered").text == "False"
