@@ -245,18 +245,13 @@ def forget(cookie: RememberCookie) -> None:
     cookie.clear = True
 
 
-def write(state: PowState, cookie: RememberCookie, response: Response) -> None:
-    """Set or drop the cookie: HttpOnly, and ``Secure``, ``SameSite``,
-    domain and path as Flask's session cookie unless
-    ``POW_REMEMBER_COOKIE_*`` says otherwise. Its max-age runs to the end of
-    the credential: using it does not extend it.
+def cookie_options(state: PowState) -> dict[str, t.Any]:
+    """The cookie's flags: ``POW_REMEMBER_COOKIE_*``, else those of Flask's
+    session cookie, and ``HttpOnly``.
     """
-    if cookie.issue is None and not cookie.clear:
-        return
-
     app_config = current_app.config
     flags = state.config.remember_cookie
-    options: dict[str, t.Any] = {
+    return {
         "secure": flags.get("secure", app_config["SESSION_COOKIE_SECURE"]),
         "httponly": flags.get("httponly", True),
         "samesite": flags.get("samesite", app_config["SESSION_COOKIE_SAMESITE"]),
@@ -266,6 +261,18 @@ def write(state: PowState, cookie: RememberCookie, response: Response) -> None:
             app_config["SESSION_COOKIE_PATH"] or app_config["APPLICATION_ROOT"] or "/",
         ),
     }
+
+
+def write(state: PowState, cookie: RememberCookie, response: Response) -> None:
+    """Set or drop the cookie: HttpOnly, and ``Secure``, ``SameSite``,
+    domain and path as Flask's session cookie unless
+    ``POW_REMEMBER_COOKIE_*`` says otherwise. Its max-age runs to the end of
+    the credential: using it does not extend it.
+    """
+    if cookie.issue is None and not cookie.clear:
+        return
+
+    options = cookie_options(state)
     name = state.config.remember_cookie_name
 
     if cookie.issue is not None:
