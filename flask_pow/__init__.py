@@ -1,6 +1,7 @@
 from .auth import confirm_login as confirm_login
 from .auth import database_user as database_user
 from .auth import login_fresh as login_fresh
+from .auth import login_remembered as login_remembered
 from .auth import login_user as login_user
 from .auth import logout_other_sessions as logout_other_sessions
 from .auth import logout_user as logout_user
@@ -10,6 +11,7 @@ from .config import InsecureTTLWarning as InsecureTTLWarning
 from .config import LateSettingWarning as LateSettingWarning
 from .config import PowConfig as PowConfig
 from .config import UnknownSettingWarning as UnknownSettingWarning
+from .config import UnsupportedSettingWarning as UnsupportedSettingWarning
 from .credentials import CredentialsCache as CredentialsCache
 from .detached import NotCachedError as NotCachedError
 from .extension import Pow as Pow

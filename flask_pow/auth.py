@@ -25,6 +25,7 @@ from .effects import Sync
 from .effects import log_out
 from .effects import request_state
 from .lifecycle import current
+from .remember import presented
 from .state import get_state
 from .users import resolve_user
 
@@ -54,10 +55,14 @@ def login_user(
     :param remember: also issue a remember-me credential for this device,
         in its own cookie (``POW_REMEMBER_COOKIE_NAME``): when the session
         has ended, the next request logs the user in again (not fresh),
-        until ``POW_REMEMBER_TTL`` after this login. See
-        :doc:`fresh-logins`.
-    :param duration: accepted for Flask-Login's sake; the lifetime is
-        ``POW_REMEMBER_TTL``, the same for every login of the application.
+        until ``duration`` (else ``POW_REMEMBER_TTL``) after this login.
+        See :doc:`fresh-logins`.
+    :param duration: how long the remember-me credential lasts from this
+        login, instead of ``POW_REMEMBER_TTL``, as a
+        :class:`~datetime.timedelta` (as Flask-Login): the credential's
+        expiry in the store and its cookie's, kept by every use of it.
+        Checked even without ``remember``, so that a bad value fails
+        whichever way the "remember me" box was ticked.
     :param force: log the user in even if ``user.is_active`` is false.
     :param fresh: whether the user proved who they are for this login (a
         password); :func:`~flask_pow.fresh_login_required` lets only fresh
@@ -68,8 +73,11 @@ def login_user(
         JSON-serializable (tagged JSON types are fine).
     :return: ``False``, with nothing stored and nobody logged in, for an
         inactive user; ``True`` otherwise.
-    :raise TypeError: if the metadata cannot be stored.
+    :raise TypeError: if the metadata cannot be stored, or ``duration`` is
+        not a timedelta.
+    :raise ValueError: if ``duration`` is not positive.
     """
+    remember_for = _remember_seconds(duration)
     user = resolve_user(user)
 
     if not force and not getattr(user, "is_active", True):
@@ -95,7 +103,7 @@ def login_user(
 
     serialization.dumps(values)
     record, token = state.credentials.new_login(
-        user, values, fresh=fresh, remember=bool(remember)
+        user, values, fresh=fresh, remember=bool(remember), remember_for=remember_for
     )
     _end_current(rs)
     rs.effects.append(Login(user, record, token, bool(remember)))
@@ -103,6 +111,28 @@ def login_user(
     rs.record = record
     rs.set_user(user)
     return True
+
+
+def _remember_seconds(duration: object) -> float | None:
+    """The seconds of ``login_user``'s ``duration``, ``None`` for the
+    setting's.
+    """
+    if duration is None:
+        return None
+
+    # A number is refused, as Flask-Login refuses it: seconds or days?
+    if not isinstance(duration, dt.timedelta):
+        raise TypeError(
+            "login_user()'s duration must be a datetime.timedelta, such as"
+            f" timedelta(days=14), or None for POW_REMEMBER_TTL; got {duration!r}."
+        )
+
+    seconds = duration.total_seconds()
+
+    if seconds <= 0:
+        raise ValueError(f"login_user()'s duration must be positive, got {duration!r}.")
+
+    return seconds
 
 
 def _refuse_late(call: str, needs: str) -> t.NoReturn:
@@ -278,6 +308,41 @@ def login_fresh() -> bool:
     """
     info = current().session_info
     return info is not None and info.fresh
+
+
+def login_remembered() -> bool:
+    """Whether the current login is remembered across browser sessions, as
+    Flask-Login's ``login_remembered``: the session has a remember-me
+    credential that has not run out (it was logged in with
+    ``remember=True``, or restored by a remember-me cookie), and the
+    device holds its cookie (sent with the request, or set by this
+    response). ``False`` when nobody is logged in, after
+    :func:`logout_user`, for a login without ``remember``, and for a user a
+    :meth:`~flask_pow.Pow.request_loader` authenticated. Unlike
+    Flask-Login's, it is already ``True`` in the request of the login.
+
+    It reads no store: a credential ended on its own while its session
+    lives (evicted by :data:`~flask_pow.config.POW_MAX_SESSIONS`) still
+    counts until the session ends.
+    """
+    rs = current()
+    record = rs.record
+
+    if record is None or record.remembered_until is None:
+        return False
+
+    if record.remembered_until <= rs.state.credentials.clock():
+        return False
+
+    logging_in = any(
+        isinstance(effect, Login) and effect.record is record for effect in rs.effects
+    )
+    cookie = rs.remember
+    return (
+        logging_in
+        or cookie.issue is not None
+        or presented(rs.state, cookie) is not None
+    )
 
 
 def confirm_login() -> None:

@@ -57,6 +57,12 @@ class UnknownSettingWarning(UserWarning):
     """A ``POW_*`` key in the config that flask_pow does not read: a typo?"""
 
 
+class UnsupportedSettingWarning(UserWarning):
+    """A Flask-Login setting flask_pow cannot honour is set; the message
+    says what flask_pow does instead. Given at :meth:`~flask_pow.Pow.init_app`.
+    """
+
+
 class LateSettingWarning(UserWarning):
     """A ``POW_*`` key was set, changed or removed after
     :meth:`~flask_pow.Pow.init_app` read it; given once. See :doc:`configuration`.
@@ -269,6 +275,25 @@ SETTINGS: dict[str, tuple[object, Validator]] = {
     **{key: field.metadata["setting"] for key, field in _ROWS.items()},
 }
 KNOWN_SETTINGS = frozenset(SETTINGS)
+#: Flask-Login's remember-me keys, each read in place of the ``POW_*`` key
+#: it names when that one is not set (so Flask-Login's config works as it is).
+FLASK_LOGIN_SETTINGS: dict[str, str] = {
+    "REMEMBER_COOKIE_NAME": "POW_REMEMBER_COOKIE_NAME",
+    "REMEMBER_COOKIE_DURATION": "POW_REMEMBER_TTL",
+    **{
+        f"REMEMBER_COOKIE_{f.upper()}": f"POW_REMEMBER_COOKIE_{f.upper()}"
+        for f in _COOKIE_FLAGS
+    },
+}
+#: Flask-Login's keys that flask_pow cannot honour, and what it does instead.
+UNSUPPORTED_FLASK_LOGIN_SETTINGS: dict[str, str] = {
+    "REMEMBER_COOKIE_REFRESH_EACH_REQUEST": (
+        "a remember-me credential, and its cookie, last POW_REMEMBER_TTL (or"
+        " login_user()'s duration) from the login however often they are used;"
+        " a used cookie is replaced, with the same expiry. To keep users logged"
+        " in longer, raise POW_REMEMBER_TTL"
+    ),
+}
 
 
 def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> PowConfig:
@@ -282,6 +307,8 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
                 UnknownSettingWarning,
                 stacklevel=caller_stacklevel(),
             )
+
+    _read_flask_login_settings(config)
 
     # A copy: a default dict changed in one app's config would change others'.
     for key, (default, _) in SETTINGS.items():
@@ -332,6 +359,32 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
     return PowConfig(cache=cache, remember_cookie=remember_cookie, **values)
 
 
+def _read_flask_login_settings(config: c.MutableMapping[str, t.Any]) -> None:
+    """Set each ``POW_*`` key that is not set from the Flask-Login key that
+    stands in for it, checked under that key's name; warn of the Flask-Login
+    keys that cannot be honoured.
+    """
+    for key, pow_key in FLASK_LOGIN_SETTINGS.items():
+        # The cookie flags' unset value is None.
+        if key in config and config.get(pow_key) is None:
+            SETTINGS[pow_key][1](key, config[key])
+            config[pow_key] = config[key]
+
+    for key, instead in UNSUPPORTED_FLASK_LOGIN_SETTINGS.items():
+        if config.get(key):
+            warnings.warn(
+                f"{key} is a Flask-Login setting that flask_pow does not"
+                f" honour: {instead}. Remove it from the config.",
+                UnsupportedSettingWarning,
+                stacklevel=caller_stacklevel(),
+            )
+
+
+def _is_read(key: str) -> bool:
+    """Whether ``init_app`` reads this config key."""
+    return key.startswith("POW_") or key in FLASK_LOGIN_SETTINGS
+
+
 def _is_data(value: object) -> bool:
     # Plain data is compared by equality with a copy, other objects by identity.
     if isinstance(value, dict):
@@ -344,20 +397,22 @@ def _is_data(value: object) -> bool:
 
 
 def read_settings(config: c.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    """Every ``POW_*`` key of the config, plain data copied."""
+    """Every key of the config ``init_app`` reads (``POW_*``, and
+    Flask-Login's that stand in for them), plain data copied.
+    """
     return {
         key: copy.deepcopy(value) if _is_data(value) else value
         for key, value in config.items()
-        if key.startswith("POW_")
+        if _is_read(key)
     }
 
 
 def changed_settings(
     read: c.Mapping[str, t.Any], config: c.Mapping[str, t.Any]
 ) -> list[str]:
-    """The ``POW_*`` keys added, removed or changed since ``read``."""
+    """The keys ``init_app`` reads added, removed or changed since ``read``."""
     gone = object()  # not data: the same only as itself
-    keys = set(read).union(key for key in config if key.startswith("POW_"))
+    keys = set(read).union(key for key in config if _is_read(key))
     pairs = {key: (read.get(key, gone), config.get(key, gone)) for key in keys}
     return sorted(
         key

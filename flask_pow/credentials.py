@@ -101,9 +101,9 @@ class CredentialsCache:
         self.clock = getattr(store, "clock", None) or self.clock
         self.policy = Policy(credentials_ttl, rotation_grace, absolute_ttl, freshness)
         self.max_sessions = max_sessions
-        # A remember credential lives remember_ttl from its login, however
-        # often it is used: its idle and absolute timeouts are the same.
-        self.remember_policy = Policy(remember_ttl, rotation_grace, remember_ttl)
+        # A remember credential lives remember_ttl (or its login's duration)
+        # from its login, however often it is used: a use keeps its expiry.
+        self.remember_policy = Policy(remember_ttl, rotation_grace, sliding=False)
         self._corrupt = CorruptLog()
         self._warned_skew = False
 
@@ -220,8 +220,11 @@ class CredentialsCache:
         *,
         fresh: bool = True,
         remember: bool = False,
+        remember_for: float | None = None,
     ) -> tuple[SessionRecord, str]:
-        """The record of a new login and its token, not stored yet.
+        """The record of a new login and its token, not stored yet;
+        ``remember_for``: the seconds its remember-me credential lasts,
+        instead of ``POW_REMEMBER_TTL``.
 
         :meta private:
         """
@@ -233,7 +236,9 @@ class CredentialsCache:
         )
 
         if remember:
-            record.remembered_until = now + self.remember_policy.credentials_ttl
+            default = self.remember_policy.credentials_ttl
+            lifetime = default if remember_for is None else remember_for
+            record.remembered_until = now + lifetime
 
         return record, token
 

@@ -51,6 +51,10 @@ class Policy:
     absolute_ttl: int | None = None
     #: Seconds a proof of identity keeps a session fresh; ``None``: all its life.
     freshness: int | None = None
+    #: Whether a rotation restarts the idle timeout. ``False``: a record
+    #: ends when it was made to end, however often it rotates (a remember-me
+    #: credential, whose lifetime its login chose).
+    sliding: bool = True
 
     def is_fresh(self, record: SessionRecord, now: float) -> bool:
         """Whether the user proved who they are within ``POW_FRESHNESS``."""
@@ -115,7 +119,11 @@ class Policy:
             record,
             token=digest(fresh),
             inserted_at=now,
-            expires_at=self.expiry(now, record.created_at),
+            expires_at=(
+                self.expiry(now, record.created_at)
+                if self.sliding
+                else record.expires_at
+            ),
             fresh_at=now if confirm else record.fresh_at,
             previous=record.token if grace else None,
             previous_until=now + self.rotation_grace if grace else 0.0,

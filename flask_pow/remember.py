@@ -39,7 +39,8 @@ class Restored:
     session_id: str
     session_token: str
     remember_token: str
-    #: When the credential ends (its login plus ``POW_REMEMBER_TTL``).
+    #: When the credential ends (its login plus ``POW_REMEMBER_TTL``, or
+    #: plus the login's ``duration``).
     expires_at: float
 
 
@@ -50,15 +51,19 @@ def new_credential(
     credentials: CredentialsCache, session: SessionRecord, user_data: dict[str, t.Any]
 ) -> tuple[str, str]:
     """Issue a credential for the device of a session just stored: a series
-    id and a single-use token. It lives ``POW_REMEMBER_TTL`` from the login,
-    however often it is used.
+    id and a single-use token. It lives until the session's
+    ``remembered_until`` (``POW_REMEMBER_TTL``, or ``login_user``'s
+    ``duration``, from the login), however often it is used.
     """
+    assert session.remembered_until is not None
     now = credentials.clock()
     series = credentials.store.new_session_id(session.user_key, now)
     record, token = credentials.remember_policy.new_session(
         series, session.user_key, session.metadata, session.created_at, fresh=False
     )
     record.kind, record.linked = "remember", session.id
+    # Its rotations keep this expiry (the remember policy does not slide).
+    record.expires_at = session.remembered_until
     credentials.create(record, user_data, now, keep=(session.id,))
     return series, token
 
@@ -230,7 +235,7 @@ def issue(
     login with ``remember=True``.
     """
     series, token = new_credential(state.credentials, record, user_data)
-    assert record.remembered_until is not None
+    assert record.remembered_until is not None  # new_credential checked
     cookie.issue = (series, token, record.remembered_until)
 
 
@@ -238,6 +243,24 @@ def forget(cookie: RememberCookie) -> None:
     """Drop the device's cookie (a logout)."""
     cookie.issue = None
     cookie.clear = True
+
+
+def cookie_options(state: PowState) -> dict[str, t.Any]:
+    """The cookie's flags: ``POW_REMEMBER_COOKIE_*``, else those of Flask's
+    session cookie, and ``HttpOnly``.
+    """
+    app_config = current_app.config
+    flags = state.config.remember_cookie
+    return {
+        "secure": flags.get("secure", app_config["SESSION_COOKIE_SECURE"]),
+        "httponly": flags.get("httponly", True),
+        "samesite": flags.get("samesite", app_config["SESSION_COOKIE_SAMESITE"]),
+        "domain": flags.get("domain", app_config["SESSION_COOKIE_DOMAIN"] or None),
+        "path": flags.get(
+            "path",
+            app_config["SESSION_COOKIE_PATH"] or app_config["APPLICATION_ROOT"] or "/",
+        ),
+    }
 
 
 def write(state: PowState, cookie: RememberCookie, response: Response) -> None:
@@ -249,18 +272,7 @@ def write(state: PowState, cookie: RememberCookie, response: Response) -> None:
     if cookie.issue is None and not cookie.clear:
         return
 
-    app_config = current_app.config
-    flags = state.config.remember_cookie
-    options: dict[str, t.Any] = {
-        "secure": flags.get("secure", app_config["SESSION_COOKIE_SECURE"]),
-        "httponly": flags.get("httponly", True),
-        "samesite": flags.get("samesite", app_config["SESSION_COOKIE_SAMESITE"]),
-        "domain": flags.get("domain", app_config["SESSION_COOKIE_DOMAIN"] or None),
-        "path": flags.get(
-            "path",
-            app_config["SESSION_COOKIE_PATH"] or app_config["APPLICATION_ROOT"] or "/",
-        ),
-    }
+    options = cookie_options(state)
     name = state.config.remember_cookie_name
 
     if cookie.issue is not None:

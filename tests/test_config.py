@@ -15,6 +15,8 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_pow import InsecureTTLWarning
 from flask_pow import LateSettingWarning
 from flask_pow import Pow
+from flask_pow import PowConfig
+from flask_pow import UnsupportedSettingWarning
 from flask_pow.config import KNOWN_SETTINGS
 from flask_pow.config import UnknownSettingWarning
 from tests.support.models import Member
@@ -275,6 +277,14 @@ def test_a_default_changed_in_place_changes_no_other_app() -> None:
     assert setup().config["POW_BLUEPRINT_LOGIN_VIEWS"] == {}
 
 
+def read_config(**config: t.Any) -> PowConfig:
+    """The settings ``init_app`` read from this config."""
+    app = setup(**config)
+
+    with app.app_context():
+        return t.cast(PowConfig, app.extensions["pow"].config)
+
+
 def test_the_defaults_read_into_pow_config() -> None:
     app = setup()
 
@@ -426,3 +436,112 @@ def test_settings_set_again_to_what_init_app_read_do_not_warn() -> None:
     cache.set("the application's own", 1)  # the same object, used
 
     assert late_warnings(app) == []
+
+
+# -- Flask-Login's REMEMBER_COOKIE_* keys -----------------------------------------
+
+
+def test_flask_logins_remember_cookie_name_is_read() -> None:
+    assert read_config(REMEMBER_COOKIE_NAME="keep_me").remember_cookie_name == "keep_me"
+
+
+def test_flask_logins_remember_cookie_name_is_set_as_the_pow_key() -> None:
+    app = setup(REMEMBER_COOKIE_NAME="keep_me")
+    assert app.config["POW_REMEMBER_COOKIE_NAME"] == "keep_me"
+
+
+def test_flask_logins_remember_cookie_duration_is_read() -> None:
+    config = read_config(REMEMBER_COOKIE_DURATION=dt.timedelta(days=14))
+    assert config.remember_ttl == 14 * 24 * 3600
+
+
+def test_flask_logins_remember_cookie_duration_takes_seconds() -> None:
+    assert read_config(REMEMBER_COOKIE_DURATION=3600).remember_ttl == 3600
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("domain", "example.com"),
+        ("path", "/app"),
+        ("secure", True),
+        ("httponly", False),
+        ("samesite", "Strict"),
+    ],
+)
+def test_flask_logins_remember_cookie_flags_are_read(flag: str, value: object) -> None:
+    config = read_config(**{f"REMEMBER_COOKIE_{flag.upper()}": value})
+    assert config.remember_cookie == {flag: value}
+
+
+@pytest.mark.parametrize(
+    ("both", "field", "ours"),
+    [
+        (
+            {"POW_REMEMBER_COOKIE_NAME": "ours", "REMEMBER_COOKIE_NAME": "theirs"},
+            "remember_cookie_name",
+            "ours",
+        ),
+        (
+            {"POW_REMEMBER_TTL": 600, "REMEMBER_COOKIE_DURATION": 900},
+            "remember_ttl",
+            600,
+        ),
+    ],
+)
+def test_pow_key_wins_over_flask_logins(
+    both: dict[str, t.Any], field: str, ours: object
+) -> None:
+    assert getattr(read_config(**both), field) == ours
+
+
+def test_pow_cookie_flag_wins_over_flask_logins() -> None:
+    config = read_config(
+        POW_REMEMBER_COOKIE_SAMESITE="Lax", REMEMBER_COOKIE_SAMESITE="Strict"
+    )
+    assert config.remember_cookie == {"samesite": "Lax"}
+
+
+def test_bad_flask_login_value_raises_naming_its_key() -> None:
+    with pytest.raises(TypeError) as info:
+        setup(REMEMBER_COOKIE_DURATION="1y")
+
+    assert str(info.value) == (
+        "REMEMBER_COOKIE_DURATION must be a timedelta or a number of seconds, got '1y'."
+    )
+
+
+def test_refresh_each_request_warns_naming_what_flask_pow_does() -> None:
+    with pytest.warns(UnsupportedSettingWarning) as record:
+        setup(REMEMBER_COOKIE_REFRESH_EACH_REQUEST=True)
+
+    assert [str(w.message) for w in record] == [
+        "REMEMBER_COOKIE_REFRESH_EACH_REQUEST is a Flask-Login setting that"
+        " flask_pow does not honour: a remember-me credential, and its cookie,"
+        " last POW_REMEMBER_TTL (or login_user()'s duration) from the login"
+        " however often they are used; a used cookie is replaced, with the same"
+        " expiry. To keep users logged in longer, raise POW_REMEMBER_TTL. Remove"
+        " it from the config."
+    ]
+
+
+def test_refresh_each_request_off_does_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        setup(REMEMBER_COOKIE_REFRESH_EACH_REQUEST=False)
+
+
+@pytest.mark.parametrize("path", ["Pow(app)", "init_app(app)"])
+def test_refresh_each_request_warning_points_at_the_callers_line(path: str) -> None:
+    with pytest.warns(UnsupportedSettingWarning) as record:
+        set_up_by(path, REMEMBER_COOKIE_REFRESH_EACH_REQUEST=True)
+
+    assert [w.filename for w in record] == [__file__]
+
+
+def test_flask_login_key_changed_after_init_app_warns() -> None:
+    app = setup(REMEMBER_COOKIE_NAME="keep_me")
+    app.config["REMEMBER_COOKIE_NAME"] = "other"
+
+    (message,) = late_warnings(app)
+    assert message.startswith("REMEMBER_COOKIE_NAME changed")

@@ -90,7 +90,7 @@ def test_cached_relationships_with_an_adapter_of_ones_own_are_refused() -> None:
     app = make_app()
     app.config["POW_CACHE_RELATIONSHIPS"] = ["role"]
 
-    with pytest.raises(ValueError, match="POW_CACHE_RELATIONSHIPS is for SQLAlchemy models"):
+    with pytest.raises(ValueError, match="POW_CACHE_RELATIONSHIPS is for SQLAlchemy"):
         Pow(app, users=DictUsers())
 
 

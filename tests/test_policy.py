@@ -76,6 +76,15 @@ def test_advance_restarts_the_idle_timeout() -> None:
     assert (advanced.inserted_at, advanced.expires_at) == (NOW + 900, NOW + 2700)
 
 
+def test_advance_without_sliding_keeps_the_expiry() -> None:
+    """A remember-me credential ends when its login said, however used."""
+    policy = Policy(credentials_ttl=1800, rotation_grace=30, sliding=False)
+    record, token = new(policy)
+    record.expires_at = NOW + 7200
+    advanced, _ = policy.advance(record, token, NOW + 900)
+    assert (advanced.inserted_at, advanced.expires_at) == (NOW + 900, NOW + 7200)
+
+
 def test_old_token_follows_to_the_fresh_one_inside_grace() -> None:
     record, token = new()
     advanced, fresh = POLICY.advance(record, token, NOW + 900)

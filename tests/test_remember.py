@@ -7,6 +7,7 @@ of the user. Parallel requests run on every backend.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import typing as t
 
@@ -14,12 +15,16 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
+from werkzeug.test import TestResponse
 
 from flask_pow import current_session
 from flask_pow import login_fresh
+from flask_pow import login_remembered
 from flask_pow import login_user
+from flask_pow import logout_user
 from flask_pow import remember_token_reused
 from flask_pow import user_loaded_from_remember
+from flask_pow.records import utc
 from tests.support.env import Env
 from tests.support.env import MakeEnv
 from tests.support.hostile import hostile
@@ -36,9 +41,19 @@ def add_remember_routes(env: Env) -> None:
         login_user(env.db.session.get(env.User, user_id), remember=True)
         return "ok"
 
+    @env.app.post("/login-remember/<int:user_id>/for/<int:seconds>")
+    def login_remember_for(user_id: int, seconds: int) -> str:
+        user = env.db.session.get(env.User, user_id)
+        login_user(user, remember=True, duration=dt.timedelta(seconds=seconds))
+        return "ok"
+
     @env.app.get("/fresh")
     def fresh() -> str:
         return str(login_fresh())
+
+    @env.app.get("/remembered")
+    def remembered() -> str:
+        return str(login_remembered())
 
 
 @pytest.fixture
@@ -51,6 +66,23 @@ def remembered(env: Env, user_id: int) -> FlaskClient:
     client = env.app.test_client()
     assert client.post(f"/login-remember/{user_id}").status_code == 200
     return client
+
+
+def remembered_for(env: Env, user_id: int, seconds: int) -> FlaskClient:
+    """A client logged in with ``remember=True`` and a ``duration``."""
+    client = env.app.test_client()
+    response = client.post(f"/login-remember/{user_id}/for/{seconds}")
+    assert response.status_code == 200
+    return client
+
+
+def remember_header(response: TestResponse) -> str:
+    """The response's ``Set-Cookie`` header for the remember-me cookie."""
+    return next(
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith("remember_token=")
+    )
 
 
 def remember_value(client: FlaskClient) -> str | None:
@@ -309,6 +341,35 @@ def test_remember_cookie_flags_follow_the_session_cookie_unless_set(
     assert "SameSite=Strict" in header
 
 
+def test_flask_logins_remember_cookie_settings_shape_the_cookie(
+    make_env: MakeEnv, user_id: int
+) -> None:
+    env = make_env(
+        REMEMBER_COOKIE_NAME="keep_me",
+        REMEMBER_COOKIE_DURATION=dt.timedelta(days=7),
+        REMEMBER_COOKIE_DOMAIN="example.com",
+        REMEMBER_COOKIE_PATH="/app",
+        REMEMBER_COOKIE_SECURE=True,
+        REMEMBER_COOKIE_SAMESITE="Strict",
+    )
+    add_remember_routes(env)
+    response = env.app.test_client().post(f"/login-remember/{user_id}")
+    header = next(
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith("keep_me=")
+    )
+    flags = set(header.split("; ")[1:])
+    assert flags >= {
+        f"Max-Age={7 * 24 * 3600}",
+        "Domain=example.com",
+        "Path=/app",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+    }
+
+
 def test_remember_credential_is_not_a_session(renv: Env, user_id: int) -> None:
     """Listings, ``get`` and the count of a revoke-all show sessions only."""
     remembered(renv, user_id)
@@ -501,3 +562,193 @@ def test_current_session_knows_the_device_is_remembered(
     assert client.get("/remembered-until").text == during
     drop_session(client)
     assert client.get("/remembered-until").text == during  # restored
+
+
+# -- login_user's duration -------------------------------------------------------
+
+WEEK = 7 * 24 * 3600
+
+
+def test_duration_sets_the_remember_cookies_max_age(renv: Env, user_id: int) -> None:
+    response = renv.app.test_client().post(f"/login-remember/{user_id}/for/{WEEK}")
+    assert f"Max-Age={WEEK};" in remember_header(response)
+
+
+def test_duration_sets_the_credentials_expiry(renv: Env, user_id: int) -> None:
+    login_at = renv.clock.now
+    remembered_for(renv, user_id, WEEK)
+
+    with renv.app.app_context():
+        [info] = renv.pow.credentials.sessions_by_key(f"User:{user_id}")
+
+    assert info.remembered_until == utc(login_at + WEEK)
+
+
+def test_duration_restores_a_session_within_it(renv: Env, user_id: int) -> None:
+    client = remembered_for(renv, user_id, WEEK)
+    renv.clock.advance(WEEK - 60)
+    drop_session(client)
+    assert renv.me(client) == "ada@example.com free"
+
+
+def test_duration_shorter_than_the_remember_ttl_ends_the_credential(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered_for(renv, user_id, WEEK)
+    renv.clock.advance(WEEK)
+    drop_session(client)
+    assert renv.me(client) == "anonymous"
+
+
+def test_duration_longer_than_the_remember_ttl_lasts_however_used(
+    renv: Env, user_id: int
+) -> None:
+    """Each restore replaces the credential's token and keeps its expiry:
+    the login's duration, not ``POW_REMEMBER_TTL`` from the login.
+    """
+    duration = 2 * REMEMBER_TTL
+    client = remembered_for(renv, user_id, duration)
+
+    for _ in range(3):
+        renv.clock.advance(duration // 3 - 10)
+        drop_session(client)
+        assert renv.me(client) == "ada@example.com free"
+
+    renv.clock.advance(60)
+    drop_session(client)
+    assert renv.me(client) == "anonymous"
+
+
+def test_restore_sets_the_cookie_for_the_rest_of_the_duration(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered_for(renv, user_id, WEEK)
+    renv.clock.advance(24 * 3600)
+    drop_session(client)
+    assert f"Max-Age={WEEK - 24 * 3600};" in remember_header(client.get("/me"))
+
+
+def test_restored_session_is_remembered_until_the_durations_end(
+    renv: Env, user_id: int
+) -> None:
+    login_at = renv.clock.now
+    client = remembered_for(renv, user_id, WEEK)
+    renv.clock.advance(TTL + 1)  # the session idles out
+    assert renv.me(client) == "ada@example.com free"
+
+    with renv.app.app_context():
+        [info] = renv.pow.credentials.sessions_by_key(f"User:{user_id}")
+
+    assert info.kind == "session"
+    assert info.remembered_until == utc(login_at + WEEK)
+
+
+@pytest.mark.parametrize(
+    ("duration", "error", "message"),
+    [
+        (
+            dt.timedelta(0),
+            ValueError,
+            "login_user()'s duration must be positive, got datetime.timedelta(0).",
+        ),
+        (
+            dt.timedelta(seconds=-1),
+            ValueError,
+            "login_user()'s duration must be positive, got"
+            " datetime.timedelta(days=-1, seconds=86399).",
+        ),
+        (
+            3600,
+            TypeError,
+            "login_user()'s duration must be a datetime.timedelta, such as"
+            " timedelta(days=14), or None for POW_REMEMBER_TTL; got 3600.",
+        ),
+        (
+            "14d",
+            TypeError,
+            "login_user()'s duration must be a datetime.timedelta, such as"
+            " timedelta(days=14), or None for POW_REMEMBER_TTL; got '14d'.",
+        ),
+    ],
+)
+def test_bad_duration_raises_naming_it(
+    env: Env, user_id: int, duration: object, error: type[Exception], message: str
+) -> None:
+    with env.app.test_request_context():
+        user = env.db.session.get(env.User, user_id)
+
+        with pytest.raises(error) as info:
+            login_user(user, remember=True, duration=duration)  # type: ignore[arg-type]
+
+    assert str(info.value) == message
+
+
+def test_bad_duration_raises_without_remember_too(env: Env, user_id: int) -> None:
+    with env.app.test_request_context():
+        user = env.db.session.get(env.User, user_id)
+
+        with pytest.raises(TypeError, match="duration must be a datetime.timedelta"):
+            login_user(user, duration=3600)  # type: ignore[arg-type]
+
+
+# -- login_remembered() ----------------------------------------------------------
+
+
+def test_login_remembered_after_a_remember_login(renv: Env, user_id: int) -> None:
+    client = remembered(renv, user_id)
+    assert client.get("/remembered").text == "True"
+
+
+def test_login_remembered_in_the_request_of_the_login(renv: Env, user_id: int) -> None:
+    @renv.app.post("/login-remember-and-ask/<int:user_id>")
+    def login_and_ask(user_id: int) -> str:
+        login_user(renv.db.session.get(renv.User, user_id), remember=True)
+        return str(login_remembered())
+
+    client = renv.app.test_client()
+    assert client.post(f"/login-remember-and-ask/{user_id}").text == "True"
+
+
+def test_login_remembered_in_the_request_that_restored_the_session(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered(renv, user_id)
+    drop_session(client)
+    assert client.get("/remembered").text == "True"
+
+
+def test_login_not_remembered_without_remember(renv: Env, user_id: int) -> None:
+    client = renv.app.test_client()
+    renv.login(client, user_id)
+    assert client.get("/remembered").text == "False"
+
+
+def test_login_not_remembered_when_anonymous(renv: Env) -> None:
+    assert renv.app.test_client().get("/remembered").text == "False"
+
+
+def test_login_not_remembered_after_logout_in_the_same_request(
+    renv: Env, user_id: int
+) -> None:
+    @renv.app.post("/logout-and-ask")
+    def logout_and_ask() -> str:
+        logout_user()
+        return str(login_remembered())
+
+    client = remembered(renv, user_id)
+    assert client.post("/logout-and-ask").text == "False"
+
+
+def test_login_not_remembered_without_the_cookie(renv: Env, user_id: int) -> None:
+    client = remembered(renv, user_id)
+    client.delete_cookie("remember_token")
+    assert client.get("/remembered").text == "False"
+
+
+def test_login_not_remembered_once_the_credential_ran_out(
+    renv: Env, user_id: int
+) -> None:
+    client = remembered_for(renv, user_id, 60)
+    renv.clock.advance(61)  # the session lives on
+    assert renv.me(client) == "ada@example.com free"
+    assert client.get("/remembered").text == "False"

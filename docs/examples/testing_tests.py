@@ -78,6 +78,20 @@ def test_clients_do_not_share_a_login(app, ada):
     assert stranger.get("/").text == "anonymous"
 
 
+def test_stale_session_is_refused_where_a_fresh_one_is_needed(app, ada):
+    # As a session a remember-me cookie restored: logged in, not fresh.
+    client = app.test_client(user=ada, fresh=False)
+    response = client.post("/account/email", data={"email": "ada@example.org"})
+    assert response.status_code == 401
+    assert client.get("/").text == "Ada"
+
+
+def test_remembered_login_outlives_the_browser_session(app, ada):
+    client = app.test_client(user=ada, remember=True)
+    client.delete_cookie("session")  # the browser was closed
+    assert client.get("/").text == "Ada"
+
+
 # -- through the application's own login view
 
 

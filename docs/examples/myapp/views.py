@@ -11,6 +11,7 @@ from werkzeug.security import check_password_hash
 
 from flask_pow import current_user
 from flask_pow import database_user
+from flask_pow import fresh_login_required
 from flask_pow import login_required
 from flask_pow import login_user
 from flask_pow import logout_user
@@ -53,7 +54,7 @@ def login():
     ):
         return "wrong email or password", 401
 
-    # Flask-Login's arguments; remember-me is not implemented yet.
+    # Flask-Login's arguments, remember-me included.
     login_user(user, remember="remember" in request.form)
     return redirect(request.args.get("next") or url_for("main.index"))
 
@@ -71,6 +72,16 @@ def edit_profile():
     user.name = request.form["name"]
     db.session.commit()  # POW_SYNC_ON_COMMIT updates every session's cache
     return current_user.name  # the rest of the request sees the new name
+
+
+@bp.post("/account/email")
+@fresh_login_required
+def change_email():
+    # Only with a recent password: not a session a remember-me cookie restored.
+    user = database_user()
+    user.email = request.form["email"]
+    db.session.commit()
+    return current_user.email
 
 
 @bp.get("/posts")
