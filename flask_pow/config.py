@@ -57,6 +57,13 @@ class UnknownSettingWarning(UserWarning):
     """A ``POW_*`` key in the config that flask_pow does not read: a typo?"""
 
 
+class MissingUserMixinWarning(UserWarning):
+    """The user model has no ``is_authenticated``: for a logged-in user,
+    ``current_user.is_authenticated`` raises, and a template that tests it
+    sees everyone as anonymous. Add :class:`flask_pow.UserMixin` to the model.
+    """
+
+
 class LateSettingWarning(UserWarning):
     """A ``POW_*`` key was set, changed or removed after
     :meth:`~flask_pow.Pow.init_app` read it; given once. See :doc:`configuration`.
