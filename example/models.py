@@ -8,6 +8,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from flask_sqlalchemy import SQLAlchemy
 
+from flask_pow import UserMixin
+
 
 class Base(sa_orm.DeclarativeBase):
     pass
@@ -41,7 +43,7 @@ ROLES = (
 )
 
 
-class User(db.Model):  # type: ignore[name-defined,misc]
+class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
     email: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(255), unique=True)
     name: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(100))

@@ -15,6 +15,7 @@ from flask import request
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
+from flask_pow import UserMixin
 from flask_pow import database_user
 from flask_pow import login_required
 from flask_pow import reload_user
@@ -29,7 +30,7 @@ db = SQLAlchemy(model_class=Base)
 auth = Pow(db=db)
 
 
-class User(db.Model):  # type: ignore[name-defined,misc]
+class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
     email: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(255), unique=True)
     plan: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(20), default="free")

@@ -9,6 +9,7 @@ from .auth import sync_user as sync_user
 from .checks import SetupError as SetupError
 from .config import InsecureTTLWarning as InsecureTTLWarning
 from .config import LateSettingWarning as LateSettingWarning
+from .config import MissingUserMixinWarning as MissingUserMixinWarning
 from .config import PowConfig as PowConfig
 from .config import UnknownSettingWarning as UnknownSettingWarning
 from .config import UnsupportedSettingWarning as UnsupportedSettingWarning

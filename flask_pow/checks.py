@@ -69,6 +69,16 @@ def check_request(app: Flask, state: PowState) -> None:
 
     # PEP 3333: the server says whether other processes serve the application.
     if state.process_local and request.environ.get("wsgi.multiprocess"):
+        if state.config.testing_store:
+            raise SetupError(
+                "TESTING is set and POW_CACHE is not, so flask_pow keeps the"
+                " sessions in each process's memory (a SimpleCache), and several"
+                " processes serve this application (wsgi.multiprocess): each"
+                " would keep its own sessions. For a test that runs several, set"
+                " POW_CACHE to a cachelib.FileSystemCache in a temporary folder"
+                " (threshold=0), or POW_REDIS_URL."
+            )
+
         raise SetupError(
             "POW_CACHE is an in-process SimpleCache under several processes"
             " (wsgi.multiprocess): each would keep its own sessions. Use a"

@@ -31,6 +31,15 @@ def _state() -> PowState:
     if state is None:
         _fail("flask_pow is not set up on this application.", 2)
 
+    if state.config.testing_store:
+        _fail(
+            "TESTING is set and POW_CACHE is not, so flask_pow keeps the"
+            " sessions in the application's memory (a SimpleCache), which this"
+            " command cannot see. To test the command, set POW_CACHE to a"
+            " cachelib.FileSystemCache in a temporary folder.",
+            2,
+        )
+
     if is_process_local(state):
         _fail(
             "POW_CACHE is an in-process cache (SimpleCache), which this command"

@@ -63,6 +63,13 @@ class UnsupportedSettingWarning(UserWarning):
     """
 
 
+class MissingUserMixinWarning(UserWarning):
+    """The user model has no ``is_authenticated``: for a logged-in user,
+    ``current_user.is_authenticated`` raises, and a template that tests it
+    sees everyone as anonymous. Add :class:`flask_pow.UserMixin` to the model.
+    """
+
+
 class LateSettingWarning(UserWarning):
     """A ``POW_*`` key was set, changed or removed after
     :meth:`~flask_pow.Pow.init_app` read it; given once. See :doc:`configuration`.
@@ -227,6 +234,9 @@ class PowConfig:
     cache: BaseCache
     #: The ``POW_REMEMBER_COOKIE_*`` flags set, by lower-case name.
     remember_cookie: t.Mapping[str, t.Any]
+    #: Whether ``cache`` is the in-memory store of an application with
+    #: ``TESTING`` set and neither ``POW_CACHE`` nor ``POW_REDIS_URL``.
+    testing_store: bool
     namespace: str = setting("credentials", prefix)
     session_key: str = setting("pow_auth", text)
     credentials_ttl: int = setting(dt.timedelta(minutes=30), seconds(1))
@@ -346,7 +356,9 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
             stacklevel=caller_stacklevel(),
         )
 
-    cache = _cache(checked["POW_CACHE"], checked["POW_REDIS_URL"], instance_path)
+    given, url = checked["POW_CACHE"], checked["POW_REDIS_URL"]
+    testing_store = given is None and url is None and bool(config.get("TESTING"))
+    cache = _testing_store() if testing_store else _cache(given, url, instance_path)
 
     if values["redis_local_cache"] and not isinstance(cache, BaseRedisCache):
         raise ValueError(
@@ -356,7 +368,12 @@ def load_config(config: c.MutableMapping[str, t.Any], instance_path: str) -> Pow
 
     flags = {f: checked[f"POW_REMEMBER_COOKIE_{f.upper()}"] for f in _COOKIE_FLAGS}
     remember_cookie = {f: value for f, value in flags.items() if value is not None}
-    return PowConfig(cache=cache, remember_cookie=remember_cookie, **values)
+    return PowConfig(
+        cache=cache,
+        remember_cookie=remember_cookie,
+        testing_store=testing_store,
+        **values,
+    )
 
 
 def _read_flask_login_settings(config: c.MutableMapping[str, t.Any]) -> None:
@@ -419,6 +436,18 @@ def changed_settings(
         for key, (old, now) in pairs.items()
         if old is not now and not (_is_data(old) and _is_data(now) and old == now)
     )
+
+
+def _testing_store() -> BaseCache:
+    """The store of an application under test: its own, in memory, so that a
+    test writes no file and sees no other test's sessions.
+    """
+    from cachelib import SimpleCache
+
+    # cachelib reads threshold=0 as its default of 500 items, and evicts
+    # items past the threshold, live sessions with them: this one is never
+    # reached.
+    return SimpleCache(threshold=sys.maxsize)
 
 
 def _cache(value: object, url: object, instance_path: str) -> BaseCache:

@@ -18,6 +18,7 @@ from flask import request_started
 from . import checks
 from . import effects
 from . import lifecycle
+from . import mixins
 from . import orm
 from . import sync
 from .cli import pow_cli
@@ -136,6 +137,11 @@ class Pow(LoginManager):
             )
 
         users = as_adapter(users)
+
+        # Only an adapter that names its model: another's users are its own.
+        if isinstance(users, orm.SQLAlchemyUsers):
+            mixins.warn_without_is_authenticated(users.model)
+
         app_ref = weakref.ref(app)
 
         def secrets() -> list[str | bytes]:

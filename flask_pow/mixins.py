@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import typing as t
+import warnings
 
 from werkzeug.local import LocalProxy
+
+from .config import MissingUserMixinWarning
+from .config import caller_stacklevel
 
 
 class UserMixin:
@@ -93,3 +97,24 @@ class AnonymousUser:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
+
+
+def warn_without_is_authenticated(model: type[t.Any]) -> None:
+    """Warn if the user model has no ``is_authenticated``. Templates written
+    for Flask-Login test ``current_user.is_authenticated``: Jinja reads the
+    missing attribute of a logged-in user as undefined, which is false, so
+    the page shows everyone as anonymous, without an error.
+    """
+    if hasattr(model, "is_authenticated"):
+        return
+
+    name = model.__name__
+    warnings.warn(
+        f"The user model {name} has no 'is_authenticated': for a logged-in"
+        " user, current_user.is_authenticated raises AttributeError, and a"
+        " template that tests it shows everyone as anonymous. Add"
+        f" flask_pow.UserMixin to the model (class {name}(UserMixin,"
+        " db.Model)), or give it an is_authenticated property.",
+        MissingUserMixinWarning,
+        stacklevel=caller_stacklevel(),
+    )

@@ -22,6 +22,7 @@ from flask_pow import UserAdapter
 from flask_pow.orm import SQLAlchemyUsers
 from tests.support import raw
 from tests.support.env import Env
+from tests.support.env import MakeEnv
 from tests.support.env import add_routes
 from tests.support.env import make_app
 from tests.support.raw import plant
@@ -480,6 +481,17 @@ def test_in_process_cache_is_refused(env: Env) -> None:
     assert result.stderr.count("\n") == 1
     assert "in-process cache" in result.stderr
     assert "POW_REDIS_URL" in result.stderr and "FileSystemCache" in result.stderr
+
+
+def test_testing_store_is_refused_naming_testing(make_env: MakeEnv) -> None:
+    result = run(make_env(POW_CACHE=None), "sessions")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: TESTING is set and POW_CACHE is not, so flask_pow keeps the"
+        " sessions in the application's memory (a SimpleCache), which this"
+        " command cannot see. To test the command, set POW_CACHE to a"
+        " cachelib.FileSystemCache in a temporary folder.\n"
+    )
 
 
 @pytest.mark.slow

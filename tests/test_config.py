@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import pathlib
+import sys
 import typing as t
 import warnings
 
 import pytest
+from cachelib import BaseCache
+from cachelib import FileSystemCache
+from cachelib import RedisCache
 from cachelib import SimpleCache
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
@@ -19,6 +25,7 @@ from flask_pow import PowConfig
 from flask_pow import UnsupportedSettingWarning
 from flask_pow.config import KNOWN_SETTINGS
 from flask_pow.config import UnknownSettingWarning
+from tests.support.env import MakeEnv
 from tests.support.models import Member
 
 
@@ -315,6 +322,7 @@ def test_the_defaults_read_into_pow_config() -> None:
         "remember_cookie_name": "remember_token",
         "remember_ttl": 30 * 24 * 3600,
         "remember_cookie": {},
+        "testing_store": False,
         "sync_on_commit": True,
         "redis_local_cache": False,
         "redis_local_cache_ttl": 10,
@@ -322,6 +330,47 @@ def test_the_defaults_read_into_pow_config() -> None:
         "redis_local_cache_max_entries": 10_000,
         "redis_local_cache_max_bytes": 32 * 1024 * 1024,
     }
+
+
+def store_of(app: Flask) -> BaseCache:
+    with app.app_context():
+        return t.cast(BaseCache, app.extensions["pow"].config.cache)
+
+
+def test_testing_without_a_store_keeps_sessions_in_memory() -> None:
+    assert type(store_of(setup(TESTING=True))) is SimpleCache
+
+
+def test_testing_store_is_each_applications_own() -> None:
+    assert store_of(setup(TESTING=True)) is not store_of(setup(TESTING=True))
+
+
+def test_testing_store_never_evicts_live_sessions() -> None:
+    """cachelib reads ``threshold=0`` as 500 items, and evicts past it."""
+    store = store_of(setup(TESTING=True))
+    assert store._threshold == sys.maxsize  # type: ignore[attr-defined]
+
+
+def test_testing_store_writes_nothing_in_the_instance_folder(
+    make_env: MakeEnv,
+) -> None:
+    env = make_env(POW_CACHE=None)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+
+    assert env.me(client) == "ada@example.com free"
+    assert not os.path.exists(env.app.instance_path)
+
+
+def test_testing_with_pow_cache_uses_that_cache(tmp_path: pathlib.Path) -> None:
+    cache = FileSystemCache(str(tmp_path / "pow"), threshold=0)
+    assert store_of(setup(TESTING=True, POW_CACHE=cache)) is cache
+
+
+def test_testing_with_a_redis_url_uses_redis() -> None:
+    # The client connects at its first command: no server is needed here.
+    app = setup(TESTING=True, POW_REDIS_URL="redis://127.0.0.1:1/0")
+    assert isinstance(store_of(app), RedisCache)
 
 
 def set_up_by(path: str, **config: t.Any) -> None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import gc
+import warnings
 import weakref
 
 import pytest
+import sqlalchemy.orm as sa_orm
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
+from flask_pow import MissingUserMixinWarning
 from flask_pow import Pow
+from flask_pow import SQLAlchemyUsers
+from flask_pow import UserMixin
 from flask_pow import login_user
 from tests.support.dict_users import DictUsers
+from tests.support.models import Base
 from tests.support.models import Member
 
 
@@ -116,3 +122,60 @@ def test_an_application_is_freed_with_its_state() -> None:
     del app
     gc.collect()
     assert freed() is None
+
+
+class Bare(Base):
+    __tablename__ = "bare"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+
+
+class Mixed(UserMixin, Base):
+    __tablename__ = "mixed"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+
+
+class SelfAuthenticated(Base):
+    __tablename__ = "self_authenticated"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+
+def test_model_without_is_authenticated_warns_naming_user_mixin() -> None:
+    with pytest.warns(MissingUserMixinWarning) as record:
+        Pow(make_app(), db=SQLAlchemy(), user_model=Bare)
+
+    assert [str(w.message) for w in record] == [
+        "The user model Bare has no 'is_authenticated': for a logged-in user,"
+        " current_user.is_authenticated raises AttributeError, and a template"
+        " that tests it shows everyone as anonymous. Add flask_pow.UserMixin to"
+        " the model (class Bare(UserMixin, db.Model)), or give it an"
+        " is_authenticated property."
+    ]
+
+
+def test_missing_user_mixin_warning_points_at_the_callers_line() -> None:
+    with pytest.warns(MissingUserMixinWarning) as record:
+        Pow().init_app(make_app(), db=SQLAlchemy(), user_model=Bare)
+
+    assert [w.filename for w in record] == [__file__]
+
+
+def test_sqlalchemy_adapter_given_as_users_warns_for_its_model() -> None:
+    with pytest.warns(MissingUserMixinWarning):
+        Pow(make_app(), users=SQLAlchemyUsers(SQLAlchemy(), Bare))
+
+
+@pytest.mark.parametrize("model", [Mixed, SelfAuthenticated], ids=["mixin", "own"])
+def test_model_with_is_authenticated_does_not_warn(model: type[Base]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Pow(make_app(), db=SQLAlchemy(), user_model=model)
+
+
+def test_adapter_without_a_model_does_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Pow(make_app(), users=DictUsers())

@@ -8,7 +8,6 @@ import pytest
 import redis
 from cachelib import FileSystemCache
 from cachelib import RedisCache
-from cachelib import SimpleCache
 from myapp import create_app
 from myapp.extensions import db
 from myapp.extensions import login_manager
@@ -39,10 +38,10 @@ def make_app(**config):
 
 @pytest.fixture
 def app():
-    # A store of the test's own, in memory: nothing is written to the
-    # instance folder, and no test sees another's sessions. The threshold
-    # keeps cachelib from evicting live sessions (and flask_pow from warning).
-    app = make_app(POW_CACHE=SimpleCache(threshold=100_000))
+    # TESTING, and no POW_CACHE: a store of the test's own, in memory.
+    # Nothing is written to the instance folder, and no test sees another's
+    # sessions.
+    app = make_app()
 
     # One application context around the whole test, client calls included:
     # each request still authenticates itself from its own cookie.

@@ -35,10 +35,24 @@ class StoreUnavailable(ServiceUnavailable):
     description = "The session store is unavailable. Please try again in a moment."
 
 
-def unavailable(error: Exception) -> StoreUnavailable:
-    """The :exc:`StoreUnavailable` to raise for a backend's error, logged."""
-    # Only the type: a cache error message may quote a key (a session id).
-    logger.error("The credentials store failed: %s", type(error).__name__)
+def unavailable(
+    error: Exception, server: str, detail: str | None = None
+) -> StoreUnavailable:
+    """The :exc:`StoreUnavailable` to raise for a backend's error, logged
+    with the server that failed.
+
+    :param server: where the store is (a host and port, a socket, a
+        folder), never with a password.
+    :param detail: what the error says, given only by a caller that knows
+        it quotes no key (keys hold session ids); by default an
+        :exc:`OSError`'s text for its errno, without its file name.
+    """
+    # Not the error's message: a cache error may quote a key.
+    if detail is None and isinstance(error, OSError):
+        detail = error.strerror
+
+    what = type(error).__name__ + (f": {detail}" if detail else "")
+    logger.error("The credentials store (%s) failed: %s", server, what)
     return StoreUnavailable()
 
 

@@ -118,6 +118,10 @@ class CachelibSessionStore:
 
         #: Where this store's locks live: :func:`flask_pow.stores.locks.lock`.
         self._locking = (own, self.prefix, self._lock_dir)
+        #: The store, as log lines name it: the cache's class, and its folder.
+        self.server = type(cache).__name__ + (
+            f" at {self._directory}" if self._directory else ""
+        )
 
         if isinstance(cache, (SimpleCache, FileSystemCache)) and (
             0 < threshold < SMALL_THRESHOLD
@@ -137,7 +141,7 @@ class CachelibSessionStore:
         except StoreUnavailable:
             raise
         except Exception as e:
-            raise unavailable(e) from e
+            raise unavailable(e, self.server) from e
 
         for n, value in enumerate(values):
             if type(value) is not bytes:
@@ -146,7 +150,7 @@ class CachelibSessionStore:
         # A FileSystemCache misses a file it cannot open: a volume gone is
         # an outage, not a logout.
         if self._directory and None in values and not os.path.isdir(self._directory):
-            raise unavailable(NotADirectoryError(self._directory))
+            raise unavailable(NotADirectoryError(), self.server, "no such folder")
 
         return values
 
@@ -163,7 +167,7 @@ class CachelibSessionStore:
             except TypeError:
                 raise
             except Exception as e:
-                raise unavailable(e) from e
+                raise unavailable(e, self.server) from e
 
             if not ok:
                 raise StoreUnavailable("The session store refused a write.")
@@ -172,7 +176,7 @@ class CachelibSessionStore:
             try:
                 self.cache.delete_many(*gone)
             except Exception as e:
-                raise unavailable(e) from e
+                raise unavailable(e, self.server) from e
 
     def _tags(self, user_key: str) -> list[str]:
         return user_tags(user_key, self._secrets())

@@ -88,6 +88,6 @@ def remove_expired_files(directory: str, now: float) -> int:
                     os.remove(entry.path)
                     removed += 1
     except OSError as e:
-        raise unavailable(e) from e
+        raise unavailable(e, f"FileSystemCache at {directory}") from e
 
     return removed

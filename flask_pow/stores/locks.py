@@ -77,7 +77,7 @@ def lock(
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
     except Exception as e:
-        raise unavailable(e) from e
+        raise unavailable(e, _where(cache, lock_dir)) from e
 
     if isinstance(held, int):
         os.close(held)
@@ -102,4 +102,9 @@ def unlock(cache: BaseCache, held: Held) -> None:
             cache.delete(held[0])
     except Exception as e:
         # Logged, not raised over the work's own error: the lock expires.
-        unavailable(e)
+        unavailable(e, _where(cache, ""))
+
+
+def _where(cache: BaseCache, lock_dir: str) -> str:
+    """The locks' store, as log lines name it: the lock folder, or the cache."""
+    return f"locks at {lock_dir}" if lock_dir else type(cache).__name__

@@ -23,6 +23,7 @@ from . import SESSION_ID_LENGTH
 from . import TAG_LENGTH
 from . import CorruptLog
 from . import Found
+from . import StoreUnavailable
 from . import Swapped
 from . import UnvouchedLog
 from . import is_session_id
@@ -55,8 +56,10 @@ _CODES = {
 
 
 @functools.cache
-def _errors() -> tuple[_Errors, _Errors, _Errors]:
-    """What redis-py and valkey-py raise: server away, error reply, lost script."""
+def _errors() -> tuple[_Errors, _Errors, _Errors, _Errors]:
+    """What redis-py and valkey-py raise: server away, error reply, lost
+    script, and the connection errors among the first.
+    """
     import redis
 
     clients: list[t.Any] = [redis]
@@ -69,14 +72,38 @@ def _errors() -> tuple[_Errors, _Errors, _Errors]:
     def each(*names: str) -> _Errors:
         return tuple(getattr(m.exceptions, n) for m in clients for n in names)
 
-    away = each("ConnectionError", "TimeoutError", "ClusterDownError", "TryAgainError")
-    return (OSError, *away), each("ResponseError"), each("NoScriptError")
+    connection = each("ConnectionError", "TimeoutError")
+    away: _Errors = (OSError, *connection, *each("ClusterDownError", "TryAgainError"))
+    return away, each("ResponseError"), each("NoScriptError"), connection
 
 
 def _per_node(answer: t.Mapping[str, t.Any]) -> list[t.Mapping[str, t.Any]]:
     # A cluster client answers for every node, by node.
     nodes = list(answer.values())
     return nodes if nodes and all(isinstance(n, dict) for n in nodes) else [answer]
+
+
+def describe_server(client: t.Any) -> str:
+    """Where a client connects, for log lines: its host and port, its
+    socket, or a cluster's nodes; never its password.
+    """
+    kind = "Valkey" if type(client).__module__.startswith("valkey") else "Redis"
+
+    if hasattr(client, "get_nodes"):
+        names = sorted(node.name for node in client.get_nodes())
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return f"{kind} Cluster at {', '.join(names[:3])}{more}"
+
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+
+    if kwargs.get("path"):
+        return f"{kind} at unix:{kwargs['path']}"
+
+    if kwargs.get("host"):
+        return f"{kind} at {kwargs['host']}:{kwargs.get('port', 6379)}"
+
+    return kind
 
 
 class RedisSessionStore:
@@ -113,8 +140,12 @@ class RedisSessionStore:
         self.parsed = ParsedRecords(CorruptLog(), report_undecodable=True)
         self.unvouched = UnvouchedLog()
         self._version_checked = False
-        self._unreachable, self._replies, self._no_script = _errors()
+        errors = _errors()
+        self._unreachable, self._replies, self._no_script = errors[:3]
+        self._connection_errors = errors[3]
         self._cluster = hasattr(client, "get_nodes")
+        #: The server, as log lines name it.
+        self.server = describe_server(client)
         #: The server's clock minus this worker's, from the last read.
         self._offset: float | None = None
         self._read = client.register_script(scripts.READ)
@@ -131,7 +162,7 @@ class RedisSessionStore:
         try:
             return operation(*args, **kw)
         except self._unreachable as e:
-            raise unavailable(e) from e
+            raise self._unavailable(e) from e
         except self._replies as e:
             code = _CODES.get(type(e).__name__) or str(e).split(" ", 1)[0]
 
@@ -146,14 +177,23 @@ class RedisSessionStore:
                 if self.local is not None:
                     self.local.close()
 
-            raise unavailable(e) from e
+            # The code alone: a reply to a pipeline quotes its commands' keys.
+            raise unavailable(e, self.server, code) from e
+
+    def _unavailable(self, error: Exception) -> StoreUnavailable:
+        """:func:`~flask_pow.stores.unavailable` for a server out of reach."""
+        # redis-py's and valkey-py's connection errors say which server and
+        # what failed (the errno's text), never a key or a password; a
+        # cluster's error replies are named by their type alone.
+        connection = isinstance(error, self._connection_errors)
+        return unavailable(error, self.server, str(error) if connection else None)
 
     def _check_version(self) -> None:
         """Once: warn if the server may evict keys, refuse one too old."""
         try:
             version = self._server_version()
         except self._unreachable as e:
-            raise unavailable(e) from e
+            raise self._unavailable(e) from e
 
         # Every key has a TTL: even volatile-* policies take them.
         try:

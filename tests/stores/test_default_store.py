@@ -2,7 +2,8 @@
 
 With nothing configured, flask_pow keeps its records in a FileSystemCache in
 the application's instance folder: the workers of one host share it and it
-survives restarts. An in-process store under a server that runs several
+survives restarts. With ``TESTING``, in a SimpleCache of the application's
+own (tests/test_config.py). An in-process store under a server that runs several
 processes is refused with an error that names the fix, never served
 silently. The multi-worker and restart cases run real gunicorn servers.
 """
@@ -40,7 +41,7 @@ class Member(Base):
 
 def make_app(**config: t.Any) -> tuple[Flask, Pow]:
     app = Flask(__name__)
-    app.config.update(TESTING=True, SECRET_KEY="k", **config)
+    app.config.update({"TESTING": True, "SECRET_KEY": "k", **config})
     auth = Pow(app, db=SQLAlchemy(), user_model=Member)
 
     @app.get("/private")
@@ -55,7 +56,8 @@ def make_app(**config: t.Any) -> tuple[Flask, Pow]:
 
 
 def test_default_store_is_a_filesystem_cache_in_the_instance_folder() -> None:
-    app, auth = make_app()
+    # Not TESTING, which keeps an application's sessions in memory.
+    app, auth = make_app(TESTING=False)
 
     with app.app_context():
         cache = auth.config.cache
@@ -65,7 +67,7 @@ def test_default_store_is_a_filesystem_cache_in_the_instance_folder() -> None:
 
 
 def test_default_store_never_evicts_live_sessions() -> None:
-    app, auth = make_app()
+    app, auth = make_app(TESTING=False)
 
     with app.app_context():
         assert auth.config.cache._threshold == 0  # type: ignore[attr-defined]
@@ -85,10 +87,27 @@ def test_in_process_store_serves_a_single_process() -> None:
 
 
 def test_default_store_serves_several_processes() -> None:
-    app, _ = make_app()
+    app, _ = make_app(TESTING=False)
     client = app.test_client()
     response = client.get("/private", environ_overrides={"wsgi.multiprocess": True})
     assert response.status_code == 401
+
+
+def test_testing_store_is_refused_under_several_processes_naming_testing() -> None:
+    app, _ = make_app()
+    client = app.test_client()
+
+    with pytest.raises(SetupError) as info:
+        client.get("/private", environ_overrides={"wsgi.multiprocess": True})
+
+    assert str(info.value) == (
+        "TESTING is set and POW_CACHE is not, so flask_pow keeps the sessions in"
+        " each process's memory (a SimpleCache), and several processes serve"
+        " this application (wsgi.multiprocess): each would keep its own"
+        " sessions. For a test that runs several, set POW_CACHE to a"
+        " cachelib.FileSystemCache in a temporary folder (threshold=0), or"
+        " POW_REDIS_URL."
+    )
 
 
 # -- mistakes caught at the first request --------------------------------------

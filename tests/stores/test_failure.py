@@ -1,25 +1,33 @@
 """A store that fails: 503, not 500, and the client's cookie is left alone.
 (Redis outages are tested with a real server stopped mid-test; here a
-FileSystemCache whose directory is gone.)
+FileSystemCache whose directory is gone.) And the log line of a failure:
+it names the server, never a password, a session id or a token.
 """
 
 from __future__ import annotations
 
+import collections.abc as c
+import logging
 import os
 import shutil
 import typing as t
 
 import pytest
 from cachelib import FileSystemCache
+from cachelib import RedisCache
 from cachelib import SimpleCache
 
+from flask_pow import Pow
 from flask_pow import StoreUnavailable
 from flask_pow import current_user
 from flask_pow.stores import locks
 from flask_pow.stores.cachelib import CachelibSessionStore
 from tests.support.env import Env
 from tests.support.env import add_routes
+from tests.support.env import make_app
 from tests.support.env import make_pow_app
+from tests.support.servers import RedisServer
+from tests.support.servers import free_port
 from tests.support.sessions import pow_value
 
 
@@ -177,3 +185,109 @@ def test_failed_logout_renders_its_error_page_for_the_user_still_in(
     break_directory(path + ".pow-locks")
     response = client.post("/logout")
     assert (response.status_code, response.text) == (503, "down for ada@example.com")
+
+
+# -- the log line of a failure --------------------------------------------------
+
+
+def failure_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "flask_pow" and r.getMessage().startswith("The credentials store")
+    ]
+
+
+def closed_port_env(tmp_path: t.Any) -> tuple[Env, int]:
+    """An application whose POW_REDIS_URL, with a password, names a port
+    nothing listens on.
+    """
+    port = free_port()
+    app, db, User = make_app(
+        None,  # type: ignore[arg-type]
+        f"sqlite:///{tmp_path / 'down.db'}",
+        POW_CACHE=None,
+        POW_REDIS_URL=f"redis://:secret@127.0.0.1:{port}/0",
+    )
+    env = Env(app, db, User, Pow(app, db=db, user_model=User))
+    add_routes(env)
+    return env, port
+
+
+def test_redis_failure_log_names_the_server_and_the_error(
+    tmp_path: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    env, port = closed_port_env(tmp_path)
+    user_id = env.add_user()
+
+    with caplog.at_level(logging.ERROR, "flask_pow"):
+        assert env.app.test_client().post(f"/login/{user_id}").status_code == 503
+
+    [line] = failure_lines(caplog)
+    assert line.startswith(
+        f"The credentials store (Redis at 127.0.0.1:{port}) failed: ConnectionError: "
+    )
+    assert f"connecting to 127.0.0.1:{port}" in line
+    assert "Connection refused" in line
+
+
+def test_redis_failure_log_holds_no_password(
+    tmp_path: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    env, _ = closed_port_env(tmp_path)
+    user_id = env.add_user()
+
+    with caplog.at_level(logging.DEBUG):
+        assert env.app.test_client().post(f"/login/{user_id}").status_code == 503
+
+    assert failure_lines(caplog)
+    assert "secret" not in caplog.text
+
+
+@pytest.fixture
+def stopping_server() -> c.Iterator[RedisServer]:
+    """A redis-server of the test's own, which the test stops."""
+    server = RedisServer()
+    yield server
+    server.close()
+
+
+def test_redis_failure_log_holds_no_session_id(
+    tmp_path: t.Any, stopping_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_client = stopping_server.client(socket_timeout=1, socket_connect_timeout=1)
+
+    try:
+        env = make_pow_app(tmp_path, RedisCache(host=redis_client))
+        add_routes(env)
+        client = env.app.test_client()
+        env.login(client, env.add_user())
+        value = pow_value(client)
+        assert value is not None
+        session_id = value.split(".", 1)[0]
+        stopping_server.stop()
+
+        with caplog.at_level(logging.DEBUG):
+            assert client.get("/me").status_code == 503
+    finally:
+        redis_client.close()
+
+    assert failure_lines(caplog)
+    assert session_id not in caplog.text
+
+
+def test_file_store_failure_log_names_the_folder(
+    tmp_path: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    env, path = broken_env(tmp_path)
+    client = env.app.test_client()
+    env.login(client, env.add_user())
+    os.rename(path, path + ".away")
+
+    with caplog.at_level(logging.ERROR, "flask_pow"):
+        assert client.get("/me").status_code == 503
+
+    assert failure_lines(caplog) == [
+        f"The credentials store (FileSystemCache at {path}) failed:"
+        " NotADirectoryError: no such folder"
+    ]

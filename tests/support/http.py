@@ -9,6 +9,7 @@ import http.client
 import http.cookies
 import threading
 import typing as t
+import urllib.parse
 
 from flask import Flask
 
@@ -61,6 +62,8 @@ class Answer:
     body: str
     #: Every Set-Cookie header of the response, as sent.
     set_cookies: list[str]
+    #: Where a redirect points, as sent.
+    location: str | None = None
 
 
 class Browser:
@@ -73,20 +76,30 @@ class Browser:
         self.port = port
         self.cookies: dict[str, str] = {}
 
-    def send(self, method: str, path: str) -> Answer:
+    def send(
+        self, method: str, path: str, form: dict[str, str] | None = None
+    ) -> Answer:
+        """One request, its ``form`` sent as a browser posts a form. A
+        redirect is not followed: its :attr:`Answer.location` says where.
+        """
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
 
         try:
             headers = {}
+            body = None
+
+            if form is not None:
+                body = urllib.parse.urlencode(form)
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
 
             if self.cookies:
                 headers["Cookie"] = "; ".join(
                     f"{name}={value}" for name, value in self.cookies.items()
                 )
 
-            conn.request(method, path, headers=headers)
+            conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
-            body = response.read().decode()
+            text = response.read().decode()
             set_cookies = response.headers.get_all("Set-Cookie") or []
         finally:
             conn.close()
@@ -101,7 +114,9 @@ class Browser:
                 else:
                     self.cookies[name] = morsel.value
 
-        return Answer(response.status, body, set_cookies)
+        return Answer(
+            response.status, text, set_cookies, response.getheader("Location")
+        )
 
     def get(self, path: str) -> str:
         answer = self.send("GET", path)

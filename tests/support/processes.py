@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -81,6 +82,25 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """End the reloader and the server it started: the whole process group
+    of a process started with ``start_new_session=True``.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pass
+
+    # Whatever is left of the group (a server child slower than its parent).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+    process.wait(timeout=15)
 
 
 @contextlib.contextmanager

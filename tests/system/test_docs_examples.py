@@ -4,18 +4,25 @@ include, and each is run here.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 import typing as t
 
 import pytest
 from flask import Flask
-from werkzeug.security import generate_password_hash
 
 from flask_pow import login_user
+from tests.support.http import Browser
+from tests.support.processes import ROOT
+from tests.support.processes import server_environ
+from tests.support.processes import stop_group
+from tests.support.processes import wait_until_serving
+from tests.support.servers import free_port
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent.parent / "docs" / "examples"
 
@@ -67,26 +74,90 @@ def test_every_example_is_included_by_a_page() -> None:
         assert f"examples/{example.name}" in pages, example.name
 
 
-def test_quickstart_logs_in_and_out() -> None:
-    example = load("quickstart")
-    app, db, User = example["app"], example["db"], example["User"]
+#: The user the quickstart tests add, as docs/quickstart.rst does.
+ADA = "ada@example.com"
 
-    with app.app_context():
-        db.create_all()
-        db.session.add(
-            User(email="ada@example.com", password_hash=generate_password_hash("pw"))
+
+def flask_command(*args: str) -> list[str]:
+    """``flask ARGS``: the ``flask`` command of the environment under test."""
+    return [sys.executable, "-m", "flask", *args]
+
+
+def quickstart_copy(tmp_path: pathlib.Path) -> tuple[pathlib.Path, dict[str, str]]:
+    """A folder holding a copy of the quickstart, as a reader saves it (its
+    instance folder is made there, not in the checkout), and the
+    environment of a shell that followed the page: ``FLASK_SECRET_KEY`` set
+    (by the autouse fixture), and this checkout's flask_pow found first.
+    """
+    folder = tmp_path / "quickstart"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "quickstart.py", folder)
+    python_path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return folder, {**server_environ({}), "PYTHONPATH": os.pathsep.join(python_path)}
+
+
+@pytest.mark.slow
+def test_quickstart_logs_in_and_out_as_its_page_says(tmp_path: pathlib.Path) -> None:
+    """docs/quickstart.rst's steps in a shell: ``flask --app quickstart
+    create-user``, typing the password twice when asked, then ``flask --app
+    quickstart run --debug`` (on a free port); a browser is sent to the
+    form, logs in with it, sees who is logged in, and logs out.
+    """
+    folder, env = quickstart_copy(tmp_path)
+    added = subprocess.run(
+        flask_command("--app", "quickstart", "create-user", ADA),
+        cwd=folder,
+        env=env,
+        input="secret pw\nsecret pw\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        # No controlling terminal: the password prompt reads what is typed
+        # on its standard input.
+        start_new_session=True,
+    )
+    assert added.returncode == 0, added.stdout + added.stderr
+    port = free_port()
+    log = tmp_path / "flask.log"
+
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            flask_command("--app", "quickstart", "run", "--debug", "--port", str(port)),
+            cwd=folder,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            # The reloader runs the server as its child: both go at the end.
+            start_new_session=True,
         )
-        db.session.commit()
 
+    try:
+        wait_until_serving(port, server, log, "/login")
+        browser = Browser(port)
+        assert browser.send("GET", "/").location == "/login?next=/"
+        assert '<form method="post">' in browser.get("/login")
+        form = {"email": ADA, "password": "secret pw"}
+        assert browser.send("POST", "/login", form).location == "/"
+        assert f"Logged in as {ADA}." in browser.get("/")
+        assert browser.send("POST", "/logout").location == "/login"
+        assert browser.send("GET", "/").location == "/login?next=/"
+    finally:
+        stop_group(server)
+
+
+def test_quickstart_refuses_a_wrong_password() -> None:
+    app = load("quickstart")["app"]
+    added = app.test_cli_runner().invoke(
+        args=["create-user", ADA], input="secret pw\nsecret pw\n"
+    )
+    assert added.exit_code == 0, added.output
     client = app.test_client()
-    assert client.get("/me").status_code == 401
-    form = {"email": "ada@example.com", "password": "nope"}
-    assert client.post("/login", data=form).status_code == 401
-    form["password"] = "pw"
-    assert client.post("/login", data=form).get_data(as_text=True) == "logged in"
-    assert client.get("/me").get_data(as_text=True) == "ada@example.com"
-    client.post("/logout")
-    assert client.get("/me").status_code == 401
+
+    response = client.post("/login", data={"email": ADA, "password": "nope"})
+
+    assert response.status_code == 401
+    assert "Wrong email or password." in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
 
 
 def test_custom_adapter_logs_in() -> None:

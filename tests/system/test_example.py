@@ -366,7 +366,8 @@ def test_secret_key_from_environment(
 
 
 def test_banner_names_the_default_file_store(instance: pathlib.Path) -> None:
-    app = create_app({"TESTING": True})
+    # Not TESTING, which keeps an application's sessions in memory.
+    app = create_app()
 
     with app.app_context():
         assert isinstance(app.extensions["pow"].config.cache, FileSystemCache)

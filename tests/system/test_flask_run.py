@@ -11,7 +11,6 @@ import contextlib
 import http.client
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from tests.support.processes import ADA
 from tests.support.processes import ROOT
 from tests.support.processes import START_TIMEOUT
 from tests.support.processes import server_environ
+from tests.support.processes import stop_group
 from tests.support.processes import wait_until_serving
 from tests.support.servers import free_port
 
@@ -36,25 +36,6 @@ def write_marker(directory: pathlib.Path, version: str) -> pathlib.Path:
     path = directory / f"{MARKER}.py"
     path.write_text(f"VERSION = {version!r}\n")
     return path
-
-
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """End the reloader and the server it started: the whole process group
-    of a process started with ``start_new_session=True``.
-    """
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-
-    # Whatever is left of the group (a server child slower than its parent).
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-    process.wait(timeout=15)
 
 
 @contextlib.contextmanager
