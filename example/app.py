@@ -111,6 +111,8 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
 
 
 def _create_database() -> None:
+    _refuse_an_older_database()
+
     # Several gunicorn workers start at once and race to create the tables
     # and the demo user: the first one wins, the others find them made.
     try:
@@ -119,6 +121,19 @@ def _create_database() -> None:
         _add_demo_user()
     except (OperationalError, IntegrityError):
         db.session.rollback()
+
+
+def _refuse_an_older_database() -> None:
+    # create_all() adds missing tables, never missing columns.
+    inspector = sa.inspect(db.engine)
+
+    if inspector.has_table("user") and "role_id" not in {
+        column["name"] for column in inspector.get_columns("user")
+    }:
+        raise RuntimeError(
+            f"{db.engine.url.database} was made by an older version of the"
+            " example, before roles: delete it, and start the example again."
+        )
 
 
 def secret_key(path: pathlib.Path) -> str:

@@ -20,6 +20,7 @@ from flask_pow import NotCachedError
 from flask_pow import current_user
 from flask_pow import database_user
 from flask_pow import reload_user
+from flask_pow import sync_user
 from tests.support.env import QueryCounter
 from tests.support.roles import MODERATE
 from tests.support.roles import RolesApp
@@ -313,3 +314,32 @@ def test_database_user_after_a_commit_is_the_row_again(roles: RolesApp) -> None:
     client = logged_in(roles, "ada@example.com", "User")
 
     assert client.post("/rename-twice").get_data(as_text=True) == "ada@new.example.com"
+
+
+def test_a_suite_keeping_one_app_context_pushed_sees_role_changes(
+    roles: RolesApp, queries: QueryCounter
+) -> None:
+    with roles.app.app_context():
+        ada = logged_in(roles, "ada@example.com", "User")
+        bob = logged_in(roles, "bob@example.com", "Moderator")
+        assert "moderate" not in page(ada)
+
+        roles.role(roles.db.session, "User").permissions = MODERATE
+        roles.db.session.commit()
+        queries.statements.clear()
+
+        assert page(ada) == "ada@example.com [User] moderate | home"
+        assert page(bob) == "bob@example.com [Moderator] moderate | home"
+        assert queries.statements == []
+
+
+def test_sync_user_of_the_proxy_keeps_the_cached_role(roles: RolesApp) -> None:
+    @roles.app.post("/sync")
+    def sync() -> str:
+        sync_user(current_user)
+        return "synced"
+
+    client = logged_in(roles, "mod@example.com", "Moderator")
+
+    assert client.post("/sync").text == "synced"
+    assert page(client) == "mod@example.com [Moderator] moderate | home"

@@ -388,3 +388,36 @@ def test_remember_me_logs_back_in_after_the_session_cookie_is_gone(
     page.fill("input[name=password]", DEMO_PASSWORD)
     page.click("form.stack button")
     page.wait_for_url(f"{site}/password")
+
+
+@pytest.mark.slow
+def test_a_role_given_a_permission_shows_on_its_members_next_page(
+    site: str, browser: Browser
+) -> None:
+    member = browser.new_context(user_agent=LINUX_CHROME).new_page()
+    member.goto(f"{site}/register")
+    member.fill("input[name=email]", "ann@example.com")
+    member.fill("input[name=name]", "Ann")
+    member.fill("input[name=password]", "a long password")
+    member.click("form.stack button")
+    member.wait_for_selector("#role")
+    assert member.inner_text("#role") == "member"
+    assert member.locator("header nav a", has_text="Admin").count() == 0
+
+    admin = browser.new_context(user_agent=LINUX_CHROME).new_page()
+    log_in(admin, site)
+    assert admin.inner_text("#role") == "admin"
+    admin.goto(f"{site}/admin/")
+    admin.check("#member-SEE_USERS")
+    admin.click("#save-member")
+    admin.wait_for_selector(".flash")
+    assert admin.inner_text(".flash") == "The member role now has: see users."
+    assert admin.locator("#member-SEE_USERS").is_checked()
+    shot(admin, "20-admin-role-changed")
+
+    member.goto(f"{site}/")
+    member.locator("header nav a", has_text="Admin").click()
+    member.wait_for_selector("h1")
+    assert member.inner_text("h1") == "Users with active sessions"
+    assert member.locator("#save-member").count() == 0
+    shot(member, "21-member-sees-users")

@@ -134,13 +134,13 @@ def test_quickstart_logs_in_and_out_as_its_page_says(tmp_path: pathlib.Path) -> 
     try:
         wait_until_serving(port, server, log, "/login")
         browser = Browser(port)
-        assert browser.send("GET", "/").location == "/login?next=/"
+        assert browser.send("GET", "/").location == "/login?next=%2F"
         assert '<form method="post">' in browser.get("/login")
         form = {"email": ADA, "password": "secret pw"}
         assert browser.send("POST", "/login", form).location == "/"
         assert f"Logged in as {ADA}." in browser.get("/")
         assert browser.send("POST", "/logout").location == "/login"
-        assert browser.send("GET", "/").location == "/login?next=/"
+        assert browser.send("GET", "/").location == "/login?next=%2F"
     finally:
         stop_group(server)
 

@@ -747,3 +747,18 @@ def test_only_an_administrator_changes_roles(demo: Flask) -> None:
 
     assert moderator.get("/admin/").status_code == 200
     assert post(moderator, "/admin/roles/1", SEE_USERS="on").status_code == 403
+
+
+def test_a_database_from_before_roles_is_refused_with_what_to_do(
+    instance: pathlib.Path,
+) -> None:
+    instance.mkdir(parents=True)
+    engine = sa.create_engine(f"sqlite:///{instance / 'example.sqlite'}")
+
+    with engine.begin() as connection:
+        connection.execute(sa.text('CREATE TABLE "user" (id INTEGER PRIMARY KEY)'))
+
+    engine.dispose()
+
+    with pytest.raises(RuntimeError, match="before roles: delete it"):
+        create_app({"TESTING": True, "SECRET_KEY": "test"})
