@@ -26,6 +26,7 @@ from .records import SessionInfo as SessionInfo
 from .serialization import JSONSerializer as JSONSerializer
 from .signals import remember_token_reused as remember_token_reused
 from .signals import session_ended as session_ended
+from .signals import session_protected as session_protected
 from .signals import session_revoked as session_revoked
 from .signals import session_rotated as session_rotated
 from .signals import user_accessed as user_accessed

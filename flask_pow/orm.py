@@ -170,7 +170,7 @@ class SQLAlchemyUsers(UserAdapter[U]):
 
     def load(self, data: dict[str, t.Any]) -> U:
         instance = self._shape.new(data)
-        missing = self._shape.missing(data)
+        missing = self._shape.missing(data) if data.keys() != self._keys else {}
 
         for related in self._related:
             if related.key in data:
@@ -188,7 +188,11 @@ class SQLAlchemyUsers(UserAdapter[U]):
         if data.keys() != self._keys:
             return True
 
-        return any(related.is_stale(data[related.key]) for related in self._related)
+        for related in self._related:
+            if related.is_stale(data[related.key]):
+                return True
+
+        return False
 
     def reload_key(self, user_key: str) -> U | None:
         kind, _, identity = user_key.partition(":")

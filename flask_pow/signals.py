@@ -39,6 +39,9 @@ user_login_confirmed = _signals.signal("user-login-confirmed")
 user_loaded_from_remember = _signals.signal("user-loaded-from-remember")
 #: Flask-Login's name for :data:`user_loaded_from_remember`.
 user_loaded_from_cookie = user_loaded_from_remember
+#: Never sent: Flask-Login's, for its session protection, which flask_pow
+#: replaces (docs/migrating.rst); here so that code connecting to it imports.
+session_protected = _signals.signal("session-protected")
 #: A replaced remember-me token came back. Arguments: ``user_key``, ``series``, ``ip``.
 remember_token_reused = _signals.signal("remember-token-reused")
 

@@ -28,6 +28,7 @@ from flask_pow import UserMixin
 from flask_pow import current_user
 from flask_pow import login_required
 from flask_pow import login_user
+from flask_pow import session_protected
 from flask_pow import user_accessed
 from flask_pow import user_loaded_from_request
 from flask_pow import user_unauthorized
@@ -539,6 +540,7 @@ def heard() -> c.Iterator[list[str]]:
         (user_unauthorized, on("unauthorized")),
         (user_accessed, on("accessed")),
         (user_loaded_from_request, on("from-request")),
+        (session_protected, on("protected")),
     ]
 
     for signal, receiver in receivers:
@@ -594,3 +596,15 @@ def test_login_disabled_is_read_at_each_request(site: Site) -> None:
     assert text(client, "/guarded") == "through"
     site.app.config["LOGIN_DISABLED"] = False
     assert client.get("/guarded").status_code == 401
+
+
+def test_session_protected_is_never_sent_when_the_client_changes(
+    site: Site, heard: list[str]
+) -> None:
+    client = site.logged_in()
+    heard.clear()
+
+    client.get("/private", headers={"User-Agent": "another browser"})
+    client.get("/private", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+
+    assert heard == ["accessed", "accessed"]
