@@ -104,7 +104,7 @@ def test_a_role_renamed_in_a_view_is_seen_by_that_request_and_the_next(
     def rename() -> str:
         roles.role(roles.db.session, "User").name = "Member"
         roles.db.session.commit()
-        return current_user.role.name
+        return str(current_user.role.name)
 
     client = logged_in(roles, "ada@example.com", "User")
 
@@ -309,7 +309,7 @@ def test_database_user_after_a_commit_is_the_row_again(roles: RolesApp) -> None:
         database_user().email = "ada@new.example.com"
         roles.db.session.commit()
         roles.db.session.close()  # as db.session.remove() between units of work
-        return database_user().email
+        return str(database_user().email)
 
     client = logged_in(roles, "ada@example.com", "User")
 

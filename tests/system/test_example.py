@@ -741,7 +741,9 @@ def test_only_an_administrator_changes_roles(demo: Flask) -> None:
     post(moderator, "/register", email="mo@example.com", name="Mo", password="x" * 12)
 
     with demo.app_context():
-        user = db.session.scalar(sa.select(User).where(User.email == "mo@example.com"))
+        user = db.session.execute(
+            sa.select(User).where(User.email == "mo@example.com")
+        ).scalar_one()
         user.role = db.session.scalar(sa.select(Role).where(Role.name == "moderator"))
         db.session.commit()
 
