@@ -100,7 +100,12 @@ pytest-min: system-deps $(MIN_VENV)/.installed
 	  --backends $(MIN_BACKENDS) \
 	  --ignore=tests/system/test_browser.py --ignore=tests/system/test_benchmarks.py
 
-bench: system-deps $(VENV)/.installed
+# The benchmark measures Redis with and without hiredis: it installs it.
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[tests,hiredis]'
+	touch $@
+
+bench: system-deps $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
 
 # The full load and fault run (make test runs a short one): 100 clients for

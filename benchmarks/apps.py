@@ -43,7 +43,7 @@ def current_user_me() -> str:
     return "anonymous" if user is None else f"{user.email} {user.plan}"
 
 
-def _models() -> tuple[SQLAlchemy, t.Any]:
+def models() -> tuple[SQLAlchemy, t.Any]:
     class Base(sa_orm.DeclarativeBase):
         pass
 
@@ -71,7 +71,7 @@ def create_users(database: str, count: int = 1) -> None:
     """The users table with ``count`` users, made before any worker starts."""
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = database
-    db, User = _models()
+    db, User = models()
     db.init_app(app)
 
     with app.app_context():
@@ -91,11 +91,16 @@ def build(
     redis_url: str | None,
     *,
     local_max_entries: int | None = None,
+    cache: SimpleCache | None = None,
+    redis_options: dict[str, t.Any] | None = None,
 ) -> tuple[Flask, SQLAlchemy]:
-    """The application in one setup, and its Flask-SQLAlchemy extension."""
+    """The application in one setup, and its Flask-SQLAlchemy extension;
+    ``cache``: the in-process store's cache; ``redis_options``: more
+    arguments of the Redis client.
+    """
     app = Flask(__name__)
     app.config.update(SECRET_KEY="bench", SQLALCHEMY_DATABASE_URI=database)
-    db, User = _models()
+    db, User = models()
     db.init_app(app)
 
     if setup == "anonymous":
@@ -127,10 +132,11 @@ def build(
             folder = os.path.dirname(database.removeprefix("sqlite:///"))
             app.instance_path = os.path.join(folder, "instance")
         elif setup == "pow-memory":
-            app.config["POW_CACHE"] = SimpleCache(threshold=100_000)
+            app.config["POW_CACHE"] = cache or SimpleCache(threshold=100_000)
         else:
             assert redis_url is not None
-            app.config["POW_CACHE"] = RedisCache(host=redis.Redis.from_url(redis_url))
+            client = redis.Redis.from_url(redis_url, **(redis_options or {}))
+            app.config["POW_CACHE"] = RedisCache(host=client)
             app.config["POW_REDIS_LOCAL_CACHE"] = setup == "pow-redis-local"
 
             if local_max_entries is not None:

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from tests.support.servers import RedisServer
 from tests.support.servers import free_port
 
+from . import harness
 from .apps import build
 
 #: Picks a cookie per request; counts answers that are not the user.
@@ -257,9 +258,7 @@ def report(
             str(p.not_the_user),
         ])  # fmt: skip
 
-    from .run import _rst_table
-
-    return "\n".join(lines + _rst_table(header, rows)) + "\n"
+    return "\n".join(lines + harness.rst_table(header, rows)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,12 +21,10 @@ import typing as t
 
 from tests.support.servers import RedisServer
 
+from . import harness
 from .apps import SETUPS
 from .apps import build
 from .apps import create_users
-from .run import _call
-from .run import _environ
-from .run import _login_cookie
 
 #: Part of a request -> the functions whose cumulative time it is.
 PARTS = {
@@ -61,16 +59,16 @@ def profile(setup: str, requests: int) -> pstats.Stats:
     try:
         url = f"redis://127.0.0.1:{server.port}/0" if server else None
         app, _ = build(setup, database, url)
-        environ = _environ(_login_cookie(app))
+        environ = harness.environ(harness.login_cookie(app))
 
         for _ in range(200):  # warm: connections, memo, tracking
-            _call(app, environ)
+            harness.call(app, environ)
 
         profiler = cProfile.Profile()
         profiler.enable()
 
         for _ in range(requests):
-            _call(app, environ)
+            harness.call(app, environ)
 
         profiler.disable()
     finally:

@@ -21,9 +21,8 @@ machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
-import time
-import typing as t
 
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
@@ -33,12 +32,12 @@ from cachelib import RedisCache
 from cachelib import SimpleCache
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from werkzeug.test import EnvironBuilder
 
 from flask_pow import Pow
 from flask_pow import login_user
 from tests.support.servers import RedisServer
 
+from . import harness
 from .apps import current_user_me
 
 
@@ -85,27 +84,6 @@ def build(cache: BaseCache, database: str) -> tuple[Flask, SQLAlchemy]:
     return app, db
 
 
-def environ(cookie: str | None) -> dict[str, t.Any]:
-    headers = [("Cookie", cookie)] if cookie else []
-    return EnvironBuilder(path="/me", headers=headers).get_environ()
-
-
-def call(app: Flask, env: dict[str, t.Any]) -> bytes:
-    def start_response(*args: t.Any) -> t.Callable[[bytes], object]:
-        return lambda data: None
-
-    return b"".join(app.wsgi_app(dict(env), start_response))
-
-
-def time_per_request(app: Flask, env: dict[str, t.Any], n: int) -> float:
-    start = time.perf_counter()
-
-    for _ in range(n):
-        call(app, env)
-
-    return (time.perf_counter() - start) / n
-
-
 def measure(name: str, cache: BaseCache, requests: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app, db = build(cache, f"sqlite:///{tmp}/bench.db")
@@ -113,16 +91,16 @@ def measure(name: str, cache: BaseCache, requests: int, rounds: int) -> None:
         client.post("/login")
         cookie = client.get_cookie("session")
         assert cookie is not None
-        logged_in = environ(f"session={cookie.value}")
-        anonymous = environ(None)
+        logged_in = harness.environ(f"session={cookie.value}")
+        anonymous = harness.environ(None)
         other = app.test_client()
         other.get("/cart")
         cart_cookie = other.get_cookie("session")
         assert cart_cookie is not None
-        with_cookie = environ(f"session={cart_cookie.value}")
-        assert call(app, with_cookie) == b"anonymous"
-        assert call(app, logged_in) == b"ada@example.com pro"
-        assert call(app, anonymous) == b"anonymous"
+        with_cookie = harness.environ(f"session={cart_cookie.value}")
+        assert harness.call(app, with_cookie) == b"anonymous"
+        assert harness.call(app, logged_in) == b"ada@example.com pro"
+        assert harness.call(app, anonymous) == b"anonymous"
         statements: list[str] = []
 
         with app.app_context():
@@ -133,14 +111,15 @@ def measure(name: str, cache: BaseCache, requests: int, rounds: int) -> None:
         )
 
         # Interleaved rounds, so that drift on a shared machine hits all.
-        times: dict[str, list[float]] = {"anon": [], "cookie": [], "auth": []}
-
-        for _ in range(rounds):
-            times["anon"].append(time_per_request(app, anonymous, requests))
-            times["cookie"].append(time_per_request(app, with_cookie, requests))
-            times["auth"].append(time_per_request(app, logged_in, requests))
-
-        anon, cookie_only, auth = (min(times[k]) for k in ("anon", "cookie", "auth"))
+        anon, cookie_only, auth = harness.fastest(
+            {
+                "anon": functools.partial(harness.call, app, anonymous),
+                "cookie": functools.partial(harness.call, app, with_cookie),
+                "auth": functools.partial(harness.call, app, logged_in),
+            },
+            requests,
+            rounds,
+        ).values()
         sql_per_request = len(statements) / (rounds * requests * 3)
         print(
             f"{name:<16} anonymous {anon * 1e6:6.1f} us | cookie"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import io
 import os
 import platform
@@ -32,11 +33,12 @@ import typing as t
 import redis
 import redis.connection
 import sqlalchemy as sa
-from werkzeug.test import EnvironBuilder
 
 from tests.support.servers import RedisServer
 from tests.support.servers import free_port
 
+from . import floors
+from . import harness
 from . import postgres
 from .apps import SETUPS
 from .apps import build
@@ -72,6 +74,8 @@ class Sizes:
     local_sessions: int = 100_000
     local_workers: int = 4
     local_seconds: float = 20.0
+    #: The floors' rounds: more of them, the floors are close together.
+    floor_rounds: int = 25
 
 
 TINY = Sizes(
@@ -86,6 +90,7 @@ TINY = Sizes(
     local_sessions=200,
     local_workers=2,
     local_seconds=1.0,
+    floor_rounds=1,
 )
 
 
@@ -103,24 +108,6 @@ class Row:
 # -- in-process --------------------------------------------------------------
 
 
-def _environ(cookie: str) -> dict[str, t.Any]:
-    return EnvironBuilder(path="/me", headers=[("Cookie", cookie)]).get_environ()
-
-
-def _call(app: t.Any, environ: dict[str, t.Any]) -> bytes:
-    def start_response(*args: t.Any) -> t.Callable[[bytes], object]:
-        return lambda data: None
-
-    return b"".join(app.wsgi_app(dict(environ), start_response))
-
-
-def _login_cookie(app: t.Any) -> str:
-    client = app.test_client()
-    assert client.post("/login").status_code == 200
-    cookie = client.get_cookie("session")
-    return f"session={cookie.value}" if cookie else ""
-
-
 def in_process(
     setups: list[str], stores: dict[str, str | None], sizes: Sizes, admin: t.Any
 ) -> dict[str, Row]:
@@ -130,27 +117,23 @@ def in_process(
         database = stores["postgres"] if setup == "login-postgres" else stores["sqlite"]
         assert database is not None
         app, db = build(setup, database, stores["redis"])
-        environ = _environ(_login_cookie(app))
+        environ = harness.environ(harness.login_cookie(app))
         expected = b"anonymous" if setup == "anonymous" else b"user1@example.com pro"
-        assert _call(app, environ) == expected, setup
+        assert harness.call(app, environ) == expected, setup
         apps[setup] = (app, db, environ)
 
-    times: dict[str, list[float]] = {setup: [] for setup in setups}
-
-    # Interleaved rounds: drift on a shared machine hits every setup alike.
-    for _ in range(sizes.rounds):
-        for setup, (app, _, environ) in apps.items():
-            start = time.perf_counter()
-
-            for _ in range(sizes.requests):
-                _call(app, environ)
-
-            times[setup].append((time.perf_counter() - start) / sizes.requests)
-
+    times = harness.fastest(
+        {
+            setup: functools.partial(harness.call, app, environ)
+            for setup, (app, _, environ) in apps.items()
+        },
+        sizes.requests,
+        sizes.rounds,
+    )
     rows = {}
 
     for setup, (app, db, environ) in apps.items():
-        row = Row(setup, us_per_request=min(times[setup]) * 1e6)
+        row = Row(setup, us_per_request=times[setup] * 1e6)
         statements: list[str] = []
 
         with app.app_context():
@@ -165,7 +148,7 @@ def in_process(
         n = max(10, sizes.requests // 10)
 
         for _ in range(n):
-            _call(app, environ)
+            harness.call(app, environ)
 
         sa.event.remove(engine, "before_cursor_execute", listener)
         row.sql = len(statements) / n
@@ -311,9 +294,9 @@ def scale(stores: dict[str, str | None], sizes: Sizes) -> dict[str, t.Any]:
     results: dict[str, t.Any] = {"flat": []}
     assert stores["redis"] is not None and stores["sqlite"] is not None
     app, db = build("pow-redis", stores["sqlite"], stores["redis"])
-    environ = _environ(_login_cookie(app))
+    environ = harness.environ(harness.login_cookie(app))
     local_app, local_db = build("pow-redis-local", stores["sqlite"], stores["redis"])
-    local_environ = _environ(_login_cookie(local_app))
+    local_environ = harness.environ(harness.login_cookie(local_app))
     client = redis.Redis.from_url(stores["redis"])
     state = app.extensions["pow"].get_state(app)
     credentials = state.credentials
@@ -346,11 +329,11 @@ def scale(stores: dict[str, str | None], sizes: Sizes) -> dict[str, t.Any]:
         filled = target
         loops = max(50, sizes.requests // 3)
         best = min(
-            _timed(lambda: _call(app, environ), loops)
+            _timed(lambda: harness.call(app, environ), loops)
             for _ in range(max(1, sizes.rounds))
         )
         best_local = min(
-            _timed(lambda: _call(local_app, local_environ), loops)
+            _timed(lambda: harness.call(local_app, local_environ), loops)
             for _ in range(max(1, sizes.rounds))
         )
         results["flat"].append((target, best * 1e6, best_local * 1e6, client.dbsize()))
@@ -469,7 +452,8 @@ def run(sizes: Sizes, *, require_postgres: bool = False) -> str:
     local = local_cache.run(
         sizes.local_sessions, sizes.local_workers, sizes.local_seconds, None
     )
-    return report(rows, grown, memory.getvalue(), local, sizes)
+    floor_report = floors.measure(sizes.requests, sizes.floor_rounds)
+    return report(rows, grown, memory.getvalue(), local, floor_report, sizes)
 
 
 def _ratio(value: float | None, base: float | None) -> str:
@@ -485,6 +469,7 @@ def report(
     grown: dict[str, t.Any],
     memory: str,
     local: str,
+    floor_report: str,
     sizes: Sizes,
 ) -> str:
     base = rows["anonymous"]
@@ -511,7 +496,7 @@ def report(
         cells += [f"{row.sql:.0f}", _num(row.commands, 1), _num(row.round_trips, 1)]
         table.append(cells)
 
-    lines += _rst_table(header, table)
+    lines += harness.rst_table(header, table)
     lines += ["", "HTTP through gunicorn (what a deployment sees):", ""]
     header = ["setup", "req/s", "x anonymous"]
     header += [f"x {r.setup}" for r in logins]
@@ -525,9 +510,9 @@ def report(
         cells += [_num(row.http_latency_ms, 2)]
         table.append(cells)
 
-    lines += _rst_table(header, table)
+    lines += harness.rst_table(header, table)
     lines += ["", "Per-request cost (flask_pow on Redis) against stored sessions:", ""]
-    lines += _rst_table(
+    lines += harness.rst_table(
         ["sessions stored", "keys in Redis", "us/request", "with local cache"],
         [
             [f"{n:,}", f"{keys:,}", f"{us:.0f}", f"{local:.0f}"]
@@ -536,7 +521,7 @@ def report(
     )
     many = f"sessions(user), {grown['sessions_per_user']:,} sessions"
     lines += ["", "Operations on Redis (in-process, loopback):", ""]
-    lines += _rst_table(
+    lines += harness.rst_table(
         ["operation", "ms"],
         [
             ["login (put)", f"{grown['login'] * 1e3:.2f}"],
@@ -551,21 +536,9 @@ def report(
     lines += ["    " + line for line in memory.strip().splitlines()]
     lines += ["", "The Redis local cache under many sessions:", ""]
     lines += local.strip().splitlines()
+    lines += ["", "The physical floors (benchmarks/floors.py):", ""]
+    lines += floor_report.strip().splitlines()
     return "\n".join(lines) + "\n"
-
-
-def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [
-        max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))
-    ]
-    rule = "  ".join("=" * w for w in widths)
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) for c, w in zip(cells, widths, strict=True)
-        ).rstrip()
-
-    return [rule, line(header), rule, *(line(r) for r in rows), rule]
 
 
 def main(argv: list[str] | None = None) -> None:
