@@ -51,8 +51,11 @@ def begin_request(state: PowState, sender: Flask, **kwargs: t.Any) -> None:
     """Connected to :data:`flask.request_started`: a ``g.current_user``
     there before any of this request's hooks ran is not this request's.
     """
-    g.pop("current_user", None)
-    request_state(state).dispatch_g = g._get_current_object()
+    # The objects behind the proxies, looked up once: this runs on every
+    # request.
+    app_g = g._get_current_object()
+    app_g.pop("current_user", None)
+    request_state(state).dispatch_g = app_g
 
 
 def end_request(exc: BaseException | None = None) -> None:
@@ -62,8 +65,9 @@ def end_request(exc: BaseException | None = None) -> None:
     exception propagated out of the view: debug mode, ``TESTING``).
     """
     rs = request.__dict__.get(STATE_ATTRIBUTE)
+    app_g = g._get_current_object()
 
-    if rs is not None and rs.dispatch_g in (None, g._get_current_object()):
+    if rs is not None and rs.dispatch_g in (None, app_g):
         rs.finished = True
 
         if rs.effects:
@@ -74,7 +78,7 @@ def end_request(exc: BaseException | None = None) -> None:
                 # the cached values stay as they were until they expire.
                 pass
 
-    g.pop("current_user", None)
+    app_g.pop("current_user", None)
 
 
 def mark_failed(state: PowState, sender: Flask, **kwargs: t.Any) -> None:
@@ -114,40 +118,44 @@ def load(state: PowState, rs: RequestState | None = None) -> None:
 
     :raise StoreUnavailable: if the store cannot be read.
     """
+    # The objects behind the proxies, looked up once each.
+    req = request._get_current_object()  # type: ignore[attr-defined]
+
     if rs is None:
-        rs = request.__dict__.get(STATE_ATTRIBUTE) or request_state(state)
+        rs = req.__dict__.get(STATE_ATTRIBUTE) or request_state(state)
 
     if rs.loaded:
         return
 
     rs.loaded = True
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app_g = g._get_current_object()
 
     if not state.checked or (
-        state.process_local and request.environ.get("wsgi.multiprocess")
+        state.process_local and req.environ.get("wsgi.multiprocess")
     ):
         check_request(app, state)
 
     # Whatever another hook left in g.current_user is replaced, never
     # trusted: a user from another mechanism comes through request_loader.
-    g.current_user = None
+    app_g.current_user = None
     signals.user_accessed.send(app)
-    cookie = state.signer.read(session.get(state.config.session_key))
+    cookie = state.signer.read(session.get(state.config.session_key), app.config)
 
     if cookie is not None:
-        _load_session(state, rs, *cookie)
+        _load_session(state, rs, app_g, req, *cookie)
 
-    if rs.record is None and request.cookies:
+    if rs.record is None and req.cookies:
         restored = remember.restore(state, rs.remember)
 
         if restored is not None and _load_session(
-            state, rs, restored.session_id, restored.session_token, True
+            state, rs, app_g, req, restored.session_id, restored.session_token, True
         ):
             signals.user_loaded_from_remember.send(app, user=rs.user)
 
     if rs.user is None and state.request_loaders:
         for loader in state.request_loaders:
-            user = loader(request._get_current_object())  # type: ignore[attr-defined]
+            user = loader(req)
 
             if user is not None:
                 rs.set_user(resolve_user(user))
@@ -158,10 +166,17 @@ def load(state: PowState, rs: RequestState | None = None) -> None:
 
 
 def _load_session(
-    state: PowState, rs: RequestState, session_id: str, token: str, resign: bool
+    state: PowState,
+    rs: RequestState,
+    app_g: t.Any,
+    req: t.Any,
+    session_id: str,
+    token: str,
+    resign: bool = False,
 ) -> bool:
     """Load the user of a session, given its id and token; ``resign``:
     write the cookie again after the view, even if nothing changed.
+    ``app_g`` and ``req``: :data:`~flask.g` and the request, not proxies.
     """
     found = state.credentials.authenticate(session_id, token)
 
@@ -185,29 +200,33 @@ def _load_session(
     elif found.due:
         rs.rotate = "routine"
 
-    g.current_user = rs.user = found.user
+    app_g.current_user = rs.user = found.user
 
-    if wants_reload(state):
+    if wants_reload(state, req):
         reload(state, rs)
 
     return rs.user is not None
 
 
-def wants_reload(state: PowState) -> bool:
+def wants_reload(state: PowState, req: t.Any) -> bool:
     """Whether this request reloads the user: ``POW_RELOAD``, a view marked
     with :func:`~flask_pow.reload_user`, or a view of a reload blueprint
-    (or one nested in it).
+    (or one nested in it). Decided once per endpoint: an application's
+    views and blueprints are fixed once it serves requests.
     """
-    if state.config.reload:
-        return True
+    endpoint = req.endpoint
+    wanted = state.reloads.get(endpoint)
 
-    view = current_app.view_functions.get(request.endpoint or "")
+    if wanted is None:
+        view = current_app.view_functions.get(endpoint or "")
+        names = state.config.reload_blueprints
+        wanted = state.reloads[endpoint] = (
+            state.config.reload
+            or getattr(view, "_pow_reload", False)
+            or (bool(names) and not names.isdisjoint(req.blueprints))
+        )
 
-    if getattr(view, "_pow_reload", False):
-        return True
-
-    names = state.config.reload_blueprints
-    return bool(names) and not names.isdisjoint(request.blueprints)
+    return wanted
 
 
 def reload(state: PowState, rs: RequestState) -> t.Any:

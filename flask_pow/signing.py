@@ -68,8 +68,10 @@ class TokenSigner:
         self.salt = salt
         self._keys: _KeySet | None = None
 
-    def _signers(self) -> _KeySet:
-        config = current_app.config
+    def _signers(self, config: t.Mapping[str, t.Any] | None = None) -> _KeySet:
+        if config is None:
+            config = current_app.config
+
         keys = (config["SECRET_KEY"], *(config.get("SECRET_KEY_FALLBACKS") or ()))
         known = self._keys
 
@@ -90,14 +92,17 @@ class TokenSigner:
         signer = self._signers().signers[0]
         return signer.sign(f"{session_id}.{token}").decode("ascii")
 
-    def read(self, value: object) -> tuple[str, str, bool] | None:
+    def read(
+        self, value: object, config: t.Mapping[str, t.Any] | None = None
+    ) -> tuple[str, str, bool] | None:
         """The session id and token of a value :meth:`sign` made, and whether
-        a fallback key signed it; ``None`` for anything else.
+        a fallback key signed it; ``None`` for anything else. ``config``:
+        the current application's, if the caller has it at hand.
         """
         if value is None or not isinstance(value, str) or len(value) > MAX_VALUE_LENGTH:
             return None
 
-        keys = self._signers()
+        keys = self._signers(config)
 
         if (verified := keys.verified.get(value)) is not None:
             return verified

@@ -123,6 +123,9 @@ class PowState:
     process_local: bool = False
     #: The users are loaded by the manager's ``user_loader`` function.
     loads_by_callback: bool = False
+    #: Whether each endpoint's views reload the user
+    #: (:func:`~flask_pow.lifecycle.wants_reload`).
+    reloads: dict[str | None, bool] = dataclasses.field(default_factory=dict)
     #: The ``POW_*`` keys as ``init_app`` read them, compared with the
     #: application's config at its first request, then dropped.
     read_settings: dict[str, t.Any] | None = None

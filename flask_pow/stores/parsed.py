@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import collections.abc as c
-import copy
 import threading
 import typing as t
 
@@ -119,9 +118,9 @@ class ParsedRecords:
             self._remember(memo_key, held)
 
         record, flat = held
-        own = copy.copy(record)
+        own = record.copy()
         own.metadata = record.metadata.copy() if flat else thaw(record.metadata)
-        return t.cast(SessionRecord, own)
+        return own
 
     def user(
         self, user_key: str, raw: bytes | None, key: str
