@@ -175,22 +175,33 @@ def floor_app(
 
 
 class CountingCache(SimpleCache):
-    """A SimpleCache that counts what is asked of it, copies included."""
+    """A SimpleCache that counts what is asked of it, copies included: the
+    calls from outside, not those its own methods make.
+    """
 
     def __init__(self) -> None:
         super().__init__(threshold=100_000)
         self.calls: list[str] = []
+        self._depth = [0]
 
     def _count(name: str) -> t.Any:  # type: ignore[misc]
         def counted(self: CountingCache, *args: t.Any, **kwargs: t.Any) -> t.Any:
-            self.calls.append(name)
-            return getattr(SimpleCache, name)(self, *args, **kwargs)
+            if not self._depth[0]:
+                self.calls.append(name)
+
+            self._depth[0] += 1
+
+            try:
+                return getattr(SimpleCache, name)(self, *args, **kwargs)
+            finally:
+                self._depth[0] -= 1
 
         return counted
 
     get = _count("get")
     get_many = _count("get_many")
     set = _count("set")
+    set_many = _count("set_many")
     add = _count("add")
     delete = _count("delete")
     delete_many = _count("delete_many")

@@ -157,26 +157,46 @@ class CachelibSessionStore:
     def _put(
         self, items: c.Mapping[str, tuple[t.Any, float]], gone: c.Sequence[str] = ()
     ) -> None:
-        """Write ``items`` (value, TTL), then delete ``gone``."""
-        # TTLs rounded up: no key lives forever, none expires before its time.
+        """Write ``items`` (value, TTL) in their order, then delete ``gone``.
+        Items in a row that share a TTL (a login's four records, mostly) go
+        in one ``set_many``: one round trip to a Memcached.
+        """
+        batch: dict[str, bytes] = {}
+        timeout = 0
+
         for key, (value, ttl) in items.items():
-            data = serialization.dumps(value)
+            # TTLs rounded up: no key lives forever, none expires before its time.
+            this = max(1, int(ttl) + 1)
 
-            try:
-                ok = self.cache.set(key, data, timeout=max(1, int(ttl) + 1))
-            except TypeError:
-                raise
-            except Exception as e:
-                raise unavailable(e, self.server) from e
+            if batch and this != timeout:
+                self._set_many(batch, timeout)
+                batch = {}
 
-            if not ok:
-                raise StoreUnavailable("The session store refused a write.")
+            batch[key], timeout = serialization.dumps(value), this
+
+        if batch:
+            self._set_many(batch, timeout)
 
         if gone:
             try:
                 self.cache.delete_many(*gone)
             except Exception as e:
                 raise unavailable(e, self.server) from e
+
+    def _set_many(self, values: dict[str, bytes], timeout: int) -> None:
+        try:
+            if len(values) == 1:
+                ((key, data),) = values.items()
+                ok = bool(self.cache.set(key, data, timeout=timeout))
+            else:
+                ok = len(self.cache.set_many(values, timeout=timeout)) == len(values)
+        except TypeError:
+            raise
+        except Exception as e:
+            raise unavailable(e, self.server) from e
+
+        if not ok:
+            raise StoreUnavailable("The session store refused a write.")
 
     def _tags(self, user_key: str) -> list[str]:
         return user_tags(user_key, self._secrets())
