@@ -29,6 +29,8 @@ SETUPS = {
     "pow-redis": "flask_pow, Redis",
     "pow-redis-local": "flask_pow, Redis + local cache",
     "handmade-cache": "hand-made cache (signed id, 2 reads, JSON)",
+    "pow-default-no-memos": "flask_pow, default store, memos off",
+    "pow-redis-no-memos": "flask_pow, Redis, memos off",
     "login-sqlite": "Flask-Login, SQLite user_loader",
     "login-session-redis": "Flask-Login + Flask-Session on Redis",
     "login-postgres": "Flask-Login, PostgreSQL user_loader",
@@ -125,6 +127,8 @@ def build(
         from flask_pow import login_user
 
         log_in = login_user
+        memos = not setup.endswith("-no-memos")
+        setup = setup.removesuffix("-no-memos")
 
         if setup == "pow-default":
             # Nothing configured: the store is a FileSystemCache in the
@@ -142,7 +146,13 @@ def build(
             if local_max_entries is not None:
                 app.config["POW_REDIS_LOCAL_CACHE_MAX_ENTRIES"] = local_max_entries
 
-        Pow(app, db=db, user_model=User)
+        pow_ = Pow(app, db=db, user_model=User)
+
+        if not memos:
+            # What the memos save: every read parses and verifies anew.
+            state = pow_.get_state(app)
+            state.credentials.store.parsed.max_bytes = 0  # type: ignore[attr-defined]
+            state.signer.max_verified = 0
 
         app.get("/me")(current_user_me)
 

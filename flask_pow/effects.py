@@ -131,7 +131,7 @@ class RequestState:
     applied: bool = False
     #: The teardown ran: a commit after it is written at once.
     finished: bool = False
-    #: The ``g`` the request was dispatched with.
+    #: The ``g`` the user was loaded in: the request's own context's.
     dispatch_g: t.Any = None
     #: Rows :func:`~flask_pow.database_user` gave, by user key: held for the
     #: request, so that a second call, or their relationships, cost no query.

@@ -13,7 +13,6 @@ from flask import Flask
 from flask import current_app
 from flask import got_request_exception
 from flask import has_app_context
-from flask import request_started
 
 from . import checks
 from . import effects
@@ -176,9 +175,6 @@ class Pow(LoginManager):
         state.loads_by_callback = loads_by_callback
         state.read_settings = read_settings(app.config)
         register(app, self)
-        request_started.connect(
-            functools.partial(lifecycle.begin_request, state), app, weak=False
-        )
         app.before_request(functools.partial(lifecycle.load, state))
         app.after_request(functools.partial(effects.apply, state))
         app.teardown_request(lifecycle.end_request)

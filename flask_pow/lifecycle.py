@@ -41,21 +41,11 @@ if t.TYPE_CHECKING:  # pragma: no cover
 # import) and its ``g`` for every request they handle: state left in ``g``
 # would hand one client's user to the next. So the request's state lives on
 # the request object (:data:`~flask_pow.effects.STATE_ATTRIBUTE`),
-# ``g.current_user`` is dropped when a request starts and when it ends, and
-# the teardown of a copied request context (a thread) is told from the
-# request's own. Remove this block, its two hooks and ``dispatch_g`` when the
-# floor is a Flask that pushes a fresh context for every request (3.2).
-
-
-def begin_request(state: PowState, sender: Flask, **kwargs: t.Any) -> None:
-    """Connected to :data:`flask.request_started`: a ``g.current_user``
-    there before any of this request's hooks ran is not this request's.
-    """
-    # The objects behind the proxies, looked up once: this runs on every
-    # request.
-    app_g = g._get_current_object()
-    app_g.pop("current_user", None)
-    request_state(state).dispatch_g = app_g
+# ``g.current_user`` is replaced when the user is loaded and dropped when the
+# request ends, and the teardown of a copied request context (a thread) is
+# told from the request's own by the ``g`` the user was loaded in. Remove
+# this block, its hook and ``dispatch_g`` when the floor is a Flask that
+# pushes a fresh context for every request (3.2).
 
 
 def end_request(exc: BaseException | None = None) -> None:
@@ -130,6 +120,9 @@ def load(state: PowState, rs: RequestState | None = None) -> None:
     rs.loaded = True
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     app_g = g._get_current_object()
+    # The context the user is loaded in is the request's own: a copy (a
+    # thread) is made from a request whose hooks have run.
+    rs.dispatch_g = app_g
 
     if not state.checked or (
         state.process_local and req.environ.get("wsgi.multiprocess")

@@ -64,6 +64,9 @@ class TokenSigner:
     current application's keys, read at each use: a key may be set late.
     """
 
+    #: Verified values held at most; 0 holds none (each read verifies).
+    max_verified = MAX_VERIFIED
+
     def __init__(self, salt: str = SIGNER_SALT) -> None:
         self.salt = salt
         self._keys: _KeySet | None = None
@@ -116,11 +119,15 @@ class TokenSigner:
             if (match := _PAYLOAD.match(payload.decode("ascii", "replace"))) is None:
                 return None
 
-            # Kept with its keys, so that a change of keys forgets it.
-            if len(keys.verified) >= MAX_VERIFIED:
-                keys.verified.clear()
+            verified = match[1], match[2], i > 0
 
-            verified = keys.verified[value] = match[1], match[2], i > 0
+            # Kept with its keys, so that a change of keys forgets it.
+            if self.max_verified:
+                if len(keys.verified) >= self.max_verified:
+                    keys.verified.clear()
+
+                keys.verified[value] = verified
+
             return verified
 
         return None

@@ -111,3 +111,17 @@ def test_parsed_records_stay_within_their_byte_bound() -> None:
 
     assert records._bytes <= parsed.MAX_BYTES
     assert len(records._memo) < 5000
+
+
+def test_parsed_records_without_a_memo_parse_every_read() -> None:
+    from flask_pow.serialization import dumps
+    from flask_pow.stores import CorruptLog
+    from flask_pow.stores import parsed
+
+    records = parsed.ParsedRecords(CorruptLog(), report_undecodable=True)
+    records.max_bytes = 0
+    raw = dumps({"key": "User:1", "data": {"id": 1}})
+
+    assert records.user("User:1", raw, "user:1") == {"id": 1}
+    assert records.user("User:1", raw, "user:1") == {"id": 1}
+    assert records._memo == {}

@@ -188,3 +188,20 @@ def run_all(actions: list[object]) -> None:
 
     for thread in threads:
         thread.join(timeout=60)
+
+
+def test_a_signer_that_holds_no_verified_values_verifies_each_read() -> None:
+    from flask import Flask
+
+    from flask_pow.signing import TokenSigner
+
+    app = Flask(__name__)
+    app.secret_key = "test secret key"
+    signer = TokenSigner()
+    signer.max_verified = 0
+
+    with app.app_context():
+        value = signer.sign("a" * 22, "b" * 43)
+        assert signer.read(value) == signer.read(value) == ("a" * 22, "b" * 43, False)
+        assert signer.read("b" + value[1:]) is None
+        assert signer._signers().verified == {}

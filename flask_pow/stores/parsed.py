@@ -54,6 +54,9 @@ class ParsedRecords:
         its serializer cannot read).
     """
 
+    #: Stored bytes the memo holds at most; 0 holds none (each read parses).
+    max_bytes = MAX_BYTES
+
     def __init__(self, corrupt: CorruptLog, *, report_undecodable: bool) -> None:
         self.corrupt = corrupt
         self.report_undecodable = report_undecodable
@@ -77,7 +80,7 @@ class ParsedRecords:
     def _remember(self, key: MemoKey, value: t.Any) -> None:
         size = len(key[2]) + len(key[1])
 
-        if size > MAX_VALUE_BYTES:
+        if size > MAX_VALUE_BYTES or size > self.max_bytes:
             return
 
         with self._lock:
@@ -87,7 +90,7 @@ class ParsedRecords:
             self._memo[key] = value
             self._bytes += size
 
-            while self._bytes > MAX_BYTES:
+            while self._bytes > self.max_bytes:
                 old, _ = self._memo.popitem(last=False)
                 self._bytes -= len(old[2]) + len(old[1])
 

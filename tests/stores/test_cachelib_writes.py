@@ -11,9 +11,11 @@ import pytest
 from cachelib import SimpleCache
 
 from flask_pow import StoreUnavailable
+from flask_pow.policy import Policy
 from flask_pow.stores.cachelib import CachelibSessionStore
-from tests.stores.test_contract import NOW
-from tests.stores.test_contract import login
+
+NOW = 1_800_000_000.0
+POLICY = Policy(credentials_ttl=1800, rotation_grace=30)
 
 
 class RecordingCache(SimpleCache):
@@ -62,6 +64,12 @@ def store_on(cache: SimpleCache) -> CachelibSessionStore:
     return CachelibSessionStore(cache, "pow", lambda: ["test secret key"])
 
 
+def login(store: CachelibSessionStore) -> None:
+    session_id = store.new_session_id("User:1", NOW)
+    record, _ = POLICY.new_session(session_id, "User:1", {}, NOW)
+    store.create(record, {"name": "Ada"}, NOW, max_sessions=100)
+
+
 def test_a_login_is_a_lock_a_read_and_one_write() -> None:
     cache = RecordingCache()
     store = store_on(cache)
@@ -97,4 +105,4 @@ def test_a_write_the_cache_refuses_is_store_unavailable() -> None:
     store = store_on(RefusingCache())
 
     with pytest.raises(StoreUnavailable, match="refused a write"):
-        login(store, now=NOW)
+        login(store)
