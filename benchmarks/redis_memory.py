@@ -20,6 +20,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_pow import Pow
+from flask_pow import UserMixin
 from tests.support.servers import RedisServer
 
 
@@ -46,7 +47,7 @@ def measure(server: RedisServer, sessions: int, users: int) -> None:
     )
     db = SQLAlchemy(model_class=type("B", (sa_orm.DeclarativeBase,), {}))
 
-    class User(db.Model):  # type: ignore[name-defined,misc]
+    class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
         id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
         email: sa_orm.Mapped[str]
         name: sa_orm.Mapped[str]
