@@ -55,6 +55,8 @@ class Report:
     workers: int
     requests: int = 0
     ok: int = 0
+    #: The users whose clients were answered as themselves at least once.
+    served: set[int] = dataclasses.field(default_factory=set)
     #: 503 answers while the store was down (expected, not failures).
     unavailable: int = 0
     #: Connections cut by a killed or restarted worker (expected).
@@ -200,6 +202,9 @@ class Client:
 
             if status == 200 and body == str(self.user_id):
                 self.count("ok", started, in_fault)
+
+                with self.lock:
+                    self.report.served.add(self.user_id)
             elif status == 200 and body == "anonymous":
                 self.count("logouts", started, in_fault)
             elif status == 200:

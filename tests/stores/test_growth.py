@@ -100,8 +100,7 @@ def test_cleanup_keeps_live_sessions(file_env: tuple[Env, str]) -> None:
 def test_cleanup_runs_by_itself_once_per_interval(file_env: tuple[Env, str]) -> None:
     env, path = file_env
     cache = FileSystemCache(path, threshold=0)
-    cache.set("left-over", "x", timeout=1)
-    time.sleep(1.1)
+    cache.set("left-over", "x", timeout=-1)  # expired a second ago
     client = env.app.test_client()
     env.login(client, env.add_user())
     deadline = time.monotonic() + 10
@@ -111,8 +110,7 @@ def test_cleanup_runs_by_itself_once_per_interval(file_env: tuple[Env, str]) -> 
         time.sleep(0.05)
 
     # Once per interval: the next login does not sweep again.
-    cache.set("another", "x", timeout=1)
-    time.sleep(1.1)
+    cache.set("another", "x", timeout=-1)
     env.login(env.app.test_client(), env.add_user("bob@example.com"))
     time.sleep(0.3)
     assert cache._get_filename("another").split(os.sep)[-1] in files(path)
@@ -120,8 +118,7 @@ def test_cleanup_runs_by_itself_once_per_interval(file_env: tuple[Env, str]) -> 
 
 def test_cleanup_command_reports_what_it_removed(file_env: tuple[Env, str]) -> None:
     env, path = file_env
-    FileSystemCache(path, threshold=0).set("left-over", "x", timeout=1)
-    time.sleep(1.1)
+    FileSystemCache(path, threshold=0).set("left-over", "x", timeout=-1)
     result = env.app.test_cli_runner().invoke(args=["pow", "cleanup"])
     assert result.exit_code == 0, result.output
     assert result.output == "Removed 1 expired record.\n"

@@ -16,7 +16,7 @@ def test_load_with_faults_loses_nothing() -> None:
     report = stress.run(clients=20, seconds=15, workers=4, faults=True)
     print("\n".join(report.lines()))
     assert len(report.faults) == 3
-    assert report.ok > 500
+    assert len(report.served) == 20  # every client, however slow the machine
     assert report.unavailable > 0  # Redis really was down for a while
     assert (report.errors, report.logouts, report.cross_user) == (0, 0, 0)
     assert report.unexplained == 0
@@ -33,7 +33,7 @@ def test_load_with_faults_and_the_local_cache_loses_nothing() -> None:
     )
     print("\n".join(report.lines()))
     assert len(report.faults) == 3
-    assert report.ok > 500
+    assert len(report.served) == 20  # every client, however slow the machine
     assert report.unavailable > 0
     assert (report.errors, report.logouts, report.cross_user) == (0, 0, 0)
     assert report.unexplained == 0
