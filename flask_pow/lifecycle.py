@@ -132,7 +132,8 @@ def load(state: PowState, rs: RequestState | None = None) -> None:
     # Whatever another hook left in g.current_user is replaced, never
     # trusted: a user from another mechanism comes through request_loader.
     app_g.current_user = None
-    signals.user_accessed.send(app)
+    if signals.user_accessed.receivers:
+        signals.user_accessed.send(app)
     cookie = state.signer.read(session.get(state.config.session_key), app.config)
 
     if cookie is not None:

@@ -13,6 +13,7 @@ import urllib.parse
 import sqlalchemy as sa
 import sqlalchemy.orm as sa_orm
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.base import DEFAULT_STATE_ATTR
 
 from . import serialization
 from .detached import NotCached
@@ -247,7 +248,9 @@ class SQLAlchemyUsers(UserAdapter[U]):
         return state is not None and state.session_id is not None
 
     def warn_if_changed(self, user: U) -> None:
-        state = sa.inspect(user, raiseerr=False)
+        # The instance's state, without the inspection registry: after
+        # every authenticated request.
+        state = getattr(user, DEFAULT_STATE_ATTR, None)
 
         if state is not None and state.modified and state.detached:
             changed = [a.key for a in state.attrs if a.history.has_changes()]

@@ -37,6 +37,10 @@ class Match:
     follow: str | None = None
 
 
+#: The match of the current token, shared: a Match cannot change.
+_MATCHED = Match()
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
     """The timing rules of one application.
@@ -87,7 +91,7 @@ class Policy:
         presented = digest(token)
 
         if hmac.compare_digest(presented, record.token):
-            return Match()
+            return _MATCHED
 
         if (
             record.previous is not None
