@@ -71,12 +71,19 @@ class LoginManager:
 
     def login_views(self, config: PowConfig) -> dict[str, str | None]:
         """Every login view the application names, by the setting that
-        names it: the extension's attributes and the configuration.
+        names it: the extension's attributes and the configuration, the
+        refresh views (a login that makes the session fresh) included.
         """
-        views: dict[str, str | None] = {"POW_LOGIN_VIEW": config.login_view}
+        views: dict[str, str | None] = {
+            "POW_LOGIN_VIEW": config.login_view,
+            "POW_REFRESH_VIEW": config.refresh_view,
+        }
 
         if self.login_view is not None:
             views["login_manager.login_view"] = self.login_view
+
+        if self.refresh_view is not None:
+            views["login_manager.refresh_view"] = self.refresh_view
 
         for name, endpoint in config.blueprint_login_views.items():
             views[f"POW_BLUEPRINT_LOGIN_VIEWS[{name!r}]"] = endpoint

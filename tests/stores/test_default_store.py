@@ -156,6 +156,27 @@ def test_login_view_set_on_the_extension_is_checked() -> None:
         app.test_client().get("/")
 
 
+def test_refresh_view_that_is_no_endpoint_fails_at_the_first_request() -> None:
+    app, _ = make_app(POW_REFRESH_VIEW="reauthenticate")
+
+    with pytest.raises(SetupError, match="POW_REFRESH_VIEW is 'reauthenticate'"):
+        app.test_client().get("/")
+
+
+def test_refresh_view_set_on_the_extension_is_checked() -> None:
+    app, auth = make_app()
+    auth.refresh_view = "nowhere"
+
+    with pytest.raises(SetupError, match="login_manager.refresh_view is 'nowhere'"):
+        app.test_client().get("/")
+
+
+def test_refresh_view_given_as_a_url_passes() -> None:
+    app, _ = make_app(POW_REFRESH_VIEW="https://sso.example.com/again")
+
+    assert app.test_client().get("/private").status_code == 401
+
+
 def test_existing_login_view_passes() -> None:
     app, _ = make_app(POW_LOGIN_VIEW="sign_in")
 
