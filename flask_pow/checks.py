@@ -36,7 +36,7 @@ def check_request(app: Flask, state: PowState) -> None:
             warnings.warn(
                 f"{', '.join(changed)} changed in the application's config after"
                 " flask_pow read its settings in init_app, and flask_pow ignores"
-                " the change: it goes on with what init_app read. Set POW_* keys"
+                " the change: it goes on with what init_app read. Set these keys"
                 " before Pow(app) or init_app(app), or call init_app after setting"
                 " them (an application factory does both in order).",
                 LateSettingWarning,

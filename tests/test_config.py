@@ -428,10 +428,19 @@ def test_setting_changed_after_init_app_warns_at_the_first_request() -> None:
     assert late_warnings(app) == [
         "POW_CACHE changed in the application's config after flask_pow read its"
         " settings in init_app, and flask_pow ignores the change: it goes on with"
-        " what init_app read. Set POW_* keys before Pow(app) or init_app(app), or"
+        " what init_app read. Set these keys before Pow(app) or init_app(app), or"
         " call init_app after setting them (an application factory does both in"
         " order)."
     ]
+
+
+def test_flask_login_key_changed_after_init_app_is_named_in_the_warning() -> None:
+    app = setup()
+    app.config["REMEMBER_COOKIE_NAME"] = "keep_me"
+
+    (message,) = late_warnings(app)
+    assert message.startswith("REMEMBER_COOKIE_NAME changed")
+    assert "POW_" not in message
 
 
 def test_late_setting_warning_is_given_once() -> None:
