@@ -19,6 +19,7 @@ what to quote; absolute times belong to the machine.
 from __future__ import annotations
 
 import argparse
+import collections
 import collections.abc as c
 import functools
 import hmac
@@ -43,6 +44,7 @@ from redis._parsers import _RESP2Parser
 from flask_pow import current_session
 from flask_pow.stores import TAG_LENGTH
 from flask_pow.stores.redis_scripts import READ
+from tests.support.recording_cache import RecordingCache
 from tests.support.servers import RedisServer
 
 from . import harness
@@ -174,51 +176,16 @@ def floor_app(
     return app
 
 
-class CountingCache(SimpleCache):
-    """A SimpleCache that counts what is asked of it, copies included: the
-    calls from outside, not those its own methods make.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(threshold=100_000)
-        self.calls: list[str] = []
-        self._depth = [0]
-
-    def _count(name: str) -> t.Any:  # type: ignore[misc]
-        def counted(self: CountingCache, *args: t.Any, **kwargs: t.Any) -> t.Any:
-            if not self._depth[0]:
-                self.calls.append(name)
-
-            self._depth[0] += 1
-
-            try:
-                return getattr(SimpleCache, name)(self, *args, **kwargs)
-            finally:
-                self._depth[0] -= 1
-
-        return counted
-
-    get = _count("get")
-    get_many = _count("get_many")
-    set = _count("set")
-    set_many = _count("set_many")
-    add = _count("add")
-    delete = _count("delete")
-    delete_many = _count("delete_many")
-    has = _count("has")
-    del _count
-
-
 def login_operations(database: str) -> list[str]:
     """The cache operations of one login (``POST /login``) on a cachelib
     store, after a first login has made the user's records.
     """
-    cache = CountingCache()
+    cache = RecordingCache()
     app = build("pow-memory", database, None, cache=cache)[0]
     harness.login_cookie(app)
     cache.calls.clear()
     harness.login_cookie(app)
-    return list(cache.calls)
+    return cache.names
 
 
 def _redis_read(app: Flask) -> dict[str, c.Callable[[], object]]:
@@ -347,21 +314,13 @@ def report(
     lines += harness.rst_table(
         ["reply parser", "store read us", "bare EVALSHA us", "x bare"], rows
     )
-    counted = ", ".join(f"{n} {name}" for name, n in _counts(operations).items())
+    counts = collections.Counter(operations)
+    counted = ", ".join(f"{n} {name}" for name, n in counts.items())
     lines += [
         "",
         f"A login on a cachelib store: {len(operations)} cache operations ({counted}).",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _counts(names: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-
-    return counts
 
 
 def main() -> None:

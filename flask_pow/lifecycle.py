@@ -132,8 +132,10 @@ def load(state: PowState, rs: RequestState | None = None) -> None:
     # Whatever another hook left in g.current_user is replaced, never
     # trusted: a user from another mechanism comes through request_loader.
     app_g.current_user = None
+
     if signals.user_accessed.receivers:
         signals.user_accessed.send(app)
+
     cookie = state.signer.read(session.get(state.config.session_key), app.config)
 
     if cookie is not None:
@@ -166,7 +168,7 @@ def _load_session(
     req: t.Any,
     session_id: str,
     token: str,
-    resign: bool = False,
+    resign: bool,
 ) -> bool:
     """Load the user of a session, given its id and token; ``resign``:
     write the cookie again after the view, even if nothing changed.

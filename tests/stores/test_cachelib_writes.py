@@ -13,43 +13,10 @@ from cachelib import SimpleCache
 from flask_pow import StoreUnavailable
 from flask_pow.policy import Policy
 from flask_pow.stores.cachelib import CachelibSessionStore
+from tests.support.recording_cache import RecordingCache
 
 NOW = 1_800_000_000.0
 POLICY = Policy(credentials_ttl=1800, rotation_grace=30)
-
-
-class RecordingCache(SimpleCache):
-    """Records each call from outside: its name, keys and timeout."""
-
-    def __init__(self) -> None:
-        super().__init__(threshold=100_000)
-        self.calls: list[tuple[str, list[str], int | None]] = []
-        self.depth = [0]
-
-    def _recorded(name: str) -> t.Any:  # type: ignore[misc]
-        def method(self: RecordingCache, *args: t.Any, **kwargs: t.Any) -> t.Any:
-            if not self.depth[0]:
-                keys = list(args[0]) if name == "set_many" else [args[0]]
-                timeout = kwargs.get("timeout")
-                self.calls.append((name, keys, timeout))
-
-            self.depth[0] += 1
-
-            try:
-                return getattr(SimpleCache, name)(self, *args, **kwargs)
-            finally:
-                self.depth[0] -= 1
-
-        return method
-
-    get = _recorded("get")
-    get_many = _recorded("get_many")
-    set = _recorded("set")
-    set_many = _recorded("set_many")
-    add = _recorded("add")
-    delete = _recorded("delete")
-    delete_many = _recorded("delete_many")
-    del _recorded
 
 
 class RefusingCache(SimpleCache):
@@ -78,7 +45,7 @@ def test_a_login_is_a_lock_a_read_and_one_write() -> None:
 
     login(store)
 
-    assert [name for name, _, _ in cache.calls] == [
+    assert cache.names == [
         "add",  # the lock of the user's bucket
         "get_many",  # the user's index and the bucket
         "set_many",  # the session, the index, the user and the bucket
