@@ -77,17 +77,16 @@ AGAINST = {
 }
 
 _KEY = secrets.token_bytes(32)
-_SESSION = {
-    # The fields of a flask_pow session record, in size and kind.
-    "user": "1",
-    "token": "k" * 43,
-    "created_at": 1.8e9,
-    "inserted_at": 1.8e9,
-    "expires_at": 1.8e9 + 1800,
-    "fresh_until": 1.8e9 + 600,
-    "ip": "127.0.0.1",
-    "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
-    "metadata": {},
+_SESSION: dict[str, t.Any] = {
+    # A flask_pow session record at a login, in size and kind.
+    "u": "User:1",
+    "t": "d" * 64,
+    "c": 1796312654.8118317,
+    "e": 1796314454.8118317,
+    "m": {
+        "ip": "127.0.0.1",
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+    },
 }
 _USER = {"key": "1", "data": {"id": 1, "email": "user1@example.com", "plan": "pro"}}
 
@@ -127,8 +126,8 @@ def floor_app(
     if floor == "redis":
         keys = f"floor:session:{session_id}", "floor:user:", "floor:sessions:"
         client.set(keys[0], json.dumps(_SESSION))
-        client.set(keys[1] + "1", json.dumps(_USER))
-        client.zadd(keys[2] + "1", {session_id: 1.8e9})
+        client.set(keys[1] + _SESSION["u"], json.dumps(_USER))
+        client.zadd(keys[2] + _SESSION["u"], {session_id: 1.8e9})
         read = client.register_script(READ)
 
     def user_of(session_record: bytes, user_record: bytes) -> t.Any:

@@ -87,6 +87,7 @@ class SessionInfo:
 _Shape = c.Callable[[t.Any], object] | None
 _NUMBER = (int, float)
 _NUMBER_OR_NONE = (int, float, type(None))
+_FINITE = math.isfinite
 _TEXT_OR_NONE = (str, type(None))
 _USER_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,1024}").fullmatch
 _DIGEST = re.compile(r"[0-9a-f]{64}").fullmatch
@@ -95,28 +96,48 @@ _SEALED = re.compile(r"[A-Za-z0-9_-]{43}").fullmatch
 _ID = re.compile(r"[A-Za-z0-9_-]{22}|[A-Za-z0-9_-]{30}").fullmatch
 
 _REQUIRED: t.Any = object()
-# fresh_at of a record from before freshness was kept: its login.
-_LOGIN: t.Any = object()
+# A time left out when it equals created_at: fresh_at of a record from before
+# freshness was kept, and the compact record's inserted_at and fresh_at.
+_CREATED: t.Any = object()
 
-# Attribute, stored key, default, types, shape: code downstream assumes the
-# shape (compare_digest wants ASCII, unseal 32 bytes, the clock finite times).
-_FIELDS: tuple[tuple[str, str, t.Any, t.Any, _Shape], ...] = (
-    ("user_key", "user", _REQUIRED, str, _USER_KEY),
-    ("token", "token", _REQUIRED, str, _DIGEST),
-    ("created_at", "created_at", _REQUIRED, _NUMBER, math.isfinite),
-    ("inserted_at", "inserted_at", _REQUIRED, _NUMBER, math.isfinite),
-    ("expires_at", "expires_at", _REQUIRED, _NUMBER, math.isfinite),
-    ("metadata", "metadata", _REQUIRED, dict, None),
-    ("previous", "previous", None, _TEXT_OR_NONE, _DIGEST),
-    ("previous_until", "previous_until", 0.0, _NUMBER, math.isfinite),
-    ("rotated_to", "rotated_to", None, _TEXT_OR_NONE, _SEALED),
-    ("fresh_at", "fresh_at", _LOGIN, _NUMBER_OR_NONE, math.isfinite),
-    ("kind", "kind", "session", str, re.compile("session|remember").fullmatch),
-    ("linked", "linked", None, _TEXT_OR_NONE, _ID),
-    ("linked_sealed", "linked_sealed", None, _TEXT_OR_NONE, _SEALED),
-    ("remembered_until", "remembered_until", None, _NUMBER_OR_NONE, math.isfinite),
+# Attribute, stored key, the long key that earlier versions wrote (read,
+# never written), default, types, shape. Code downstream assumes the shape
+# (compare_digest wants ASCII, unseal 32 bytes, the clock finite times). The
+# keys are short because every session stores them: they were a third of a
+# record, on Redis 96 bytes of its memory.
+_FIELDS: tuple[tuple[str, str, str, t.Any, t.Any, _Shape], ...] = (
+    ("user_key", "u", "user", _REQUIRED, str, _USER_KEY),
+    ("token", "t", "token", _REQUIRED, str, _DIGEST),
+    ("created_at", "c", "created_at", _REQUIRED, _NUMBER, math.isfinite),
+    ("inserted_at", "i", "inserted_at", _CREATED, _NUMBER, math.isfinite),
+    ("expires_at", "e", "expires_at", _REQUIRED, _NUMBER, math.isfinite),
+    ("metadata", "m", "metadata", _REQUIRED, dict, None),
+    ("previous", "p", "previous", None, _TEXT_OR_NONE, _DIGEST),
+    ("previous_until", "pu", "previous_until", 0.0, _NUMBER, math.isfinite),
+    ("rotated_to", "r", "rotated_to", None, _TEXT_OR_NONE, _SEALED),
+    ("fresh_at", "f", "fresh_at", _CREATED, _NUMBER_OR_NONE, math.isfinite),
+    ("kind", "k", "kind", "session", str, re.compile("session|remember").fullmatch),
+    ("linked", "l", "linked", None, _TEXT_OR_NONE, _ID),
+    ("linked_sealed", "ls", "linked_sealed", None, _TEXT_OR_NONE, _SEALED),
+    ("remembered_until", "ru", "remembered_until", None, _NUMBER_OR_NONE, _FINITE),
 )
-_REQUIRED_KEYS = frozenset(row[1] for row in _FIELDS if row[2] is _REQUIRED)
+
+_Field = tuple[str, str, t.Any, t.Any, _Shape]
+
+
+def _form(*, long: bool) -> tuple[tuple[_Field, ...], frozenset[str]]:
+    """One stored form: (attribute, key, default, types, shape) per field,
+    and the keys it requires.
+    """
+    fields = tuple(
+        (name, long_key if long else key, default, types, shape)
+        for name, key, long_key, default, types, shape in _FIELDS
+    )
+    required = frozenset(field[1] for field in fields if field[2] is _REQUIRED)
+    return fields, required
+
+
+_COMPACT, _LONG = _form(long=False), _form(long=True)
 
 
 @dataclasses.dataclass
@@ -154,16 +175,22 @@ class SessionRecord:
     @classmethod
     def parse(cls, session_id: str, value: t.Any) -> SessionRecord:
         """Validate a stored value, or raise :exc:`ValueError`."""
-        if not isinstance(value, dict) or not value.keys() >= _REQUIRED_KEYS:
+        if not isinstance(value, dict):
             raise ValueError("not a session record")
 
-        fields = {}
+        fields, required = _COMPACT if "u" in value else _LONG
 
-        for name, key, default, types, shape in _FIELDS:
+        if not value.keys() >= required:
+            raise ValueError("not a session record")
+
+        created_at = value[fields[2][1]]
+        parsed = {}
+
+        for name, key, default, types, shape in fields:
             item = value.get(key, default)
 
-            if item is _LOGIN:
-                item = value["created_at"]
+            if item is _CREATED:
+                item = created_at
 
             if (
                 not isinstance(item, types)
@@ -172,20 +199,23 @@ class SessionRecord:
             ):
                 raise ValueError(f"bad {name}")
 
-            fields[name] = item
+            parsed[name] = item
 
-        if (fields["previous"] is None) != (fields["rotated_to"] is None):
+        if (parsed["previous"] is None) != (parsed["rotated_to"] is None):
             raise ValueError("bad rotation")
 
-        return cls(id=session_id, **fields)
+        return cls(id=session_id, **parsed)
 
     def dump(self) -> dict[str, t.Any]:
-        # Every field not at its default, which parse() reads back as such.
+        """The compact record: every field not at its default, which
+        :meth:`parse` reads back as such.
+        """
         fields = vars(self)
+        created_at = fields["created_at"]
         return {
             key: fields[name]
-            for name, key, default, _, _ in _FIELDS
-            if fields[name] != default
+            for name, key, default, _, _ in _COMPACT[0]
+            if fields[name] != (created_at if default is _CREATED else default)
         }
 
     def info(self, *, fresh: bool = False) -> SessionInfo:

@@ -101,8 +101,9 @@ stored = st.one_of(
     json_values.map(lambda value: serialization.dumps(value)),
     st.dictionaries(
         st.sampled_from(
-            ["user", "token", "created_at", "inserted_at", "expires_at", "metadata",
-             "previous", "previous_until", "rotated_to", "key", "data"]
+            ["u", "t", "c", "i", "e", "m", "p", "pu", "r", "f", "k", "l", "ls",
+             "ru", "user", "token", "created_at", "inserted_at", "expires_at",
+             "metadata", "previous", "previous_until", "rotated_to", "key", "data"]
         ),
         json_values,
     ).map(lambda value: serialization.dumps(value)),
@@ -177,30 +178,29 @@ def test_well_typed_record_with_wrong_contents_is_anonymous(
     # The presented token is this record's previous one, inside the grace
     # window: the path that unseals.
     record: dict[str, t.Any] = {
-        "user": f"User:{user_id}",
-        "token": "0" * 64,
-        "created_at": now,
-        "inserted_at": now,
-        "expires_at": now + 600,
-        "metadata": {},
-        "previous": hashlib.sha256(token.encode()).hexdigest(),
-        "previous_until": now + 600,
-        "rotated_to": "A" * 43,
+        "u": f"User:{user_id}",
+        "t": "0" * 64,
+        "c": now,
+        "e": now + 600,
+        "m": {},
+        "p": hashlib.sha256(token.encode()).hexdigest(),
+        "pu": now + 600,
+        "r": "A" * 43,
     }
 
     if field == "token":
-        record["token"] = digest_value
-        record.pop("previous")
-        record.pop("previous_until")
-        record.pop("rotated_to")
+        record["t"] = digest_value
+        record.pop("p")
+        record.pop("pu")
+        record.pop("r")
     elif field == "previous":
-        record["previous"] = digest_value
+        record["p"] = digest_value
     elif field == "rotated_to":
-        record["rotated_to"] = sealed_value
+        record["r"] = sealed_value
     elif field == "user":
-        record["user"] = "".join(chr(ord(c) % 32) for c in digest_value) or "\x00"
+        record["u"] = "".join(chr(ord(c) % 32) for c in digest_value) or "\x00"
     else:
-        record["expires_at"] = float("inf")
+        record["e"] = float("inf")
 
     cache = env.pow.get_state(env.app).config.cache
     plant(cache, session_record_key(cache, sid), serialization.dumps(record))

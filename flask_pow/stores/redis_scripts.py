@@ -1,6 +1,9 @@
 """The Lua scripts of the Redis store: each is atomic and touches one user's
 hash tag only, so it runs on Redis Cluster. A session's key is its tag's
 session key prefix plus the id from ``TAG_END``, the position after the tag.
+Records are read in both of :meth:`~flask_pow.records.SessionRecord.parse`'s
+forms: a compact key (``u``, ``t``, ``i`` or else ``c``, ``k``, ``l``), else
+its long form.
 """
 
 from __future__ import annotations
@@ -14,12 +17,11 @@ local t = redis.call('TIME')
 local s = redis.call('GET', KEYS[1])
 if not s then return {t[1], t[2]} end
 local ok, rec = pcall(cjson.decode, s)
-if not ok or type(rec) ~= 'table' or type(rec['user']) ~= 'string' then
-  return {t[1], t[2], s}
-end
+local user = ok and type(rec) == 'table' and (rec['u'] or rec['user'])
+if type(user) ~= 'string' then return {t[1], t[2], s} end
 local vouched = 0
-if redis.call('ZSCORE', ARGV[2] .. rec['user'], ARGV[3]) then vouched = 1 end
-local u = redis.call('GET', ARGV[1] .. rec['user'])
+if redis.call('ZSCORE', ARGV[2] .. user, ARGV[3]) then vouched = 1 end
+local u = redis.call('GET', ARGV[1] .. user)
 return {t[1], t[2], s, u or false, vouched}
 """
 
@@ -48,7 +50,7 @@ if ARGV[6] ~= '' then
   if not s then return {'gone'} end
   local ok, rec = pcall(cjson.decode, s)
   if not ok or type(rec) ~= 'table' then return {'gone'} end
-  if rec['token'] ~= ARGV[6] then return {'changed', s} end
+  if (rec['t'] or rec['token']) ~= ARGV[6] then return {'changed', s} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[7])
@@ -64,10 +66,12 @@ if cap > 0 and over > 0 then
     local s = redis.call('GET', ARGV[9] .. string.sub(sid, TAG_END))
     local ok, rec = false, nil
     if s then ok, rec = pcall(cjson.decode, s) end
-    if ok and type(rec) == 'table' and type(rec['inserted_at']) == 'number' then
-      issued[sid] = rec['inserted_at']
-      if rec['kind'] == 'remember' and type(rec['linked']) == 'string' then
-        linked[sid] = rec['linked']
+    if ok and type(rec) == 'table' then
+      local at = rec['i'] or rec['inserted_at'] or rec['c']
+      local via = rec['l'] or rec['linked']
+      if type(at) == 'number' then issued[sid] = at end
+      if (rec['k'] or rec['kind']) == 'remember' and type(via) == 'string' then
+        linked[sid] = via
       end
     end
     if not keep[sid] then table.insert(ids, sid) end

@@ -47,6 +47,16 @@ def plant(cache: BaseCache, key: str, raw: bytes) -> None:
             f.write(struct.pack("I", expires) + raw)
 
 
+def read(cache: BaseCache, key: str) -> bytes:
+    """The raw bytes stored under a flask_pow key, bypassing the serializer."""
+    if isinstance(cache, FileSystemCache):
+        with open(cache._get_filename(key), "rb") as f:
+            return f.read()[4:]
+
+    [item] = [item for item in items(cache) if item.key.endswith(key)]
+    return item.values[0]
+
+
 def items(cache: BaseCache) -> list[RawItem]:
     """Every item in the store (for Redis, those under the cache's prefix)."""
     if isinstance(cache, SimpleCache):
