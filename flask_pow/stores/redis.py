@@ -282,8 +282,7 @@ class RedisSessionStore:
             # Taken before the read: see LocalCache.put.
             epoch = 0 if local is None else local.epoch
             sent = time.time()
-            args = [users, indexes, session_id]
-            values = self._call(self._read, keys=[key], args=args)
+            values = self._call(self._run_read, key, users, indexes, session_id)
             # The server read its clock at about the midpoint of the round trip.
             server = int(values[0]) + int(values[1]) / 1_000_000
             self._offset = server - (sent + time.time()) / 2
@@ -312,6 +311,18 @@ class RedisSessionStore:
             local.put(session_id, held, keys, epoch)
 
         return Found(record, user_data, maybe_stale=stale)
+
+    def _run_read(self, key: str, *args: str) -> list[t.Any]:
+        # EVALSHA by hand: what the Script does, less the import and the
+        # type checks it makes on every call (the hot path). A server that
+        # lost its scripts (a restart, a failover, SCRIPT FLUSH) gets it
+        # from the Script, which loads it again.
+        try:
+            return t.cast(
+                list[t.Any], self.client.evalsha(self._read.sha, 1, key, *args)
+            )
+        except self._no_script:
+            return t.cast(list[t.Any], self._read(keys=[key], args=args))
 
     def keep_local_copies(self, **settings: t.Any) -> None:
         """Serve repeat reads from a :class:`~.redis_local.LocalCache`."""

@@ -125,6 +125,20 @@ def test_authenticated_request_is_one_command(
     assert ran == {"evalsha": 20, "time": 20, "get": 40, "zscore": 20}
 
 
+def test_a_server_that_lost_its_scripts_is_given_them_again(
+    counted: Env, redis_server: RedisServer
+) -> None:
+    """A restart, a failover or SCRIPT FLUSH: the read loads its script."""
+    client = counted.app.test_client()
+    counted.login(client, counted.add_user())
+    admin = redis_server.client()
+    admin.script_flush()
+    assert counted.me(client) == "ada@example.com free"
+    ran = commands(redis_server, lambda: counted.me(client))
+    assert ran["evalsha"] == 1 and "script|load" not in ran
+    admin.close()
+
+
 def test_rotation_writes_in_one_round_trip(counted: Env) -> None:
     client = counted.app.test_client()
     counted.login(client, counted.add_user())
