@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import typing as t
 
+from flask import Request
 from flask import current_app
 from flask import g
 from flask import has_request_context
@@ -155,9 +156,15 @@ class RequestState:
         return self.info
 
 
-def request_state(state: PowState) -> RequestState:
-    """The state of the current request, made on first use."""
-    request_object = request._get_current_object()  # type: ignore[attr-defined]
+def request_state(
+    state: PowState, request_object: Request | None = None
+) -> RequestState:
+    """The state of the current request (``request_object``, if the caller
+    has looked it up already), made on first use.
+    """
+    if request_object is None:
+        request_object = request._get_current_object()  # type: ignore[attr-defined]
+
     rs: RequestState | None = request_object.__dict__.get(STATE_ATTRIBUTE)
 
     if rs is None:

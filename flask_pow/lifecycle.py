@@ -112,7 +112,7 @@ def load(state: PowState, rs: RequestState | None = None) -> None:
     req = request._get_current_object()  # type: ignore[attr-defined]
 
     if rs is None:
-        rs = req.__dict__.get(STATE_ATTRIBUTE) or request_state(state)
+        rs = req.__dict__.get(STATE_ATTRIBUTE) or request_state(state, req)
 
     if rs.loaded:
         return
