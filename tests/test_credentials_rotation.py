@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
+import typing as t
 
 import pytest
 from flask import Flask
@@ -155,9 +155,6 @@ def test_loser_of_rotation_lock_carries_on(
     """T9: a request that cannot take the lock keeps the user and its
     cookie, and nothing is rotated.
     """
-    if len(session_ids(env)[0]) == 30:
-        pytest.skip("Redis rotates by compare-and-set, with no lock to lose")
-
     monkeypatch.setattr("flask_pow.stores.cachelib.FOLLOW_WAIT", 0.1)
 
     before = pow_value(logged_in)
@@ -186,15 +183,30 @@ def test_loser_of_rotation_lock_carries_on(
 
 @pytest.mark.backends("simple", "filesystem", "memcached")
 def test_permanent_session_loser_waits_for_a_slow_winner(
-    env: Env, client: FlaskClient, user_id: int
+    env: Env,
+    client: FlaskClient,
+    user_id: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A permanent Flask session is re-sent with every response. A request
     that gave up on the lock while the winner was still writing answered
     with the old token, and a browser that applied that response last was
     logged out when the grace window ended. The loser now waits for the
-    winner (here: the test holds the lock for 0.5 s, then rotates) and
-    answers with the winner's token.
+    winner (here: the test holds the lock until the loser asks for it, then
+    rotates) and answers with the winner's token.
     """
+    asked = threading.Event()
+    take = locks.lock
+
+    def lock(*args: t.Any) -> t.Any:
+        if threading.current_thread() is not threading.main_thread():
+            asked.set()
+
+        return take(*args)
+
+    monkeypatch.setattr(locks, "lock", lock)
+    # Long enough for any machine: the loser gives up only past this.
+    monkeypatch.setattr("flask_pow.stores.cachelib.FOLLOW_WAIT", 60.0)
 
     @env.app.post("/permanent")
     def permanent() -> str:
@@ -208,9 +220,6 @@ def test_permanent_session_loser_waits_for_a_slow_winner(
     logged_in.post("/permanent")
     [sid] = session_ids(env)
 
-    if len(sid) == 30:
-        pytest.skip("Redis rotates by compare-and-set, with no lock to wait for")
-
     value = pow_value(logged_in)
     assert value is not None
     token = value.split(".")[1]
@@ -218,12 +227,12 @@ def test_permanent_session_loser_waits_for_a_slow_winner(
     state = env.pow.get_state(env.app)
     backend = state.credentials.store
     assert isinstance(backend, CachelibSessionStore)
-    lock = locks.lock(*backend._locking, "session", sid, 0)
+    lock = take(*backend._locking, "session", sid, 0)
     assert lock is not None
     answers: list[str] = []
     loser = threading.Thread(target=lambda: answers.append(env.me(logged_in)))
     loser.start()
-    time.sleep(0.5)
+    assert asked.wait(timeout=60), "the loser never asked for the lock"
     # The winner, still holding the lock: the rotated record goes in, then
     # the lock is let go.
     record = backend.read_session(sid)

@@ -164,7 +164,9 @@ class RedisSessionStore:
         except self._unreachable as e:
             raise self._unavailable(e) from e
         except self._replies as e:
-            code = _CODES.get(type(e).__name__) or str(e).split(" ", 1)[0]
+            # A pipelined command's reply comes after what redis-py adds.
+            reply = str(e).rpartition(" of pipeline caused error: ")[2]
+            code = _CODES.get(type(e).__name__) or reply.split(" ", 1)[0]
 
             if code not in REFUSALS:
                 raise

@@ -10,7 +10,6 @@ import collections.abc as c
 import logging
 import os
 import shutil
-import threading
 import typing as t
 
 import pytest
@@ -30,6 +29,7 @@ from tests.support.env import make_pow_app
 from tests.support.servers import RedisServer
 from tests.support.servers import free_port
 from tests.support.sessions import pow_value
+from tests.support.sweeps import join_sweeps
 
 
 def broken_env(tmp_path: t.Any) -> tuple[Env, str]:
@@ -285,9 +285,7 @@ def test_file_store_failure_log_names_the_folder(
     env.login(client, env.add_user())
     # The first login sweeps the folder in a thread of its own: once it is
     # done, the request's failure is the only one logged.
-    for thread in threading.enumerate():
-        if thread.name == "flask_pow cleanup":
-            thread.join()
+    join_sweeps()
 
     os.rename(path, path + ".away")
 

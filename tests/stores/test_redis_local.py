@@ -70,7 +70,7 @@ def warm(env: Env, client: FlaskClient) -> None:
     """Log user 1 in and read the session until the copy answers."""
     env.login(client, 1)
     local = local_of(env)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
 
     while True:
         hits = local.stats.hits
@@ -91,7 +91,7 @@ def arrived(local: LocalCache, invalidations: int) -> None:
     check what the message does; the cross-process test below measures the
     race as requests meet it.
     """
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
 
     while local.stats.invalidations <= invalidations:
         assert time.monotonic() < deadline, "no invalidation arrived"
@@ -400,7 +400,7 @@ def local(redis_server: RedisServer, prefix: str) -> c.Iterator[LocalCache]:
 
 def trusted(local: LocalCache) -> None:
     """Poll until the tracking connection has answered its heartbeat."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
 
     while True:
         bypassed = local.stats.bypassed
@@ -463,7 +463,7 @@ def test_invalidation_from_the_server_drops_dependent_entries(
     local.put("s1", (b"1",), [f"{prefix}user"], local.epoch)
     local.put("s2", (b"2",), [f"{prefix}other"], local.epoch)
     redis_server.client().set(f"{prefix}user", "changed")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
 
     while local.get("s1") is not None:
         assert time.monotonic() < deadline
@@ -590,7 +590,7 @@ def test_forked_child_opens_its_own_channel(local: LocalCache) -> None:
         code = 1
 
         try:
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 30
 
             while time.monotonic() < deadline:
                 bypassed = local.stats.bypassed

@@ -7,6 +7,7 @@ replication.
 
 from __future__ import annotations
 
+import logging
 import time
 import typing as t
 import uuid
@@ -174,3 +175,29 @@ def test_the_real_server_passes_the_version_check(
     backend = env.pow.get_state(env.app).credentials.store
     assert isinstance(backend, RedisSessionStore)
     assert backend._server_version() >= (7, 0)
+
+
+def test_a_refusal_inside_a_pipeline_is_a_503_naming_no_key(
+    tmp_path: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py rewrites an error reply to a pipelined command as ``Command
+    # 1 (EVALSHA <sha> <keys>...) of pipeline caused error: NOREPLICAS ...``:
+    the code is not first, and the message quotes the keys. A login's writes
+    are pipelined; a server that wants more replicas than it has refuses
+    them.
+    """
+    server = RedisServer("--min-replicas-to-write", "1")
+
+    try:
+        env = redis_env(tmp_path, server.client())
+        user_id = env.add_user()
+
+        with caplog.at_level(logging.ERROR, "flask_pow"):
+            response = env.app.test_client().post(f"/login/{user_id}")
+    finally:
+        server.close()
+
+    assert response.status_code == 503
+    [line] = [r.getMessage() for r in caplog.records if r.name == "flask_pow"]
+    assert "NOREPLICAS" in line
+    assert "User:" not in line and "session" not in line and "EVALSHA" not in line
