@@ -28,6 +28,11 @@ if t.TYPE_CHECKING:  # pragma: no cover
 
 #: The cookie was not read yet in this request.
 _UNREAD: t.Any = object()
+#: Seconds after a credential's token is replaced during which, with no
+#: grace window (``POW_ROTATION_GRACE = 0``), the replaced token is taken
+#: for a parallel restore (anonymous), not for a stolen copy (every session
+#: of the user ends): tabs reopened at once all present the same token.
+PARALLEL_RESTORE_WINDOW = 10.0
 
 
 @dataclasses.dataclass
@@ -92,8 +97,15 @@ def use_credential(
     if match is None:
         # The signature says flask_pow issued this token for this series, and
         # the series lives on with another one: the token was replaced and is
-        # used again (Spring Security's series-and-token scheme).
-        if now < record.expires_at:
+        # used again (Spring Security's series-and-token scheme). Without a
+        # grace window, a parallel restore that lost the race cannot follow
+        # the winner: just after the replacement, that is what it is.
+        raced = (
+            not credentials.remember_policy.rotation_grace
+            and now - record.inserted_at < PARALLEL_RESTORE_WINDOW
+        )
+
+        if now < record.expires_at and not raced:
             ended = credentials.delete_sessions_by_key(record.user_key)
             logger.warning(
                 "A remember-me token was used again after it was replaced: two"

@@ -25,6 +25,7 @@ from flask_pow import logout_user
 from flask_pow import remember_token_reused
 from flask_pow import user_loaded_from_remember
 from flask_pow.records import utc
+from flask_pow.remember import PARALLEL_RESTORE_WINDOW
 from tests.support.env import Env
 from tests.support.env import MakeEnv
 from tests.support.hostile import hostile
@@ -752,3 +753,54 @@ def test_login_not_remembered_once_the_credential_ran_out(
     renv.clock.advance(61)  # the session lives on
     assert renv.me(client) == "ada@example.com free"
     assert client.get("/remembered").text == "False"
+
+
+@pytest.fixture
+def no_grace(make_env: MakeEnv) -> Env:
+    env = make_env(POW_ROTATION_GRACE=0)
+    add_remember_routes(env)
+    return env
+
+
+def test_without_a_grace_window_a_parallel_restore_is_anonymous_not_theft(
+    no_grace: Env,
+) -> None:
+    """Tabs reopened at once present one token; the first restore replaces
+    it, and with no grace window the others cannot follow. They are
+    anonymous, and nobody is logged out for it.
+    """
+    user_id = no_grace.add_user()
+    client = remembered(no_grace, user_id)
+    other_device = no_grace.app.test_client()
+    no_grace.login(other_device, user_id)
+    value = t.cast(str, remember_value(client))
+    drop_session(client)
+    assert no_grace.me(client) == "ada@example.com free"
+    parallel = no_grace.app.test_client()
+    parallel.set_cookie("remember_token", value)
+    no_grace.clock.advance(PARALLEL_RESTORE_WINDOW - 1)
+    reused: list[object] = []
+
+    with remember_token_reused.connected_to(
+        lambda app, **kwargs: reused.append(kwargs), no_grace.app
+    ):
+        assert no_grace.me(parallel) == "anonymous"
+
+    assert reused == []
+    assert no_grace.me(client) == "ada@example.com free"
+    assert no_grace.me(other_device) == "ada@example.com free"
+
+
+def test_without_a_grace_window_a_token_used_again_later_ends_everything(
+    no_grace: Env,
+) -> None:
+    user_id = no_grace.add_user()
+    client = remembered(no_grace, user_id)
+    stolen = t.cast(str, remember_value(client))
+    drop_session(client)
+    assert no_grace.me(client) == "ada@example.com free"
+    no_grace.clock.advance(PARALLEL_RESTORE_WINDOW + 1)
+    thief = no_grace.app.test_client()
+    thief.set_cookie("remember_token", stolen)
+    assert no_grace.me(thief) == "anonymous"
+    assert no_grace.me(client) == "anonymous"
