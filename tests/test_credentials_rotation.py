@@ -198,13 +198,13 @@ def test_permanent_session_loser_waits_for_a_slow_winner(
     asked = threading.Event()
     take = locks.lock
 
-    def lock(*args: t.Any) -> t.Any:
+    def asking_lock(*args: t.Any) -> t.Any:
         if threading.current_thread() is not threading.main_thread():
             asked.set()
 
         return take(*args)
 
-    monkeypatch.setattr(locks, "lock", lock)
+    monkeypatch.setattr(locks, "lock", asking_lock)
     # Long enough for any machine: the loser gives up only past this.
     monkeypatch.setattr("flask_pow.stores.cachelib.FOLLOW_WAIT", 60.0)
 

@@ -104,6 +104,10 @@ class CachelibSessionStore:
         #: The directory of a FileSystemCache, and of its lock files.
         self._directory = self._lock_dir = ""
         self._next_sweep = 0.0
+        #: Whether reads open the files themselves (filesystem.read_files).
+        self._reads_files = isinstance(cache, FileSystemCache) and (
+            filesystem.reads_directly(cache)
+        )
         threshold = getattr(cache, "_threshold", 0)
         fix = "a threshold"
 
@@ -137,7 +141,10 @@ class CachelibSessionStore:
     def _fetch(self, *keys: str) -> list[bytes | None]:
         """The bytes under keys; anything else (a value unpickled) is ``None``."""
         try:
-            values = list(self.cache.get_many(*keys))
+            if self._reads_files:
+                values = filesystem.read_files(self.cache, keys, time.time())  # type: ignore[arg-type]
+            else:
+                values = list(self.cache.get_many(*keys))
         except StoreUnavailable:
             raise
         except Exception as e:

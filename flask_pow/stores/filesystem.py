@@ -5,6 +5,7 @@ files (cachelib removes them only when it prunes).
 
 from __future__ import annotations
 
+import collections.abc as c
 import contextlib
 import logging
 import os
@@ -20,6 +21,10 @@ logger = logging.getLogger("flask_pow")
 
 #: Seconds between sweeps of expired records, among all processes.
 CLEANUP_INTERVAL = 3600
+#: Bytes asked for per read: most records take one.
+_CHUNK = 16384
+#: cachelib's header of each file: when it expires, a Unix time (0: never).
+_EXPIRY = struct.Struct("I")
 
 
 def path(cache: FileSystemCache) -> str:
@@ -33,6 +38,57 @@ def path(cache: FileSystemCache) -> str:
         )
 
     return os.path.abspath(directory)
+
+
+def reads_directly(cache: FileSystemCache) -> bool:
+    """Whether :func:`read_files` may stand in for the cache's ``get``: it
+    is cachelib's own, not a subclass's, and names files as cachelib does.
+    """
+    return type(cache).get is FileSystemCache.get and callable(
+        getattr(cache, "_get_filename", None)
+    )
+
+
+def read_files(
+    cache: FileSystemCache, keys: c.Iterable[str], now: float
+) -> list[bytes | None]:
+    """The values under ``keys``, as cachelib's ``get`` reads them with a
+    serializer that keeps bytes as they are, in half its time: one
+    unbuffered ``os.open`` and ``read`` per file where cachelib builds a
+    file object and reads it twice (the authenticated request's three
+    files, on the default store).
+
+    A file is cachelib's format: a 4-byte expiry (0: none), then the value.
+    A missing, expired or truncated file is ``None``. A file that is there
+    and cannot be read raises :exc:`OSError` (cachelib would log it, and
+    read it as missing: a logout).
+    """
+    found: list[bytes | None] = []
+
+    for key in keys:
+        try:
+            fd = os.open(cache._get_filename(key), os.O_RDONLY)
+        except FileNotFoundError:
+            found.append(None)
+            continue
+
+        try:
+            data = os.read(fd, _CHUNK)
+
+            # Until the end of the file: a read may return less (NFS).
+            while more := os.read(fd, _CHUNK):
+                data += more
+        finally:
+            os.close(fd)
+
+        if len(data) < 4:
+            found.append(None)
+            continue
+
+        expires = _EXPIRY.unpack_from(data)[0]
+        found.append(data[4:] if expires == 0 or expires >= now else None)
+
+    return found
 
 
 def sweep_due(lock_dir: str) -> bool:
