@@ -43,7 +43,9 @@ from .signals import user_unauthorized as user_unauthorized
 from .stores import StoreUnavailable as StoreUnavailable
 from .users import UserAdapter as UserAdapter
 from .users import identity_key as identity_key
+from .views import expand_login_view as expand_login_view
 from .views import fresh_login_required as fresh_login_required
 from .views import login_required as login_required
 from .views import login_url as login_url
+from .views import make_next_param as make_next_param
 from .views import reload_user as reload_user

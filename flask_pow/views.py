@@ -68,27 +68,32 @@ def login_url(
         Without it, the URL of the login page is returned as it is.
     :param next_field: The name of the query parameter.
     """
-    page = _expand_login_view(login_view)
+    page = expand_login_view(login_view)
 
     if next_url is None:
         return page
 
     parts = urlsplit(page)
     query = parse_qs(parts.query, keep_blank_values=True)
-    query[next_field] = [_next_param(page, next_url)]
+    query[next_field] = [make_next_param(page, next_url)]
     host = current_app.config.get("FORCE_HOST_FOR_REDIRECTS") or parts.netloc
     return urlunsplit(parts._replace(netloc=host, query=urlencode(query, doseq=True)))
 
 
-def _expand_login_view(login_view: str) -> str:
-    """The URL of a login view given as an endpoint or a URL."""
+def expand_login_view(login_view: str) -> str:
+    """The URL of a login view given as an endpoint or a URL (a value that
+    starts with ``/``, ``http://`` or ``https://``, returned as it is).
+    Flask-Login's ``expand_login_view``. Call it where :func:`~flask.url_for`
+    works.
+    """
     return login_view if is_login_url(login_view) else url_for(login_view)
 
 
-def _next_param(login_page: str, next_url: str) -> str:
-    """``next_url`` as ``login_page`` is given it: its path and query string
-    when both are on the same site (a relative ``login_page`` is), else the
-    whole URL, which a page on another host needs to send the user back.
+def make_next_param(login_page: str, next_url: str) -> str:
+    """``next_url`` as the login page at ``login_page`` is given it: its
+    path and query string when both are on the same site (a relative
+    ``login_page`` is), else the whole URL, which a page on another host
+    needs to send the user back. Flask-Login's ``make_next_param``.
     """
     page, target = urlsplit(login_page), urlsplit(next_url)
     same_scheme = not page.scheme or page.scheme == target.scheme
@@ -171,10 +176,12 @@ def _login_redirect(view: str) -> str:
     """
     # The request's URL, as Flask-Login gives it: the script root (an
     # application mounted under a prefix) included, the path percent-encoded.
-    # _next_param reduces it to a path for a login page on this site, so a
+    # make_next_param reduces it to a path for a login page on this site, so a
     # forged Host header makes no open redirect.
     if current_app.config.get("USE_SESSION_FOR_NEXT"):
-        session[NEXT_SESSION_KEY] = _next_param(_expand_login_view(view), request.url)
+        session[NEXT_SESSION_KEY] = make_next_param(
+            expand_login_view(view), request.url
+        )
         return login_url(view)
 
     return login_url(view, next_url=request.url)

@@ -12,12 +12,16 @@ import pytest
 from flask import Blueprint
 from flask import request
 from flask.testing import FlaskClient
+from flask_login.utils import expand_login_view as flask_expand_login_view
 from flask_login.utils import login_url as flask_login_url
+from flask_login.utils import make_next_param as flask_make_next_param
 
+from flask_pow import expand_login_view
 from flask_pow import fresh_login_required
 from flask_pow import login_required
 from flask_pow import login_url
 from flask_pow import login_user
+from flask_pow import make_next_param
 from tests.support.env import Env
 from tests.support.env import MakeEnv
 
@@ -351,3 +355,26 @@ def test_force_host_for_redirects_is_read_at_each_request(site: Env) -> None:
     assert location(client, "/private") == "//app.example.com/login?next=%2Fprivate"
     site.app.config["FORCE_HOST_FOR_REDIRECTS"] = None
     assert location(client, "/private") == "/login?next=%2Fprivate"
+
+
+@pytest.mark.parametrize(
+    ("login_page", "next_url"),
+    [
+        ("/login", "http://localhost/secret?tab=2"),
+        ("http://localhost/login", "http://localhost/secret"),
+        ("https://localhost/login", "http://localhost/secret"),
+        (SSO, "http://localhost/secret"),
+    ],
+)
+def test_make_next_param_is_flask_logins(login_page: str, next_url: str) -> None:
+    assert make_next_param(login_page, next_url) == flask_make_next_param(
+        login_page, next_url
+    )
+
+
+@pytest.mark.parametrize("login_view", ["login_page", "/accounts/login", SSO])
+def test_expand_login_view_is_flask_logins(make_env: MakeEnv, login_view: str) -> None:
+    env = make_site(make_env)
+
+    with env.app.test_request_context():
+        assert expand_login_view(login_view) == flask_expand_login_view(login_view)
