@@ -108,14 +108,14 @@ _CREATED: t.Any = object()
 _FIELDS: tuple[tuple[str, str, str, t.Any, t.Any, _Shape], ...] = (
     ("user_key", "u", "user", _REQUIRED, str, _USER_KEY),
     ("token", "t", "token", _REQUIRED, str, _DIGEST),
-    ("created_at", "c", "created_at", _REQUIRED, _NUMBER, math.isfinite),
-    ("inserted_at", "i", "inserted_at", _CREATED, _NUMBER, math.isfinite),
-    ("expires_at", "e", "expires_at", _REQUIRED, _NUMBER, math.isfinite),
+    ("created_at", "c", "created_at", _REQUIRED, _NUMBER, _FINITE),
+    ("inserted_at", "i", "inserted_at", _CREATED, _NUMBER, _FINITE),
+    ("expires_at", "e", "expires_at", _REQUIRED, _NUMBER, _FINITE),
     ("metadata", "m", "metadata", _REQUIRED, dict, None),
     ("previous", "p", "previous", None, _TEXT_OR_NONE, _DIGEST),
-    ("previous_until", "pu", "previous_until", 0.0, _NUMBER, math.isfinite),
+    ("previous_until", "pu", "previous_until", 0.0, _NUMBER, _FINITE),
     ("rotated_to", "r", "rotated_to", None, _TEXT_OR_NONE, _SEALED),
-    ("fresh_at", "f", "fresh_at", _CREATED, _NUMBER_OR_NONE, math.isfinite),
+    ("fresh_at", "f", "fresh_at", _CREATED, _NUMBER_OR_NONE, _FINITE),
     ("kind", "k", "kind", "session", str, re.compile("session|remember").fullmatch),
     ("linked", "l", "linked", None, _TEXT_OR_NONE, _ID),
     ("linked_sealed", "ls", "linked_sealed", None, _TEXT_OR_NONE, _SEALED),
@@ -125,16 +125,24 @@ _FIELDS: tuple[tuple[str, str, str, t.Any, t.Any, _Shape], ...] = (
 _Field = tuple[str, str, t.Any, t.Any, _Shape]
 
 
-def _form(*, long: bool) -> tuple[tuple[_Field, ...], frozenset[str]]:
+class _Form(t.NamedTuple):
     """One stored form: (attribute, key, default, types, shape) per field,
-    and the keys it requires.
+    the keys it requires, and its key of ``created_at``.
     """
+
+    fields: tuple[_Field, ...]
+    required: frozenset[str]
+    created_at: str
+
+
+def _form(*, long: bool) -> _Form:
     fields = tuple(
         (name, long_key if long else key, default, types, shape)
         for name, key, long_key, default, types, shape in _FIELDS
     )
+    keys = {name: key for name, key, *_ in fields}
     required = frozenset(field[1] for field in fields if field[2] is _REQUIRED)
-    return fields, required
+    return _Form(fields, required, keys["created_at"])
 
 
 _COMPACT, _LONG = _form(long=False), _form(long=True)
@@ -178,15 +186,15 @@ class SessionRecord:
         if not isinstance(value, dict):
             raise ValueError("not a session record")
 
-        fields, required = _COMPACT if "u" in value else _LONG
+        form = _COMPACT if "u" in value else _LONG
 
-        if not value.keys() >= required:
+        if not value.keys() >= form.required:
             raise ValueError("not a session record")
 
-        created_at = value[fields[2][1]]
+        created_at = value[form.created_at]
         parsed = {}
 
-        for name, key, default, types, shape in fields:
+        for name, key, default, types, shape in form.fields:
             item = value.get(key, default)
 
             if item is _CREATED:
@@ -214,7 +222,7 @@ class SessionRecord:
         created_at = fields["created_at"]
         return {
             key: fields[name]
-            for name, key, default, _, _ in _COMPACT[0]
+            for name, key, default, _, _ in _COMPACT.fields
             if fields[name] != (created_at if default is _CREATED else default)
         }
 

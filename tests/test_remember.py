@@ -7,6 +7,8 @@ of the user. Parallel requests run on every backend.
 
 from __future__ import annotations
 
+import collections.abc as c
+import contextlib
 import datetime as dt
 import threading
 import typing as t
@@ -94,6 +96,35 @@ def remember_value(client: FlaskClient) -> str | None:
 def drop_session(client: FlaskClient) -> None:
     """What a browser does when the session cookie ends (closed, or idle)."""
     client.delete_cookie("session")
+
+
+def restored(env: Env, user_id: int) -> tuple[FlaskClient, str]:
+    """A remembered client whose session ended and was restored, which
+    replaced its token; and the token it presented to be restored.
+    """
+    client = remembered(env, user_id)
+    used = t.cast(str, remember_value(client))
+    drop_session(client)
+    assert env.me(client) == "ada@example.com free"
+    return client, used
+
+
+def presenting(env: Env, value: str) -> FlaskClient:
+    """Another client, with ``value`` as its remember-me cookie."""
+    client = env.app.test_client()
+    client.set_cookie("remember_token", value)
+    return client
+
+
+@contextlib.contextmanager
+def token_reuses(env: Env) -> c.Iterator[list[dict[str, t.Any]]]:
+    """What :data:`~flask_pow.remember_token_reused` sends in the block."""
+    sent: list[dict[str, t.Any]] = []
+
+    with remember_token_reused.connected_to(
+        lambda app, **kwargs: sent.append(kwargs), env.app
+    ):
+        yield sent
 
 
 def test_remember_login_sets_an_httponly_cookie_for_the_remember_ttl(
@@ -258,12 +289,8 @@ def test_parallel_requests_end_on_one_session_and_one_token(
 
 
 def test_a_used_token_inside_the_grace_window_follows(renv: Env, user_id: int) -> None:
-    client = remembered(renv, user_id)
-    value = t.cast(str, remember_value(client))
-    drop_session(client)
-    assert renv.me(client) == "ada@example.com free"
-    late = renv.app.test_client()
-    late.set_cookie("remember_token", value)
+    client, value = restored(renv, user_id)
+    late = presenting(renv, value)
     renv.clock.advance(GRACE - 1)
     assert renv.me(late) == "ada@example.com free"
     assert remember_value(late) == remember_value(client)
@@ -275,20 +302,13 @@ def test_a_used_token_after_the_grace_window_ends_everything(
     """Two parties hold the credential: the thief's copy and the owner's
     both stop working, and so does every other session of the user.
     """
-    client = remembered(renv, user_id)
     other_device = renv.app.test_client()
     renv.login(other_device, user_id)
-    stolen = t.cast(str, remember_value(client))
-    drop_session(client)
-    assert renv.me(client) == "ada@example.com free"
+    client, stolen = restored(renv, user_id)
     renv.clock.advance(GRACE + 1)
-    thief = renv.app.test_client()
-    thief.set_cookie("remember_token", stolen)
-    reused: list[dict[str, t.Any]] = []
+    thief = presenting(renv, stolen)
 
-    with remember_token_reused.connected_to(
-        lambda app, **kwargs: reused.append(kwargs), renv.app
-    ):
+    with token_reuses(renv) as reused:
         assert renv.me(thief) == "anonymous"
 
     assert reused == [
@@ -458,11 +478,7 @@ def test_a_token_replaced_twice_and_used_again_ends_everything(
         drop_session(thief)
         renv.clock.advance(GRACE + 1)
 
-    reused: list[dict[str, t.Any]] = []
-
-    with remember_token_reused.connected_to(
-        lambda app, **kwargs: reused.append(kwargs), renv.app
-    ):
+    with token_reuses(renv) as reused:
         drop_session(owner)
         assert renv.me(owner) == "anonymous"
 
@@ -477,13 +493,9 @@ def test_a_token_used_again_after_its_series_ended_is_no_theft(
     client = remembered(renv, user_id)
     stolen = t.cast(str, remember_value(client))
     renv.clock.advance(REMEMBER_TTL + 1)
-    reused: list[object] = []
-    late = renv.app.test_client()
-    late.set_cookie("remember_token", stolen)
+    late = presenting(renv, stolen)
 
-    with remember_token_reused.connected_to(
-        lambda app, **kwargs: reused.append(kwargs), renv.app
-    ):
+    with token_reuses(renv) as reused:
         assert renv.me(late) == "anonymous"
 
     assert reused == []
@@ -770,20 +782,13 @@ def test_without_a_grace_window_a_parallel_restore_is_anonymous_not_theft(
     anonymous, and nobody is logged out for it.
     """
     user_id = no_grace.add_user()
-    client = remembered(no_grace, user_id)
     other_device = no_grace.app.test_client()
     no_grace.login(other_device, user_id)
-    value = t.cast(str, remember_value(client))
-    drop_session(client)
-    assert no_grace.me(client) == "ada@example.com free"
-    parallel = no_grace.app.test_client()
-    parallel.set_cookie("remember_token", value)
+    client, value = restored(no_grace, user_id)
+    parallel = presenting(no_grace, value)
     no_grace.clock.advance(PARALLEL_RESTORE_WINDOW - 1)
-    reused: list[object] = []
 
-    with remember_token_reused.connected_to(
-        lambda app, **kwargs: reused.append(kwargs), no_grace.app
-    ):
+    with token_reuses(no_grace) as reused:
         assert no_grace.me(parallel) == "anonymous"
 
     assert reused == []
@@ -794,13 +799,7 @@ def test_without_a_grace_window_a_parallel_restore_is_anonymous_not_theft(
 def test_without_a_grace_window_a_token_used_again_later_ends_everything(
     no_grace: Env,
 ) -> None:
-    user_id = no_grace.add_user()
-    client = remembered(no_grace, user_id)
-    stolen = t.cast(str, remember_value(client))
-    drop_session(client)
-    assert no_grace.me(client) == "ada@example.com free"
+    client, stolen = restored(no_grace, no_grace.add_user())
     no_grace.clock.advance(PARALLEL_RESTORE_WINDOW + 1)
-    thief = no_grace.app.test_client()
-    thief.set_cookie("remember_token", stolen)
-    assert no_grace.me(thief) == "anonymous"
+    assert no_grace.me(presenting(no_grace, stolen)) == "anonymous"
     assert no_grace.me(client) == "anonymous"

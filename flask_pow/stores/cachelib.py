@@ -105,9 +105,9 @@ class CachelibSessionStore:
         self._directory = self._lock_dir = ""
         self._next_sweep = 0.0
         #: Whether reads open the files themselves (filesystem.read_files).
-        self._reads_files = isinstance(cache, FileSystemCache) and (
-            filesystem.reads_directly(cache)
-        )
+        self._reads_files = isinstance(
+            cache, FileSystemCache
+        ) and filesystem.reads_directly(cache)
         threshold = getattr(cache, "_threshold", 0)
         fix = "a threshold"
 

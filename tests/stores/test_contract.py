@@ -14,17 +14,15 @@ from cachelib import BaseCache
 from cachelib import FileSystemCache
 from cachelib import MemcachedCache
 from cachelib import RedisCache
-from cachelib.redis_base import BaseRedisCache
 
 from flask_pow import StoreUnavailable
 from flask_pow.credentials import CredentialsCache
 from flask_pow.policy import Policy
 from flask_pow.records import SessionRecord
 from flask_pow.stores import SessionStore
-from flask_pow.stores.cachelib import CachelibSessionStore
-from flask_pow.stores.redis import RedisSessionStore
 from tests.support.dict_users import DictUsers
 from tests.support.servers import free_port
+from tests.support.stores import bare_store
 
 #: The contract: every test on every store.
 pytestmark = pytest.mark.backends
@@ -34,10 +32,7 @@ POLICY = Policy(credentials_ttl=1800, rotation_grace=30)
 
 
 def build(cache: BaseCache) -> SessionStore:
-    if isinstance(cache, BaseRedisCache):
-        return RedisSessionStore(cache, "pow", lambda: ["test secret key"])
-
-    return CachelibSessionStore(cache, "pow", lambda: ["test secret key"])
+    return bare_store(cache, "pow")
 
 
 @pytest.fixture

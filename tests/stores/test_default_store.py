@@ -148,11 +148,12 @@ def test_blueprint_login_view_that_is_no_endpoint_fails() -> None:
         app.test_client().get("/")
 
 
-def test_login_view_set_on_the_extension_is_checked() -> None:
+@pytest.mark.parametrize("attribute", ["login_view", "refresh_view"])
+def test_view_set_on_the_extension_is_checked(attribute: str) -> None:
     app, auth = make_app()
-    auth.login_view = "nowhere"
+    setattr(auth, attribute, "nowhere")
 
-    with pytest.raises(SetupError, match="login_manager.login_view is 'nowhere'"):
+    with pytest.raises(SetupError, match=f"login_manager.{attribute} is 'nowhere'"):
         app.test_client().get("/")
 
 
@@ -160,14 +161,6 @@ def test_refresh_view_that_is_no_endpoint_fails_at_the_first_request() -> None:
     app, _ = make_app(POW_REFRESH_VIEW="reauthenticate")
 
     with pytest.raises(SetupError, match="POW_REFRESH_VIEW is 'reauthenticate'"):
-        app.test_client().get("/")
-
-
-def test_refresh_view_set_on_the_extension_is_checked() -> None:
-    app, auth = make_app()
-    auth.refresh_view = "nowhere"
-
-    with pytest.raises(SetupError, match="login_manager.refresh_view is 'nowhere'"):
         app.test_client().get("/")
 
 

@@ -10,17 +10,15 @@ import typing as t
 
 import pytest
 from cachelib import BaseCache
-from cachelib.redis_base import BaseRedisCache
 
 from flask_pow import serialization
 from flask_pow.policy import Policy
 from flask_pow.records import SessionRecord
 from flask_pow.stores import SessionStore
-from flask_pow.stores.cachelib import CachelibSessionStore
-from flask_pow.stores.redis import RedisSessionStore
 from tests.support.raw import plant
 from tests.support.raw import read
 from tests.support.raw import session_record_key
+from tests.support.stores import bare_store
 
 pytestmark = pytest.mark.backends
 
@@ -31,10 +29,7 @@ POLICY = Policy(credentials_ttl=1800, rotation_grace=30)
 @pytest.fixture
 def store(cache: BaseCache) -> SessionStore:
     # The default namespace, which tests.support.raw's keys assume.
-    if isinstance(cache, BaseRedisCache):
-        return RedisSessionStore(cache, "credentials", lambda: ["test secret key"])
-
-    return CachelibSessionStore(cache, "credentials", lambda: ["test secret key"])
+    return bare_store(cache, "credentials")
 
 
 def login(store: SessionStore, now: float = NOW) -> tuple[SessionRecord, str]:
